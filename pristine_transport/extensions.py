@@ -1,0 +1,13 @@
+"""Keys of ``httpx.Request.extensions`` through which a caller talks to the layers of its request's stack."""
+
+ENDPOINT = "pristine.endpoint"
+"""Endpoint name (str). The router uses it to pick the stack; without it, method + path template decide."""
+
+IDEMPOTENCY_KEY = "pristine.idempotency_key"
+"""The caller's own idempotency key (str) for this logical request."""
+
+SIZE_BYTES = "pristine.size_bytes"
+"""Estimated request size in bytes (int) for the pool limiter and backpressure; default: the body length."""
+
+QUEUE_OBSERVER = "pristine.queue_observer"
+"""An object with ``on_queue_state_change(state: str, reason: str | None)``, notified of queue-state changes."""

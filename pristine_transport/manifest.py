@@ -1,0 +1,453 @@
+"""The manifest: an HTTP API described as data.
+
+A manifest is JSON. It is decoded into the msgspec Structs below and validated once, at load. Every problem is
+collected and raised together in one :class:`ManifestError` whose lines name the JSON path of the offending field
+(``endpoints.asample.retry: unknown policy 'fast'``), so a bad manifest never surfaces as a traceback from deep
+inside a layer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "BackpressureSpec",
+    "BaseUrlSpec",
+    "EndpointFutureSpec",
+    "EndpointSpec",
+    "EventsSpec",
+    "FailureSpec",
+    "FuturePollHeaders",
+    "FuturesSpec",
+    "HeaderSource",
+    "IdempotencySpec",
+    "LoggingSpec",
+    "Manifest",
+    "ManifestError",
+    "MatchSpec",
+    "MetadataOnlySpec",
+    "PollBackoffSpec",
+    "PoolSpec",
+    "RetryOverride",
+    "RetryPolicySpec",
+    "SessionSpec",
+    "load_manifest",
+]
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+PlatformValue = Literal["os", "arch", "runtime", "runtime_version", "async_library"]
+
+
+class ManifestError(ValueError):
+    """A manifest failed to load. ``problems`` holds one ``"json.path: what is wrong"`` line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "manifest") -> None:
+        self.problems = problems
+        self.source = source
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{listing}")
+
+
+class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class BaseUrlSpec(_Spec):
+    default: str
+    env: str | None = None
+    """Environment variable that overrides ``default``; an empty value counts as unset."""
+
+
+class HeaderSource(_Spec):
+    """Where one header's value comes from. Precedence: ``config`` > ``env`` > ``value`` (explicit > env > default).
+
+    ``value`` may hold ``{key}`` placeholders, filled from the config mapping given to ``build_transport``.
+    ``platform`` computes a runtime fact (OS, architecture, Python runtime, async library).
+    """
+
+    value: str | None = None
+    env: str | None = None
+    config: str | None = None
+    platform: PlatformValue | None = None
+    secret: bool = False
+    required: bool = False
+    must_start_with: str | None = None
+
+
+class IdempotencySpec(_Spec):
+    header: str = "X-Idempotency-Key"
+    prefix: str = ""
+
+
+class PoolSpec(_Spec):
+    """Admission limits shared by every endpoint of a pool. ``None`` means unlimited."""
+
+    max_concurrency: int | None = None
+    throttled_concurrency: int | None = None
+    """Extra count limit that applies only while the pool's backoff window is recent."""
+    max_bytes: int | None = None
+    """Byte budget; a request may overshoot it once, later ones wait while it is negative."""
+    backoff_byte_multiplier: int = 1
+    """Bytes are counted this many times while the backoff window is recent."""
+    recent_backoff_s: float = 10.0
+    """How long after a backoff deadline the window still counts as recent."""
+
+
+class RetryPolicySpec(_Spec):
+    """``standard``: capped exponential backoff with jitter in [1-jitter, 1], at most ``max_retries`` re-sends.
+    ``sampling``: symmetric jitter ±jitter, unlimited re-sends (``max_retries`` null) until no request of the
+    policy has made progress for ``progress_timeout_s``."""
+
+    kind: Literal["standard", "sampling"] = "standard"
+    max_retries: int | None = 10
+    initial_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+    jitter: float = 0.25
+    retry_statuses: list[int] = msgspec.field(default_factory=lambda: [408, 409, 429])
+    retry_server_errors: bool = True
+    retry_connection_errors: bool = True
+    respect_retry_after: bool = True
+    max_retry_after_s: float = 60.0
+    progress_timeout_s: float | None = None
+    max_in_flight: int | None = None
+    """Concurrent logical requests admitted into the policy (the official sampling RetryHandler's semaphore)."""
+
+
+class RetryOverride(_Spec):
+    """A named policy with some fields replaced, e.g. ``{"policy": "standard", "max_retries": 0}``."""
+
+    policy: str
+    kind: Literal["standard", "sampling"] | msgspec.UnsetType = msgspec.UNSET
+    max_retries: int | None | msgspec.UnsetType = msgspec.UNSET
+    initial_delay_s: float | msgspec.UnsetType = msgspec.UNSET
+    max_delay_s: float | msgspec.UnsetType = msgspec.UNSET
+    jitter: float | msgspec.UnsetType = msgspec.UNSET
+    retry_statuses: list[int] | msgspec.UnsetType = msgspec.UNSET
+    retry_server_errors: bool | msgspec.UnsetType = msgspec.UNSET
+    retry_connection_errors: bool | msgspec.UnsetType = msgspec.UNSET
+    respect_retry_after: bool | msgspec.UnsetType = msgspec.UNSET
+    max_retry_after_s: float | msgspec.UnsetType = msgspec.UNSET
+    progress_timeout_s: float | None | msgspec.UnsetType = msgspec.UNSET
+    max_in_flight: int | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class BackpressureSpec(_Spec):
+    """Server-signalled backpressure: the header announces that the client backs off on ``status``; the
+    backoff lasts ``small_backoff_s`` for requests up to ``small_request_bytes``, else ``large_backoff_s``."""
+
+    header: str
+    value: str = "1"
+    status: int = 429
+    small_request_bytes: int = 128 * 1024
+    small_backoff_s: float = 1.0
+    large_backoff_s: float = 5.0
+
+
+class EndpointFutureSpec(_Spec):
+    """The endpoint answers with a future handle, resolved through the manifest's ``futures`` block."""
+
+    request_type: str
+    """Sent in the poll's request-type header (e.g. ``Sample``)."""
+    result: str
+    """Name of the result type; the SDK on top maps names to its own types."""
+
+
+class EndpointSpec(_Spec):
+    method: HttpMethod
+    path: str
+    pool: str | None = None
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    retry: str | RetryOverride | None = None
+    """Policy name, inline override, or null for the manifest's ``default_retry``."""
+    idempotency: bool | None = None
+    """Null: on for every method but GET/HEAD/OPTIONS."""
+    backpressure: BackpressureSpec | None = None
+    queue_state: bool = False
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    response: Literal["parsed", "raw", "stream"] = "parsed"
+    serializer: Literal["json", "multipart", "raw", "none"] = "json"
+    size_estimator: str | None = None
+    follow_redirects: bool = False
+    query_array_format: Literal["comma", "repeat", "brackets"] = "comma"
+    future: EndpointFutureSpec | None = None
+
+
+class MatchSpec(_Spec):
+    field: str
+    value: str
+
+
+class FailureSpec(_Spec):
+    field: str = "error"
+    category_field: str = "category"
+
+
+class MetadataOnlySpec(_Spec):
+    field: str = "status"
+    value: str = "complete_metadata"
+    size_field: str = "response_payload_size"
+    budget_bytes: int = 5 * 1024 * 1024
+    """Response-bytes budget held from a metadata-only reply until the future resolves."""
+
+
+class FuturePollHeaders(_Spec):
+    iteration: str | None = None
+    request_type: str | None = None
+    roundtrip: str | None = None
+
+
+class PollBackoffSpec(_Spec):
+    """Pacing after a poll that ended in try-again / 408 / 5xx. A poll the server held open for at least
+    ``held_poll_s`` is re-sent at once; a fast one after ``min(initial_s * 2**n, max_s)`` with ±``jitter``."""
+
+    initial_s: float = 0.05
+    max_s: float = 1.0
+    jitter: float = 0.25
+    held_poll_s: float = 1.0
+    connection_error_max_s: float = 30.0
+
+
+class FuturesSpec(_Spec):
+    retrieve_endpoint: str
+    request_id_field: str = "request_id"
+    allow_metadata_only_field: str | None = "allow_metadata_only"
+    try_again: MatchSpec = msgspec.field(default_factory=lambda: MatchSpec(field="type", value="try_again"))
+    queue_state_field: str = "queue_state"
+    queue_state_reason_field: str = "queue_state_reason"
+    failure: FailureSpec = msgspec.field(default_factory=FailureSpec)
+    metadata_only: MetadataOnlySpec | None = None
+    expiry_status: int = 410
+    bad_request_retries: int = 3
+    poll_headers: FuturePollHeaders = msgspec.field(default_factory=FuturePollHeaders)
+    backoff: PollBackoffSpec = msgspec.field(default_factory=PollBackoffSpec)
+
+
+class SessionSpec(_Spec):
+    create_endpoint: str
+    heartbeat_endpoint: str
+    end_endpoint: str | None = None
+    id_field: str = "session_id"
+    interval_s: float = 10.0
+    warning_after_s: float = 120.0
+    stop_on_status: int | None = None
+    """A heartbeat answered with this status ends the loop (the session is gone)."""
+
+
+class EventsSpec(_Spec):
+    endpoint: str
+    batch_size: int = 100
+    flush_interval_s: float = 10.0
+    queue_size: int = 10_000
+    flush_timeout_s: float = 30.0
+    env_toggle: str | None = None
+    failed_batch_retries: int = 3
+    """A failed batch is re-sent this many times (1 s apart, doubling) and then dropped with a warning."""
+
+
+class LoggingSpec(_Spec):
+    logger: str
+    env: str | None = None
+
+
+class Manifest(_Spec):
+    name: str
+    base_url: BaseUrlSpec
+    headers: dict[str, HeaderSource] = msgspec.field(default_factory=dict)
+    idempotency: IdempotencySpec = msgspec.field(default_factory=IdempotencySpec)
+    pools: dict[str, PoolSpec] = msgspec.field(default_factory=dict)
+    retry_policies: dict[str, RetryPolicySpec] = msgspec.field(default_factory=dict)
+    default_retry: str | None = None
+    endpoints: dict[str, EndpointSpec] = msgspec.field(default_factory=dict)
+    futures: FuturesSpec | None = None
+    session: SessionSpec | None = None
+    events: EventsSpec | None = None
+    logging: LoggingSpec | None = None
+
+    def endpoint(self, name: str) -> EndpointSpec:
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            raise KeyError(f"manifest {self.name!r} has no endpoint {name!r}") from None
+
+    def retry_policy_for(self, name: str) -> RetryPolicySpec | None:
+        """The effective retry policy of an endpoint (override applied), or None when it has none."""
+        retry = self.endpoint(name).retry
+        if retry is None:
+            retry = self.default_retry
+        if retry is None:
+            return None
+        if isinstance(retry, str):
+            return self.retry_policies[retry]
+        base = self.retry_policies[retry.policy]
+        changes = {f: getattr(retry, f) for f in retry.__struct_fields__ if f != "policy"}
+        return msgspec.structs.replace(base, **{k: v for k, v in changes.items() if v is not msgspec.UNSET})
+
+
+_PATH_PARAM = re.compile(r"\{([^{}]*)\}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def load_manifest(source: str | Path | bytes | Mapping[str, Any]) -> Manifest:
+    """Load and validate a manifest from a path, JSON bytes or an already-parsed mapping."""
+    label = "manifest"
+    if isinstance(source, (str, Path)):
+        label = str(source)
+        try:
+            raw_bytes = Path(source).read_bytes()
+        except OSError as exc:
+            raise ManifestError([f"cannot read file: {exc.strerror}"], label) from None
+        source = raw_bytes
+    if isinstance(source, bytes):
+        try:
+            raw = msgspec.json.decode(source)
+        except msgspec.DecodeError as exc:
+            raise ManifestError([f"not valid JSON: {exc}"], label) from None
+    else:
+        raw = dict(source)
+    if not isinstance(raw, dict):
+        raise ManifestError(["$: expected a JSON object"], label)
+    manifest, problems = _decode_collecting(raw)
+    if manifest is not None:
+        problems += _cross_check(manifest)
+    if problems:
+        raise ManifestError(problems, label)
+    assert manifest is not None
+    return manifest
+
+
+def _decode_collecting(raw: dict[str, Any]) -> tuple[Manifest | None, list[str]]:
+    """Decode section by section so that every broken entry is reported, not only the first."""
+    problems: list[str] = []
+    mapping_sections = {
+        "headers": HeaderSource,
+        "pools": PoolSpec,
+        "retry_policies": RetryPolicySpec,
+        "endpoints": EndpointSpec,
+    }
+    for key in raw:
+        if key not in Manifest.__struct_fields__:
+            problems.append(f"{key}: unknown key")
+    for section, spec_type in mapping_sections.items():
+        entries = raw.get(section, {})
+        if not isinstance(entries, dict):
+            problems.append(f"{section}: expected an object")
+            continue
+        for entry_name, entry in entries.items():
+            problems += _convert_errors(entry, spec_type, f"{section}.{entry_name}")
+    for field in msgspec.structs.fields(Manifest):
+        if field.name in mapping_sections or field.name not in raw:
+            continue
+        problems += _convert_errors(raw[field.name], field.type, field.name)
+    problems += [f"{key}: required" for key in ("name", "base_url") if key not in raw]
+    if problems:
+        return None, problems
+    return msgspec.convert(raw, Manifest), []
+
+
+def _convert_errors(value: Any, spec_type: type, path: str) -> list[str]:
+    try:
+        msgspec.convert(value, spec_type)
+    except msgspec.ValidationError as exc:
+        return [_format_validation_error(path, str(exc))]
+    return []
+
+
+def _format_validation_error(prefix: str, message: str) -> str:
+    # msgspec reports "... - at `$.a.b`" / "Object contains unknown field `x` - at `$.a`"
+    detail, _, where = message.rpartition(" - at `")
+    if not detail:
+        detail, where = message, "$`"
+    where = where.rstrip("`")
+    sub = where[1:].lstrip(".") if where.startswith("$") else where
+    unknown = re.match(r"Object contains unknown field `(.+)`", detail)
+    if unknown:
+        sub = f"{sub}.{unknown.group(1)}" if sub else unknown.group(1)
+        detail = "unknown key"
+    missing = re.match(r"Object missing required field `(.+)`", detail)
+    if missing:
+        sub = f"{sub}.{missing.group(1)}" if sub else missing.group(1)
+        detail = "required"
+    path = ".".join(p for p in (prefix, sub) if p)
+    return f"{path or '$'}: {detail}"
+
+
+def _cross_check(m: Manifest) -> list[str]:
+    problems: list[str] = []
+
+    def policy_exists(name: str, where: str) -> None:
+        if name not in m.retry_policies:
+            problems.append(f"{where}: unknown policy {name!r}")
+
+    def endpoint_exists(name: str | None, where: str) -> None:
+        if name is not None and name not in m.endpoints:
+            problems.append(f"{where}: unknown endpoint {name!r}")
+
+    if not m.base_url.default.startswith(("http://", "https://")):
+        problems.append(f"base_url.default: must be an http:// or https:// URL, got {m.base_url.default!r}")
+    if m.default_retry is not None:
+        policy_exists(m.default_retry, "default_retry")
+    for header, src in m.headers.items():
+        if src.value is None and src.env is None and src.config is None and src.platform is None:
+            problems.append(f"headers.{header}: needs at least one of value, env, config, platform")
+    for name, pool in m.pools.items():
+        for field in ("max_concurrency", "throttled_concurrency", "max_bytes"):
+            limit = getattr(pool, field)
+            if limit is not None and limit <= 0:
+                problems.append(f"pools.{name}.{field}: must be positive or null, got {limit}")
+        if pool.backoff_byte_multiplier < 1:
+            problems.append(f"pools.{name}.backoff_byte_multiplier: must be >= 1")
+    for name, policy in m.retry_policies.items():
+        problems += _check_policy(policy, f"retry_policies.{name}")
+    for name, ep in m.endpoints.items():
+        where = f"endpoints.{name}"
+        if not ep.path.startswith("/"):
+            problems.append(f"{where}.path: must start with '/', got {ep.path!r}")
+        for param in _PATH_PARAM.findall(ep.path):
+            if not _IDENTIFIER.match(param):
+                problems.append(f"{where}.path: bad parameter name {{{param}}}")
+        if ep.pool is not None and ep.pool not in m.pools:
+            problems.append(f"{where}.pool: unknown pool {ep.pool!r}")
+        if isinstance(ep.retry, str):
+            policy_exists(ep.retry, f"{where}.retry")
+        elif isinstance(ep.retry, RetryOverride):
+            policy_exists(ep.retry.policy, f"{where}.retry.policy")
+            if ep.retry.policy in m.retry_policies:
+                problems += _check_policy(m.retry_policy_for(name), f"{where}.retry")  # type: ignore[arg-type]
+        if ep.timeout_s <= 0:
+            problems.append(f"{where}.timeout_s: must be positive")
+        if ep.future is not None and m.futures is None:
+            problems.append(f"{where}.future: the manifest has no futures block")
+    if m.futures is not None:
+        endpoint_exists(m.futures.retrieve_endpoint, "futures.retrieve_endpoint")
+    if m.session is not None:
+        endpoint_exists(m.session.create_endpoint, "session.create_endpoint")
+        endpoint_exists(m.session.heartbeat_endpoint, "session.heartbeat_endpoint")
+        endpoint_exists(m.session.end_endpoint, "session.end_endpoint")
+        if m.session.interval_s <= 0:
+            problems.append("session.interval_s: must be positive")
+    if m.events is not None:
+        endpoint_exists(m.events.endpoint, "events.endpoint")
+        if m.events.batch_size <= 0 or m.events.queue_size <= 0:
+            problems.append("events: batch_size and queue_size must be positive")
+    return problems
+
+
+def _check_policy(p: RetryPolicySpec, where: str) -> list[str]:
+    problems = []
+    if p.max_retries is not None and p.max_retries < 0:
+        problems.append(f"{where}.max_retries: must be >= 0 or null")
+    if p.max_retries is None and p.progress_timeout_s is None:
+        problems.append(f"{where}.max_retries: null (unlimited) needs progress_timeout_s")
+    if not 0 <= p.jitter <= 1:
+        problems.append(f"{where}.jitter: must be within [0, 1], got {p.jitter}")
+    if p.initial_delay_s < 0 or p.max_delay_s < p.initial_delay_s:
+        problems.append(f"{where}.max_delay_s: must be >= initial_delay_s >= 0")
+    if p.max_in_flight is not None and p.max_in_flight <= 0:
+        problems.append(f"{where}.max_in_flight: must be positive or null")
+    return problems
