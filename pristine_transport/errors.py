@@ -112,8 +112,8 @@ class APIConnectionError(APIError):
 
 
 class APITimeoutError(APIConnectionError):
-    def __init__(self, request: httpx.Request) -> None:
-        super().__init__(request=request, message="Request timed out.")
+    def __init__(self, request: httpx.Request, message: str = "Request timed out.") -> None:
+        super().__init__(request=request, message=message)
 
 
 class APIResponseValidationError(APIError):
@@ -164,6 +164,10 @@ def error_for_response(response: httpx.Response) -> APIStatusError:
 
 def error_for_transport_exception(exc: Exception, request: httpx.Request) -> APIConnectionError:
     """Map an httpx transport failure to ``APITimeoutError`` / ``APIConnectionError``."""
+    from .layers.retry import ProgressTimeoutError
+
+    if isinstance(exc, ProgressTimeoutError):
+        return APITimeoutError(request, str(exc))
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(request)
     detail = str(exc) or type(exc).__name__

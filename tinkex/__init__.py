@@ -1,0 +1,35 @@
+"""tinkex: a fast, observable client for the Tinker training and sampling API.
+
+Training code written for the official SDK ports by changing the import: ``tinkex.Client`` is its
+``ServiceClient`` (also exported under that name), and the clients, futures, types and errors keep their names.
+"""
+
+from . import types
+from .api_future import APIFuture
+from .client import Client, ServiceClient
+from .config import TINKEX_VERSION as __version__
+from .errors import *  # noqa: F403
+from .errors import __all__ as _error_names
+from .rest_client import RestClient
+from .sampling_client import RetryConfig, SamplingClient
+from .tokenizer import get_tokenizer
+from .training_client import TrainingClient
+from .types import *  # noqa: F403
+from .types import __all__ as _type_names
+
+__title__ = "tinkex"
+
+__all__ = [
+    "APIFuture",
+    "Client",
+    "RestClient",
+    "RetryConfig",
+    "SamplingClient",
+    "ServiceClient",
+    "TrainingClient",
+    "__version__",
+    "get_tokenizer",
+    "types",
+    *_error_names,
+    *_type_names,
+]

@@ -1,0 +1,642 @@
+"""Future resolution: turn "here is a request id" answers into results, driven by a manifest's ``futures`` block.
+
+An endpoint flagged with ``future`` answers at once with a request id; the result is fetched by polling the
+manifest's retrieve endpoint through that endpoint's own layer stack. :class:`FutureResolver` submits and polls;
+:class:`FutureHandle` is what the caller awaits (or waits on from another thread).
+
+Delivery rules (design.md, "exactly once"):
+
+- One polling task per future, started as soon as the handle exists. Every awaiter shares it, and awaiting twice
+  gives the same result object.
+- Cancelling an awaiter, or an awaiter's own ``timeout``, abandons only that wait: the polling goes on and a later
+  await still gets the result, even if the cancelled awaiter was the only one. Only ``handle.cancel()``, the
+  handle's ``deadline_s`` or :meth:`FutureResolver.aclose` stop polling. None of them cancels the server's work.
+- Response bytes taken from the budget on a metadata-only reply are held until the future ends, and given back
+  exactly once on every path (result, failure, deadline, cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random as random_module
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+from opentelemetry import trace
+
+from pristine_transport import extensions
+from pristine_transport.client import ManifestClient
+from pristine_transport.errors import APIConnectionError, PristineError
+from pristine_transport.layers.pool_limiter import BytesSemaphore
+from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
+from pristine_transport.logs import get_logger
+from pristine_transport.manifest import FuturesSpec
+from pristine_transport.request import NOT_GIVEN
+
+__all__ = [
+    "CombinedHandle",
+    "FutureExpiredError",
+    "FutureHandle",
+    "FutureOutcome",
+    "FutureResolver",
+    "FutureRetrieveError",
+    "FutureTimeoutError",
+    "RequestFailedError",
+    "ResultHandle",
+    "combine",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "error"]
+RequestErrorCategory = Literal["user", "server", "unknown"]
+
+_CATEGORIES: frozenset[str] = frozenset({"user", "server", "unknown"})
+_MAX_BODY_IN_MESSAGE = 2000
+
+logger = get_logger("futures")
+
+
+class RequestFailedError(PristineError):
+    """The server ran the request and reports that it failed. ``category`` tells whose fault it was."""
+
+    def __init__(self, message: str, *, request_id: str, category: RequestErrorCategory = "unknown") -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.category: RequestErrorCategory = category
+
+
+class FutureExpiredError(PristineError):
+    """The server no longer has this future (its result is gone); the request must be submitted again."""
+
+    def __init__(self, request_id: str, status_code: int) -> None:
+        super().__init__(
+            f"Future {request_id} expired (HTTP {status_code}): its result is gone; submit the request again."
+        )
+        self.request_id = request_id
+        self.status_code = status_code
+
+
+class FutureRetrieveError(PristineError, ValueError):
+    """Polling cannot go on: a fatal status, too many bare 400s, or a result that does not match its type."""
+
+    def __init__(
+        self, message: str, *, request_id: str, status_code: int | None = None, body: object | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.status_code = status_code
+        self.body = body
+
+
+class FutureTimeoutError(TimeoutError):
+    """A deadline passed before the future resolved. Raised by the handle's ``deadline_s`` (polling stopped) and
+    by a wait's own ``timeout`` (only that wait gave up)."""
+
+    def __init__(self, request_id: str, timeout_s: float, *, polling_stopped: bool) -> None:
+        what = "polling stopped" if polling_stopped else "the future is still being polled"
+        super().__init__(f"Future {request_id} did not resolve within {timeout_s:g} s ({what}).")
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+        self.polling_stopped = polling_stopped
+
+
+class ResultHandle(ABC, Generic[T]):
+    """What :class:`FutureHandle` and :class:`CombinedHandle` share: awaiting, waiting from another thread and
+    cancelling one task that lives on one event loop."""
+
+    _loop: asyncio.AbstractEventLoop
+    _description: str
+
+    @abstractmethod
+    def _shared_task(self) -> asyncio.Task[T]:
+        """The task every awaiter shares; called on the loop thread only."""
+
+    @abstractmethod
+    def _started_task(self) -> asyncio.Task[T] | None:
+        """The shared task if it exists yet."""
+
+    @abstractmethod
+    def _cancel_work(self) -> None:
+        """Stop the work behind the handle; called on the loop thread only."""
+
+    @abstractmethod
+    def done(self) -> bool:
+        """True once the handle has a result, a failure, or was cancelled."""
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.result_async().__await__()
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        """The result. ``timeout`` bounds this wait only (:class:`FutureTimeoutError`); polling goes on."""
+        if _running_loop() is not self._loop:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.result_async(timeout), self._loop))
+        task = self._shared_task()
+        try:
+            async with asyncio.timeout(timeout):
+                # shield: cancelling this awaiter must not cancel the task the other awaiters share.
+                return await asyncio.shield(task)
+        except FutureTimeoutError:
+            raise
+        except TimeoutError:
+            if task.done():
+                raise
+            raise FutureTimeoutError(self._description, timeout or 0.0, polling_stopped=False) from None
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block the calling thread until the result is there. Not allowed on the handle's own loop thread,
+        where it would deadlock: there, ``await`` the handle or use ``result_async()``. A cancelled handle raises
+        ``concurrent.futures.CancelledError``, as a ``concurrent.futures.Future`` would."""
+        if _running_loop() is self._loop:
+            raise RuntimeError(
+                f"{type(self).__name__}.result() called on the event loop that resolves it, which would deadlock; "
+                "use `await handle` or `await handle.result_async()` instead."
+            )
+        task = self._started_task()
+        if task is not None and task.done():
+            if task.cancelled():
+                raise concurrent.futures.CancelledError(f"{self._description} was cancelled")
+            return task.result()
+        if self._loop.is_closed():
+            raise RuntimeError(f"the event loop of {self._description} is closed")
+        waiting = asyncio.run_coroutine_threadsafe(self.result_async(), self._loop)
+        try:
+            return waiting.result(timeout)
+        except FutureTimeoutError:
+            raise  # the handle's own deadline, raised by the task
+        except concurrent.futures.TimeoutError:
+            waiting.cancel()
+            raise FutureTimeoutError(self._description, timeout or 0.0, polling_stopped=False) from None
+
+    def cancel(self) -> None:
+        """Stop resolving (polling ends, held budget is released). The server's work is not cancelled."""
+        if _running_loop() is self._loop:
+            self._cancel_work()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel_work)
+
+
+class FutureHandle(ResultHandle[T]):
+    """One submitted request's future result: ``await handle``, ``handle.result()`` from another thread."""
+
+    def __init__(self, request_id: str, task: asyncio.Task[T], loop: asyncio.AbstractEventLoop) -> None:
+        self.request_id = request_id
+        self._task = task
+        self._loop = loop
+        self._description = request_id
+
+    def _shared_task(self) -> asyncio.Task[T]:
+        return self._task
+
+    def _started_task(self) -> asyncio.Task[T] | None:
+        return self._task
+
+    def _cancel_work(self) -> None:
+        self._task.cancel()
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def __repr__(self) -> str:
+        state = "done" if self._task.done() else "pending"
+        return f"FutureHandle(request_id={self.request_id!r}, {state})"
+
+
+class CombinedHandle(ResultHandle[R]):
+    """Several handles reduced by ``transform`` into one result, with the handle API. The first failure among
+    the parts propagates. ``transform`` runs once, on the first await; later awaits get the same object.
+    ``cancel()`` cancels every part."""
+
+    def __init__(self, parts: Sequence[ResultHandle[Any]], transform: Callable[[list[Any]], R]) -> None:
+        if not parts:
+            raise ValueError("combine() needs at least one handle")
+        loops = {id(part._loop) for part in parts}
+        if len(loops) != 1:
+            raise ValueError("combine() needs handles of one event loop")
+        self.parts = list(parts)
+        self._transform = transform
+        self._loop = parts[0]._loop
+        self._task: asyncio.Task[R] | None = None
+        self._description = "combined(" + ", ".join(part._description for part in parts) + ")"
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [part._description for part in self.parts]
+
+    def _shared_task(self) -> asyncio.Task[R]:
+        # Called on the loop thread only (result_async hops there first), so creating it once needs no lock.
+        if self._task is None:
+            self._task = self._loop.create_task(self._reduce(), name=f"pristine {self._description}")
+            self._task.add_done_callback(_retrieve_outcome)
+        return self._task
+
+    def _started_task(self) -> asyncio.Task[R] | None:
+        return self._task
+
+    async def _reduce(self) -> R:
+        tasks = [part._shared_task() for part in self.parts]
+        # asyncio.wait never cancels what it waits on, so a cancelled combined wait leaves the parts running.
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and (task.cancelled() or task.exception() is not None):
+                return task.result()  # raises the part's failure
+        return self._transform([task.result() for task in tasks])
+
+    def _cancel_work(self) -> None:
+        for part in self.parts:
+            part._cancel_work()
+        if self._task is not None:
+            self._task.cancel()
+
+    def done(self) -> bool:
+        if self._task is not None:
+            return self._task.done()
+        return all(part.done() for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"CombinedHandle({self._description})"
+
+
+def combine(handles: Sequence[ResultHandle[Any]], transform: Callable[[list[Any]], R]) -> CombinedHandle[R]:
+    """One handle whose result is ``transform([result of each handle, in order])``."""
+    return CombinedHandle(handles, transform)
+
+
+class _ObserverFanout:
+    """The observer passed to the retrieve stack: records queue-state changes on the future's span and forwards
+    them to the caller's observer. The layer reports every 408 / try-again body; only changes go further."""
+
+    def __init__(self, span: trace.Span, observer: QueueStateObserver | None) -> None:
+        self._span = span
+        self._observer = observer
+        self._last: tuple[str, str | None] | None = None
+
+    def on_queue_state_change(self, state: QueueState, reason: str | None) -> None:
+        if (state, reason) == self._last:
+            return
+        self._last = (state, reason)
+        attributes = {"queue.state": str(state)}
+        if reason is not None:
+            attributes["queue.state_reason"] = reason
+        self._span.add_event("queue_state_change", attributes)
+        if self._observer is not None:
+            self._observer.on_queue_state_change(state, reason)
+
+
+class _Poll:
+    """Mutable state of one future's polling."""
+
+    def __init__(self, request_id: str, request_type: str | None, roundtrip_s: float) -> None:
+        self.request_id = request_id
+        self.request_type = request_type
+        self.roundtrip_s = roundtrip_s
+        self.iteration = 0
+        self.allow_metadata_only = True
+        self.held_bytes = 0
+        self.fast_repolls = 0
+        self.connection_errors = 0
+        self.bad_requests = 0
+
+
+class FutureResolver:
+    """Submits future-returning endpoints and polls their results, as the manifest's ``futures`` block says.
+
+    ``response_budget`` bounds the bytes of results announced by metadata-only replies across every future of
+    this resolver (default: a budget of ``metadata_only.budget_bytes``). ``clock``, ``sleep`` and ``random`` are
+    injectable for tests.
+    """
+
+    def __init__(
+        self,
+        client: ManifestClient,
+        *,
+        spec: FuturesSpec | None = None,
+        response_budget: BytesSemaphore | None = None,
+        tracer: trace.Tracer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = random_module.random,
+    ) -> None:
+        spec = spec if spec is not None else client.manifest.futures
+        if spec is None:
+            raise ValueError(f"manifest {client.manifest.name!r} has no futures block")
+        self.client = client
+        self.spec = spec
+        if response_budget is None and spec.metadata_only is not None:
+            response_budget = BytesSemaphore(spec.metadata_only.budget_bytes)
+        self.response_budget = response_budget
+        self._tracer = tracer if tracer is not None else trace.get_tracer("pristine_transport.futures")
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._live: set[asyncio.Task[Any]] = set()
+
+    async def submit(
+        self,
+        endpoint: str,
+        *,
+        result_type: type[T],
+        json: Any = NOT_GIVEN,
+        observer: QueueStateObserver | None = None,
+        deadline_s: float | None = None,
+        **send_kwargs: Any,
+    ) -> FutureHandle[T]:
+        """Send ``endpoint`` (its own retries and limits apply), read the request id, start polling on the
+        current loop. ``deadline_s`` bounds the polling, counted from when the handle is created; when it passes,
+        polling stops with :class:`FutureTimeoutError`."""
+        started = self._clock()
+        future_spec = self.client.manifest.endpoint(endpoint).future
+        request_type = future_spec.request_type if future_spec is not None else None
+        span = self._tracer.start_span(f"future {endpoint}", attributes={"pristine.future.endpoint": endpoint})
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                body = await self.client.call(endpoint, json=json, **send_kwargs)
+            request_id = _request_id_of(body, self.spec.request_id_field, endpoint)
+        except BaseException as exc:
+            outcome: FutureOutcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            _end_span(span, outcome, polls=0, error=exc)
+            raise
+        return self._start(span, request_id, result_type, request_type, observer, deadline_s, self._clock() - started)
+
+    def handle(
+        self,
+        request_id: str,
+        *,
+        result_type: type[T],
+        request_type: str | None = None,
+        observer: QueueStateObserver | None = None,
+        deadline_s: float | None = None,
+        submitted_at: float | None = None,
+        endpoint: str | None = None,
+    ) -> FutureHandle[T]:
+        """Poll a request id obtained some other way. ``submitted_at`` (on this resolver's clock) gives the
+        roundtrip header; ``endpoint`` names the span (default: the retrieve endpoint). Call it on the loop
+        that should poll."""
+        name = endpoint or self.spec.retrieve_endpoint
+        span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
+        roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
+        return self._start(span, request_id, result_type, request_type, observer, deadline_s, roundtrip)
+
+    async def aclose(self) -> None:
+        """Stop every future still polling and wait until their tasks have ended."""
+        tasks = list(self._live)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(
+        self,
+        span: trace.Span,
+        request_id: str,
+        result_type: type[T],
+        request_type: str | None,
+        observer: QueueStateObserver | None,
+        deadline_s: float | None,
+        roundtrip_s: float,
+    ) -> FutureHandle[T]:
+        span.set_attribute("pristine.future.request_id", request_id)
+        loop = asyncio.get_running_loop()
+        state = _Poll(request_id, request_type, roundtrip_s)
+        task = loop.create_task(
+            self._resolve(span, state, result_type, _ObserverFanout(span, observer), deadline_s),
+            name=f"pristine future {request_id}",
+        )
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
+        task.add_done_callback(_retrieve_outcome)
+        return FutureHandle(request_id, task, loop)
+
+    async def _resolve(
+        self,
+        span: trace.Span,
+        state: _Poll,
+        result_type: type[T],
+        observer: _ObserverFanout,
+        deadline_s: float | None,
+    ) -> T:
+        outcome: FutureOutcome = "error"
+        error: BaseException | None = None
+        deadline = asyncio.timeout(deadline_s)
+        try:
+            # The polls run inside the future's span, so each poll's HTTP span is its child.
+            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                async with deadline:
+                    result = await self._poll_until_resolved(span, state, result_type, observer)
+            outcome = "ok"
+            return result
+        except TimeoutError as exc:
+            if not deadline.expired():
+                error = exc
+                raise
+            outcome = "timeout"
+            error = FutureTimeoutError(state.request_id, deadline_s or 0.0, polling_stopped=True)
+            raise error from None
+        except RequestFailedError as exc:
+            outcome, error = "failed", exc
+            raise
+        except FutureExpiredError as exc:
+            outcome, error = "expired", exc
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            if state.held_bytes and self.response_budget is not None:
+                self.response_budget.release(state.held_bytes)
+                state.held_bytes = 0
+            _end_span(span, outcome, polls=state.iteration, error=error)
+
+    async def _poll_until_resolved(
+        self, span: trace.Span, state: _Poll, result_type: type[T], observer: _ObserverFanout
+    ) -> T:
+        spec = self.spec
+        while True:
+            sent_at = self._clock()
+            try:
+                response = await self.client.send(
+                    spec.retrieve_endpoint,
+                    json=self._poll_body(state),
+                    headers=self._poll_headers(state),
+                    extensions={extensions.QUEUE_OBSERVER: observer},
+                )
+            except APIConnectionError as exc:  # includes APITimeoutError
+                delay = min(2.0**state.connection_errors, spec.backoff.connection_error_max_s)
+                state.connection_errors += 1
+                state.iteration += 1
+                logger.debug("future %s: poll failed (%s); re-polling in %.1f s", state.request_id, exc, delay)
+                await self._sleep(delay)
+                continue
+            state.iteration += 1
+            state.connection_errors = 0
+            held = self._clock() - sent_at >= spec.backoff.held_poll_s
+            status = response.status_code
+            if status != 400:
+                state.bad_requests = 0
+            if status == 408 or status >= 500:
+                await self._pace(state, held)
+                continue
+            if status == spec.expiry_status:
+                raise FutureExpiredError(state.request_id, status)
+            if status == 400 and _is_bare(response.content):
+                state.bad_requests += 1
+                if state.bad_requests > spec.bad_request_retries:
+                    raise self._status_error(state, response.status_code, response.content, "repeated bare 400")
+                await self._pace(state, held)
+                continue
+            if not 200 <= status < 300:
+                raise self._status_error(state, status, response.content, "fatal status")
+            try:
+                body = msgspec.json.decode(response.content)
+            except msgspec.DecodeError:
+                raise self._status_error(state, status, response.content, "response is not JSON") from None
+            if isinstance(body, dict):
+                if body.get(spec.try_again.field) == spec.try_again.value:
+                    await self._pace(state, held)
+                    continue
+                if await self._took_metadata_only(span, state, body):
+                    continue
+                if spec.failure.field in body:
+                    raise self._request_failed(state, body)
+            try:
+                return msgspec.convert(body, result_type)
+            except msgspec.ValidationError as exc:
+                raise FutureRetrieveError(
+                    f"Error retrieving result for request {state.request_id}: the result does not match "
+                    f"{_type_name(result_type)}: {exc}",
+                    request_id=state.request_id,
+                    status_code=status,
+                    body=body,
+                ) from None
+
+    def _poll_body(self, state: _Poll) -> dict[str, Any]:
+        body: dict[str, Any] = {self.spec.request_id_field: state.request_id}
+        if self.spec.allow_metadata_only_field is not None:
+            body[self.spec.allow_metadata_only_field] = state.allow_metadata_only
+        return body
+
+    def _poll_headers(self, state: _Poll) -> dict[str, str]:
+        names = self.spec.poll_headers
+        headers: dict[str, str] = {}
+        if names.iteration is not None:
+            headers[names.iteration] = str(state.iteration)
+        if names.request_type is not None and state.request_type is not None:
+            headers[names.request_type] = state.request_type
+        if names.roundtrip is not None and state.iteration == 0:
+            headers[names.roundtrip] = repr(state.roundtrip_s)
+        return headers
+
+    async def _pace(self, state: _Poll, held: bool) -> None:
+        """After a not-yet answer: at once if the server held the poll (it paces us), else a short backoff."""
+        if held:
+            state.fast_repolls = 0
+            return
+        backoff = self.spec.backoff
+        delay = min(backoff.initial_s * 2.0**state.fast_repolls, backoff.max_s)
+        delay *= 1.0 + backoff.jitter * (2.0 * self._random() - 1.0)
+        state.fast_repolls += 1
+        await self._sleep(max(delay, 0.0))
+
+    async def _took_metadata_only(self, span: trace.Span, state: _Poll, body: dict[str, Any]) -> bool:
+        meta = self.spec.metadata_only
+        if meta is None or body.get(meta.field) != meta.value:
+            return False
+        size = body.get(meta.size_field)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise FutureRetrieveError(
+                f"Error retrieving result for request {state.request_id}: metadata-only reply has no valid "
+                f"{meta.size_field!r} (got {size!r})",
+                request_id=state.request_id,
+                status_code=200,
+                body=body,
+            )
+        span.add_event("metadata_only", {"pristine.future.response_bytes": size})
+        if state.allow_metadata_only and self.response_budget is not None:
+            await self.response_budget.acquire(size)
+            state.held_bytes = size
+        state.allow_metadata_only = False
+        state.fast_repolls = 0
+        return True
+
+    def _request_failed(self, state: _Poll, body: dict[str, Any]) -> RequestFailedError:
+        failure = self.spec.failure
+        raw_category = body.get(failure.category_field)
+        category = raw_category.lower() if isinstance(raw_category, str) else "unknown"
+        if category not in _CATEGORIES:
+            category = "unknown"
+        message = f"Request failed: {body.get(failure.field)} for request_id={state.request_id}"
+        return RequestFailedError(message, request_id=state.request_id, category=category)  # type: ignore[arg-type]
+
+    def _status_error(self, state: _Poll, status: int, content: bytes, why: str) -> FutureRetrieveError:
+        text = content.decode("utf-8", errors="replace")
+        if len(text) > _MAX_BODY_IN_MESSAGE:
+            text = text[:_MAX_BODY_IN_MESSAGE] + "…"
+        text = self.client.redactor.text(text)
+        try:
+            body: object = msgspec.json.decode(content) if content else None
+        except msgspec.DecodeError:
+            body = text
+        return FutureRetrieveError(
+            f"Error retrieving result for request {state.request_id} ({why}): HTTP {status} - {text or '<empty>'}",
+            request_id=state.request_id,
+            status_code=status,
+            body=body,
+        )
+
+
+def _request_id_of(body: Any, field: str, endpoint: str) -> str:
+    value = body.get(field) if isinstance(body, Mapping) else getattr(body, field, None)
+    if not isinstance(value, str) or not value:
+        raise FutureRetrieveError(
+            f"{endpoint} answered without a request id in field {field!r}: {body!r:.200}", request_id="", body=body
+        )
+    return value
+
+
+def _is_bare(content: bytes) -> bool:
+    """A 400 that says nothing: an empty body, or JSON whose every value is empty."""
+    if not content.strip():
+        return True
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return False
+    if isinstance(body, dict):
+        return not any(body.values())
+    return not body
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _end_span(span: trace.Span, outcome: FutureOutcome, *, polls: int, error: BaseException | None) -> None:
+    span.set_attribute("pristine.future.polls", polls)
+    span.set_attribute("pristine.future.outcome", outcome)
+    if error is not None and outcome != "cancelled":
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(error).__name__}"))
+        span.record_exception(error)
+    span.end()
+
+
+def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
+    # A future nobody awaits may still fail; mark its exception retrieved so asyncio does not log it at GC.
+    if not task.cancelled():
+        task.exception()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+

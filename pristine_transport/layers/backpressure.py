@@ -1,0 +1,66 @@
+"""BackpressureLayer: the server's "slow down" status opens the pool's shared backoff window, and the request is
+sent again once the window has passed.
+
+A backpressure response is flow control, not a failure: it is not counted as a retry and the loop ends only with
+another status. The layer sits inside the pool limiter, so a request keeps its pool permits while it waits, as the
+official SDK does; the burst after a window is then bounded by the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx
+from opentelemetry import trace
+
+from pristine_transport.layers.backoff_window import BackoffWindow
+from pristine_transport.layers.pool_limiter import SizeOf, request_size
+from pristine_transport.manifest import BackpressureSpec
+
+__all__ = ["BackpressureLayer"]
+
+logger = logging.getLogger("pristine_transport.backpressure")
+
+
+class BackpressureLayer(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        spec: BackpressureSpec,
+        window: BackoffWindow,
+        *,
+        size_of: SizeOf | None = None,
+        sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    ) -> None:
+        self._inner = inner
+        self._spec = spec
+        self._window = window
+        self._size_of = size_of
+        self._sleep = sleep
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        spec = self._spec
+        request.headers[spec.header] = spec.value
+        while True:
+            await self._window.wait(sleep=self._sleep)
+            response = await self._inner.handle_async_request(request)
+            if response.status_code != spec.status:
+                return response
+            await response.aclose()
+            size = request_size(request, self._size_of)
+            delay = spec.small_backoff_s if size <= spec.small_request_bytes else spec.large_backoff_s
+            self._window.open(delay)
+            trace.get_current_span().add_event("backpressure.backoff", {"delay_s": delay, "size_bytes": size})
+            logger.info(
+                "%s %s answered %d: backing off %.1fs (request of about %d bytes)",
+                request.method,
+                request.url.path,
+                spec.status,
+                delay,
+                size,
+            )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,130 @@
+"""QueueStateLayer: tells a request's observer what the server says about its queue.
+
+The server reports queue state in the small JSON bodies of "not yet" answers: a 408, or a 2xx "try again" body.
+The layer reads only those bodies, notifies the observer attached to the request (``extensions.QUEUE_OBSERVER``)
+and records a span event. It never alters the response: a body it read stays readable by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+import anyio
+import httpx
+import msgspec
+from opentelemetry import trace
+
+from pristine_transport import extensions
+from pristine_transport.manifest import MatchSpec
+
+__all__ = ["QueueState", "QueueStateLayer", "QueueStateObserver", "parse_queue_state"]
+
+logger = logging.getLogger("pristine_transport.queue_state")
+
+
+class QueueState(StrEnum):
+    ACTIVE = "active"
+    PAUSED_RATE_LIMIT = "paused_rate_limit"
+    PAUSED_CAPACITY = "paused_capacity"
+    UNKNOWN = "unknown"
+
+
+@runtime_checkable
+class QueueStateObserver(Protocol):
+    def on_queue_state_change(self, state: QueueState, reason: str | None) -> None: ...
+
+
+def parse_queue_state(
+    body: Mapping[str, Any], *, state_field: str = "queue_state", reason_field: str = "queue_state_reason"
+) -> tuple[QueueState, str | None]:
+    """The queue state and reason of a response body; a missing or unrecognised state is ``UNKNOWN``."""
+    return _coerce(body.get(state_field), body.get(reason_field))
+
+
+def _coerce(raw_state: object, raw_reason: object) -> tuple[QueueState, str | None]:
+    state = QueueState.UNKNOWN
+    if isinstance(raw_state, str):
+        try:
+            state = QueueState(raw_state.lower())
+        except ValueError:
+            pass
+    reason = raw_reason if isinstance(raw_reason, str) else None
+    return state, reason
+
+
+_ABSENT: Any = msgspec.UNSET
+
+
+class QueueStateLayer(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        try_again: MatchSpec | None = None,
+        statuses: Collection[int] = (408,),
+        state_field: str = "queue_state",
+        reason_field: str = "queue_state_reason",
+    ) -> None:
+        self._inner = inner
+        self._try_again = try_again
+        self._statuses = frozenset(statuses)
+        # Decoding into a Struct of only the fields we look at skips everything else without building it, so a
+        # large 2xx result costs one pass and no allocations when it turns out not to be a try-again body.
+        fields: list[tuple[str, Any, Any]] = [
+            ("state", Any, msgspec.field(name=state_field, default=_ABSENT)),
+            ("reason", Any, msgspec.field(name=reason_field, default=_ABSENT)),
+        ]
+        if try_again is not None:
+            if try_again.field in (state_field, reason_field):
+                raise ValueError(f"try_again.field {try_again.field!r} must differ from the queue state fields")
+            fields.append(("marker", Any, msgspec.field(name=try_again.field, default=_ABSENT)))
+        self._probe: type[msgspec.Struct] = msgspec.defstruct("QueueStateProbe", fields)
+        self._decoder = msgspec.json.Decoder(self._probe)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if self._is_candidate(response):
+            try:
+                await response.aread()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+                raise
+            self._report(request, response)
+        return response
+
+    def _is_candidate(self, response: httpx.Response) -> bool:
+        status = response.status_code
+        if status not in self._statuses and not (self._try_again is not None and 200 <= status < 300):
+            return False
+        return "json" in response.headers.get("content-type", "").lower()
+
+    def _report(self, request: httpx.Request, response: httpx.Response) -> None:
+        try:
+            probe: Any = self._decoder.decode(response.content)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            logger.debug("%d body of %s is not a JSON object; no queue state", response.status_code, request.url.path)
+            return
+        try_again = self._try_again
+        if response.status_code not in self._statuses and (try_again is None or probe.marker != try_again.value):
+            return
+        if probe.state is _ABSENT and probe.reason is _ABSENT:
+            return  # the server said nothing about its queue
+        state, reason = _coerce(probe.state, probe.reason)
+        event: dict[str, str] = {"queue.state": state.value}
+        if reason is not None:
+            event["queue.state_reason"] = reason
+        trace.get_current_span().add_event("queue_state", event)
+        observer = request.extensions.get(extensions.QUEUE_OBSERVER)
+        if observer is None:
+            return
+        try:
+            observer.on_queue_state_change(state, reason)
+        except Exception:
+            logger.warning("queue state observer %r failed; ignored", type(observer).__name__, exc_info=True)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,306 @@
+"""RetryLayer: re-sends a request under a manifest retry policy, the way the official SDK does.
+
+Two policy kinds (``RetryPolicySpec.kind``):
+
+* ``standard`` (the Stainless client): at most ``max_retries`` re-sends, delay
+  ``min(initial * 2**n, max) * (1 - jitter * random())`` for the n-th retry, or the server's ``retry-after-ms`` /
+  ``retry-after`` when it lies in (0, ``max_retry_after_s``].
+* ``sampling`` (the official sampling ``RetryHandler``): delay ``min(initial * 2**(attempt-1), max)`` with
+  symmetric jitter ±``jitter``, clamped to [0, max]; usually unlimited re-sends (``max_retries`` null), bounded by a
+  :class:`ProgressTracker` shared by every endpoint of the policy: when no request of the policy has made progress
+  for ``progress_timeout_s``, requests fail with :class:`ProgressTimeoutError` (an ``httpx.TimeoutException``).
+
+The request body is read once before the first attempt, so any body (an async generator too) is re-sent intact;
+each attempt is a fresh ``httpx.Request`` carrying ``x-stainless-retry-count`` and ``x-stainless-read-timeout``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random as _random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+
+import anyio
+import httpx
+from opentelemetry import trace
+
+from ..manifest import RetryPolicySpec
+
+__all__ = [
+    "READ_TIMEOUT_HEADER",
+    "RETRY_COUNT_HEADER",
+    "ProgressTimeoutError",
+    "ProgressTracker",
+    "RetryLayer",
+    "retry_after_s",
+]
+
+logger = logging.getLogger("pristine_transport.retry")
+
+RETRY_COUNT_HEADER = "x-stainless-retry-count"
+READ_TIMEOUT_HEADER = "x-stainless-read-timeout"
+
+_SLACK_FRACTION = 0.01
+"""A tracker pushes new deadlines to in-flight requests only when progress moved the deadline by more than this
+fraction of the timeout: an attempt may be cancelled up to 1% late, and a burst of successes costs O(1) each."""
+
+
+class ProgressTimeoutError(httpx.TimeoutException):
+    """No request of a retry policy made progress for ``timeout_s`` seconds."""
+
+    def __init__(self, timeout_s: float, request: httpx.Request) -> None:
+        super().__init__(f"No progress made in {timeout_s:g}s. Requests appear to be stuck.", request=request)
+        self.timeout_s = timeout_s
+
+
+class ProgressTracker:
+    """Progress state and admission shared by every endpoint stack that uses one sampling-style policy.
+
+    Progress is any request of the policy completing successfully, or a request entering while none is in flight;
+    it is not total elapsed time. ``max_in_flight`` bounds the logical requests admitted at once (waiting for
+    admission does not count against the progress timeout). Use from one event loop.
+    """
+
+    def __init__(
+        self,
+        progress_timeout_s: float | None,
+        max_in_flight: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if progress_timeout_s is not None and progress_timeout_s <= 0:
+            raise ValueError(f"progress_timeout_s must be positive or None, got {progress_timeout_s}")
+        if max_in_flight is not None and max_in_flight <= 0:
+            raise ValueError(f"max_in_flight must be positive or None, got {max_in_flight}")
+        self.progress_timeout_s = progress_timeout_s
+        self._clock = clock
+        self._slots = anyio.Semaphore(max_in_flight) if max_in_flight is not None else None
+        self._in_flight = 0
+        self._last_progress = clock()
+        self._pushed_deadline = -math.inf
+        """Deadline (tracker clock) last given to the watching scopes; never earlier than the true deadline."""
+        self._watchers: set[anyio.CancelScope] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def stalled(self) -> bool:
+        timeout = self.progress_timeout_s
+        return timeout is not None and self._clock() > self._last_progress + timeout
+
+    def record_progress(self) -> None:
+        self._last_progress = now = self._clock()
+        timeout = self.progress_timeout_s
+        if timeout is None or self._pushed_deadline >= now + timeout:
+            return
+        self._pushed_deadline = now + timeout * (1 + _SLACK_FRACTION)
+        if self._watchers:
+            deadline = self._loop_deadline()
+            for scope in self._watchers:
+                scope.deadline = deadline
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold one admission slot (if limited) for a logical request."""
+        if self._slots is not None:
+            await self._slots.acquire()
+        try:
+            if self._in_flight == 0:
+                self.record_progress()
+            self._in_flight += 1
+            try:
+                yield
+            finally:
+                self._in_flight -= 1
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    @contextmanager
+    def deadline_scope(self) -> Iterator[anyio.CancelScope]:
+        """A cancel scope whose deadline follows the tracker: it is pushed out whenever progress is made.
+
+        ``scope.cancelled_caught`` afterwards means the progress timeout passed."""
+        scope = anyio.CancelScope(deadline=self._loop_deadline())
+        self._watchers.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._watchers.discard(scope)
+
+    def _loop_deadline(self) -> float:
+        timeout = self.progress_timeout_s
+        if timeout is None:
+            return math.inf
+        deadline = max(self._pushed_deadline, self._last_progress + timeout)
+        return anyio.current_time() + (deadline - self._clock())
+
+
+class RetryLayer(httpx.AsyncBaseTransport):
+    """Re-sends retryable failures of ``inner`` under ``policy``.
+
+    Retried: ``x-should-retry: true`` (``false`` vetoes, checked first); statuses in ``retry_statuses``; >= 500
+    with ``retry_server_errors``; ``httpx.TransportError`` (timeouts included) with ``retry_connection_errors``.
+    A 2xx is never retried. Anything else is returned or raised as is; when re-sends run out, the last response
+    is returned (or the last exception raised). Discarded responses are read and closed before the next attempt.
+
+    Each retry logs at INFO on ``pristine_transport.retry`` and adds a ``retry.backoff`` event to the current
+    span; the span gets ``pristine.retries`` (re-sends done) at the end.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        policy: RetryPolicySpec,
+        *,
+        progress: ProgressTracker | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if progress is None and (policy.progress_timeout_s is not None or policy.max_in_flight is not None):
+            progress = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
+        if policy.max_retries is None and (progress is None or progress.progress_timeout_s is None):
+            raise ValueError("retry policy: max_retries=None (unlimited) needs a progress_timeout_s")
+        self._inner = inner
+        self._policy = policy
+        self._progress = progress
+        self._sleep = sleep
+        self._random = random
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        progress = self._progress
+        if progress is None:
+            return await self._send_with_retries(request)
+        async with progress.admit():
+            with progress.deadline_scope():
+                return await self._send_with_retries(request)
+            # Only reachable when the scope swallowed its own deadline cancellation.
+            raise ProgressTimeoutError(progress.progress_timeout_s or 0.0, request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
+        retries = 0
+        try:
+            while True:
+                self._raise_if_stalled(request)
+                try:
+                    response = await self._inner.handle_async_request(self._attempt(request, retries))
+                except httpx.TransportError as exc:
+                    if not (self._policy.retry_connection_errors and self._has_retries_left(retries)):
+                        raise
+                    reason, delay = type(exc).__name__, self._backoff(retries)
+                else:
+                    status_reason = self._retry_reason(response)
+                    if status_reason is None or not self._has_retries_left(retries):
+                        if self._progress is not None and response.is_success:
+                            self._progress.record_progress()
+                        return response
+                    reason, delay = status_reason, self._delay(retries, response)
+                    await _discard(response)
+                self._announce(request, retries + 1, delay, reason)
+                await self._sleep(delay)
+                retries += 1
+        finally:
+            trace.get_current_span().set_attribute("pristine.retries", retries)
+
+    def _attempt(self, request: httpx.Request, retries: int) -> httpx.Request:
+        headers = request.headers.copy()
+        if RETRY_COUNT_HEADER not in request.headers:
+            headers[RETRY_COUNT_HEADER] = str(retries)
+        timeout = request.extensions.get("timeout")
+        read_timeout = timeout.get("read") if isinstance(timeout, Mapping) else None
+        if read_timeout is not None and READ_TIMEOUT_HEADER not in request.headers:
+            headers[READ_TIMEOUT_HEADER] = str(read_timeout)
+        # stream= keeps the original framing headers (Content-Length or chunked) untouched; after aread() the
+        # stream is an in-memory ByteStream, so it replays, and read() loads it for layers that need .content.
+        attempt = httpx.Request(
+            request.method, request.url, headers=headers, stream=request.stream, extensions=dict(request.extensions)
+        )
+        attempt.read()
+        return attempt
+
+    def _has_retries_left(self, retries: int) -> bool:
+        return self._policy.max_retries is None or retries < self._policy.max_retries
+
+    def _retry_reason(self, response: httpx.Response) -> str | None:
+        if response.is_success:
+            return None
+        should_retry = response.headers.get("x-should-retry", "").strip().lower()
+        status = response.status_code
+        if should_retry == "true":
+            return f"status {status} (x-should-retry)"
+        if should_retry == "false":
+            return None
+        if status in self._policy.retry_statuses or (self._policy.retry_server_errors and status >= 500):
+            return f"status {status}"
+        return None
+
+    def _delay(self, retries: int, response: httpx.Response) -> float:
+        if self._policy.respect_retry_after:
+            server_delay = retry_after_s(response.headers)
+            if server_delay is not None and 0 < server_delay <= self._policy.max_retry_after_s:
+                return server_delay
+        return self._backoff(retries)
+
+    def _backoff(self, retries: int) -> float:
+        policy = self._policy
+        base = min(policy.initial_delay_s * 2.0 ** min(retries, 1000), policy.max_delay_s)
+        if policy.kind == "standard":
+            return base * (1 - policy.jitter * self._random())
+        jittered = base + base * policy.jitter * (2 * self._random() - 1)
+        return min(max(jittered, 0.0), policy.max_delay_s)
+
+    def _raise_if_stalled(self, request: httpx.Request) -> None:
+        # The deadline scope cancels in real time; this check also covers injected clocks.
+        if self._progress is not None and self._progress.stalled():
+            raise ProgressTimeoutError(self._progress.progress_timeout_s or 0.0, request)
+
+    def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
+        logger.info(
+            "retrying %s %s: re-send %d in %.3fs after %s", request.method, request.url.path, attempt, delay, reason
+        )
+        trace.get_current_span().add_event(
+            "retry.backoff", {"retry.attempt": attempt, "retry.delay_s": delay, "retry.reason": reason}
+        )
+
+
+def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.time) -> float | None:
+    """The server's requested delay: ``retry-after-ms`` (ms), else ``retry-after`` (seconds or an HTTP-date,
+    whole seconds from ``now``, as the Stainless client). None when absent or unparseable."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return float(milliseconds) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    date = email.utils.parsedate_tz(value)
+    if date is None:
+        return None
+    return float(int(email.utils.mktime_tz(date) - now()))
+
+
+async def _discard(response: httpx.Response) -> None:
+    """Read and close a response that will not be returned, so its connection goes back to the pool."""
+    try:
+        await response.aread()
+    except httpx.HTTPError:
+        pass  # the body is thrown away anyway; a broken one must not stop the retry
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()

@@ -1,0 +1,238 @@
+"""Session lifecycle: create a session, keep it alive with heartbeats, end it. Driven by a manifest's ``session``
+block; knows no endpoint by name.
+
+The heartbeat runs either as a task on the caller's loop (:meth:`SessionLifecycle.start_heartbeat`) or in a
+thread of its own with its own loop and client (:class:`BackgroundHeartbeat`). The thread variant exists because
+CPU-heavy user code, or a user event loop blocked by synchronous work, starves any task on that loop: the session
+would stop beating and expire while the user's own code is the only thing running (users.md #4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
+
+from pristine_transport.client import ManifestClient
+from pristine_transport.errors import APIStatusError
+from pristine_transport.logs import get_logger
+from pristine_transport.manifest import SessionSpec
+from pristine_transport.request import NOT_GIVEN
+
+__all__ = ["BackgroundHeartbeat", "SessionLifecycle", "run_heartbeat"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def run_heartbeat(
+    client: ManifestClient,
+    spec: SessionSpec,
+    session_id: str,
+    *,
+    logger: logging.Logger,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+    on_beat: Callable[[bool], None] | None = None,
+) -> None:
+    """Beat every ``interval_s`` until cancelled, or until the server answers ``stop_on_status``.
+
+    A failed beat never ends the loop. Once ``warning_after_s`` have passed since the last success, every failed
+    beat logs a WARNING. ``on_beat(ok)`` is told the outcome of each beat.
+    """
+    last_success = clock()
+    while True:
+        await sleep(spec.interval_s)
+        failure: Exception | None = None
+        try:
+            await client.call(spec.heartbeat_endpoint, json={spec.id_field: session_id})
+        except APIStatusError as exc:
+            if spec.stop_on_status is not None and exc.status_code == spec.stop_on_status:
+                logger.info("Session %s has finished; stopping its heartbeat loop.", session_id)
+                return
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - a heartbeat must outlive any single failure
+            failure = exc
+        if failure is None:
+            last_success = clock()
+        else:
+            _beat_failed(client, logger, session_id, clock() - last_success, spec.warning_after_s, failure)
+        if on_beat is not None:
+            on_beat(failure is None)
+
+
+def _beat_failed(
+    client: ManifestClient,
+    logger: logging.Logger,
+    session_id: str,
+    since_success_s: float,
+    warning_after_s: float,
+    exc: Exception,
+) -> None:
+    detail = client.redactor.text(str(exc) or type(exc).__name__)
+    if since_success_s < warning_after_s:
+        logger.debug("Session %s heartbeat failed: %s", session_id, detail)
+        return
+    logger.warning(
+        "Session heartbeat failed for %.0f seconds for session %s. Last exception: %s.\n"
+        "Your connection may be unreliable or the server is down. If this persists, the session will be terminated.",
+        since_success_s,
+        session_id,
+        detail,
+    )
+
+
+class SessionLifecycle:
+    """``create()`` a session, ``start_heartbeat()`` on the current loop, ``stop()`` to cancel it and end the
+    session on the server (when the manifest names an end endpoint)."""
+
+    def __init__(
+        self,
+        client: ManifestClient,
+        spec: SessionSpec | None = None,
+        *,
+        logger: logging.Logger | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        spec = spec if spec is not None else client.manifest.session
+        if spec is None:
+            raise ValueError(f"manifest {client.manifest.name!r} has no session block")
+        self.client = client
+        self.spec = spec
+        self._logger = logger if logger is not None else get_logger("session")
+        self._clock = clock
+        self._sleep = sleep
+        self._session_id: str | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        if self._session_id is None:
+            raise RuntimeError("no session yet: call `await create(...)` first")
+        return self._session_id
+
+    async def create(self, body: Any) -> str:
+        """POST the create endpoint (its own retries apply) and keep the session id it answers."""
+        answer = await self.client.call(self.spec.create_endpoint, json=body)
+        session_id = answer.get(self.spec.id_field) if isinstance(answer, dict) else None
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError(
+                f"{self.spec.create_endpoint} answered without a session id in field {self.spec.id_field!r}"
+            )
+        self._session_id = session_id
+        return session_id
+
+    def start_heartbeat(self) -> None:
+        """Start beating on the current event loop (once; later calls do nothing while it runs)."""
+        if self._heartbeat is not None and not self._heartbeat.done():
+            return
+        self._heartbeat = asyncio.get_running_loop().create_task(
+            run_heartbeat(
+                self.client, self.spec, self.session_id, logger=self._logger, clock=self._clock, sleep=self._sleep
+            ),
+            name=f"pristine heartbeat {self.session_id}",
+        )
+
+    @property
+    def heartbeat_running(self) -> bool:
+        return self._heartbeat is not None and not self._heartbeat.done()
+
+    async def stop(self, body: Any = None) -> None:
+        """Cancel the heartbeat and wait for it, then POST the end endpoint if the manifest has one. The session
+        id goes into the path when the endpoint's path has ``{id_field}``, else into the JSON body."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        end = self.spec.end_endpoint
+        if end is None or self._session_id is None:
+            return
+        id_field = self.spec.id_field
+        if "{" + id_field + "}" in self.client.manifest.endpoint(end).path:
+            json = body if body is not None else NOT_GIVEN
+            await self.client.call(end, path_params={id_field: self._session_id}, json=json)
+        else:
+            await self.client.call(end, json={**(body or {}), id_field: self._session_id})
+
+
+class BackgroundHeartbeat:
+    """The heartbeat loop in a daemon thread with its own event loop and its own client.
+
+    ``client_factory`` is called in that thread, so the client's connections belong to the thread's loop. The
+    beat keeps going while the user's loop is blocked or busy; CPU-bound Python code in other threads only delays
+    it by the interpreter's switch interval.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], ManifestClient],
+        spec: SessionSpec,
+        session_id: str,
+        *,
+        logger: logging.Logger | None = None,
+        on_beat: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self.spec = spec
+        self.session_id = session_id
+        self._logger = logger if logger is not None else get_logger("session")
+        self._on_beat = on_beat
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the thread and return once its loop runs the heartbeat (or raise what stopped it starting)."""
+        if self._thread is not None:
+            raise RuntimeError("BackgroundHeartbeat.start() called twice")
+        self._thread = threading.Thread(target=self._run, name=f"pristine-heartbeat-{self.session_id}", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 5.0) -> bool:
+        """Cancel the heartbeat, close the thread's client and join the thread. True if the thread ended."""
+        if self._thread is None:
+            return True
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with suppress(RuntimeError):  # the loop already finished (e.g. stop_on_status ended the beat)
+                loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged; a thread must not die silently
+            if not self._ready.is_set():
+                self._startup_error = exc
+                self._ready.set()
+            else:
+                self._logger.exception("background heartbeat of session %s crashed", self.session_id)
+
+    async def _main(self) -> None:
+        client = self._client_factory()
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.create_task(
+                run_heartbeat(client, self.spec, self.session_id, logger=self._logger, on_beat=self._on_beat)
+            )
+            self._ready.set()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        finally:
+            await client.aclose()

@@ -1,0 +1,280 @@
+"""Assembly: a manifest becomes one prebuilt layer stack per endpoint behind one :class:`RouterTransport`.
+
+Layer order, outermost first (each included only when the endpoint's manifest entry asks for it):
+
+1. ``TelemetryLayer`` (always)
+2. ``IdempotencyLayer`` (``idempotency`` true, or null and the method is not GET/HEAD/OPTIONS)
+3. ``RetryLayer`` (the endpoint has an effective retry policy)
+4. ``AttemptTelemetryLayer`` (with the retry layer: without re-sends an attempt span would repeat the request's)
+5. ``PoolLimiterLayer`` (the endpoint names a pool)
+6. ``BackpressureLayer`` (``backpressure`` set)
+7. ``QueueStateLayer`` (``queue_state`` true)
+8. ``HeadersLayer`` (always: manifest default headers, then the endpoint's own)
+9. the base transport, shared by every stack
+
+Stacks are built once, when the transport is built. Shared state lives on the router, never in globals: one
+``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy.
+
+Routing: ``request.extensions[extensions.ENDPOINT]`` names the stack (a dict lookup). Without it, the method and
+the URL path pick the endpoint whose path template matches the *end* of the path, so a base URL with a path
+prefix (``https://host/services/prod``) routes the same as a bare host. A ``{param}`` first matches one path
+segment; only when no template matches that way may a parameter span several segments (``weights/ckpt-1``).
+When several templates match, the one that covers more of the path wins, then the one with more literal text.
+Requests that match nothing go through a default stack of headers and telemetry only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+from opentelemetry import trace
+
+from pristine_transport import extensions
+from pristine_transport.errors import ConfigurationError
+from pristine_transport.layers.backoff_window import BackoffWindow
+from pristine_transport.layers.backpressure import BackpressureLayer
+from pristine_transport.layers.headers import HeadersLayer, resolve_headers
+from pristine_transport.layers.idempotency import IdempotencyLayer
+from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
+from pristine_transport.layers.queue_state import QueueStateLayer
+from pristine_transport.layers.retry import ProgressTracker, RetryLayer
+from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
+from pristine_transport.manifest import EndpointSpec, Manifest, RetryOverride, load_manifest
+from pristine_transport.redaction import Redactor
+from pristine_transport.request import merge_headers
+
+__all__ = ["DEFAULT_STACK", "RouterTransport", "SizeEstimator", "build_transport"]
+
+SizeEstimator = Callable[[httpx.Request], int]
+
+DEFAULT_STACK: Final = "default"
+"""Endpoint name the default stack's spans carry."""
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PATH_PARAM = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+_ROUTE_CACHE_SIZE = 1024
+
+
+def build_transport(
+    manifest: Manifest | str | Path | Mapping[str, Any],
+    *,
+    base: httpx.AsyncBaseTransport | None = None,
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] = os.environ,
+    redactor: Redactor | None = None,
+    tracer: trace.Tracer | None = None,
+    size_estimators: Mapping[str, SizeEstimator] | None = None,
+) -> RouterTransport:
+    """Build every endpoint's stack over ``base`` (default: ``httpx.AsyncHTTPTransport(http2=True)``).
+
+    Header values are resolved now (``config`` > ``env`` > manifest default) and their secrets registered with
+    ``redactor``; a missing required header or an unknown size estimator raises ``ConfigurationError``.
+    """
+    spec = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    redactor = redactor if redactor is not None else Redactor()
+    estimators = _resolve_size_estimators(spec, size_estimators or {})
+    default_headers = resolve_headers(spec.headers, config=config or {}, env=env, redactor=redactor)
+    base = base if base is not None else httpx.AsyncHTTPTransport(http2=True)
+
+    windows = {name: BackoffWindow(recent_s=pool.recent_backoff_s) for name, pool in spec.pools.items()}
+    limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
+    trackers: dict[str, ProgressTracker] = {}
+
+    def assemble(name: str, endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+        size_of = estimators.get(name)
+        stack: httpx.AsyncBaseTransport = HeadersLayer(
+            base, merge_headers(default_headers, endpoint.headers), redactor=redactor
+        )
+        if endpoint.queue_state:
+            stack = _queue_state_layer(stack, spec)
+        if endpoint.backpressure is not None:
+            window = windows[endpoint.pool] if endpoint.pool is not None else BackoffWindow()
+            stack = BackpressureLayer(stack, endpoint.backpressure, window, size_of=size_of)
+        if endpoint.pool is not None:
+            stack = PoolLimiterLayer(stack, limiters[endpoint.pool], size_of=size_of)
+        policy = spec.retry_policy_for(name)
+        if policy is not None:
+            stack = AttemptTelemetryLayer(stack, redactor=redactor, tracer=tracer)
+            progress = None
+            if policy.kind == "sampling":
+                policy_name = _policy_name(spec, endpoint)
+                progress = trackers.get(policy_name)
+                if progress is None:
+                    progress = trackers[policy_name] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
+            stack = RetryLayer(stack, policy, progress=progress)
+        if _wants_idempotency(endpoint):
+            stack = IdempotencyLayer(stack, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
+        return TelemetryLayer(stack, endpoint=name, redactor=redactor, tracer=tracer)
+
+    stacks = {name: assemble(name, endpoint) for name, endpoint in spec.endpoints.items()}
+    default = TelemetryLayer(
+        HeadersLayer(base, default_headers, redactor=redactor), endpoint=DEFAULT_STACK, redactor=redactor, tracer=tracer
+    )
+    return RouterTransport(
+        manifest=spec,
+        stacks=stacks,
+        default=default,
+        base=base,
+        redactor=redactor,
+        pool_limiters=limiters,
+        backoff_windows=windows,
+        progress_trackers=trackers,
+    )
+
+
+def _resolve_size_estimators(
+    manifest: Manifest, available: Mapping[str, SizeEstimator]
+) -> dict[str, SizeEstimator]:
+    resolved: dict[str, SizeEstimator] = {}
+    problems: list[str] = []
+    for name, endpoint in manifest.endpoints.items():
+        if endpoint.size_estimator is None:
+            continue
+        estimator = available.get(endpoint.size_estimator)
+        if estimator is None:
+            known = ", ".join(sorted(available)) or "none"
+            problems.append(
+                f"endpoints.{name}.size_estimator: unknown size estimator {endpoint.size_estimator!r} "
+                f"(pass it in size_estimators; given: {known})"
+            )
+        else:
+            resolved[name] = estimator
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    return resolved
+
+
+def _queue_state_layer(inner: httpx.AsyncBaseTransport, manifest: Manifest) -> QueueStateLayer:
+    futures = manifest.futures
+    if futures is None:
+        return QueueStateLayer(inner)
+    return QueueStateLayer(
+        inner,
+        try_again=futures.try_again,
+        state_field=futures.queue_state_field,
+        reason_field=futures.queue_state_reason_field,
+    )
+
+
+def _policy_name(manifest: Manifest, endpoint: EndpointSpec) -> str:
+    retry = endpoint.retry if endpoint.retry is not None else manifest.default_retry
+    assert retry is not None  # only called for endpoints with a policy
+    return retry.policy if isinstance(retry, RetryOverride) else retry
+
+
+def _wants_idempotency(endpoint: EndpointSpec) -> bool:
+    if endpoint.idempotency is not None:
+        return endpoint.idempotency
+    return endpoint.method not in _SAFE_METHODS
+
+
+class RouterTransport(httpx.AsyncBaseTransport):
+    """Sends each request through its endpoint's prebuilt stack. Usable under any ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        *,
+        manifest: Manifest,
+        stacks: Mapping[str, httpx.AsyncBaseTransport],
+        default: httpx.AsyncBaseTransport,
+        base: httpx.AsyncBaseTransport,
+        redactor: Redactor,
+        pool_limiters: Mapping[str, PoolLimiter],
+        backoff_windows: Mapping[str, BackoffWindow],
+        progress_trackers: Mapping[str, ProgressTracker],
+    ) -> None:
+        self.manifest = manifest
+        self.stacks: Mapping[str, httpx.AsyncBaseTransport] = dict(stacks)
+        self.default_stack = default
+        self.base = base
+        self.redactor = redactor
+        self.pool_limiters: Mapping[str, PoolLimiter] = dict(pool_limiters)
+        self.backoff_windows: Mapping[str, BackoffWindow] = dict(backoff_windows)
+        self.progress_trackers: Mapping[str, ProgressTracker] = dict(progress_trackers)
+        self._templates = _TemplateMatcher(
+            (endpoint.method, endpoint.path, self.stacks[name]) for name, endpoint in manifest.endpoints.items()
+        )
+
+    def route(self, request: httpx.Request) -> httpx.AsyncBaseTransport:
+        """The stack ``request`` goes through."""
+        name = request.extensions.get(extensions.ENDPOINT)
+        if name is None:
+            return self._templates.match(request.method, request.url.path) or self.default_stack
+        stack = self.stacks.get(name)
+        if stack is None:
+            known = ", ".join(sorted(self.stacks)) or "none"
+            raise ConfigurationError(
+                f"request.extensions[{extensions.ENDPOINT!r}] names endpoint {name!r}, which manifest "
+                f"{self.manifest.name!r} does not have (known: {known})"
+            )
+        return stack
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.route(request).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.base.aclose()
+
+    def __repr__(self) -> str:
+        return f"RouterTransport(manifest={self.manifest.name!r}, endpoints={len(self.stacks)})"
+
+
+class _TemplateMatcher:
+    """Method + URL path -> stack, by path templates anchored at the end of the path.
+
+    Per method, all templates are one alternation searched left to right: the leftmost match is the one that
+    covers the most of the path; at equal start, alternatives are ordered by literal length (``/sessions/list``
+    before ``/sessions/{id}``). A bounded cache makes repeated paths a dict lookup.
+    """
+
+    def __init__(self, entries: Iterable[tuple[str, str, httpx.AsyncBaseTransport]]) -> None:
+        by_method: dict[str, list[tuple[str, httpx.AsyncBaseTransport]]] = {}
+        for method, template, stack in entries:
+            by_method.setdefault(method, []).append((template, stack))
+        self._strict: dict[str, tuple[re.Pattern[str], list[httpx.AsyncBaseTransport]]] = {}
+        self._loose: dict[str, tuple[re.Pattern[str], list[httpx.AsyncBaseTransport]]] = {}
+        for method, templates in by_method.items():
+            ordered = sorted(templates, key=lambda t: -len(_PATH_PARAM.sub("", t[0])))
+            stacks = [stack for _, stack in ordered]
+            self._strict[method] = (_alternation([t for t, _ in ordered], "[^/]+"), stacks)
+            self._loose[method] = (_alternation([t for t, _ in ordered], ".+"), stacks)
+        self._cache: dict[tuple[str, str], httpx.AsyncBaseTransport | None] = {}
+
+    def match(self, method: str, path: str) -> httpx.AsyncBaseTransport | None:
+        key = (method, path)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = self._search(self._strict, method, path) or self._search(self._loose, method, path)
+        if len(self._cache) >= _ROUTE_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    @staticmethod
+    def _search(
+        table: dict[str, tuple[re.Pattern[str], list[httpx.AsyncBaseTransport]]], method: str, path: str
+    ) -> httpx.AsyncBaseTransport | None:
+        entry = table.get(method)
+        if entry is None:
+            return None
+        pattern, stacks = entry
+        found = pattern.search(path)
+        if found is None or found.lastgroup is None:
+            return None
+        return stacks[int(found.lastgroup[1:])]
+
+
+def _alternation(templates: list[str], param: str) -> re.Pattern[str]:
+    alternatives = []
+    for index, template in enumerate(templates):
+        literals = _PATH_PARAM.split(template)
+        body = param.join(re.escape(literal) for literal in literals)
+        alternatives.append(f"(?P<t{index}>{body}\\Z)")
+    return re.compile("|".join(alternatives))

@@ -1,0 +1,57 @@
+"""``python -m tinkex.testing`` and persistence of runs and checkpoints in a state directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tinkex.testing import LocalServer
+
+pytestmark = pytest.mark.anyio
+
+
+def test_command_line_prints_the_url_and_stops_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinkex.testing", "--port", "0", "--latency", "0.01"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{base_url}/api/v1/healthz").json() == {"status": "ok"}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_state_dir_survives_a_restart(tmp_path: Path, headers: dict[str, str], wire) -> None:
+    async with LocalServer(state_dir=tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            wire.client = http
+            model_id = await wire.model()
+            await wire.result(await wire.post("forward_backward", wire.forward_backward_body(model_id, 1)))
+            await wire.result(await wire.post("optim_step", {"adam_params": {}, "model_id": model_id, "seq_id": 2}))
+            saved = await wire.result(await wire.post("save_weights", {"model_id": model_id, "path": "c", "seq_id": 3, "ttl_seconds": None}))
+        theta = server.model_state(model_id).theta
+    assert (tmp_path / "state.json").exists()
+
+    async with LocalServer(state_dir=tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            run = (await http.get(f"/api/v1/training_runs/{model_id}")).json()
+            info = (await http.post("/api/v1/weights_info", json={"tinker_path": saved["path"]})).json()
+        assert server.model_state(model_id).theta == theta != 0.0
+    assert run["last_checkpoint"]["tinker_path"] == saved["path"]
+    assert info["base_model"] == "Qwen/Qwen3-8B"

@@ -1,0 +1,97 @@
+"""``APIFuture``: what training calls return, awaitable or ``.result()``-able, as in the official SDK.
+
+Two kinds: a future resolved on the caller's own loop (the ``*_async`` methods), and a future computed on the
+background runtime loop (the sync methods), whose ``result()`` blocks the calling thread. Both take a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from .runtime import get_runtime
+
+__all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class APIFuture(ABC, Generic[T]):
+    @abstractmethod
+    def result(self, timeout: float | None = None) -> T:
+        """Block until the result is ready (raises ``TimeoutError`` after ``timeout`` seconds)."""
+
+    @abstractmethod
+    async def result_async(self, timeout: float | None = None) -> T:
+        """Await the result (raises ``TimeoutError`` after ``timeout`` seconds)."""
+
+    @abstractmethod
+    def done(self) -> bool: ...
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.result_async().__await__()
+
+
+class AwaitableFuture(APIFuture[T]):
+    """Wraps an awaitable (a pristine FutureHandle or combined handle) bound to the caller's loop."""
+
+    def __init__(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> None:
+        self._task: asyncio.Future[Any] = asyncio.ensure_future(_transformed(awaitable, transform))
+        self._loop = asyncio.get_running_loop()
+
+    def result(self, timeout: float | None = None) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RuntimeError("result() would block the event loop this future runs on; use `await future` instead")
+        return asyncio.run_coroutine_threadsafe(self.result_async(), self._loop).result(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"future not resolved within {timeout} s") from None
+
+    def done(self) -> bool:
+        return self._task.done()
+
+
+class ConcurrentFuture(APIFuture[T]):
+    """A result computed on the background runtime loop."""
+
+    def __init__(self, future: concurrent.futures.Future[T]) -> None:
+        self._future = future
+
+    def result(self, timeout: float | None = None) -> T:
+        if get_runtime().in_loop_thread():
+            raise RuntimeError("result() called on tinkex's own event loop; use `await future` instead")
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"future not resolved within {timeout} s") from None
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._future)), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"future not resolved within {timeout} s") from None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
+def completed_future(value: T) -> ConcurrentFuture[T]:
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    future.set_result(value)
+    return ConcurrentFuture(future)
+
+
+async def _transformed(awaitable: Awaitable[Any], transform: Callable[[Any], T] | None) -> T:
+    value = await awaitable
+    return transform(value) if transform is not None else value  # type: ignore[no-any-return]

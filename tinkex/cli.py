@@ -1,0 +1,547 @@
+"""The ``tinkex`` command line: checkpoints, training runs, one-off sampling, version, demo.
+
+Exit codes: 0 success; 1 the operation failed (API error, network, download); 2 usage error (bad arguments or
+paths, missing configuration, a destructive command without confirmation, an existing destination). Expected
+errors print one ``error: …`` line on stderr, never a traceback and never the API key. ``--json`` prints
+machine-readable output on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TextIO
+
+import msgspec
+
+from pristine_transport.errors import APIConnectionError, APIStatusError, ConfigurationError, PristineError
+
+from .config import TINKEX_VERSION, WIRE_SDK_VERSION
+from .rest_client import RestClient, parse_tinker_path
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The invocation is wrong; the message says how to fix it."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["demo"]:  # the demo parses its own options
+        from .demo import main as demo_main
+
+        return demo_main(arguments[1:])
+    try:
+        args = _build_parser().parse_args(arguments)
+    except SystemExit as exit_:  # argparse has printed usage or help
+        return int(exit_.code or 0)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except ConfigurationError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except APIStatusError as exc:
+        return _fail(_describe(exc), EXIT_FAILED)
+    except APIConnectionError as exc:
+        return _fail(f"{exc.message} ({type(exc).__name__} for {exc.request.url.host})", EXIT_FAILED)
+    except PristineError as exc:
+        return _fail(_describe(exc), EXIT_FAILED)
+    except (FileExistsError, ValueError) as exc:
+        return _fail(_describe(exc), EXIT_USAGE)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        return _fail(_describe(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _describe(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None) or []
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return "; ".join([text, *notes])
+
+
+# parser ---------------------------------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    # Shared options work before or after the subcommand; SUPPRESS keeps a later default from erasing an earlier value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--base-url", default=argparse.SUPPRESS, help="API base URL (else TINKER_BASE_URL)")
+    common.add_argument("--api-key", default=argparse.SUPPRESS, help="API key (else TINKER_API_KEY)")
+
+    parser = argparse.ArgumentParser(prog="tinkex", description="Tinker checkpoints, runs and sampling.", parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    checkpoint = commands.add_parser("checkpoint", help="list, inspect, download and manage checkpoints")
+    ckpt = checkpoint.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ckpt.add_parser("list", parents=[common], help="list checkpoints (yours, or one run's)")
+    p.add_argument("--run-id", help="only this training run's checkpoints (a run id or any tinker:// path of it)")
+    _paging(p, default_limit=100)
+    p.set_defaults(handler=_checkpoint_list)
+    p = ckpt.add_parser("info", parents=[common], help="show one checkpoint")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(handler=_checkpoint_info)
+    p = ckpt.add_parser("download", parents=[common], help="download and extract a checkpoint archive")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--dest", default=".", help="directory to download into (default: .)")
+    p.add_argument("--force", action="store_true", help="replace an existing download")
+    p.add_argument("--no-extract", dest="extract", action="store_false", help="keep the tar archive as is")
+    p.set_defaults(handler=_checkpoint_download)
+    p = ckpt.add_parser("delete", parents=[common], help="delete one or more checkpoints")
+    p.add_argument("paths", metavar="PATH", nargs="+")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=_checkpoint_delete)
+    for name, helptext in (("publish", "make a checkpoint public"), ("unpublish", "make a checkpoint private")):
+        p = ckpt.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("path", metavar="PATH")
+        p.set_defaults(handler=_checkpoint_publish, publish=name == "publish")
+    p = ckpt.add_parser("set-ttl", parents=[common], help="set or remove a checkpoint's expiry")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("ttl", metavar="SECONDS|none", type=_ttl)
+    p.set_defaults(handler=_checkpoint_set_ttl)
+
+    run = commands.add_parser("run", help="list and inspect training runs")
+    runs = run.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = runs.add_parser("list", parents=[common], help="list training runs")
+    _paging(p, default_limit=20)
+    _access_scope(p)
+    p.set_defaults(handler=_run_list)
+    p = runs.add_parser("info", parents=[common], help="show one training run")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id (e.g. abc:train:0) or any tinker:// path of the run")
+    _access_scope(p)
+    p.set_defaults(handler=_run_info)
+
+    p = commands.add_parser("sample", parents=[common], help="sample from a base model or a sampler checkpoint")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model-path", help="a tinker://…/sampler_weights/… path")
+    model.add_argument("--base-model", help="a base model name, e.g. Qwen/Qwen3-8B")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="prompt text (needs a tokenizer for the model)")
+    prompt.add_argument("--tokens", type=_token_list, help="prompt token ids, e.g. 1,2,3")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(handler=_sample)
+
+    p = commands.add_parser("version", parents=[common], help="print the version")
+    p.set_defaults(handler=_version)
+
+    p = commands.add_parser("demo", help="run the end-to-end demo (see `tinkex demo --help`)", add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _paging(parser: argparse.ArgumentParser, default_limit: int) -> None:
+    parser.add_argument("--all", action="store_true", help="fetch every page (progress on stderr)")
+    parser.add_argument("--limit", type=_non_negative, default=default_limit, help=f"page size (default {default_limit})")
+    parser.add_argument("--offset", type=_non_negative, default=0)
+
+
+def _access_scope(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--access-scope", choices=("owned", "accessible"), default="owned")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _ttl(text: str) -> int | None:
+    if text.strip().lower() in ("none", "never", "null"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds or 'none', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the TTL must be a positive number of seconds (or 'none'), got {value}")
+    return value
+
+
+def _token_list(text: str) -> list[int]:
+    try:
+        tokens = [int(part) for part in text.replace(" ", "").strip("[]").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids like 1,2,3, got {text!r}") from None
+    if not tokens:
+        raise argparse.ArgumentTypeError("expected at least one token id")
+    return tokens
+
+
+# plumbing -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    from .client import Client
+
+    client = Client(api_key=getattr(args, "api_key", None), base_url=getattr(args, "base_url", None))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
+def _rest(args: argparse.Namespace) -> Iterator[RestClient]:
+    with _client(args) as client:
+        yield client.create_rest_client()
+
+
+def _checked_path(path: str) -> str:
+    try:
+        return parse_tinker_path(path).tinker_path
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _run_id(text: str) -> str:
+    """A run id as given, or the run id of any ``tinker://`` path (``tinker://<run>`` alone included)."""
+    text = text.strip().rstrip("/")
+    if text.startswith("tinker://"):
+        run_id = text[len("tinker://") :].split("/", 1)[0]
+        if not run_id:
+            raise UsageError(f"{text!r} names no training run: expected tinker://<training_run_id>[/<kind>/<name>]")
+        return run_id
+    if "/" in text:
+        return _run_id("tinker://" + text)
+    return text
+
+
+def _to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+def _emit_json(value: Any, out: TextIO | None = None) -> None:
+    (out or sys.stdout).write(msgspec.json.format(msgspec.json.encode(_to_builtins(value)), indent=2).decode() + "\n")
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _fetch_all(
+    fetch_page: Callable[[int, int], tuple[list[Any], int | None]], limit: int, offset: int, what: str
+) -> list[Any]:
+    """Every item from ``offset`` on, page by page, with a progress line on stderr."""
+    items: list[Any] = []
+    page_size = limit or 100
+    while True:
+        page, total = fetch_page(page_size, offset + len(items))
+        items.extend(page)
+        shown = f"{len(items)}/{total - offset}" if total is not None else str(len(items))
+        print(f"\rfetching {what}: {shown}", end="", file=sys.stderr, flush=True)
+        done = not page or (total is not None and offset + len(items) >= total) or (total is None and len(page) < page_size)
+        if done:
+            print(file=sys.stderr)
+            return items
+
+
+# checkpoint commands -------------------------------------------------------------------------------------
+
+
+def _checkpoint_rows(checkpoints: list[Any]) -> None:
+    rows = [
+        [c.tinker_path, c.checkpoint_type, _size(c.size_bytes), "yes" if c.public else "no", _when(c.time), _when(c.expires_at)]
+        for c in checkpoints
+    ]
+    _table(rows, ["PATH", "TYPE", "SIZE", "PUBLIC", "CREATED", "EXPIRES"])
+
+
+def _checkpoint_list(args: argparse.Namespace) -> int:
+    with _rest(args) as rest:
+        if args.run_id:
+            checkpoints = rest.list_checkpoints(_run_id(args.run_id)).result().checkpoints
+            total = len(checkpoints)
+        elif args.all:
+
+            def page(limit: int, offset: int) -> tuple[list[Any], int | None]:
+                response = rest.list_user_checkpoints(limit, offset).result()
+                return response.checkpoints, response.cursor.total_count if response.cursor else None
+
+            checkpoints = _fetch_all(page, args.limit, args.offset, "checkpoints")
+            total = len(checkpoints)
+        else:
+            response = rest.list_user_checkpoints(args.limit, args.offset).result()
+            checkpoints = response.checkpoints
+            total = response.cursor.total_count if response.cursor else len(checkpoints)
+    if getattr(args, "json", False):
+        _emit_json({"checkpoints": checkpoints, "total_count": total})
+        return EXIT_OK
+    if not checkpoints:
+        print("no checkpoints")
+        return EXIT_OK
+    _checkpoint_rows(checkpoints)
+    if total > len(checkpoints):
+        print(f"showing {len(checkpoints)} of {total}; use --all or --offset for more", file=sys.stderr)
+    return EXIT_OK
+
+
+def _checkpoint_info(args: argparse.Namespace) -> int:
+    path = _checked_path(args.path)
+    parsed = parse_tinker_path(path)
+    with _rest(args) as rest:
+        listed = rest.list_checkpoints(parsed.training_run_id).result().checkpoints
+        found = next((c for c in listed if c.tinker_path == path or c.checkpoint_id == parsed.checkpoint_id), None)
+        if found is None:
+            known = ", ".join(c.checkpoint_id for c in listed) or "none"
+            return _fail(f"training run {parsed.training_run_id} has no checkpoint {parsed.checkpoint_id!r} (it has: {known})", EXIT_FAILED)
+        info = rest.get_weights_info_by_tinker_path(path).result()
+    if getattr(args, "json", False):
+        _emit_json({"checkpoint": found, "weights_info": info})
+        return EXIT_OK
+    fields = [
+        ("path", found.tinker_path),
+        ("type", found.checkpoint_type),
+        ("base model", info.base_model),
+        ("lora rank", str(info.lora_rank) if info.lora_rank is not None else "-"),
+        ("size", _size(found.size_bytes)),
+        ("public", "yes" if found.public else "no"),
+        ("created", _when(found.time)),
+        ("expires", _when(found.expires_at)),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<12}{value}")
+    return EXIT_OK
+
+
+def _checkpoint_download(args: argparse.Namespace) -> int:
+    from .checkpoints import download_checkpoint
+
+    path = _checked_path(args.path)
+    as_json = getattr(args, "json", False)
+    with _rest(args) as rest:
+        result = download_checkpoint(
+            rest, path, args.dest, force=args.force, progress=not as_json and sys.stderr.isatty(), extract=args.extract
+        )
+    if as_json:
+        _emit_json({"tinker_path": result.tinker_path, "path": str(result.path), "size_bytes": result.size_bytes})
+    else:
+        print(f"downloaded {result.tinker_path} ({_size(result.size_bytes)}) to {result.path}")
+    return EXIT_OK
+
+
+def _checkpoint_delete(args: argparse.Namespace) -> int:
+    paths = list(dict.fromkeys(_checked_path(p) for p in args.paths))  # all valid before anything is deleted
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete {len(paths)} checkpoint(s) without confirmation; pass --yes")
+        answer = input(f"Delete {len(paths)} checkpoint(s)?\n  " + "\n  ".join(paths) + "\n[y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return EXIT_USAGE
+    results: list[dict[str, Any]] = []
+    with _rest(args) as rest:
+        futures = [(path, rest.delete_checkpoint_from_tinker_path(path)) for path in paths]
+        for path, future in futures:
+            try:
+                future.result()
+                results.append({"tinker_path": path, "deleted": True})
+            except PristineError as exc:
+                results.append({"tinker_path": path, "deleted": False, "error": _describe(exc)})
+    failed = [r for r in results if not r["deleted"]]
+    if getattr(args, "json", False):
+        _emit_json({"results": results})
+    else:
+        for r in results:
+            if r["deleted"]:
+                print(f"deleted {r['tinker_path']}")
+            else:
+                print(f"error: {r['tinker_path']}: {r['error']}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _checkpoint_publish(args: argparse.Namespace) -> int:
+    path = _checked_path(args.path)
+    with _rest(args) as rest:
+        if args.publish:
+            rest.publish_checkpoint_from_tinker_path(path).result()
+        else:
+            rest.unpublish_checkpoint_from_tinker_path(path).result()
+    return _done(args, {"tinker_path": path, "public": args.publish}, f"{'published' if args.publish else 'unpublished'} {path}")
+
+
+def _checkpoint_set_ttl(args: argparse.Namespace) -> int:
+    path = _checked_path(args.path)
+    with _rest(args) as rest:
+        rest.set_checkpoint_ttl_from_tinker_path(path, args.ttl).result()
+    text = f"{path} never expires" if args.ttl is None else f"{path} expires in {args.ttl} s"
+    return _done(args, {"tinker_path": path, "ttl_seconds": args.ttl}, text)
+
+
+def _done(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
+    if getattr(args, "json", False):
+        _emit_json(data)
+    else:
+        print(text)
+    return EXIT_OK
+
+
+# run commands ----------------------------------------------------------------------------------------------
+
+
+def _run_rows(runs: list[Any]) -> None:
+    rows = [
+        [
+            r.training_run_id,
+            r.base_model,
+            str(r.lora_rank) if r.lora_rank is not None else "-",
+            "CORRUPTED" if r.corrupted else "ok",
+            r.last_checkpoint.tinker_path if r.last_checkpoint else "-",
+            _when(r.last_request_time),
+        ]
+        for r in runs
+    ]
+    _table(rows, ["RUN", "BASE MODEL", "RANK", "STATE", "LAST CHECKPOINT", "LAST REQUEST"])
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    with _rest(args) as rest:
+        if args.all:
+
+            def page(limit: int, offset: int) -> tuple[list[Any], int | None]:
+                response = rest.list_training_runs(limit, offset, args.access_scope).result()
+                return response.training_runs, response.cursor.total_count
+
+            runs = _fetch_all(page, args.limit, args.offset, "training runs")
+            total = len(runs)
+        else:
+            response = rest.list_training_runs(args.limit, args.offset, args.access_scope).result()
+            runs, total = response.training_runs, response.cursor.total_count
+    if getattr(args, "json", False):
+        _emit_json({"training_runs": runs, "total_count": total})
+        return EXIT_OK
+    if not runs:
+        print("no training runs")
+        return EXIT_OK
+    _run_rows(runs)
+    if total > len(runs) + args.offset:
+        print(f"showing {len(runs)} of {total}; use --all or --offset for more", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run_id)
+    with _rest(args) as rest:
+        run = rest.get_training_run(run_id, args.access_scope).result()
+        checkpoints = rest.list_checkpoints(run_id).result().checkpoints
+    if getattr(args, "json", False):
+        _emit_json({"training_run": run, "checkpoints": checkpoints})
+        return EXIT_OK
+    fields = [
+        ("run", run.training_run_id),
+        ("base model", run.base_model),
+        ("owner", run.model_owner),
+        ("lora rank", str(run.lora_rank) if run.lora_rank is not None else "-"),
+        ("state", "CORRUPTED" if run.corrupted else "ok"),
+        ("last request", _when(run.last_request_time)),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<14}{value}")
+    for key, value in sorted((run.user_metadata or {}).items()):
+        print(f"{'metadata:':<14}{key}={value}")
+    if checkpoints:
+        print()
+        _checkpoint_rows(checkpoints)
+    return EXIT_OK
+
+
+# sample, version --------------------------------------------------------------------------------------------
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .types import ModelInput, SamplingParams
+
+    if args.num_samples < 1 or args.max_tokens < 1:
+        raise UsageError("--num-samples and --max-tokens must be >= 1")
+    model_path = _checked_path(args.model_path) if args.model_path else None
+    if model_path is not None and parse_tinker_path(model_path).checkpoint_type == "training":
+        raise UsageError(
+            f"{model_path} is a training-state checkpoint (save_state); sample from a sampler_weights path "
+            "(save_weights_for_sampler)"
+        )
+    params: dict[str, Any] = {"max_tokens": args.max_tokens}
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    if args.seed is not None:
+        params["seed"] = args.seed
+    needs_tokenizer = args.prompt is not None
+    tokenizer = _tokenizer(args.base_model, required=needs_tokenizer) if args.base_model else None
+    with _client(args) as client:
+        sampler = client.create_sampling_client(model_path=model_path, base_model=args.base_model)
+        base_model = args.base_model or sampler.get_base_model()
+        if tokenizer is None and model_path is not None:
+            tokenizer = _tokenizer(base_model, required=needs_tokenizer)
+        tokens = tokenizer.encode(args.prompt) if args.prompt is not None else args.tokens
+        response = sampler.sample(ModelInput.from_ints(tokens), args.num_samples, SamplingParams(**params)).result()
+    samples = [
+        {
+            "tokens": seq.tokens,
+            "text": tokenizer.decode(seq.tokens) if tokenizer is not None else None,
+            "stop_reason": seq.stop_reason,
+        }
+        for seq in response.sequences
+    ]
+    if getattr(args, "json", False):
+        _emit_json({"model": model_path or base_model, "prompt_tokens": tokens, "samples": samples})
+        return EXIT_OK
+    for index, sample in enumerate(samples):
+        print(f"--- sample {index} ({sample['stop_reason']}, {len(sample['tokens'])} tokens)")
+        print(sample["text"] if sample["text"] is not None else ",".join(map(str, sample["tokens"])))
+    return EXIT_OK
+
+
+def _tokenizer(base_model: str, *, required: bool) -> Any:
+    from .tokenizer import TokenizerLoadError, TokenizerNotFoundError, get_tokenizer
+
+    try:
+        return get_tokenizer(base_model)
+    except (TokenizerNotFoundError, TokenizerLoadError) as exc:
+        if required:
+            raise UsageError(f"no tokenizer available for {base_model} ({exc}); pass --tokens 1,2,3 instead of --prompt") from None
+        return None
+
+
+def _version(args: argparse.Namespace) -> int:
+    data = {"tinkex": TINKEX_VERSION, "wire_sdk_version": WIRE_SDK_VERSION, "python": sys.version.split()[0]}
+    return _done(args, data, f"tinkex {TINKEX_VERSION} (Tinker wire protocol of SDK {WIRE_SDK_VERSION})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""What one ``tinkex.Client`` and the clients it creates share.
+
+The config, the manifest, the session, the id counters, and one :class:`ManifestClient` (with its
+:class:`FutureResolver`) per event loop: async methods run on the caller's loop, sync ones on the background
+runtime loop, and httpx connection pools and anyio primitives belong to the loop that made them.
+
+The session is created on first use (as the newest official SDK does), once, whichever loop asks first. Its
+heartbeat runs in a thread of its own with its own loop and connection, so user code that holds the CPU or
+blocks its event loop for minutes cannot cost the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from pristine_transport.client import ManifestClient
+from pristine_transport.futures import FutureResolver
+from pristine_transport.manifest import Manifest
+from pristine_transport.redaction import Redactor
+from pristine_transport.session import BackgroundHeartbeat
+
+from .config import ClientConfig
+from .request_size import SIZE_ESTIMATORS
+from .runtime import BackgroundLoop, get_runtime
+from .telemetry import Telemetry
+from .types import CreateSessionRequest, CreateSessionResponse
+
+__all__ = ["Holder", "LoopClients"]
+
+logger = logging.getLogger("tinkex")
+
+TransportFactory = Callable[[], httpx.AsyncBaseTransport]
+
+
+@dataclass
+class LoopClients:
+    http: ManifestClient
+    futures: FutureResolver
+
+
+class Holder:
+    def __init__(
+        self,
+        config: ClientConfig,
+        manifest: Manifest,
+        *,
+        transport_factory: TransportFactory | None = None,
+        session_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.manifest = manifest
+        self.runtime: BackgroundLoop = get_runtime()
+        self.redactor = Redactor(secret_values=[config.api_key])
+        self._transport_factory = transport_factory
+        self._env = os.environ if env is None else env
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+        self._session: concurrent.futures.Future[str] | None = None
+        self._heartbeat: BackgroundHeartbeat | None = None
+        self.telemetry = Telemetry(self)
+        self._model_seq = itertools.count()
+        self._sampling_seq = itertools.count()
+        self._closed = False
+        if session_id is not None:  # a shadow holder (an unpickled SamplingClient) joins an existing session
+            done: concurrent.futures.Future[str] = concurrent.futures.Future()
+            done.set_result(session_id)
+            self._session = done
+            self._start_background(session_id)
+
+    # ids -------------------------------------------------------------------------------------------------
+    def next_model_seq_id(self) -> int:
+        with self._lock:
+            return next(self._model_seq)
+
+    def next_sampling_session_seq_id(self) -> int:
+        with self._lock:
+            return next(self._sampling_seq)
+
+    # per-loop clients ------------------------------------------------------------------------------------
+    def new_manifest_client(self) -> ManifestClient:
+        return ManifestClient(
+            self.manifest,
+            base_url=self.config.base_url,
+            config=self.config.transport_config(),
+            env=self._env,
+            redactor=self.redactor,
+            base_transport=self._transport_factory() if self._transport_factory else None,
+            size_estimators=SIZE_ESTIMATORS,
+            http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
+        )
+
+    def clients(self) -> LoopClients:
+        """The HTTP client and future resolver of the running event loop."""
+        if self._closed:
+            raise RuntimeError("this tinkex client is closed")
+        loop = asyncio.get_running_loop()
+        found = self._per_loop.get(loop)
+        if found is None:
+            http = self.new_manifest_client()
+            found = LoopClients(http=http, futures=FutureResolver(http))
+            self._per_loop[loop] = found
+        return found
+
+    # session ---------------------------------------------------------------------------------------------
+    async def session_id(self) -> str:
+        with self._lock:
+            if self._session is None or (self._session.done() and self._session.exception() is not None):
+                self._session = self.runtime.submit(self._create_session())
+            pending = self._session
+        return await asyncio.wrap_future(pending)
+
+    async def _create_session(self) -> str:
+        assert self.manifest.session is not None, "the manifest has no session block"
+        request = CreateSessionRequest(
+            tags=list(self.config.tags),
+            user_metadata=dict(self.config.user_metadata or {}),
+            sdk_version=self.config.sdk_version,
+            project_id=self.config.project_id,
+        )
+        response = await self.clients().http.call(
+            self.manifest.session.create_endpoint, json=request, result_type=CreateSessionResponse
+        )
+        for level, message in (
+            (logging.INFO, response.info_message),
+            (logging.WARNING, response.warning_message),
+            (logging.ERROR, response.error_message),
+        ):
+            if message:
+                logger.log(level, message)
+        self._start_background(response.session_id)
+        return response.session_id
+
+    def _start_background(self, session_id: str) -> None:
+        assert self.manifest.session is not None
+        self._heartbeat = BackgroundHeartbeat(self.new_manifest_client, self.manifest.session, session_id)
+        self._heartbeat.start()
+        self.telemetry.start(session_id)
+
+    # shutdown --------------------------------------------------------------------------------------------
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the heartbeat, drain telemetry, close every loop's connections. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.stop(timeout)
+        self.telemetry.close(timeout)
+        for loop, clients in list(self._per_loop.items()):
+            if loop.is_running() and not loop.is_closed():
+                closing = asyncio.run_coroutine_threadsafe(clients.http.aclose(), loop)
+                if loop is not _running_loop():
+                    closing.result(timeout)
+        self._per_loop.clear()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        own = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if own is not None:
+            await own.http.aclose()
+        await asyncio.to_thread(self.close, timeout)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

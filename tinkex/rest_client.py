@@ -1,0 +1,340 @@
+"""``RestClient``: training runs, checkpoints, sessions and samplers over the REST endpoints (`tinker-wire.md` §1.5).
+
+Every method has an ``*_async`` twin. The async methods run on the caller's event loop; the sync ones run the
+same coroutine on tinkex's background loop and return an :class:`~tinkex.api_future.APIFuture` at once (the
+official 0.16 sync methods return futures too), so ``rest.list_checkpoints(run_id).result()`` is the blocking form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import httpx
+
+from pristine_transport.errors import APIStatusError, error_for_response
+
+from .api_future import APIFuture, ConcurrentFuture
+from .holder import Holder
+from .types import (
+    AccessScope,
+    Checkpoint,
+    CheckpointArchiveUrlResponse,
+    CheckpointsListResponse,
+    GetSamplerResponse,
+    GetSessionResponse,
+    ListSessionsResponse,
+    ParsedCheckpointTinkerPath,
+    SetCheckpointTtlRequest,
+    TrainingRun,
+    TrainingRunsResponse,
+    WeightsInfoRequest,
+    WeightsInfoResponse,
+)
+
+__all__ = ["ArchiveRetryConfig", "RestClient", "parse_tinker_path"]
+
+logger = logging.getLogger("tinkex.rest")
+
+T = TypeVar("T")
+
+_EXPIRES_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
+_DEFAULT_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
+# 503 is what the official SDK waits on; 409 "Archive creation already in progress" means the same thing.
+_ARCHIVE_NOT_READY = frozenset({409, 503})
+
+
+@dataclass(frozen=True)
+class ArchiveRetryConfig:
+    """How long ``get_checkpoint_archive_url`` waits while the server is still building an archive."""
+
+    max_attempts: int = 6
+    wait_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"ArchiveRetryConfig.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.wait_s < 0:
+            raise ValueError(f"ArchiveRetryConfig.wait_s must be >= 0, got {self.wait_s}")
+
+
+def parse_tinker_path(path: str) -> ParsedCheckpointTinkerPath:
+    """Parse a checkpoint path, tolerating what users paste: surrounding blanks, a trailing ``/``, a missing
+    ``tinker://``. Run ids may carry suffixes such as ``:train:0``. The error names the path and the expected form."""
+    text = path.strip().rstrip("/")
+    if "://" not in text and text.count("/") == 2:
+        text = "tinker://" + text
+    return ParsedCheckpointTinkerPath.from_tinker_path(text)
+
+
+class RestClient:
+    """REST access to runs, checkpoints, sessions and samplers; created by ``Client.create_rest_client()``."""
+
+    def __init__(
+        self,
+        holder: Holder,
+        *,
+        archive_retry: ArchiveRetryConfig = ArchiveRetryConfig(),
+    ) -> None:
+        self.holder = holder
+        self.archive_retry = archive_retry
+
+    def __repr__(self) -> str:
+        return f"RestClient(base_url={self.holder.config.base_url!r})"
+
+    def _submit(self, work: Coroutine[Any, Any, T]) -> APIFuture[T]:
+        return ConcurrentFuture(self.holder.runtime.submit(work))
+
+    async def _call(self, endpoint: str, result_type: Any = type(None), **kwargs: Any) -> Any:
+        return await self.holder.clients().http.call(endpoint, result_type=result_type, **kwargs)
+
+    # training runs ---------------------------------------------------------------------------------------
+    async def get_training_run_async(self, training_run_id: str, access_scope: AccessScope = "owned") -> TrainingRun:
+        return await self._call(
+            "get_training_run",
+            TrainingRun,
+            path_params={"training_run_id": training_run_id},
+            params={"access_scope": access_scope},
+        )
+
+    def get_training_run(self, training_run_id: str, access_scope: AccessScope = "owned") -> APIFuture[TrainingRun]:
+        return self._submit(self.get_training_run_async(training_run_id, access_scope))
+
+    async def get_training_run_by_tinker_path_async(
+        self, tinker_path: str, access_scope: AccessScope = "owned"
+    ) -> TrainingRun:
+        return await self.get_training_run_async(parse_tinker_path(tinker_path).training_run_id, access_scope)
+
+    def get_training_run_by_tinker_path(
+        self, tinker_path: str, access_scope: AccessScope = "owned"
+    ) -> APIFuture[TrainingRun]:
+        return self._submit(self.get_training_run_by_tinker_path_async(tinker_path, access_scope))
+
+    async def list_training_runs_async(
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+    ) -> TrainingRunsResponse:
+        return await self._call(
+            "list_training_runs",
+            TrainingRunsResponse,
+            params={"limit": limit, "offset": offset, "access_scope": access_scope},
+        )
+
+    def list_training_runs(
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+    ) -> APIFuture[TrainingRunsResponse]:
+        return self._submit(self.list_training_runs_async(limit, offset, access_scope))
+
+    async def iter_training_runs(
+        self, page_size: int = 100, access_scope: AccessScope = "owned"
+    ) -> AsyncIterator[TrainingRun]:
+        """Every training run, fetched page by page."""
+        offset = 0
+        while True:
+            page = await self.list_training_runs_async(page_size, offset, access_scope)
+            for run in page.training_runs:
+                yield run
+            offset += len(page.training_runs)
+            if not page.training_runs or offset >= page.cursor.total_count:
+                return
+
+    # checkpoints -----------------------------------------------------------------------------------------
+    async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
+        return await self._call(
+            "list_checkpoints", CheckpointsListResponse, path_params={"training_run_id": training_run_id}
+        )
+
+    def list_checkpoints(self, training_run_id: str) -> APIFuture[CheckpointsListResponse]:
+        return self._submit(self.list_checkpoints_async(training_run_id))
+
+    async def list_user_checkpoints_async(self, limit: int = 100, offset: int = 0) -> CheckpointsListResponse:
+        return await self._call(
+            "list_user_checkpoints", CheckpointsListResponse, params={"limit": limit, "offset": offset}
+        )
+
+    def list_user_checkpoints(self, limit: int = 100, offset: int = 0) -> APIFuture[CheckpointsListResponse]:
+        return self._submit(self.list_user_checkpoints_async(limit, offset))
+
+    async def iter_user_checkpoints(self, page_size: int = 100) -> AsyncIterator[Checkpoint]:
+        """Every checkpoint of the user, fetched page by page."""
+        offset = 0
+        while True:
+            page = await self.list_user_checkpoints_async(page_size, offset)
+            for checkpoint in page.checkpoints:
+                yield checkpoint
+            offset += len(page.checkpoints)
+            total = page.cursor.total_count if page.cursor is not None else None
+            if not page.checkpoints or (total is not None and offset >= total):
+                return
+            if total is None and len(page.checkpoints) < page_size:
+                return
+
+    async def delete_checkpoint_async(self, training_run_id: str, checkpoint_id: str) -> None:
+        await self._call("delete_checkpoint", path_params=_checkpoint_params(training_run_id, checkpoint_id))
+
+    def delete_checkpoint(self, training_run_id: str, checkpoint_id: str) -> APIFuture[None]:
+        return self._submit(self.delete_checkpoint_async(training_run_id, checkpoint_id))
+
+    async def delete_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        await self._call("delete_checkpoint", path_params=_path_params(tinker_path))
+
+    def delete_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
+        return self._submit(self.delete_checkpoint_from_tinker_path_async(tinker_path))
+
+    async def publish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        await self._call("publish_checkpoint", path_params=_path_params(tinker_path))
+
+    def publish_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
+        return self._submit(self.publish_checkpoint_from_tinker_path_async(tinker_path))
+
+    async def unpublish_checkpoint_from_tinker_path_async(self, tinker_path: str) -> None:
+        await self._call("unpublish_checkpoint", path_params=_path_params(tinker_path))
+
+    def unpublish_checkpoint_from_tinker_path(self, tinker_path: str) -> APIFuture[None]:
+        return self._submit(self.unpublish_checkpoint_from_tinker_path_async(tinker_path))
+
+    async def set_checkpoint_ttl_from_tinker_path_async(self, tinker_path: str, ttl_seconds: int | None) -> None:
+        """``ttl_seconds=None`` removes the expiry."""
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be a positive number of seconds or None (never expire), got {ttl_seconds}")
+        await self._call(
+            "set_checkpoint_ttl",
+            path_params=_path_params(tinker_path),
+            json=SetCheckpointTtlRequest(ttl_seconds=ttl_seconds),
+        )
+
+    def set_checkpoint_ttl_from_tinker_path(self, tinker_path: str, ttl_seconds: int | None) -> APIFuture[None]:
+        return self._submit(self.set_checkpoint_ttl_from_tinker_path_async(tinker_path, ttl_seconds))
+
+    async def get_weights_info_by_tinker_path_async(self, tinker_path: str) -> WeightsInfoResponse:
+        path = parse_tinker_path(tinker_path).tinker_path
+        return await self._call("weights_info", WeightsInfoResponse, json=WeightsInfoRequest(tinker_path=path))
+
+    def get_weights_info_by_tinker_path(self, tinker_path: str) -> APIFuture[WeightsInfoResponse]:
+        return self._submit(self.get_weights_info_by_tinker_path_async(tinker_path))
+
+    # archive ---------------------------------------------------------------------------------------------
+    async def get_checkpoint_archive_url_async(
+        self, training_run_id: str, checkpoint_id: str
+    ) -> CheckpointArchiveUrlResponse:
+        """The signed download URL of a checkpoint archive (the server answers 302 with ``Location``/``Expires``).
+
+        While the server is still building the archive (503, or 409 "already in progress") this waits
+        ``archive_retry.wait_s`` and asks again, up to ``archive_retry.max_attempts`` requests in all.
+        """
+        params = _checkpoint_params(training_run_id, checkpoint_id)
+        label = f"run {training_run_id!r} checkpoint {checkpoint_id!r}"
+        attempts = self.archive_retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            response = await self.holder.clients().http.send("checkpoint_archive_url", path_params=params)
+            if response.status_code == 302:
+                return _archive_url_from_redirect(response, label)
+            if response.is_success:
+                raise RuntimeError(
+                    f"Expected a redirect response, got: {response.status_code} for the archive of {label}"
+                )
+            error = self._status_error(response)
+            if response.status_code not in _ARCHIVE_NOT_READY:
+                raise error
+            if attempt == attempts:
+                error.add_note(
+                    f"the archive of {label} was still being built after {attempts} requests; try again later"
+                )
+                raise error
+            logger.warning(
+                "Creating checkpoint archive for %s (HTTP %d, this may take a while); asking again in %.1f s "
+                "(request %d of %d)",
+                label,
+                response.status_code,
+                self.archive_retry.wait_s,
+                attempt,
+                attempts,
+            )
+            await asyncio.sleep(self.archive_retry.wait_s)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def get_checkpoint_archive_url(
+        self, training_run_id: str, checkpoint_id: str
+    ) -> APIFuture[CheckpointArchiveUrlResponse]:
+        return self._submit(self.get_checkpoint_archive_url_async(training_run_id, checkpoint_id))
+
+    async def get_checkpoint_archive_url_from_tinker_path_async(self, tinker_path: str) -> CheckpointArchiveUrlResponse:
+        parsed = parse_tinker_path(tinker_path)
+        return await self.get_checkpoint_archive_url_async(parsed.training_run_id, parsed.checkpoint_id)
+
+    def get_checkpoint_archive_url_from_tinker_path(self, tinker_path: str) -> APIFuture[CheckpointArchiveUrlResponse]:
+        return self._submit(self.get_checkpoint_archive_url_from_tinker_path_async(tinker_path))
+
+    def _status_error(self, response: httpx.Response) -> APIStatusError:
+        error = error_for_response(response)
+        masked = self.holder.redactor.text(error.message)  # a server may echo the key back in a body
+        if masked != error.message:
+            error.message = masked
+            error.args = (masked,)
+        return error
+
+    # sessions and samplers -------------------------------------------------------------------------------
+    async def get_session_async(self, session_id: str, access_scope: AccessScope = "owned") -> GetSessionResponse:
+        return await self._call(
+            "get_session",
+            GetSessionResponse,
+            path_params={"session_id": session_id},
+            params={"access_scope": access_scope},
+        )
+
+    def get_session(self, session_id: str, access_scope: AccessScope = "owned") -> APIFuture[GetSessionResponse]:
+        return self._submit(self.get_session_async(session_id, access_scope))
+
+    async def list_sessions_async(
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+    ) -> ListSessionsResponse:
+        return await self._call(
+            "list_sessions",
+            ListSessionsResponse,
+            params={"limit": limit, "offset": offset, "access_scope": access_scope},
+        )
+
+    def list_sessions(
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+    ) -> APIFuture[ListSessionsResponse]:
+        return self._submit(self.list_sessions_async(limit, offset, access_scope))
+
+    async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
+        return await self._call("get_sampler", GetSamplerResponse, path_params={"sampler_id": sampler_id})
+
+    def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
+        return self._submit(self.get_sampler_async(sampler_id))
+
+
+def _checkpoint_params(training_run_id: str, checkpoint_id: str) -> dict[str, str]:
+    if "/" not in checkpoint_id:
+        raise ValueError(
+            f"checkpoint_id {checkpoint_id!r} lacks its kind: expected 'weights/<name>' or 'sampler_weights/<name>' "
+            "(the part of the tinker path after the run id)"
+        )
+    return {"training_run_id": training_run_id, "checkpoint_id": checkpoint_id}
+
+
+def _path_params(tinker_path: str) -> dict[str, str]:
+    parsed = parse_tinker_path(tinker_path)
+    return {"training_run_id": parsed.training_run_id, "checkpoint_id": parsed.checkpoint_id}
+
+
+def _archive_url_from_redirect(response: httpx.Response, label: str) -> CheckpointArchiveUrlResponse:
+    location = response.headers.get("location")
+    if not location:
+        raise RuntimeError(f"the archive endpoint for {label} answered 302 without a Location header")
+    return CheckpointArchiveUrlResponse(url=location, expires=_parse_expires(response.headers.get("expires")))
+
+
+def _parse_expires(value: str | None) -> datetime:
+    """``Expires`` as an aware UTC datetime; missing or unparseable means 15 minutes from now (as the SDK)."""
+    if value:
+        try:
+            return datetime.strptime(value.strip(), _EXPIRES_FORMAT).replace(tzinfo=timezone.utc)
+        except ValueError:
+            logger.debug("unparseable Expires header on the archive redirect: %r", value)
+    return datetime.now(timezone.utc) + _DEFAULT_ARCHIVE_URL_LIFETIME

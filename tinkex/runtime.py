@@ -1,0 +1,65 @@
+"""The process-wide background event loop that runs the sync API.
+
+Async methods run on the caller's own loop; sync wrappers submit the same coroutines here. One daemon thread per
+process (re-created after a fork), safe to call from any thread except its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["BackgroundLoop", "get_runtime"]
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    def __init__(self, name: str = "tinkex-runtime") -> None:
+        self._ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the background loop and wait for it from a user thread."""
+        if self.in_loop_thread():
+            coro.close()
+            raise RuntimeError(
+                "A blocking tinkex call was made from tinkex's own event loop; use the *_async method and await it."
+            )
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"tinkex call did not finish within {timeout} s") from None
+
+
+_runtime: BackgroundLoop | None = None
+_runtime_pid: int | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> BackgroundLoop:
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime, _runtime_pid = BackgroundLoop(), os.getpid()
+        return _runtime

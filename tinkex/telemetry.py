@@ -1,0 +1,171 @@
+"""Tinker's backend telemetry (``tinker-wire.md`` §7): the event schemas, sent through pristine's EventReporter.
+
+Toggle: ``TINKER_TELEMETRY`` (on unless ``0/false/no/off``). Events go out in batches from the background runtime
+loop, so reporting never blocks the caller. Exceptions are classified as the official SDK does: a user error
+(``RequestFailedError`` with category ``user``, or a 4xx other than 408 anywhere in the cause chain) becomes a
+``user_error`` generic event; anything else an ``UNHANDLED_EXCEPTION``. Every retry the transport makes becomes a
+generic event too, so the backend sees what the client went through.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import platform
+import threading
+import traceback
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from pristine_transport.events import EventReporter
+from pristine_transport.futures import RequestFailedError
+
+from .types import (
+    GenericEvent,
+    SessionEndEvent,
+    SessionStartEvent,
+    TelemetryEvent,
+    TelemetrySendRequest,
+    UnhandledExceptionEvent,
+)
+
+if TYPE_CHECKING:
+    from .holder import Holder
+
+__all__ = ["Telemetry", "is_user_error"]
+
+logger = logging.getLogger("tinkex.telemetry")
+
+
+def is_user_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RequestFailedError) and str(current.category).lower() == "user":
+            return True
+        status = getattr(current, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500 and status != 408:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Telemetry:
+    def __init__(self, holder: Holder) -> None:
+        self._holder = holder
+        self._reporter: EventReporter | None = None
+        self._session_id: str | None = None
+        self._index = itertools.count()
+        self._started_at = datetime.now(timezone.utc)
+        self._lock = threading.Lock()
+        self._retry_bridge = _RetryLogBridge(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self._reporter is not None
+
+    def start(self, session_id: str) -> None:
+        holder = self._holder
+        if not holder.config.telemetry or holder.manifest.events is None or self._reporter is not None:
+            return
+        self._session_id = session_id
+        runtime = holder.runtime
+        if runtime.in_loop_thread():
+            self._start_on_runtime()
+        else:
+            runtime.run(_as_coroutine(self._start_on_runtime))
+
+    def _start_on_runtime(self) -> None:
+        holder = self._holder
+        assert holder.manifest.events is not None
+        self._reporter = EventReporter(
+            holder.clients().http, holder.manifest.events, envelope=self._envelope, env=holder._env
+        )
+        self._reporter.start()
+        self._record(SessionStartEvent(**self._common("INFO"), timestamp=_now_from(self._started_at)))
+        logging.getLogger("pristine_transport.retry").addHandler(self._retry_bridge)
+
+    def _envelope(self, events: list[TelemetryEvent]) -> TelemetrySendRequest:
+        assert self._session_id is not None
+        return TelemetrySendRequest(
+            events=events,
+            platform=platform.system(),
+            sdk_version=self._holder.config.sdk_version,
+            session_id=self._session_id,
+        )
+
+    def _common(self, severity: str) -> dict[str, Any]:
+        with self._lock:
+            index = next(self._index)
+        return {"event_id": str(uuid.uuid4()), "event_session_index": index, "severity": severity}
+
+    def _record(self, event: TelemetryEvent) -> None:
+        if self._reporter is not None:
+            self._reporter.enqueue(event)
+
+    def generic(self, name: str, data: dict[str, Any], severity: str = "INFO") -> None:
+        if self._reporter is not None:
+            self._record(GenericEvent(**self._common(severity), timestamp=_now(), event_name=name, event_data=data))
+
+    def exception(self, exc: BaseException, *, fatal: bool = False) -> None:
+        """Report an exception that reached the user; ``fatal`` also ends the session's telemetry."""
+        if self._reporter is None:
+            return
+        if is_user_error(exc):
+            data: dict[str, Any] = {"error_type": type(exc).__name__, "message": self._holder_text(str(exc))}
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int):
+                data["status_code"] = status
+            self.generic("user_error", data, "WARNING")
+        else:
+            self._record(
+                UnhandledExceptionEvent(
+                    **self._common("ERROR"),
+                    timestamp=_now(),
+                    error_type=type(exc).__name__,
+                    error_message=self._holder_text(str(exc)),
+                    traceback=self._holder_text("".join(traceback.format_exception(exc))),
+                )
+            )
+        if fatal:
+            duration = str(datetime.now(timezone.utc) - self._started_at)
+            self._record(SessionEndEvent(**self._common("INFO"), timestamp=_now(), duration=duration))
+
+    def _holder_text(self, text: str) -> str:
+        return self._holder.redactor.text(text)
+
+    def close(self, timeout: float) -> None:
+        reporter, self._reporter = self._reporter, None
+        logging.getLogger("pristine_transport.retry").removeHandler(self._retry_bridge)
+        if reporter is None:
+            return
+        runtime = self._holder.runtime
+        if runtime.in_loop_thread():
+            runtime.loop.create_task(reporter.aclose(timeout))
+        else:
+            runtime.run(reporter.aclose(timeout), timeout + 1.0)
+
+
+class _RetryLogBridge(logging.Handler):
+    """Turns the transport's retry log lines into ``GENERIC_EVENT``s (the official SDK reports each retry)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__(level=logging.INFO)
+        self._telemetry = telemetry
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._telemetry.generic("transport.retry", {"message": record.getMessage()}, "WARNING")
+
+
+def _now_from(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def _as_coroutine(fn: Any) -> None:
+    fn()

@@ -1,0 +1,20 @@
+"""The local Tinker-compatible server: a real HTTP server on 127.0.0.1 with a deterministic fake model,
+a ledger of what it executed, and fault injection. See :class:`LocalServer`."""
+
+from .config import ServerConfig
+from .fake_model import ModelState
+from .faults import FaultKind, FaultRule, Faults
+from .ledger import Execution, Ledger, ReceivedRequest
+from .server import LocalServer
+
+__all__ = [
+    "Execution",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "Ledger",
+    "LocalServer",
+    "ModelState",
+    "ReceivedRequest",
+    "ServerConfig",
+]

@@ -1,0 +1,66 @@
+"""``python -m tinkex.testing --port 0``: run the local Tinker-compatible server until Ctrl-C.
+
+Prints the base URL on the first line of stdout, so a script can read it and point a client at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .config import ServerConfig
+from .server import LocalServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tinkex.testing", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--api-key", help="exact X-API-Key to accept (default: any key starting with tml-)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds until a future's result is ready")
+    parser.add_argument("--long-poll", type=float, default=1.0, help="max seconds a retrieve_future poll is held")
+    parser.add_argument("--future-ttl", type=float, help="seconds a ready result is kept (default: forever)")
+    parser.add_argument("--sample-inflight-limit", type=int, help="429 asample above this many unfinished samples")
+    parser.add_argument("--metadata-only-threshold", type=int, help="bytes above which results are metadata-only")
+    parser.add_argument("--state-dir", type=Path, help="persist training runs and checkpoints here")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--certfile", type=Path, help="with --keyfile: serve TLS (h2 via ALPN)")
+    parser.add_argument("--keyfile", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if (args.certfile is None) != (args.keyfile is None):
+        _parser().error("--certfile and --keyfile go together")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        future_latency=args.latency,
+        long_poll_timeout=args.long_poll,
+        future_ttl=args.future_ttl,
+        sample_inflight_limit=args.sample_inflight_limit,
+        metadata_only_threshold=args.metadata_only_threshold,
+        state_dir=args.state_dir,
+        seed=args.seed,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with LocalServer(config) as server:
+        print(server.base_url, flush=True)
+        try:
+            while not stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

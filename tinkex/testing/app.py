@@ -1,0 +1,219 @@
+"""The raw ASGI app: routing, auth, strict decoding, replay of re-sent writes, the ledger and fault injection.
+
+What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is the request pipeline around it:
+
+1. route by method and path (404 / 405 otherwise) and record the request in the ledger;
+2. check ``X-API-Key`` (401);
+3. apply a matching "before" fault (delay, status reply or dropped connection): nothing executes;
+4. decode the body into the endpoint's request type (400 bad JSON, 422 naming the field);
+5. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
+6. execute, record the execution and cache the reply;
+7. apply a matching "after" fault: the operation ran but its answer is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from tinkex.types import codec
+
+from .dedup import CachedReply
+from .faults import FaultRule
+from .handlers import Call, Operation, Rejection, Result, TinkerApi
+from .hosting import Connections
+from .ledger import Execution
+from .replies import Reply, error_reply, json_reply, validation_error_reply
+
+__all__ = ["TinkerApp"]
+
+_log = logging.getLogger("tinkex.testing.server")
+
+_RESPOND = frozenset({"respond"})
+_UNAUTHENTICATED = frozenset({"healthz", "download_archive"})
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class _Dropped(Exception):
+    """The connection was cut on purpose; nothing may be sent."""
+
+
+class TinkerApp:
+    def __init__(self, api: TinkerApi, connections: Connections) -> None:
+        self.api = api
+        self.faults = api.faults
+        self.ledger = api.ledger
+        self.replay = api.replay
+        self.connections = connections
+        self._persist_lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            reply = await self._handle(scope, receive)
+        except _Dropped:
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": reply.raw_headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Reply:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        headers = _headers(scope)
+        found = self.api.route(method, path)
+        endpoint = found.operation.endpoint if found.operation else "unknown"
+        index = self.ledger.record_received(endpoint, method, path, f"HTTP/{scope['http_version']}", headers)
+        status: int | None = None
+        try:
+            body = await _read_body(receive)
+            if found.operation is None:
+                reply = error_reply(405 if found.path_known else 404, f"no endpoint {method} {path}")
+            else:
+                call = Call(
+                    endpoint=endpoint,
+                    params=found.params,
+                    query=parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+                    headers=headers,
+                    base_url=_base_url(scope, headers),
+                )
+                reply = await self._run(found.operation, call, body, scope)
+            status = reply.status
+            return reply
+        except _Dropped:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler must still answer, and say what broke
+            _log.exception("local server: %s %s failed", method, path)
+            status = 500
+            return error_reply(500, f"internal error in {endpoint}: {type(exc).__name__}: {exc}")
+        finally:
+            if status is not None:
+                self.ledger.record_status(index, status)
+
+    async def _run(self, operation: Operation, call: Call, body: bytes, scope: Scope) -> Reply:
+        if operation.endpoint not in _UNAUTHENTICATED:
+            problem = self.api.check_api_key(call.headers.get("x-api-key"))
+            if problem is not None:
+                return error_reply(401, problem)
+
+        before = self.faults.take(operation.endpoint, _RESPOND, "before")
+        if before is not None:
+            fault_reply = await self._apply_fault(before, scope)
+            if fault_reply is not None:
+                return fault_reply
+
+        if operation.request_type is not None:
+            try:
+                call.body = codec.decode(body, operation.request_type)
+            except msgspec.ValidationError as exc:
+                return validation_error_reply(exc)
+            except msgspec.DecodeError as exc:
+                return error_reply(400, f"request body is not valid JSON: {exc}")
+
+        if operation.mutates:
+            reply = self._execute_once(operation, call)
+            if self.api.registry.state_dir is not None:
+                await self._persist()
+        else:
+            try:
+                outcome = operation.handler(call)
+                reply = (await outcome if inspect.isawaitable(outcome) else outcome).reply
+            except Rejection as rejection:
+                reply = rejection.reply
+
+        after = self.faults.take(operation.endpoint, _RESPOND, "after")
+        if after is not None:
+            fault_reply = await self._apply_fault(after, scope)
+            if fault_reply is not None:
+                return fault_reply
+        return reply
+
+    def _execute_once(self, operation: Operation, call: Call) -> Reply:
+        """Run a write unless it already ran. Synchronous on purpose: no other request can interleave."""
+        key = call.headers.get("x-idempotency-key")
+        seq = operation.seq_identity(call.body) if operation.seq_identity is not None else None
+        cached = self.replay.lookup(key, seq)
+        if cached is not None:
+            return cached.reply
+        try:
+            outcome = operation.handler(call)
+        except Rejection as rejection:
+            return rejection.reply  # nothing ran, so a re-send must be judged afresh
+        if inspect.isawaitable(outcome):
+            raise TypeError(f"handler of write endpoint {operation.endpoint} must be synchronous")
+        result: Result = outcome
+        if result.reply.status >= 400:
+            return result.reply
+        self.replay.store(key, seq, CachedReply(result.reply, result.request_id))
+        self.ledger.record_execution(
+            Execution(
+                endpoint=operation.endpoint,
+                idempotency_key=key,
+                model_id=result.model_id,
+                seq_id=seq[1] if seq else None,
+                session_id=result.session_id,
+                request_id=result.request_id,
+                time=time.monotonic(),
+                outcome="failed" if result.failed else "ok",
+                seq_scope=seq[0] if seq else None,
+            )
+        )
+        return result.reply
+
+    async def _apply_fault(self, rule: FaultRule, scope: Scope) -> Reply | None:
+        """Sleep, then cut the connection or build the fault's reply; ``None`` for a delay-only rule."""
+        if rule.delay > 0:
+            await asyncio.sleep(rule.delay)
+        if rule.drop_connection:
+            self.connections.abort(tuple(scope["client"]))  # type: ignore[arg-type]
+            raise _Dropped
+        if rule.status is None:
+            return None
+        if isinstance(rule.body, bytes):
+            return Reply(rule.status, rule.body, tuple((k.lower().encode(), v.encode()) for k, v in rule.headers.items()))
+        body = rule.body if rule.body is not None else {"detail": f"injected fault: HTTP {rule.status}"}
+        return json_reply(body, rule.status, dict(rule.headers))
+
+    async def _persist(self) -> None:
+        async with self._persist_lock:
+            dump = self.api.registry.dump()
+            await asyncio.to_thread(self.api.registry.write_dump, dump)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Dropped
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Lower-case names; a repeated header (the archive call sends two Accepts) is joined with ", "."""
+    merged: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return merged
+
+
+def _base_url(scope: Scope, headers: dict[str, str]) -> str:
+    host = headers.get("host") or headers.get(":authority")
+    if not host:
+        server_host, server_port = scope["server"]
+        host = f"{server_host}:{server_port}"
+    return f"{scope['scheme']}://{host}"

@@ -1,0 +1,56 @@
+"""Settings of the local Tinker-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DEFAULT_BASE_MODELS", "ServerConfig"]
+
+DEFAULT_BASE_MODELS: tuple[str, ...] = (
+    "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-30B-A3B",
+    "meta-llama/Llama-3.1-8B",
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything that shapes the server's behaviour; faults are added separately (``LocalServer(faults=...)``).
+
+    ``future_latency`` is how long after submission a future's result becomes ready; ``latency_by_endpoint``
+    overrides it per endpoint name (``"asample"``, ``"forward_backward"`` ...). ``long_poll_timeout`` bounds how
+    long one ``retrieve_future`` poll is held open while the result is not ready. ``future_ttl`` (seconds after
+    the result is ready, ``None`` = never) expires futures, which then answer 410.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str | None = None
+    """Exact key ``X-API-Key`` must carry; ``None`` accepts any key that starts with ``tml-``."""
+    future_latency: float = 0.0
+    latency_by_endpoint: Mapping[str, float] = field(default_factory=dict)
+    long_poll_timeout: float = 1.0
+    future_ttl: float | None = None
+    metadata_only_threshold: int | None = None
+    """Results larger than this many bytes are announced with ``complete_metadata`` when the poll allows it."""
+    sample_inflight_limit: int | None = None
+    """Above this many unfinished samples, ``asample`` with the backpressure header answers 429."""
+    state_dir: Path | None = None
+    """Persist training runs and checkpoints here (JSON); ``None`` keeps them in memory only."""
+    seed: int = 0
+    """Seeds fault rates and default sampling seeds, so a run is reproducible."""
+    base_models: Sequence[str] = DEFAULT_BASE_MODELS
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    """With both ``certfile`` and ``keyfile`` the server speaks TLS and offers h2 and http/1.1 via ALPN."""
+    graceful_timeout: float = 1.0
+    """On stop, how long in-flight requests may finish before their connections are cut."""
+
+    def latency_for(self, endpoint: str) -> float:
+        return self.latency_by_endpoint.get(endpoint, self.future_latency)
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None and self.keyfile is not None

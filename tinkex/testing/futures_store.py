@@ -1,0 +1,101 @@
+"""Server-side futures: ids, readiness after a latency, long polling, expiry.
+
+An operation executes when it is submitted; its encoded result is revealed once ``ready_at`` has passed. A poll
+that arrives earlier is held open until the result is ready or the long-poll bound elapses.
+Used only from the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Category", "Failure", "FutureRecord", "FutureStore"]
+
+Category = Literal["user", "server", "unknown"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    message: str
+    category: Category
+
+
+@dataclass
+class FutureRecord:
+    request_id: str
+    endpoint: str
+    model_id: str | None
+    ready_at: float
+    result: bytes | None = None
+    """The encoded JSON result; ``None`` when the operation failed or the future expired."""
+    failure: Failure | None = None
+    expired: bool = False
+
+
+class FutureStore:
+    def __init__(self, ttl: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._records: dict[str, FutureRecord] = {}
+        self._closing = asyncio.Event()
+
+    def create(
+        self,
+        endpoint: str,
+        model_id: str | None,
+        latency: float,
+        result: bytes | None = None,
+        failure: Failure | None = None,
+    ) -> FutureRecord:
+        if (result is None) == (failure is None):
+            raise ValueError("a future holds exactly one of result or failure")
+        record = FutureRecord(
+            request_id=f"req-{next(self._ids)}",
+            endpoint=endpoint,
+            model_id=model_id,
+            ready_at=self._clock() + latency,
+            result=result,
+            failure=failure,
+        )
+        self._records[record.request_id] = record
+        return record
+
+    def get(self, request_id: str) -> FutureRecord | None:
+        return self._records.get(request_id)
+
+    def expire(self, record: FutureRecord) -> None:
+        record.expired = True
+        record.result = None
+        record.failure = None
+
+    def is_ready(self, record: FutureRecord) -> bool:
+        return self._clock() >= record.ready_at
+
+    def unfinished(self, endpoint: str) -> int:
+        now = self._clock()
+        return sum(1 for r in self._records.values() if r.endpoint == endpoint and not r.expired and r.ready_at > now)
+
+    async def wait_ready(self, record: FutureRecord, timeout: float) -> bool:
+        """Hold until ``record`` is ready (True) or ``timeout`` elapses or the server closes (False)."""
+        remaining = record.ready_at - self._clock()
+        if remaining <= 0:
+            return True
+        try:
+            await asyncio.wait_for(self._closing.wait(), min(remaining, timeout))
+        except asyncio.TimeoutError:
+            pass
+        return self.is_ready(record)
+
+    def close(self) -> None:
+        """Release every held poll (server shutdown)."""
+        self._closing.set()
+
+    def past_ttl(self, record: FutureRecord) -> bool:
+        """The result has been ready for longer than the TTL (the caller then expires the record)."""
+        return self._ttl is not None and self._clock() > record.ready_at + self._ttl

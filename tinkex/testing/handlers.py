@@ -1,0 +1,823 @@
+"""The Tinker endpoints of the local server (wire spec §1.2–1.5, §2, §4.2, §10.6), typed with ``tinkex.types``.
+
+Each endpoint is an :class:`Operation`: its route, request type, whether it writes (then the app replays
+re-sends instead of running them twice, and ``seq_identity`` says which seq_id it counts in), and a handler.
+Write handlers are synchronous so that nothing interleaves between the replay-cache check and the execution.
+Future endpoints execute at submission and store the encoded result in the :class:`FutureStore`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from tinkex import types as t
+from tinkex.types import codec
+
+from . import fake_model
+from .config import ServerConfig
+from .dedup import ReplayCache
+from .faults import Faults
+from .futures_store import Category, Failure, FutureRecord, FutureStore
+from .ledger import Ledger
+from .registry import (
+    CheckpointRecord,
+    NotFound,
+    Registry,
+    RunRecord,
+    SamplerRecord,
+    TinkerPath,
+    parse_tinker_path,
+    split_checkpoint_id,
+    utcnow,
+)
+from .replies import Reply, error_reply, json_reply
+
+__all__ = ["Call", "Operation", "Rejection", "Result", "RouteMatch", "TinkerApi"]
+
+_REQUEST_FAILED = frozenset({"request_failed"})
+_POLL_OVERRIDES = frozenset({"try_again", "expire"})
+_METADATA_ONLY = frozenset({"metadata_only"})
+_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
+_ACCESS_SCOPES = ("owned", "accessible")
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it. ``body`` is the decoded request Struct (``None`` without one)."""
+
+    endpoint: str
+    params: Mapping[str, str]
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    base_url: str
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class Result:
+    reply: Reply
+    request_id: str | None = None
+    model_id: str | None = None
+    session_id: str | None = None
+    failed: bool = False
+
+
+class Rejection(Exception):
+    """Raised by a handler to answer an error before anything executed."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+def _reject(status: int, detail: str) -> Rejection:
+    return Rejection(error_reply(status, detail))
+
+
+class OperationFailed(Exception):
+    """The operation was accepted but fails: its future resolves to ``{"error", "category"}``."""
+
+    def __init__(self, message: str, category: Category) -> None:
+        super().__init__(message)
+        self.category: Category = category
+
+
+Handler = Callable[[Call], "Result | Awaitable[Result]"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    endpoint: str
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    request_type: type | None = None
+    mutates: bool = False
+    seq_identity: Callable[[Any], tuple[str, int] | None] | None = None
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    operation: Operation | None
+    params: dict[str, str] = field(default_factory=dict)
+    path_known: bool = False
+
+
+def _train_seq(request: Any) -> tuple[str, int]:
+    return (f"train:{request.model_id}", request.seq_id)
+
+
+def _sample_seq(request: t.SampleRequest) -> tuple[str, int] | None:
+    if request.sampling_session_id is None or request.seq_id is None:
+        return None
+    return (f"sample:{request.sampling_session_id}", request.seq_id)
+
+
+def _datum_input(datum: t.Datum, index: int) -> fake_model.DatumInput:
+    return fake_model.DatumInput(
+        tokens=_tokens(datum.model_input, f"data[{index}].model_input"),
+        loss_inputs={name: tensor.data for name, tensor in datum.loss_fn_inputs.items()},
+    )
+
+
+def _tokens(model_input: t.ModelInput, where: str) -> list[int]:
+    """Text tokens as sent; an image occupies ``expected_tokens`` positions of token 0."""
+    tokens: list[int] = []
+    for index, chunk in enumerate(model_input.chunks):
+        if isinstance(chunk, t.EncodedTextChunk):
+            tokens.extend(chunk.tokens)
+            continue
+        expected = chunk.expected_tokens  # type: ignore[attr-defined]
+        if expected is None:
+            raise fake_model.FakeModelError(f"{where}.chunks[{index}] is an image without expected_tokens")
+        tokens.extend([0] * expected)
+    return tokens
+
+
+def _float32(values: list[float]) -> t.TensorData:
+    """Values rounded to float32, as a real server's float32 tensors would be."""
+    return t.TensorData(data=np.asarray(values, dtype=np.float32).tolist(), dtype="float32", shape=[len(values)])
+
+
+class TinkerApi:
+    """Holds the server state and answers each endpoint."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        registry: Registry,
+        futures: FutureStore,
+        faults: Faults,
+        ledger: Ledger,
+        replay: ReplayCache,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.futures = futures
+        self.faults = faults
+        self.ledger = ledger
+        self.replay = replay
+        self.telemetry_batches: list[Any] = []
+        self._downloads: dict[str, tuple[TinkerPath, float]] = {}
+        self.operations = self._operations()
+
+    # routing and auth
+
+    def route(self, method: str, path: str) -> RouteMatch:
+        path_known = False
+        for operation in self.operations:
+            match = operation.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if operation.method == method:
+                return RouteMatch(operation, match.groupdict(), True)
+            path_known = True
+        return RouteMatch(None, {}, path_known)
+
+    def check_api_key(self, key: str | None) -> str | None:
+        """What is wrong with the caller's key, or ``None``. Never echoes the key."""
+        if not key:
+            return "missing X-API-Key header"
+        if not key.startswith("tml-"):
+            return "X-API-Key must start with 'tml-'"
+        expected = self.config.api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            return "X-API-Key is not valid for this server"
+        return None
+
+    def expire(self, record: FutureRecord) -> None:
+        """The future's result is gone: a re-submission of its write must run again."""
+        self.futures.expire(record)
+        self.replay.forget_request(record.request_id)
+        self.ledger.mark_expired(record.request_id)
+
+    def _operations(self) -> list[Operation]:
+        def op(endpoint: str, method: str, path: str, handler: Handler, **options: Any) -> Operation:
+            pattern = re.compile(re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>[^/]+)", path))
+            return Operation(endpoint, method, pattern, handler, **options)
+
+        def rest(endpoint: str, method: str, suffix: str, handler: Handler, **options: Any) -> Operation:
+            # checkpoint ids carry a "/" (weights/ckpt-1) and are interpolated unencoded.
+            path = "/api/v1/training_runs/(?P<run_id>[^/]+)/checkpoints/(?P<checkpoint_id>[^/]+/[^/]+)" + suffix
+            return Operation(endpoint, method, re.compile(path), handler, **options)
+
+        v1 = "/api/v1"
+        return [
+            op("healthz", "GET", f"{v1}/healthz", self.healthz),
+            op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
+            op("create_session", "POST", f"{v1}/create_session", self.create_session,
+               request_type=t.CreateSessionRequest, mutates=True),
+            op("session_heartbeat", "POST", f"{v1}/session_heartbeat", self.session_heartbeat,
+               request_type=t.SessionHeartbeatRequest),
+            op("create_sampling_session", "POST", f"{v1}/create_sampling_session", self.create_sampling_session,
+               request_type=t.CreateSamplingSessionRequest, mutates=True,
+               seq_identity=lambda r: (f"sampling_session:{r.session_id}", r.sampling_session_seq_id)),
+            op("telemetry", "POST", f"{v1}/telemetry", self.telemetry, request_type=t.TelemetrySendRequest),
+            op("create_model", "POST", f"{v1}/create_model", self.create_model,
+               request_type=t.CreateModelRequest, mutates=True,
+               seq_identity=lambda r: (f"create_model:{r.session_id}", r.model_seq_id)),
+            op("get_info", "POST", f"{v1}/get_info", self.get_info, request_type=t.GetInfoRequest),
+            op("unload_model", "POST", f"{v1}/unload_model", self.unload_model,
+               request_type=t.UnloadModelRequest, mutates=True),
+            op("forward", "POST", f"{v1}/forward", self.forward,
+               request_type=t.ForwardRequest, mutates=True, seq_identity=_train_seq),
+            op("forward_backward", "POST", f"{v1}/forward_backward", self.forward_backward,
+               request_type=t.ForwardBackwardRequest, mutates=True, seq_identity=_train_seq),
+            op("optim_step", "POST", f"{v1}/optim_step", self.optim_step,
+               request_type=t.OptimStepRequest, mutates=True, seq_identity=_train_seq),
+            op("save_weights", "POST", f"{v1}/save_weights", self.save_weights,
+               request_type=t.SaveWeightsRequest, mutates=True, seq_identity=_train_seq),
+            op("load_weights", "POST", f"{v1}/load_weights", self.load_weights,
+               request_type=t.LoadWeightsRequest, mutates=True, seq_identity=_train_seq),
+            op("save_weights_for_sampler", "POST", f"{v1}/save_weights_for_sampler",
+               self.save_weights_for_sampler, request_type=t.SaveWeightsForSamplerRequest, mutates=True,
+               seq_identity=_train_seq),
+            op("weights_info", "POST", f"{v1}/weights_info", self.weights_info, request_type=t.WeightsInfoRequest),
+            op("asample", "POST", f"{v1}/asample", self.asample,
+               request_type=t.SampleRequest, mutates=True, seq_identity=_sample_seq),
+            op("retrieve_future", "POST", f"{v1}/retrieve_future", self.retrieve_future,
+               request_type=t.FutureRetrieveRequest),
+            rest("get_checkpoint_archive_url", "GET", "/archive", self.get_checkpoint_archive_url),
+            rest("publish_checkpoint", "POST", "/publish", self.publish_checkpoint, mutates=True),
+            rest("unpublish_checkpoint", "DELETE", "/publish", self.unpublish_checkpoint, mutates=True),
+            rest("set_checkpoint_ttl", "PUT", "/ttl", self.set_checkpoint_ttl,
+                 request_type=t.SetCheckpointTtlRequest, mutates=True),
+            rest("delete_checkpoint", "DELETE", "", self.delete_checkpoint, mutates=True),
+            op("list_checkpoints", "GET", f"{v1}/training_runs/{{run_id}}/checkpoints", self.list_checkpoints),
+            op("get_training_run", "GET", f"{v1}/training_runs/{{run_id}}", self.get_training_run),
+            op("list_training_runs", "GET", f"{v1}/training_runs", self.list_training_runs),
+            op("list_user_checkpoints", "GET", f"{v1}/checkpoints", self.list_user_checkpoints),
+            op("get_session", "GET", f"{v1}/sessions/{{session_id}}", self.get_session),
+            op("list_sessions", "GET", f"{v1}/sessions", self.list_sessions),
+            op("get_sampler", "GET", f"{v1}/samplers/{{sampler_id}}", self.get_sampler),
+            op("download_archive", "GET", "/download/{token}", self.download_archive),
+        ]
+
+    # lookups that answer 404 before anything executes
+
+    def _run(self, run_id: str) -> RunRecord:
+        try:
+            run = self.registry.run(run_id)
+        except NotFound as exc:
+            raise _reject(404, str(exc)) from None
+        run.last_request_time = utcnow()
+        return run
+
+    def _session(self, session_id: str) -> None:
+        if session_id not in self.registry.sessions:
+            raise _reject(404, f"unknown session_id {session_id!r}")
+
+    # futures
+
+    def _submit(
+        self,
+        call: Call,
+        model_id: str | None,
+        compute: Callable[[], msgspec.Struct],
+        session_id: str | None = None,
+    ) -> Result:
+        """Execute ``compute`` now and publish its result (or failure) as a future after the latency."""
+        result: bytes | None = None
+        failure: Failure | None = None
+        injected = self.faults.take(call.endpoint, _REQUEST_FAILED)
+        if injected is not None:
+            failure = Failure(injected.message, injected.category)
+        else:
+            try:
+                result = codec.encode(compute())
+            except fake_model.FakeModelError as exc:
+                failure = Failure(str(exc), "user")
+            except OperationFailed as exc:
+                failure = Failure(str(exc), exc.category)
+        record = self.futures.create(call.endpoint, model_id, self.config.latency_for(call.endpoint), result, failure)
+        return Result(
+            json_reply(t.UntypedAPIFuture(request_id=record.request_id, model_id=model_id)),
+            request_id=record.request_id,
+            model_id=model_id,
+            session_id=session_id,
+            failed=failure is not None,
+        )
+
+    async def retrieve_future(self, call: Call) -> Result:
+        request: t.FutureRetrieveRequest = call.body
+        record = self.futures.get(request.request_id)
+        if record is None:
+            return Result(error_reply(404, f"unknown request_id {request.request_id!r}"))
+        if not record.expired and self.futures.past_ttl(record):
+            self.expire(record)
+        if record.expired:
+            return Result(self._expired_reply(record))
+        override = self.faults.take("retrieve_future", _POLL_OVERRIDES, future_endpoint=record.endpoint)
+        if override is not None and override.kind == "expire":
+            self.expire(record)
+            return Result(self._expired_reply(record))
+        if override is not None:
+            return Result(self._try_again(record, override.queue_state, override.queue_state_reason))
+        if not await self.futures.wait_ready(record, self.config.long_poll_timeout):
+            return Result(self._try_again(record, "active", None))
+        if record.expired:
+            return Result(self._expired_reply(record))
+        if record.failure is not None:
+            category = t.RequestErrorCategory(record.failure.category)
+            return Result(json_reply(t.RequestFailedResponse(error=record.failure.message, category=category)))
+        assert record.result is not None
+        if request.allow_metadata_only:
+            threshold = self.config.metadata_only_threshold
+            too_large = threshold is not None and len(record.result) > threshold
+            if too_large or self.faults.take("retrieve_future", _METADATA_ONLY, future_endpoint=record.endpoint):
+                reply = t.FutureMetadataOnlyResponse(response_payload_size=len(record.result))
+                return Result(json_reply(reply))
+        return Result(json_reply(record.result))
+
+    @staticmethod
+    def _expired_reply(record: FutureRecord) -> Reply:
+        return error_reply(410, f"future {record.request_id} expired; submit the request again")
+
+    @staticmethod
+    def _try_again(record: FutureRecord, queue_state: str, reason: str | None) -> Reply:
+        return json_reply(
+            t.TryAgainResponse(request_id=record.request_id, queue_state=queue_state, queue_state_reason=reason)
+        )
+
+    # service and session endpoints
+
+    def healthz(self, call: Call) -> Result:
+        return Result(json_reply(t.HealthResponse()))
+
+    def get_server_capabilities(self, call: Call) -> Result:
+        models = [t.SupportedModel(model_name=name) for name in self.registry.base_models]
+        return Result(json_reply(t.GetServerCapabilitiesResponse(supported_models=models)))
+
+    def create_session(self, call: Call) -> Result:
+        request: t.CreateSessionRequest = call.body
+        session = self.registry.create_session(request.tags, request.user_metadata or {})
+        return Result(json_reply(t.CreateSessionResponse(session_id=session.session_id)), session_id=session.session_id)
+
+    def session_heartbeat(self, call: Call) -> Result:
+        request: t.SessionHeartbeatRequest = call.body
+        self._session(request.session_id)
+        return Result(json_reply(t.SessionHeartbeatResponse()))
+
+    def telemetry(self, call: Call) -> Result:
+        self.telemetry_batches.append(call.body)
+        return Result(json_reply(t.TelemetryResponse()))
+
+    def create_sampling_session(self, call: Call) -> Result:
+        request: t.CreateSamplingSessionRequest = call.body
+        self._session(request.session_id)
+        sampler_id = f"{request.session_id}:sample:{request.sampling_session_seq_id}"
+        if (request.base_model is None) == (request.model_path is None):
+            raise _reject(400, "exactly one of base_model and model_path must be set")
+        if request.model_path is not None:
+            sampler = self._sampler_from_path(sampler_id, request.session_id, request.model_path)
+        else:
+            base_model = self._supported(request.base_model)
+            sampler = SamplerRecord(sampler_id, request.session_id, base_model, None, scale=1.0)
+        self.registry.add_sampler(sampler)
+        return Result(
+            json_reply(t.CreateSamplingSessionResponse(sampling_session_id=sampler_id)), session_id=request.session_id
+        )
+
+    def _supported(self, base_model: str | None) -> str:
+        if base_model not in self.registry.base_models:
+            raise _reject(400, f"base_model {base_model!r} is not supported; choose one of {list(self.registry.base_models)}")
+        return base_model
+
+    def _sampler_from_path(self, sampler_id: str, session_id: str, model_path: str) -> SamplerRecord:
+        try:
+            path = parse_tinker_path(model_path)
+            checkpoint = self.registry.checkpoint(path)
+        except ValueError as exc:
+            raise _reject(400, f"model_path: {exc}") from None
+        except NotFound as exc:
+            raise _reject(404, f"model_path: {exc}") from None
+        scale = fake_model.ModelState(theta=float(checkpoint.weights["theta"])).scale
+        return SamplerRecord(
+            sampler_id,
+            session_id,
+            checkpoint.base_model,
+            model_path,
+            scale=scale,
+            from_training_checkpoint=path.kind == "weights",
+        )
+
+    # model endpoints
+
+    def create_model(self, call: Call) -> Result:
+        request: t.CreateModelRequest = call.body
+        self._session(request.session_id)
+        model_id = f"{request.session_id}:train:{request.model_seq_id}"
+
+        def compute() -> msgspec.Struct:
+            if request.base_model not in self.registry.base_models:
+                raise fake_model.FakeModelError(
+                    f"base_model {request.base_model!r} is not supported; choose one of {list(self.registry.base_models)}"
+                )
+            lora = request.lora_config or t.LoraConfig(rank=32)
+            if not (lora.train_unembed or lora.train_mlp or lora.train_attn):
+                raise fake_model.FakeModelError("lora_config must train at least one of unembed, mlp, attn")
+            metadata = request.user_metadata
+            self.registry.add_run(
+                RunRecord(
+                    run_id=model_id,
+                    session_id=request.session_id,
+                    base_model=request.base_model,
+                    lora_rank=lora.rank,
+                    train_unembed=lora.train_unembed,
+                    train_mlp=lora.train_mlp,
+                    train_attn=lora.train_attn,
+                    user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+                    last_request_time=utcnow(),
+                )
+            )
+            return t.CreateModelResponse(model_id=model_id)
+
+        return self._submit(call, model_id, compute, session_id=request.session_id)
+
+    def get_info(self, call: Call) -> Result:
+        request: t.GetInfoRequest = call.body
+        run = self._run(request.model_id)
+        data = t.ModelData(arch="fake-lora", model_name=run.base_model, tokenizer_id=run.base_model)
+        info = t.GetInfoResponse(
+            model_data=data, model_id=run.run_id, is_lora=True, lora_rank=run.lora_rank, model_name=run.base_model
+        )
+        return Result(json_reply(info), model_id=run.run_id)
+
+    def unload_model(self, call: Call) -> Result:
+        request: t.UnloadModelRequest = call.body
+        run = self._run(request.model_id)
+        return self._submit(
+            call, run.run_id, lambda: t.UnloadModelResponse(model_id=run.run_id), session_id=run.session_id
+        )
+
+    def _training(self, run: RunRecord) -> RunRecord:
+        if run.corrupted:
+            raise OperationFailed(f"training run {run.run_id} is corrupted; restore it from a checkpoint", "server")
+        return run
+
+    def _loss(self, call: Call, model_id: str, fb_input: t.ForwardBackwardInput, backward: bool) -> Result:
+        run = self._run(model_id)
+
+        def compute() -> msgspec.Struct:
+            data = [_datum_input(datum, index) for index, datum in enumerate(fb_input.data)]
+            outputs, metrics = fake_model.run_loss(
+                self._training(run).state, data, fb_input.loss_fn, fb_input.loss_fn_config, backward
+            )
+            return t.ForwardBackwardOutput(
+                loss_fn_output_type="ArrayRecord",
+                loss_fn_outputs=[
+                    {"logprobs": _float32(o.logprobs), "elementwise_loss": _float32(o.elementwise_loss)}
+                    for o in outputs
+                ],
+                metrics=metrics,
+            )
+
+        return self._submit(call, model_id, compute, session_id=run.session_id)
+
+    def forward(self, call: Call) -> Result:
+        request: t.ForwardRequest = call.body
+        return self._loss(call, request.model_id, request.forward_input, backward=False)
+
+    def forward_backward(self, call: Call) -> Result:
+        request: t.ForwardBackwardRequest = call.body
+        return self._loss(call, request.model_id, request.forward_backward_input, backward=True)
+
+    def optim_step(self, call: Call) -> Result:
+        request: t.OptimStepRequest = call.body
+        run = self._run(request.model_id)
+        params = request.adam_params
+        adam = fake_model.AdamSettings(
+            learning_rate=params.learning_rate,
+            beta1=params.beta1,
+            beta2=params.beta2,
+            eps=params.eps,
+            weight_decay=params.weight_decay,
+            grad_clip_norm=params.grad_clip_norm,
+        )
+        return self._submit(
+            call,
+            run.run_id,
+            lambda: t.OptimStepResponse(metrics=fake_model.apply_optimizer(self._training(run).state, adam)),
+            session_id=run.session_id,
+        )
+
+    def _checkpoint_name(self, name: str | None, seq_id: int) -> str:
+        if name is None:
+            return f"checkpoint-{seq_id}"
+        if not name or "/" in name:
+            raise fake_model.FakeModelError(f"path {name!r} must be a non-empty checkpoint name without '/'")
+        return name
+
+    def save_weights(self, call: Call) -> Result:
+        request: t.SaveWeightsRequest = call.body
+        run = self._run(request.model_id)
+
+        def compute() -> msgspec.Struct:
+            name = self._checkpoint_name(request.path, request.seq_id)
+            saved = self.registry.save_checkpoint(self._training(run), "weights", name, request.ttl_seconds)
+            return t.SaveWeightsResponse(path=str(saved.path))
+
+        return self._submit(call, run.run_id, compute, session_id=run.session_id)
+
+    def load_weights(self, call: Call) -> Result:
+        request: t.LoadWeightsRequest = call.body
+        run = self._run(request.model_id)
+
+        def compute() -> msgspec.Struct:
+            try:
+                path = parse_tinker_path(request.path)
+                checkpoint = self.registry.checkpoint(path)
+            except (ValueError, NotFound) as exc:
+                raise fake_model.FakeModelError(f"path: {exc}") from None
+            if path.kind != "weights":
+                raise fake_model.FakeModelError(
+                    f"cannot load {request.path}: sampler_weights checkpoints are for sampling; "
+                    "load a weights/ path saved with save_state"
+                )
+            if checkpoint.base_model != run.base_model:
+                raise fake_model.FakeModelError(
+                    f"checkpoint {request.path} is for {checkpoint.base_model}, model {run.run_id} is {run.base_model}"
+                )
+            run.state.restore(checkpoint.weights, with_optimizer=request.optimizer)
+            run.corrupted = False
+            return t.LoadWeightsResponse(path=request.path)
+
+        return self._submit(call, run.run_id, compute, session_id=run.session_id)
+
+    def save_weights_for_sampler(self, call: Call) -> Result:
+        request: t.SaveWeightsForSamplerRequest = call.body
+        run = self._run(request.model_id)
+
+        def compute() -> msgspec.Struct:
+            self._training(run)
+            if (request.path is None) == (request.sampling_session_seq_id is None):
+                raise fake_model.FakeModelError("exactly one of path and sampling_session_seq_id must be set")
+            if request.sampling_session_seq_id is None:
+                name = self._checkpoint_name(request.path, request.seq_id)
+                saved = self.registry.save_checkpoint(run, "sampler_weights", name, request.ttl_seconds)
+                return t.SaveWeightsForSamplerResponseInternal(path=str(saved.path))
+            sampler_id = f"{run.session_id}:sample:{request.sampling_session_seq_id}"
+            self.registry.add_sampler(
+                SamplerRecord(sampler_id, run.session_id, run.base_model, None, scale=run.state.scale)
+            )
+            return t.SaveWeightsForSamplerResponseInternal(path=None, sampling_session_id=sampler_id)
+
+        return self._submit(call, run.run_id, compute, session_id=run.session_id)
+
+    def weights_info(self, call: Call) -> Result:
+        request: t.WeightsInfoRequest = call.body
+        try:
+            path = parse_tinker_path(request.tinker_path)
+            self.registry.checkpoint(path)
+            run = self.registry.run(path.run_id)
+        except ValueError as exc:
+            return Result(error_reply(400, f"tinker_path: {exc}"))
+        except NotFound as exc:
+            return Result(error_reply(404, f"tinker_path: {exc}"))
+        info = t.WeightsInfoResponse(
+            base_model=run.base_model,
+            is_lora=True,
+            lora_rank=run.lora_rank,
+            train_unembed=run.train_unembed,
+            train_mlp=run.train_mlp,
+            train_attn=run.train_attn,
+        )
+        return Result(json_reply(info))
+
+    # sampling
+
+    def asample(self, call: Call) -> Result:
+        request: t.SampleRequest = call.body
+        limit = self.config.sample_inflight_limit
+        if limit is not None and "x-tinker-sampling-backpressure" in call.headers:
+            in_flight = self.futures.unfinished("asample")
+            if in_flight >= limit:
+                raise _reject(429, f"sampling backpressure: {in_flight} samples in flight (limit {limit})")
+        sampler = self._sampler_for(request)
+
+        def compute() -> msgspec.Struct:
+            if sampler.from_training_checkpoint:
+                raise fake_model.FakeModelError(
+                    f"{sampler.model_path} is a training checkpoint (weights/); sample from a sampler_weights/ "
+                    "path saved with save_weights_for_sampler"
+                )
+            if request.num_samples < 1:
+                raise fake_model.FakeModelError(f"num_samples must be >= 1, got {request.num_samples}")
+            prompt = _tokens(request.prompt, "prompt")
+            params = request.sampling_params
+            stop = params.stop
+            stop_tokens = frozenset(s for s in stop if type(s) is int) if isinstance(stop, list) else frozenset()
+            seed = params.seed if params.seed is not None else f"{self.config.seed}:{sampler.sampler_id}:{request.seq_id}"
+            samples = fake_model.sample(
+                sampler.scale,
+                prompt,
+                request.num_samples,
+                str(seed),
+                params.max_tokens,
+                stop_tokens,
+                params.temperature,
+                params.top_k,
+            )
+            k = request.topk_prompt_logprobs
+            return t.SampleResponse(
+                sequences=[
+                    t.SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)  # type: ignore[arg-type]
+                    for s in samples
+                ],
+                prompt_logprobs=fake_model.prompt_logprobs(sampler.scale, prompt) if request.prompt_logprobs else None,
+                topk_prompt_logprobs=fake_model.topk_prompt_logprobs(sampler.scale, prompt, k) if k > 0 else None,
+            )
+
+        return self._submit(call, sampler.sampler_id, compute, session_id=sampler.session_id)
+
+    def _sampler_for(self, request: t.SampleRequest) -> SamplerRecord:
+        if request.sampling_session_id is not None:
+            try:
+                return self.registry.sampler(request.sampling_session_id)
+            except NotFound as exc:
+                raise _reject(404, str(exc)) from None
+        if request.model_path is not None:
+            return self._sampler_from_path(f"adhoc:{request.model_path}", "", request.model_path)
+        if request.base_model is not None:
+            return SamplerRecord(f"adhoc:{request.base_model}", "", self._supported(request.base_model), None, 1.0)
+        raise _reject(400, "one of sampling_session_id, model_path and base_model must be set")
+
+    # REST
+
+    def _query_int(self, call: Call, name: str, default: int) -> int:
+        values = call.query.get(name)
+        if not values:
+            return default
+        try:
+            value = int(values[-1])
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise Rejection(_query_error(name, f"{name} must be a non-negative integer, got {values[-1]!r}"))
+        return value
+
+    def _access_scope(self, call: Call) -> str:
+        values = call.query.get("access_scope")
+        scope = values[-1] if values else "owned"
+        if scope not in _ACCESS_SCOPES:
+            raise Rejection(_query_error("access_scope", f"access_scope must be 'owned' or 'accessible', got {scope!r}"))
+        return scope
+
+    def _page(self, call: Call, default_limit: int) -> tuple[int, int]:
+        return self._query_int(call, "limit", default_limit), self._query_int(call, "offset", 0)
+
+    def _checkpoint_struct(self, record: CheckpointRecord) -> t.Checkpoint:
+        return t.Checkpoint(
+            checkpoint_id=record.path.checkpoint_id,
+            checkpoint_type=record.checkpoint_type,
+            time=record.time,
+            tinker_path=str(record.path),
+            size_bytes=record.size_bytes,
+            public=record.public,
+            expires_at=record.expires_at,
+        )
+
+    def _training_run_struct(self, run: RunRecord) -> t.TrainingRun:
+        checkpoints = self.registry.live_checkpoints(run.run_id)
+        last = {kind: None for kind in ("weights", "sampler_weights")}
+        for checkpoint in checkpoints:
+            last[checkpoint.path.kind] = checkpoint  # type: ignore[assignment]
+        return t.TrainingRun(
+            training_run_id=run.run_id,
+            base_model=run.base_model,
+            model_owner="local-user",
+            is_lora=True,
+            corrupted=run.corrupted,
+            lora_rank=run.lora_rank,
+            last_request_time=run.last_request_time,
+            last_checkpoint=self._checkpoint_struct(last["weights"]) if last["weights"] else None,
+            last_sampler_checkpoint=(
+                self._checkpoint_struct(last["sampler_weights"]) if last["sampler_weights"] else None
+            ),
+            user_metadata=run.user_metadata,
+        )
+
+    def _rest_run(self, call: Call) -> RunRecord:
+        try:
+            return self.registry.run(call.params["run_id"])
+        except NotFound as exc:
+            raise _reject(404, str(exc)) from None
+
+    def _rest_checkpoint(self, call: Call) -> CheckpointRecord:
+        run = self._rest_run(call)
+        try:
+            kind, name = split_checkpoint_id(call.params["checkpoint_id"])
+            return self.registry.checkpoint(TinkerPath(run.run_id, kind, name))
+        except NotFound as exc:
+            raise _reject(404, str(exc)) from None
+
+    def get_training_run(self, call: Call) -> Result:
+        self._access_scope(call)
+        return Result(json_reply(self._training_run_struct(self._rest_run(call))))
+
+    def list_training_runs(self, call: Call) -> Result:
+        self._access_scope(call)
+        limit, offset = self._page(call, 20)
+        runs = list(self.registry.runs.values())
+        page = [self._training_run_struct(run) for run in runs[offset : offset + limit]]
+        cursor = t.Cursor(offset=offset, limit=limit, total_count=len(runs))
+        return Result(json_reply(t.TrainingRunsResponse(training_runs=page, cursor=cursor)))
+
+    def list_checkpoints(self, call: Call) -> Result:
+        run = self._rest_run(call)
+        checkpoints = [self._checkpoint_struct(c) for c in self.registry.live_checkpoints(run.run_id)]
+        return Result(json_reply(t.CheckpointsListResponse(checkpoints=checkpoints)))
+
+    def list_user_checkpoints(self, call: Call) -> Result:
+        limit, offset = self._page(call, 100)
+        checkpoints = self.registry.live_checkpoints()
+        page = [self._checkpoint_struct(c) for c in checkpoints[offset : offset + limit]]
+        cursor = t.Cursor(offset=offset, limit=limit, total_count=len(checkpoints))
+        return Result(json_reply(t.CheckpointsListResponse(checkpoints=page, cursor=cursor)))
+
+    def delete_checkpoint(self, call: Call) -> Result:
+        self.registry.delete_checkpoint(self._rest_checkpoint(call).path)
+        return Result(Reply(204))
+
+    def publish_checkpoint(self, call: Call) -> Result:
+        self._rest_checkpoint(call).public = True
+        return Result(Reply(204))
+
+    def unpublish_checkpoint(self, call: Call) -> Result:
+        self._rest_checkpoint(call).public = False
+        return Result(Reply(204))
+
+    def set_checkpoint_ttl(self, call: Call) -> Result:
+        request: t.SetCheckpointTtlRequest = call.body
+        checkpoint = self._rest_checkpoint(call)
+        ttl = request.ttl_seconds
+        checkpoint.expires_at = utcnow() + timedelta(seconds=ttl) if ttl is not None else None
+        return Result(Reply(204))
+
+    def get_session(self, call: Call) -> Result:
+        self._access_scope(call)
+        try:
+            session = self.registry.session(call.params["session_id"])
+        except NotFound as exc:
+            return Result(error_reply(404, str(exc)))
+        reply = t.GetSessionResponse(training_run_ids=session.training_run_ids, sampler_ids=session.sampler_ids)
+        return Result(json_reply(reply))
+
+    def list_sessions(self, call: Call) -> Result:
+        self._access_scope(call)
+        limit, offset = self._page(call, 20)
+        sessions = list(self.registry.sessions)[offset : offset + limit]
+        return Result(json_reply(t.ListSessionsResponse(sessions=sessions)))
+
+    def get_sampler(self, call: Call) -> Result:
+        try:
+            sampler = self.registry.sampler(call.params["sampler_id"])
+        except NotFound as exc:
+            return Result(error_reply(404, str(exc)))
+        reply = t.GetSamplerResponse(
+            sampler_id=sampler.sampler_id, base_model=sampler.base_model, model_path=sampler.model_path
+        )
+        return Result(json_reply(reply))
+
+    def get_checkpoint_archive_url(self, call: Call) -> Result:
+        """302 to a download URL on this server, valid for 15 minutes (§10.6)."""
+        checkpoint = self._rest_checkpoint(call)
+        token = secrets.token_urlsafe(16)
+        lifetime = _ARCHIVE_URL_LIFETIME.total_seconds()
+        self._downloads[token] = (checkpoint.path, time.monotonic() + lifetime)
+        expires = datetime.now(timezone.utc) + _ARCHIVE_URL_LIFETIME
+        headers = (
+            (b"location", f"{call.base_url}/download/{token}".encode()),
+            (b"expires", format_datetime(expires.replace(microsecond=0), usegmt=True).encode()),
+        )
+        return Result(Reply(302, b"", headers))
+
+    def download_archive(self, call: Call) -> Result:
+        entry = self._downloads.get(call.params["token"])
+        if entry is None or time.monotonic() > entry[1]:
+            return Result(error_reply(404, "unknown or expired download link"))
+        try:
+            data = self.registry.archive(entry[0])
+        except NotFound as exc:
+            return Result(error_reply(404, str(exc)))
+        filename = f"{entry[0].run_id}-{entry[0].name}.tar.gz".replace(":", "_")
+        headers = (
+            (b"content-type", b"application/gzip"),
+            (b"content-disposition", f'attachment; filename="{filename}"'.encode()),
+        )
+        return Result(Reply(200, data, headers))
+
+
+def _query_error(name: str, message: str) -> Reply:
+    return json_reply({"detail": [{"loc": ["query", name], "msg": message, "type": "value_error"}]}, 422)

@@ -1,0 +1,286 @@
+"""What the server knows: sessions, training runs (one per training model), samplers and checkpoints.
+
+Plain records, independent of the wire types. With a ``state_dir`` the whole registry is written to
+``state.json`` after every change (by the caller, off the event loop: see :meth:`Registry.dump`) and read
+back at start, so a new server on the same directory lists the same runs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tarfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from tinkex.types import ParsedCheckpointTinkerPath
+
+from .fake_model import ModelState
+
+__all__ = [
+    "CheckpointKind",
+    "CheckpointRecord",
+    "NotFound",
+    "Registry",
+    "RunRecord",
+    "SamplerRecord",
+    "SessionRecord",
+    "TinkerPath",
+    "parse_tinker_path",
+]
+
+CheckpointKind = Literal["weights", "sampler_weights"]
+_STATE_FILE = "state.json"
+
+
+class NotFound(LookupError):
+    """An id or path names nothing the server knows; the message says which."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TinkerPath:
+    run_id: str
+    kind: CheckpointKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"tinker://{self.run_id}/{self.kind}/{self.name}"
+
+    @property
+    def checkpoint_id(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def parse_tinker_path(path: str) -> TinkerPath:
+    """``tinker://<run>/<weights|sampler_weights>/<name>``; ValueError names what is wrong."""
+    parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
+    kind, name = split_checkpoint_id(parsed.checkpoint_id)
+    return TinkerPath(parsed.training_run_id, kind, name)
+
+
+def split_checkpoint_id(checkpoint_id: str) -> tuple[CheckpointKind, str]:
+    kind, _, name = checkpoint_id.partition("/")
+    if kind not in ("weights", "sampler_weights") or not name or "/" in name:
+        raise NotFound(f"checkpoint_id must be weights/<name> or sampler_weights/<name>, got {checkpoint_id!r}")
+    return kind, name  # type: ignore[return-value]
+
+
+@dataclass
+class SessionRecord:
+    session_id: str
+    tags: list[str]
+    user_metadata: dict[str, Any]
+    training_run_ids: list[str] = field(default_factory=list)
+    sampler_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    session_id: str
+    base_model: str
+    lora_rank: int
+    train_unembed: bool
+    train_mlp: bool
+    train_attn: bool
+    user_metadata: dict[str, str] | None
+    last_request_time: datetime
+    state: ModelState = field(default_factory=ModelState)
+    corrupted: bool = False
+
+
+@dataclass
+class CheckpointRecord:
+    path: TinkerPath
+    time: datetime
+    base_model: str
+    lora_rank: int
+    weights: dict[str, float | int]
+    public: bool = False
+    expires_at: datetime | None = None
+
+    @property
+    def checkpoint_type(self) -> Literal["training", "sampler"]:
+        return "training" if self.path.kind == "weights" else "sampler"
+
+    @property
+    def size_bytes(self) -> int:
+        return len(json.dumps(self.weights))
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass
+class SamplerRecord:
+    sampler_id: str
+    session_id: str
+    base_model: str
+    model_path: str | None
+    scale: float
+    """The fake model's logprob scale the sampler was created with (1.0 for a base model)."""
+    from_training_checkpoint: bool = False
+    """Created from a ``weights/`` path: every sample fails with a user error."""
+
+
+class Registry:
+    def __init__(self, base_models: tuple[str, ...], seed: int, state_dir: Path | None = None) -> None:
+        self.base_models = base_models
+        self._ids = random.Random(seed)
+        self.state_dir = state_dir
+        self.sessions: dict[str, SessionRecord] = {}
+        self.runs: dict[str, RunRecord] = {}
+        self.samplers: dict[str, SamplerRecord] = {}
+        self.checkpoints: dict[str, CheckpointRecord] = {}
+        """By ``str(tinker_path)``, in creation order."""
+        if state_dir is not None and (state_dir / _STATE_FILE).exists():
+            self._load(json.loads((state_dir / _STATE_FILE).read_text()))
+
+    # sessions, runs, samplers
+
+    def create_session(self, tags: list[str], user_metadata: dict[str, Any]) -> SessionRecord:
+        session_id = f"sess-{self._ids.getrandbits(32):08x}"
+        while session_id in self.sessions:
+            session_id = f"sess-{self._ids.getrandbits(32):08x}"
+        record = SessionRecord(session_id, tags, user_metadata)
+        self.sessions[session_id] = record
+        return record
+
+    def session(self, session_id: str) -> SessionRecord:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise NotFound(f"unknown session_id {session_id!r}") from None
+
+    def run(self, run_id: str) -> RunRecord:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise NotFound(f"unknown model_id / training_run_id {run_id!r}") from None
+
+    def sampler(self, sampler_id: str) -> SamplerRecord:
+        try:
+            return self.samplers[sampler_id]
+        except KeyError:
+            raise NotFound(f"unknown sampling_session_id / sampler_id {sampler_id!r}") from None
+
+    def add_run(self, record: RunRecord) -> None:
+        self.runs[record.run_id] = record
+        self.session(record.session_id).training_run_ids.append(record.run_id)
+
+    def add_sampler(self, record: SamplerRecord) -> None:
+        self.samplers[record.sampler_id] = record
+        self.session(record.session_id).sampler_ids.append(record.sampler_id)
+
+    # checkpoints
+
+    def save_checkpoint(self, run: RunRecord, kind: CheckpointKind, name: str, ttl_seconds: int | None) -> CheckpointRecord:
+        now = utcnow()
+        record = CheckpointRecord(
+            path=TinkerPath(run.run_id, kind, name),
+            time=now,
+            base_model=run.base_model,
+            lora_rank=run.lora_rank,
+            weights=run.state.snapshot(with_optimizer=kind == "weights"),
+            expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None,
+        )
+        self.checkpoints.pop(str(record.path), None)
+        self.checkpoints[str(record.path)] = record
+        return record
+
+    def checkpoint(self, path: TinkerPath) -> CheckpointRecord:
+        record = self.checkpoints.get(str(path))
+        if record is None or record.expired(utcnow()):
+            raise NotFound(f"no checkpoint at {path}")
+        return record
+
+    def delete_checkpoint(self, path: TinkerPath) -> None:
+        self.checkpoint(path)
+        del self.checkpoints[str(path)]
+
+    def live_checkpoints(self, run_id: str | None = None) -> list[CheckpointRecord]:
+        now = utcnow()
+        return [
+            c for c in self.checkpoints.values() if not c.expired(now) and (run_id is None or c.path.run_id == run_id)
+        ]
+
+    def archive(self, path: TinkerPath) -> bytes:
+        """A gzip-compressed tar of the checkpoint: its weights and a PEFT-style adapter config."""
+        record = self.checkpoint(path)
+        files = {
+            "adapter_config.json": {"base_model_name_or_path": record.base_model, "r": record.lora_rank},
+            "checkpoint.json": {"tinker_path": str(record.path), "weights": record.weights},
+        }
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, content in files.items():
+                data = json.dumps(content, indent=2).encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = int(record.time.timestamp())
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    # persistence
+
+    def dump(self) -> str:
+        """The registry as JSON; the caller writes it to ``state_dir`` (see :meth:`write_dump`)."""
+        return json.dumps(
+            {
+                "sessions": [asdict(s) for s in self.sessions.values()],
+                "runs": [
+                    {**asdict(r), "state": asdict(r.state), "last_request_time": r.last_request_time.isoformat()}
+                    for r in self.runs.values()
+                ],
+                "samplers": [asdict(s) for s in self.samplers.values()],
+                "checkpoints": [
+                    {
+                        "path": str(c.path),
+                        "time": c.time.isoformat(),
+                        "base_model": c.base_model,
+                        "lora_rank": c.lora_rank,
+                        "weights": c.weights,
+                        "public": c.public,
+                        "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+                    }
+                    for c in self.checkpoints.values()
+                ],
+            }
+        )
+
+    def write_dump(self, dump: str) -> None:
+        """Atomically replace ``state.json`` (blocking: call it from a worker thread)."""
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_dir / (_STATE_FILE + ".tmp")
+        temporary.write_text(dump)
+        temporary.replace(self.state_dir / _STATE_FILE)
+
+    def _load(self, data: dict[str, Any]) -> None:
+        for session in data["sessions"]:
+            self.sessions[session["session_id"]] = SessionRecord(**session)
+        for run in data["runs"]:
+            state = ModelState(**run.pop("state"))
+            run["last_request_time"] = datetime.fromisoformat(run["last_request_time"])
+            self.runs[run["run_id"]] = RunRecord(**run, state=state)
+        for sampler in data["samplers"]:
+            self.samplers[sampler["sampler_id"]] = SamplerRecord(**sampler)
+        for checkpoint in data["checkpoints"]:
+            expires_at = checkpoint["expires_at"]
+            record = CheckpointRecord(
+                path=parse_tinker_path(checkpoint["path"]),
+                time=datetime.fromisoformat(checkpoint["time"]),
+                base_model=checkpoint["base_model"],
+                lora_rank=checkpoint["lora_rank"],
+                weights=checkpoint["weights"],
+                public=checkpoint["public"],
+                expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+            )
+            self.checkpoints[str(record.path)] = record

@@ -1,0 +1,78 @@
+"""TensorData: a flattened numeric array with dtype and shape (`tinker-wire.md` §1.6).
+
+numpy is a hard dependency; torch is imported only inside the torch helpers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from msgspec import UNSET, UnsetType
+
+from ._base import RequestStruct, unset_reads_as
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TensorData", "TensorDtype"]
+
+TensorDtype = Literal["int64", "float32"]
+
+_NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
+
+
+def _tensor_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
+    """Wire dtype for a numpy dtype: kind ``f`` -> float32, kind ``i`` -> int64, anything else is an error."""
+    if dtype.kind == "f":
+        return "float32"
+    if dtype.kind == "i":
+        return "int64"
+    raise ValueError(f"unsupported numpy dtype {dtype} for TensorData: only float and signed int kinds")
+
+
+@unset_reads_as(shape=None)
+class TensorData(RequestStruct, kw_only=True):
+    data: list[int | float]
+    """Flattened values (row-major)."""
+    dtype: TensorDtype
+    shape: list[int] | None | UnsetType = UNSET
+    """Dense shape; absent/None means one-dimensional."""
+
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
+        return cls(
+            data=array.reshape(-1).tolist(),
+            dtype=_tensor_dtype_for_numpy(array.dtype),
+            shape=list(array.shape),
+        )
+
+    @classmethod
+    def from_torch(cls, tensor: torch.Tensor) -> TensorData:
+        dtype: TensorDtype = "float32" if tensor.dtype.is_floating_point else "int64"
+        return cls(
+            data=tensor.detach().cpu().reshape(-1).tolist(),
+            dtype=dtype,
+            shape=list(tensor.shape),
+        )
+
+    def to_numpy(self) -> npt.NDArray[Any]:
+        array = np.asarray(self.data, dtype=_NUMPY_DTYPES[self.dtype])
+        shape = self.shape
+        return array if shape is None else array.reshape(shape)
+
+    def to_torch(self) -> torch.Tensor:
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is an optional extra
+            raise ImportError("PyTorch is not installed; install tinkex[torch] for TensorData.to_torch") from exc
+        torch_dtype = torch.float32 if self.dtype == "float32" else torch.int64
+        tensor = torch.tensor(self.data, dtype=torch_dtype)
+        shape = self.shape
+        return tensor if shape is None else tensor.reshape(shape)
+
+    def tolist(self) -> list[Any]:
+        """Nested Python lists following ``shape``."""
+        result: list[Any] = self.to_numpy().tolist()
+        return result
