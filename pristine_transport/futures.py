@@ -303,6 +303,7 @@ class _Poll:
         self.fast_repolls = 0
         self.connection_errors = 0
         self.bad_requests = 0
+        self.rate_limited = 0
 
 
 class FutureResolver:
@@ -360,8 +361,7 @@ class FutureResolver:
                 body = await self.client.call(endpoint, json=json, **send_kwargs)
             request_id = _request_id_of(body, self.spec.request_id_field, endpoint)
         except BaseException as exc:
-            outcome: FutureOutcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-            _end_span(span, outcome, polls=0, error=exc)
+            _end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
         return self._start(span, request_id, result_type, request_type, observer, deadline_s, self._clock() - started)
 
@@ -379,6 +379,7 @@ class FutureResolver:
         """Poll a request id obtained some other way. ``submitted_at`` (on this resolver's clock) gives the
         roundtrip header; ``endpoint`` names the span (default: the retrieve endpoint). Call it on the loop
         that should poll."""
+        asyncio.get_running_loop()  # fail before a span is started that nothing would end
         name = endpoint or self.spec.retrieve_endpoint
         span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
         roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
@@ -410,7 +411,9 @@ class FutureResolver:
         )
         self._live.add(task)
         task.add_done_callback(self._live.discard)
-        task.add_done_callback(_retrieve_outcome)
+        # Ended from the task's outcome, not inside the coroutine: a task cancelled before its first step never
+        # runs any of its code.
+        task.add_done_callback(lambda done: _end_future_span(span, state, done))
         return FutureHandle(request_id, task, loop)
 
     async def _resolve(
@@ -421,40 +424,20 @@ class FutureResolver:
         observer: _ObserverFanout,
         deadline_s: float | None,
     ) -> T:
-        outcome: FutureOutcome = "error"
-        error: BaseException | None = None
         deadline = asyncio.timeout(deadline_s)
         try:
             # The polls run inside the future's span, so each poll's HTTP span is its child.
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 async with deadline:
-                    result = await self._poll_until_resolved(span, state, result_type, observer)
-            outcome = "ok"
-            return result
-        except TimeoutError as exc:
-            if not deadline.expired():
-                error = exc
-                raise
-            outcome = "timeout"
-            error = FutureTimeoutError(state.request_id, deadline_s or 0.0, polling_stopped=True)
-            raise error from None
-        except RequestFailedError as exc:
-            outcome, error = "failed", exc
-            raise
-        except FutureExpiredError as exc:
-            outcome, error = "expired", exc
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception as exc:
-            error = exc
+                    return await self._poll_until_resolved(span, state, result_type, observer)
+        except TimeoutError:
+            if deadline.expired():
+                raise FutureTimeoutError(state.request_id, deadline_s or 0.0, polling_stopped=True) from None
             raise
         finally:
             if state.held_bytes and self.response_budget is not None:
                 self.response_budget.release(state.held_bytes)
                 state.held_bytes = 0
-            _end_span(span, outcome, polls=state.iteration, error=error)
 
     async def _poll_until_resolved(
         self, span: trace.Span, state: _Poll, result_type: type[T], observer: _ObserverFanout
@@ -482,6 +465,12 @@ class FutureResolver:
             status = response.status_code
             if status != 400:
                 state.bad_requests = 0
+            if status == 429:  # the server sheds polls: back off as for connection errors (official 0.21+)
+                delay = min(2.0**state.rate_limited, spec.backoff.connection_error_max_s)
+                state.rate_limited += 1
+                await self._sleep(delay)
+                continue
+            state.rate_limited = 0
             if status == 408 or status >= 500:
                 await self._pace(state, held)
                 continue
@@ -619,11 +608,31 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
+def _outcome_of(task: asyncio.Task[Any]) -> FutureOutcome:
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    if error is None:
+        return "ok"
+    if isinstance(error, RequestFailedError):
+        return "failed"
+    if isinstance(error, FutureExpiredError):
+        return "expired"
+    if isinstance(error, FutureTimeoutError):
+        return "timeout"
+    return "error"
+
+
+def _end_future_span(span: trace.Span, state: _Poll, task: asyncio.Task[Any]) -> None:
+    error = None if task.cancelled() else task.exception()  # also marks a failure nobody awaits as retrieved
+    _end_span(span, _outcome_of(task), polls=state.iteration, error=error)
+
+
 def _end_span(span: trace.Span, outcome: FutureOutcome, *, polls: int, error: BaseException | None) -> None:
     span.set_attribute("pristine.future.polls", polls)
     span.set_attribute("pristine.future.outcome", outcome)
     if error is not None and outcome != "cancelled":
-        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(error).__name__}"))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
         span.record_exception(error)
     span.end()
 

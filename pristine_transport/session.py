@@ -37,12 +37,11 @@ async def run_heartbeat(
     logger: logging.Logger,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
-    on_beat: Callable[[bool], None] | None = None,
 ) -> None:
     """Beat every ``interval_s`` until cancelled, or until the server answers ``stop_on_status``.
 
     A failed beat never ends the loop. Once ``warning_after_s`` have passed since the last success, every failed
-    beat logs a WARNING. ``on_beat(ok)`` is told the outcome of each beat.
+    beat logs a WARNING.
     """
     last_success = clock()
     while True:
@@ -61,8 +60,6 @@ async def run_heartbeat(
             last_success = clock()
         else:
             _beat_failed(client, logger, session_id, clock() - last_success, spec.warning_after_s, failure)
-        if on_beat is not None:
-            on_beat(failure is None)
 
 
 def _beat_failed(
@@ -176,13 +173,11 @@ class BackgroundHeartbeat:
         session_id: str,
         *,
         logger: logging.Logger | None = None,
-        on_beat: Callable[[bool], None] | None = None,
     ) -> None:
         self._client_factory = client_factory
         self.spec = spec
         self.session_id = session_id
         self._logger = logger if logger is not None else get_logger("session")
-        self._on_beat = on_beat
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -229,7 +224,7 @@ class BackgroundHeartbeat:
         try:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(
-                run_heartbeat(client, self.spec, self.session_id, logger=self._logger, on_beat=self._on_beat)
+                run_heartbeat(client, self.spec, self.session_id, logger=self._logger)
             )
             self._ready.set()
             with suppress(asyncio.CancelledError):

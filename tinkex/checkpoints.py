@@ -39,7 +39,6 @@ logger = logging.getLogger("tinkex.checkpoints")
 ProgressCallback = Callable[[int, "int | None"], None]
 """Called with (bytes downloaded so far, total bytes or None when the server does not say)."""
 
-_CHUNK_BYTES = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _URL_GONE = frozenset({401, 403, 404, 410})
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -199,7 +198,8 @@ async def _stream_to_file(
                             f"HTTP {status} {response.text[:300]!r}"
                         )
                     progress.update(downloaded, total)
-                    async for chunk in response.aiter_raw(_CHUNK_BYTES):
+                    # No chunk_size: httpx would buffer up to it, and bytes buffered when the connection drops are lost.
+                    async for chunk in response.aiter_raw():
                         await out.write(chunk)
                         downloaded += len(chunk)
                         progress.update(downloaded, total)

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tinkex.recovery")
-_tracer = trace.get_tracer("tinkex.recovery")
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -85,7 +84,13 @@ class RecoveryPolicy:
             if getattr(self, name) < 0:
                 raise ValueError(f"RecoveryPolicy.{name} must be >= 0, got {getattr(self, name)}")
         if self.checkpoint_strategy != "latest":
-            parsed = parse_tinker_path(self.checkpoint_strategy)
+            try:
+                parsed = parse_tinker_path(self.checkpoint_strategy)
+            except ValueError as exc:
+                raise ValueError(
+                    "RecoveryPolicy.checkpoint_strategy must be 'latest' or a tinker://<run>/weights/<name> path, "
+                    f"got {self.checkpoint_strategy!r} ({exc})"
+                ) from None
             if parsed.checkpoint_type != "training":
                 raise ValueError(
                     f"RecoveryPolicy.checkpoint_strategy {self.checkpoint_strategy!r} is a sampler_weights path; "
@@ -108,6 +113,7 @@ class RecoveryExecutor:
         max_concurrent: int = 1,
         rest_client: RestClient | None = None,
         sleep: Sleep = asyncio.sleep,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -115,6 +121,7 @@ class RecoveryExecutor:
         self.policy = policy
         self.rest_client = rest_client or service_client.create_rest_client()
         self._sleep = sleep
+        self._tracer = tracer or trace.get_tracer("tinkex.recovery")
         self._slots = asyncio.Semaphore(max_concurrent)
 
     async def recover(
@@ -129,7 +136,7 @@ class RecoveryExecutor:
         Raises :class:`RecoveryError` (after ``on_failure``) when every attempt failed.
         """
         policy = self.policy
-        with _tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             "recovery", attributes={"tinkex.training_run_id": training_run_id, "recovery.reason": reason}
         ) as span:
             span.add_event("recovery.detected", {"tinkex.training_run_id": training_run_id, "recovery.reason": reason})
@@ -179,7 +186,7 @@ class RecoveryExecutor:
     async def _attempt(
         self, training_run_id: str, attempt: int, previous_client: TrainingClient | None
     ) -> RecoveryOutcome:
-        with _tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             "recovery.attempt",
             attributes={"tinkex.training_run_id": training_run_id, "recovery.attempt": attempt},
         ) as span:

@@ -196,7 +196,9 @@ async def test_bare_400s_are_retried_then_fail() -> None:
 
 
 async def test_bare_400s_below_the_limit_then_result() -> None:
-    server = FutureServer([httpx.Response(400), httpx.Response(400, json={"detail": ""}), httpx.Response(200, json=RESULT)])
+    server = FutureServer(
+        [httpx.Response(400), httpx.Response(400, json={"detail": ""}), httpx.Response(200, json=RESULT)]
+    )
     resolver = resolver_for(server, manifest_data=manifest(futures={"bad_request_retries": 2}))
     handle = await resolver.submit("submit", result_type=Result, json={})
     assert (await handle).score == 0.5
@@ -238,11 +240,14 @@ async def test_server_errors_and_408_are_repolled() -> None:
 async def test_connection_errors_back_off_exponentially_and_reset_after_an_answer() -> None:
     refused = httpx.ConnectError("connection refused")
     server = FutureServer(
-        [refused, refused, refused, refused, try_again(), refused, httpx.ReadTimeout("slow"), httpx.Response(200, json=RESULT)]
+        [refused, refused, refused, refused, try_again(), refused, httpx.ReadTimeout("slow"),
+         httpx.Response(200, json=RESULT)]
     )
     clock = FakeClock()
     resolver = resolver_for(
-        server, clock=clock, manifest_data=manifest(futures={"backoff": {"connection_error_max_s": 5.0, "initial_s": 0.01}})
+        server,
+        clock=clock,
+        manifest_data=manifest(futures={"backoff": {"connection_error_max_s": 5.0, "initial_s": 0.01}}),
     )
     handle = await resolver.submit("submit", result_type=Result, json={})
     assert (await handle).score == 0.5
@@ -548,14 +553,16 @@ async def test_future_span_with_poll_spans_as_children() -> None:
         ([httpx.Response(200, json={"error": "x", "category": "user"})], "failed"),
         ([httpx.Response(410)], "expired"),
         ([httpx.Response(404)], "error"),
+        ([try_again()], "timeout"),
     ],
 )
 async def test_future_span_outcome(script: list[httpx.Response], outcome: str) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    resolver = resolver_for(FutureServer(script), tracer=provider.get_tracer("test"))
-    handle = await resolver.submit("submit", result_type=Result, json={})
+    tracer = provider.get_tracer("test")
+    resolver = resolver_for(FutureServer(script), tracer=tracer, sleep=lambda s: asyncio.sleep(0.002))
+    handle = await resolver.submit("submit", result_type=Result, json={}, deadline_s=0.05)
     with pytest.raises(Exception):
         await handle
     (future,) = [s for s in exporter.get_finished_spans() if s.name == "future submit"]
@@ -564,11 +571,33 @@ async def test_future_span_outcome(script: list[httpx.Response], outcome: str) -
     await close(resolver)
 
 
+async def test_future_cancelled_before_its_first_poll_ends_its_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = FutureServer([try_again()])
+    resolver = resolver_for(server, tracer=provider.get_tracer("test"))
+    handle = resolver.handle("req-1", result_type=Result, endpoint="submit")
+    handle.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handle
+    (future,) = exporter.get_finished_spans()
+    assert future.name == "future submit"
+    assert future.attributes is not None
+    assert future.attributes["pristine.future.outcome"] == "cancelled"
+    assert future.attributes["pristine.future.polls"] == 0
+    assert server.polls == []
+    await close(resolver)
+
+
 async def test_future_over_a_real_loopback_server() -> None:
     before = tasks_besides(set())
     script = [
         ServerReply(body=msgspec.json.encode({"type": "try_again", "queue_state": "active"})),
-        ServerReply(status=408, body=msgspec.json.encode({"queue_state": "paused_rate_limit", "queue_state_reason": "limit"})),
+        ServerReply(
+            status=408,
+            body=msgspec.json.encode({"queue_state": "paused_rate_limit", "queue_state_reason": "limit"}),
+        ),
         ServerReply(status=500, body=b"oops"),
         ServerReply(body=msgspec.json.encode({"status": "complete_metadata", "response_payload_size": 64})),
         ServerReply(body=msgspec.json.encode(RESULT)),

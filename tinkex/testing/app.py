@@ -180,7 +180,8 @@ class TinkerApp:
         if rule.status is None:
             return None
         if isinstance(rule.body, bytes):
-            return Reply(rule.status, rule.body, tuple((k.lower().encode(), v.encode()) for k, v in rule.headers.items()))
+            headers = tuple((name.lower().encode(), value.encode()) for name, value in rule.headers.items())
+            return Reply(rule.status, rule.body, headers)
         body = rule.body if rule.body is not None else {"detail": f"injected fault: HTTP {rule.status}"}
         return json_reply(body, rule.status, dict(rule.headers))
 

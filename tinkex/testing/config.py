@@ -27,7 +27,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     """Exact key ``X-API-Key`` must carry; ``None`` accepts any key that starts with ``tml-``."""
     future_latency: float = 0.0
     latency_by_endpoint: Mapping[str, float] = field(default_factory=dict)

@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -207,7 +208,7 @@ def apply_optimizer(state: ModelState, adam: AdamSettings) -> dict[str, float]:
 class Sample:
     tokens: list[int]
     logprobs: list[float]
-    stop_reason: str
+    stop_reason: Literal["length", "stop"]
 
 
 def sample(
@@ -231,7 +232,7 @@ def sample(
         previous = prompt[-1] if prompt else 0
         tokens: list[int] = []
         logprobs: list[float] = []
-        stop_reason = "length"
+        stop_reason: Literal["length", "stop"] = "length"
         while len(tokens) < limit:
             scores = [token_logprob(scale, previous, candidate) for candidate in vocabulary]
             if temperature <= 0:

@@ -83,13 +83,16 @@ class FutureStore:
 
     async def wait_ready(self, record: FutureRecord, timeout: float) -> bool:
         """Hold until ``record`` is ready (True) or ``timeout`` elapses or the server closes (False)."""
-        remaining = record.ready_at - self._clock()
-        if remaining <= 0:
-            return True
-        try:
-            await asyncio.wait_for(self._closing.wait(), min(remaining, timeout))
-        except asyncio.TimeoutError:
-            pass
+        deadline = self._clock() + timeout
+        # A loop, because event-loop timers may fire up to the clock resolution early.
+        while not self.is_ready(record) and not self._closing.is_set():
+            wait = min(record.ready_at, deadline) - self._clock()
+            if wait <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._closing.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
         return self.is_ready(record)
 
     def close(self) -> None:

@@ -389,9 +389,17 @@ class TinkerApi:
             json_reply(t.CreateSamplingSessionResponse(sampling_session_id=sampler_id)), session_id=request.session_id
         )
 
+    def _unsupported(self, base_model: str | None) -> str | None:
+        """Why ``base_model`` cannot be used, or ``None`` if it can."""
+        if base_model in self.registry.base_models:
+            return None
+        return f"base_model {base_model!r} is not supported; choose one of {list(self.registry.base_models)}"
+
     def _supported(self, base_model: str | None) -> str:
-        if base_model not in self.registry.base_models:
-            raise _reject(400, f"base_model {base_model!r} is not supported; choose one of {list(self.registry.base_models)}")
+        problem = self._unsupported(base_model)
+        if problem is not None:
+            raise _reject(400, problem)
+        assert base_model is not None
         return base_model
 
     def _sampler_from_path(self, sampler_id: str, session_id: str, model_path: str) -> SamplerRecord:
@@ -420,10 +428,9 @@ class TinkerApi:
         model_id = f"{request.session_id}:train:{request.model_seq_id}"
 
         def compute() -> msgspec.Struct:
-            if request.base_model not in self.registry.base_models:
-                raise fake_model.FakeModelError(
-                    f"base_model {request.base_model!r} is not supported; choose one of {list(self.registry.base_models)}"
-                )
+            problem = self._unsupported(request.base_model)
+            if problem is not None:
+                raise fake_model.FakeModelError(problem)
             lora = request.lora_config or t.LoraConfig(rank=32)
             if not (lora.train_unembed or lora.train_mlp or lora.train_attn):
                 raise fake_model.FakeModelError("lora_config must train at least one of unembed, mlp, attn")
@@ -618,7 +625,9 @@ class TinkerApi:
             params = request.sampling_params
             stop = params.stop
             stop_tokens = frozenset(s for s in stop if type(s) is int) if isinstance(stop, list) else frozenset()
-            seed = params.seed if params.seed is not None else f"{self.config.seed}:{sampler.sampler_id}:{request.seq_id}"
+            seed = params.seed
+            if seed is None:  # reproducible per server seed, sampler and request
+                seed = f"{self.config.seed}:{sampler.sampler_id}:{request.seq_id}"
             samples = fake_model.sample(
                 sampler.scale,
                 prompt,
@@ -632,7 +641,7 @@ class TinkerApi:
             k = request.topk_prompt_logprobs
             return t.SampleResponse(
                 sequences=[
-                    t.SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)  # type: ignore[arg-type]
+                    t.SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)
                     for s in samples
                 ],
                 prompt_logprobs=fake_model.prompt_logprobs(sampler.scale, prompt) if request.prompt_logprobs else None,
@@ -671,7 +680,8 @@ class TinkerApi:
         values = call.query.get("access_scope")
         scope = values[-1] if values else "owned"
         if scope not in _ACCESS_SCOPES:
-            raise Rejection(_query_error("access_scope", f"access_scope must be 'owned' or 'accessible', got {scope!r}"))
+            message = f"access_scope must be 'owned' or 'accessible', got {scope!r}"
+            raise Rejection(_query_error("access_scope", message))
         return scope
 
     def _page(self, call: Call, default_limit: int) -> tuple[int, int]:

@@ -25,7 +25,9 @@ __all__ = ["Connections", "bind_socket", "serve_asgi"]
 _log = logging.getLogger("tinkex.testing.server")
 
 Peer = tuple[str, int]
-AsgiApp = Callable[[MutableMapping[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]]
+AsgiApp = Callable[
+    [MutableMapping[str, Any], Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Awaitable[None]
+]
 
 
 class Connections:
@@ -59,7 +61,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(1024)  # bursts of hundreds of new client connections must not overflow the queue
     except OSError:
         sock.close()
         raise

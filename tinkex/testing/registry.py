@@ -181,7 +181,9 @@ class Registry:
 
     # checkpoints
 
-    def save_checkpoint(self, run: RunRecord, kind: CheckpointKind, name: str, ttl_seconds: int | None) -> CheckpointRecord:
+    def save_checkpoint(
+        self, run: RunRecord, kind: CheckpointKind, name: str, ttl_seconds: int | None
+    ) -> CheckpointRecord:
         now = utcnow()
         record = CheckpointRecord(
             path=TinkerPath(run.run_id, kind, name),

@@ -86,7 +86,10 @@ class LocalServer:
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._port = sock.getsockname()[1]
         self._thread = threading.Thread(
-            target=self._thread_main, args=(sock, registry, started), name=f"tinkex-local-server-{self._port}", daemon=True
+            target=self._thread_main,
+            args=(sock, registry, started),
+            name=f"tinkex-local-server-{self._port}",
+            daemon=True,
         )
         self._thread.start()
         try:
@@ -113,7 +116,9 @@ class LocalServer:
     def __enter__(self) -> LocalServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     async def __aenter__(self) -> LocalServer:
