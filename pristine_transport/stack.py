@@ -13,7 +13,8 @@ Layer order, outermost first (each included only when the endpoint's manifest en
 9. the base transport, shared by every stack
 
 Stacks are built once, when the transport is built. Shared state lives on the router, never in globals: one
-``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy.
+``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy. An
+endpoint with backpressure but no pool gets a backoff window of its own.
 
 Routing: ``request.extensions[extensions.ENDPOINT]`` names the stack (a dict lookup). Without it, the method and
 the URL path pick the endpoint whose path template matches the *end* of the path, so a base URL with a path
@@ -44,7 +45,7 @@ from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueStateLayer
 from pristine_transport.layers.retry import ProgressTracker, RetryLayer
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
-from pristine_transport.manifest import EndpointSpec, Manifest, RetryOverride, load_manifest
+from pristine_transport.manifest import EndpointSpec, Manifest, RetryOverride, RetryPolicySpec, load_manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import merge_headers
 
@@ -102,11 +103,11 @@ def build_transport(
             stack = AttemptTelemetryLayer(stack, redactor=redactor, tracer=tracer)
             progress = None
             if policy.kind == "sampling":
-                policy_name = _policy_name(spec, endpoint)
-                progress = trackers.get(policy_name)
+                key = _tracker_key(spec, name, policy)
+                progress = trackers.get(key)
                 if progress is None:
-                    progress = trackers[policy_name] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
-            stack = RetryLayer(stack, policy, progress=progress)
+                    progress = trackers[key] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
+            stack = RetryLayer(stack, policy, progress=progress, buffer_body=endpoint.response != "stream")
         if _wants_idempotency(endpoint):
             stack = IdempotencyLayer(stack, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
         return TelemetryLayer(stack, endpoint=name, redactor=redactor, tracer=tracer)
@@ -161,10 +162,17 @@ def _queue_state_layer(inner: httpx.AsyncBaseTransport, manifest: Manifest) -> Q
     )
 
 
-def _policy_name(manifest: Manifest, endpoint: EndpointSpec) -> str:
-    retry = endpoint.retry if endpoint.retry is not None else manifest.default_retry
+def _tracker_key(manifest: Manifest, endpoint: str, policy: RetryPolicySpec) -> str:
+    """Endpoints of one named policy share its tracker, unless an override changes the tracker's own settings
+    (progress timeout, in-flight limit): then the endpoint gets a tracker of its own."""
+    retry = manifest.endpoints[endpoint].retry
+    retry = retry if retry is not None else manifest.default_retry
     assert retry is not None  # only called for endpoints with a policy
-    return retry.policy if isinstance(retry, RetryOverride) else retry
+    name = retry.policy if isinstance(retry, RetryOverride) else retry
+    named = manifest.retry_policies[name]
+    if (named.progress_timeout_s, named.max_in_flight) == (policy.progress_timeout_s, policy.max_in_flight):
+        return name
+    return f"endpoints.{endpoint}.retry"
 
 
 def _wants_idempotency(endpoint: EndpointSpec) -> bool:

@@ -50,13 +50,17 @@ class AwaitableFuture(APIFuture[T]):
             running = None
         if running is self._loop:
             raise RuntimeError("result() would block the event loop this future runs on; use `await future` instead")
-        return asyncio.run_coroutine_threadsafe(self.result_async(), self._loop).result(timeout)
+        waiting = asyncio.run_coroutine_threadsafe(self.result_async(), self._loop)
+        try:
+            return waiting.result(timeout)
+        except TimeoutError:
+            if waiting.done():
+                raise
+            waiting.cancel()
+            raise TimeoutError(f"future not resolved within {timeout} s") from None
 
     async def result_async(self, timeout: float | None = None) -> T:
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"future not resolved within {timeout} s") from None
+        return await _wait(self._task, timeout)
 
     def done(self) -> bool:
         return self._task.done()
@@ -73,14 +77,13 @@ class ConcurrentFuture(APIFuture[T]):
             raise RuntimeError("result() called on tinkex's own event loop; use `await future` instead")
         try:
             return self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:
+            if self._future.done():
+                raise  # the work itself timed out (e.g. a sample's deadline): keep its message
             raise TimeoutError(f"future not resolved within {timeout} s") from None
 
     async def result_async(self, timeout: float | None = None) -> T:
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._future)), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"future not resolved within {timeout} s") from None
+        return await _wait(asyncio.wrap_future(self._future), timeout)
 
     def done(self) -> bool:
         return self._future.done()
@@ -90,6 +93,20 @@ def completed_future(value: T) -> ConcurrentFuture[T]:
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
     future.set_result(value)
     return ConcurrentFuture(future)
+
+
+async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:
+    """``work``'s result; only this wait gives up after ``timeout`` (the work goes on).
+
+    Since Python 3.11 ``asyncio.TimeoutError`` and ``concurrent.futures.TimeoutError`` are the builtin
+    ``TimeoutError``, so a TimeoutError the work raised itself must not be mistaken for this wait's timeout.
+    """
+    try:
+        return await asyncio.wait_for(asyncio.shield(work), timeout)
+    except TimeoutError:
+        if work.done():
+            raise
+        raise TimeoutError(f"future not resolved within {timeout} s") from None
 
 
 async def _transformed(awaitable: Awaitable[Any], transform: Callable[[Any], T] | None) -> T:

@@ -89,15 +89,12 @@ async def download_checkpoint_async(
     dest = Path(dest_dir)
     base_name = _UNSAFE_NAME_CHARS.sub("_", f"{parsed.training_run_id}-{parsed.checkpoint_id.replace('/', '-')}")
     candidates = [dest / base_name] if extract else [dest / f"{base_name}.tar", dest / f"{base_name}.tar.gz"]
-    existing = [path for path in candidates if path.exists() or path.is_symlink()]
+    existing = await anyio.to_thread.run_sync(_existing, candidates)
     if existing and not force:
         raise FileExistsError(f"{existing[0]} already exists; pass force=True (CLI: --force) to replace it")
-    await anyio.to_thread.run_sync(lambda: dest.mkdir(parents=True, exist_ok=True))
 
     archive = await rest_client.get_checkpoint_archive_url_from_tinker_path_async(parsed.tinker_path)
-    fd, temp_name = tempfile.mkstemp(dir=dest, prefix=f".{base_name}.", suffix=".part")
-    os.close(fd)
-    temp_path = Path(temp_name)
+    temp_path = await anyio.to_thread.run_sync(_temp_file, dest, base_name)
     reporter = _make_progress(progress, parsed.tinker_path)
     owns_client = http_client is None
     client = http_client or httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0))
@@ -181,8 +178,9 @@ async def _stream_to_file(
                     if downloaded and status in _URL_GONE and not refreshed:
                         url, refreshed = await refresh_url(), True
                         continue
-                    if status == 206 and downloaded and _range_start(response) == downloaded:
-                        total = _range_total(response)
+                    start, range_total = _content_range(response)
+                    if status == 206 and downloaded and start == downloaded:
+                        total = range_total
                     elif status == 200:
                         if downloaded:
                             logger.info("the server ignored the Range request; restarting the download")
@@ -225,14 +223,12 @@ async def _stream_to_file(
                 await asyncio.sleep(resume_delay_s)
 
 
-def _range_start(response: httpx.Response) -> int | None:
-    match = re.match(r"bytes (\d+)-\d+/", response.headers.get("content-range", ""))
-    return int(match.group(1)) if match else None
-
-
-def _range_total(response: httpx.Response) -> int | None:
-    match = re.match(r"bytes \d+-\d+/(\d+)", response.headers.get("content-range", ""))
-    return int(match.group(1)) if match else None
+def _content_range(response: httpx.Response) -> tuple[int | None, int | None]:
+    """(first byte, total size) of ``Content-Range: bytes a-b/total``; None where absent (``*`` total included)."""
+    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("content-range", ""))
+    if match is None:
+        return None, None
+    return int(match.group(1)), int(match.group(2)) if match.group(2).isdigit() else None
 
 
 # extraction --------------------------------------------------------------------------------------------------
@@ -272,6 +268,18 @@ def _require_inside(member: str, relative: str, dest: Path) -> None:
     resolved = os.path.normpath(os.path.join(root, *pure.parts))
     if os.path.commonpath([root, resolved]) != root:
         raise UnsafeArchiveError(f"archive member {member!r} would land outside the destination ({relative!r})")
+
+
+def _existing(paths: list[Path]) -> list[Path]:
+    return [path for path in paths if path.exists() or path.is_symlink()]
+
+
+def _temp_file(dest: Path, base_name: str) -> Path:
+    """A temp file next to the destination, so the final rename stays on one filesystem."""
+    dest.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest, prefix=f".{base_name}.", suffix=".part")
+    os.close(fd)
+    return Path(name)
 
 
 def _extract_into_place(archive: Path, target: Path, existing: list[Path]) -> None:

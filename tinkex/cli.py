@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from pristine_transport.errors import APIConnectionError, APIStatusError, ConfigurationError, PristineError
+from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError
 
 from .config import TINKEX_VERSION, WIRE_SDK_VERSION
 from .rest_client import RestClient, parse_tinker_path
@@ -43,15 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         return int(args.handler(args))
-    except UsageError as exc:
+    except (UsageError, ConfigurationError) as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except ConfigurationError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except APIStatusError as exc:
-        return _fail(_describe(exc), EXIT_FAILED)
     except APIConnectionError as exc:
         return _fail(f"{exc.message} ({type(exc).__name__} for {exc.request.url.host})", EXIT_FAILED)
-    except PristineError as exc:
+    except PristineError as exc:  # API status errors included: the message names the status and the body
         return _fail(_describe(exc), EXIT_FAILED)
     except (FileExistsError, ValueError) as exc:
         return _fail(_describe(exc), EXIT_USAGE)
@@ -227,12 +223,8 @@ def _run_id(text: str) -> str:
     return text
 
 
-def _to_builtins(value: Any) -> Any:
-    return msgspec.to_builtins(value)
-
-
 def _emit_json(value: Any, out: TextIO | None = None) -> None:
-    (out or sys.stdout).write(msgspec.json.format(msgspec.json.encode(_to_builtins(value)), indent=2).decode() + "\n")
+    (out or sys.stdout).write(msgspec.json.format(msgspec.json.encode(msgspec.to_builtins(value)), indent=2).decode() + "\n")
 
 
 def _when(value: datetime | None) -> str:
@@ -262,14 +254,17 @@ def _fetch_all(
     """Every item from ``offset`` on, page by page, with a progress line on stderr."""
     items: list[Any] = []
     page_size = limit or 100
+    live = sys.stderr.isatty()  # redraw one line on a terminal, one line per page in logs
     while True:
         page, total = fetch_page(page_size, offset + len(items))
         items.extend(page)
         shown = f"{len(items)}/{total - offset}" if total is not None else str(len(items))
-        print(f"\rfetching {what}: {shown}", end="", file=sys.stderr, flush=True)
+        prefix, end = ("\r", "") if live else ("", "\n")
+        print(f"{prefix}fetching {what}: {shown}", end=end, file=sys.stderr, flush=True)
         done = not page or (total is not None and offset + len(items) >= total) or (total is None and len(page) < page_size)
         if done:
-            print(file=sys.stderr)
+            if live:
+                print(file=sys.stderr)
             return items
 
 

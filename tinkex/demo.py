@@ -47,7 +47,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tinkex demo", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-2)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
     parser.add_argument("--base-model", default=None, help=f"default {LOCAL_MODEL} locally, {REMOTE_MODEL} remotely")
     parser.add_argument("--base-url", default=None, help="a Tinker service (needs TINKER_API_KEY)")

@@ -173,13 +173,12 @@ class RecoveryExecutor:
                     await _notify(policy.on_recovery, outcome)
                     return outcome
             assert last_error is not None
-            attempts = attempt
-            message = f"recovery of training run {training_run_id} failed after {attempts} attempt(s): {last_error}"
-            span.add_event("recovery.failed", {"recovery.attempts": attempts, "error.type": type(last_error).__name__})
+            message = f"recovery of training run {training_run_id} failed after {attempt} attempt(s): {last_error}"
+            span.add_event("recovery.failed", {"recovery.attempts": attempt, "error.type": type(last_error).__name__})
             span.set_status(Status(StatusCode.ERROR, message))
             logger.error("%s", message)
-            error = RecoveryError(message, training_run_id, attempts)
-            error.__cause__ = last_error
+            error = RecoveryError(message, training_run_id, attempt)
+            error.__cause__ = last_error  # set before on_failure sees it
             await _notify(policy.on_failure, training_run_id, error)
             raise error
 

@@ -47,7 +47,9 @@ class BackgroundLoop:
         future = self.submit(coro)
         try:
             return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except TimeoutError:  # since 3.11 also what a coroutine's own timeout raises: tell the two apart
+            if future.done():
+                raise
             future.cancel()
             raise TimeoutError(f"tinkex call did not finish within {timeout} s") from None
 

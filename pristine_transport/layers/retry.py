@@ -162,6 +162,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         progress: ProgressTracker | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
+        buffer_body: bool = True,
     ) -> None:
         if progress is None and (policy.progress_timeout_s is not None or policy.max_in_flight is not None):
             progress = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
@@ -172,6 +173,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._progress = progress
         self._sleep = sleep
         self._random = random
+        self._buffer_body = buffer_body
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -194,6 +196,10 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 self._raise_if_stalled(request)
                 try:
                     response = await self._inner.handle_async_request(self._attempt(request, retries))
+                    if self._buffer_body:
+                        # A connection that dies after the headers must count as a failed attempt, not reach the
+                        # caller as a broken body (under HTTP/2 one dropped connection breaks every open stream).
+                        await _buffer(response)
                 except httpx.TransportError as exc:
                     if not (self._policy.retry_connection_errors and self._has_retries_left(retries)):
                         raise
@@ -293,6 +299,15 @@ def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.tim
     if date is None:
         return None
     return float(int(email.utils.mktime_tz(date) - now()))
+
+
+async def _buffer(response: httpx.Response) -> None:
+    try:
+        await response.aread()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        raise
 
 
 async def _discard(response: httpx.Response) -> None:

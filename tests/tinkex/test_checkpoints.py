@@ -67,6 +67,8 @@ class ArchiveHost:
     drop_after: list[int] = field(default_factory=list)
     """For the first len(drop_after) requests: send the full Content-Length, then cut after this many bytes."""
     honour_range: bool = True
+    forbid_ranged: int = 0
+    """Answer this many ranged requests 403, as a storage host does once a signed URL has expired."""
     requests: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
 
@@ -88,6 +90,12 @@ def archive_host() -> Iterator[Callable[..., ArchiveHost]]:
                 host.requests.append({k.lower(): v for k, v in self.headers.items()})
                 start = 0
                 ranged = self.headers.get("Range")
+                if ranged and host.forbid_ranged:
+                    host.forbid_ranged -= 1
+                    self.send_response(403)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if ranged and host.honour_range:
                     start = int(ranged.removeprefix("bytes=").rstrip("-"))
                     self.send_response(206)
@@ -217,6 +225,19 @@ def test_server_ignoring_range_restarts_the_download(
     result = download_checkpoint(world.rest, world.sampler_path, tmp_path, progress=False, resume_delay_s=0.0)
     assert result.resumes == 1 and (result.path / "a.txt").read_bytes() == b"a" * 200_000
     assert host.requests[1].get("range") == "bytes=100000-"
+
+
+def test_expired_url_is_refreshed_on_resume(
+    world: World, tmp_path: Path, archive_host: Callable[..., ArchiveHost]
+) -> None:
+    payload = make_tar({"a.txt": b"b" * 100_000})
+    host = archive_host(payload, drop_after=[40_000], forbid_ranged=1)
+    redirect_archive_to(world, host.url)
+    world.server.ledger.clear()
+    result = download_checkpoint(world.rest, world.sampler_path, tmp_path, progress=False, resume_delay_s=0.0)
+    assert (result.path / "a.txt").read_bytes() == b"b" * 100_000
+    assert [r.get("range") for r in host.requests] == [None, "bytes=40000-", "bytes=40000-"]
+    assert len(world.server.ledger.received("get_checkpoint_archive_url")) == 2
 
 
 def test_too_many_drops_give_up(world: World, tmp_path: Path, archive_host: Callable[..., ArchiveHost]) -> None:

@@ -597,3 +597,35 @@ async def test_exhausted_retries_hand_the_last_response_to_the_caller_over_a_rea
     assert (second.status_code, second.json()) == (503, {"attempt": 6})
     assert server.bodies == [b"one"] * 3 + [b"two"] * 3
     assert server.connections == 1
+
+
+class BrokenBodyStream(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise httpx.RemoteProtocolError("peer closed the connection mid-body")
+
+
+async def test_a_body_broken_after_the_headers_is_a_failed_attempt_and_re_sent() -> None:
+    attempts: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            return httpx.Response(200, stream=BrokenBodyStream())
+        return httpx.Response(200, content=b"whole")
+
+    layer = RetryLayer(httpx.MockTransport(handler), policy(), sleep=Sleeps())
+    response = await post(layer)
+    assert response.content == b"whole"
+    assert len(attempts) == 2
+
+
+async def test_streaming_endpoints_leave_the_body_to_the_caller() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=BrokenBodyStream())
+
+    layer = RetryLayer(httpx.MockTransport(handler), policy(), sleep=Sleeps(), buffer_body=False)
+    async with httpx.AsyncClient(transport=layer) as client:
+        async with client.stream("POST", URL, content=b"x") as response:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await response.aread()

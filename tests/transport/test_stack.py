@@ -192,6 +192,17 @@ def test_one_progress_tracker_per_sampling_policy(router: RouterTransport) -> No
     assert list(router.progress_trackers) == ["sampling"]
 
 
+def test_an_override_of_the_trackers_settings_gets_its_own_tracker() -> None:
+    raw = json.loads(json.dumps(MANIFEST))
+    raw["endpoints"]["compute_logprobs"]["retry"] = {"policy": "sampling", "max_in_flight": 2}
+    raw["endpoints"]["asample"]["retry"] = {"policy": "sampling", "initial_delay_s": 0.0001}
+    router = build_transport(
+        raw, base=httpx.MockTransport(Recorder()), env={"DEMO_API_KEY": API_KEY}, size_estimators={"datum": datum_size}
+    )
+    assert set(router.progress_trackers) == {"sampling", "endpoints.compute_logprobs.retry"}
+    assert layer_of(router.stacks["asample"], RetryLayer)._progress is router.progress_trackers["sampling"]
+
+
 def test_size_estimators_resolve_by_name(router: RouterTransport) -> None:
     assert layer_of(router.stacks["forward"], PoolLimiterLayer)._size_of is datum_size
     assert layer_of(router.stacks["create_session"], PoolLimiterLayer)._size_of is None
