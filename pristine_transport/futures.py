@@ -304,6 +304,7 @@ class _Poll:
         self.connection_errors = 0
         self.bad_requests = 0
         self.rate_limited = 0
+        self.last_answer = "no answer yet"
 
 
 class FutureResolver:
@@ -443,8 +444,20 @@ class FutureResolver:
         self, span: trace.Span, state: _Poll, result_type: type[T], observer: _ObserverFanout
     ) -> T:
         spec = self.spec
+        started = self._clock()
+        warn_at = spec.warn_after_s
         while True:
             sent_at = self._clock()
+            if warn_at is not None and sent_at - started >= warn_at:
+                logger.warning(
+                    "future %s (%s) is still unresolved after %.0f s: %d polls, last answer: %s",
+                    state.request_id,
+                    state.request_type or "request",
+                    sent_at - started,
+                    state.iteration,
+                    state.last_answer,
+                )
+                warn_at *= 2
             try:
                 response = await self.client.send(
                     spec.retrieve_endpoint,
@@ -453,6 +466,7 @@ class FutureResolver:
                     extensions={extensions.QUEUE_OBSERVER: observer},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
+                state.last_answer = type(exc).__name__
                 delay = min(2.0**state.connection_errors, spec.backoff.connection_error_max_s)
                 state.connection_errors += 1
                 state.iteration += 1
@@ -463,6 +477,7 @@ class FutureResolver:
             state.connection_errors = 0
             held = self._clock() - sent_at >= spec.backoff.held_poll_s
             status = response.status_code
+            state.last_answer = f"HTTP {status}"
             if status != 400:
                 state.bad_requests = 0
             if status == 429:  # the server sheds polls: back off as for connection errors (official 0.21+)
@@ -490,6 +505,7 @@ class FutureResolver:
                 raise self._status_error(state, status, response.content, "response is not JSON") from None
             if isinstance(body, dict):
                 if body.get(spec.try_again.field) == spec.try_again.value:
+                    state.last_answer = f"{spec.try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
                     await self._pace(state, held)
                     continue
                 if await self._took_metadata_only(span, state, body):

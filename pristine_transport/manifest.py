@@ -226,6 +226,9 @@ class FuturesSpec(_Spec):
     bad_request_retries: int = 3
     poll_headers: FuturePollHeaders = msgspec.field(default_factory=FuturePollHeaders)
     backoff: PollBackoffSpec = msgspec.field(default_factory=PollBackoffSpec)
+    warn_after_s: float | None = 300.0
+    """A future still unresolved after this long is reported with a WARNING (then after twice as long, and so on),
+    so a stuck request is visible long before any deadline; null turns the warnings off."""
 
 
 class SessionSpec(_Spec):

@@ -37,10 +37,19 @@ class APIFuture(ABC, Generic[T]):
 
 
 class AwaitableFuture(APIFuture[T]):
-    """Wraps an awaitable (a pristine FutureHandle or combined handle) bound to the caller's loop."""
+    """Wraps an awaitable (a pristine FutureHandle or combined handle) bound to the caller's loop.
 
-    def __init__(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> None:
-        self._task: asyncio.Future[Any] = asyncio.ensure_future(_transformed(awaitable, transform))
+    ``on_error`` sees the failure once, when the work fails (not once per awaiter): telemetry reports it there.
+    """
+
+    def __init__(
+        self,
+        awaitable: Awaitable[Any],
+        transform: Callable[[Any], T] | None = None,
+        *,
+        on_error: Callable[[Exception], object] | None = None,
+    ) -> None:
+        self._task: asyncio.Future[Any] = asyncio.ensure_future(_transformed(awaitable, transform, on_error))
         self._loop = asyncio.get_running_loop()
 
     def result(self, timeout: float | None = None) -> T:
@@ -109,6 +118,13 @@ async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:
         raise TimeoutError(f"future not resolved within {timeout} s") from None
 
 
-async def _transformed(awaitable: Awaitable[Any], transform: Callable[[Any], T] | None) -> T:
-    value = await awaitable
-    return transform(value) if transform is not None else value  # type: ignore[no-any-return]
+async def _transformed(
+    awaitable: Awaitable[Any], transform: Callable[[Any], T] | None, on_error: Callable[[Exception], object] | None
+) -> T:
+    try:
+        value = await awaitable
+        return transform(value) if transform is not None else value  # type: ignore[no-any-return]
+    except Exception as exc:
+        if on_error is not None:
+            on_error(exc)
+        raise

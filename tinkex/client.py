@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from opentelemetry.trace import TracerProvider
 
 from pristine_transport.logs import configure_logging
 
@@ -39,7 +40,8 @@ class Client:
 
     ``transport`` builds the base HTTP transport under the manifest's layer stack (one per event loop), e.g.
     ``lambda: httpx.AsyncHTTPTransport(http2=True, http1=False)`` for HTTP/2 prior knowledge. Queue-state changes
-    of every future reach ``on_queue_state_change(state, reason)`` as they happen.
+    of every future reach ``on_queue_state_change(state, reason)`` as they happen. Spans go to ``tracer_provider``
+    (default: OpenTelemetry's global one).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class Client:
         default_headers: Mapping[str, str] | None = None,
         transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         on_queue_state_change: QueueStateCallback | None = None,
+        tracer_provider: TracerProvider | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -69,7 +72,7 @@ class Client:
             manifest=manifest,
             env=env,
         )
-        self.holder = Holder(config, manifest, transport_factory=transport, env=env)
+        self.holder = Holder(config, manifest, transport_factory=transport, env=env, tracer_provider=tracer_provider)
         configure_logging(manifest.logging, env=env, redactor=self.holder.redactor)
         self._on_queue_state_change = on_queue_state_change
 
@@ -99,10 +102,14 @@ class Client:
             ),
         )
         observer = QueueStateLogger.for_training("Model creation", base_model, self._on_queue_state_change)
-        handle = await self.holder.clients().futures.submit(
-            "create_model", result_type=CreateModelResponse, json=request, observer=observer
-        )
-        created = await handle
+        try:
+            handle = await self.holder.clients().futures.submit(
+                "create_model", result_type=CreateModelResponse, json=request, observer=observer
+            )
+            created = await handle
+        except Exception as exc:
+            self.holder.telemetry.exception(exc)
+            raise
         return TrainingClient(
             self.holder, created.model_id, base_model=base_model, on_queue_state_change=self._on_queue_state_change
         )

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 
 import httpx
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tqdm import tqdm
@@ -70,7 +69,6 @@ def _tracing(metrics: Metrics) -> TracerProvider:
             print("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed; not exporting")
         else:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
     return provider
 
 
@@ -118,7 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tinkex demo: training {base_model} against {where}")
         transport = (lambda: httpx.AsyncHTTPTransport(http2=True, http1=False)) if args.http2 and api_key else None
         started = time.perf_counter()
-        with Client(api_key=api_key, base_url=base_url, user_metadata={"purpose": "tinkex demo"}, transport=transport) as client:
+        client = Client(
+            api_key=api_key,
+            base_url=base_url,
+            user_metadata={"purpose": "tinkex demo"},
+            transport=transport,
+            tracer_provider=provider,
+        )
+        with client:
             training = client.create_lora_training_client(base_model, rank=args.rank, seed=args.seed)
             tokenizer = training.get_tokenizer()
             losses = []

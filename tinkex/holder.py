@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
+from opentelemetry.trace import TracerProvider
 
 from pristine_transport.client import ManifestClient
 from pristine_transport.futures import FutureResolver
@@ -47,6 +48,11 @@ class LoopClients:
     http: ManifestClient
     futures: FutureResolver
 
+    async def aclose(self) -> None:
+        # Polling first: a poll the server holds open would otherwise outlive the client by up to its timeout.
+        await self.futures.aclose()
+        await self.http.aclose()
+
 
 class Holder:
     def __init__(
@@ -57,12 +63,14 @@ class Holder:
         transport_factory: TransportFactory | None = None,
         session_id: str | None = None,
         env: Mapping[str, str] | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.config = config
         self.manifest = manifest
         self.runtime: BackgroundLoop = get_runtime()
         self.redactor = Redactor(secret_values=[config.api_key])
         self._transport_factory = transport_factory
+        self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
         self._env = os.environ if env is None else env
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -95,6 +103,7 @@ class Holder:
             config=self.config.transport_config(),
             env=self._env,
             redactor=self.redactor,
+            tracer=self._tracer,
             base_transport=self._transport_factory() if self._transport_factory else None,
             size_estimators=SIZE_ESTIMATORS,
             http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
@@ -108,7 +117,7 @@ class Holder:
         found = self._per_loop.get(loop)
         if found is None:
             http = self.new_manifest_client()
-            found = LoopClients(http=http, futures=FutureResolver(http))
+            found = LoopClients(http=http, futures=FutureResolver(http, tracer=self._tracer))
             self._per_loop[loop] = found
         return found
 
@@ -158,7 +167,7 @@ class Holder:
         self.telemetry.close(timeout)
         for loop, clients in list(self._per_loop.items()):
             if loop.is_running() and not loop.is_closed():
-                closing = asyncio.run_coroutine_threadsafe(clients.http.aclose(), loop)
+                closing = asyncio.run_coroutine_threadsafe(clients.aclose(), loop)
                 if loop is not _running_loop():
                     closing.result(timeout)
         self._per_loop.clear()
@@ -166,7 +175,7 @@ class Holder:
     async def aclose(self, timeout: float = 5.0) -> None:
         own = self._per_loop.pop(asyncio.get_running_loop(), None)
         if own is not None:
-            await own.http.aclose()
+            await own.aclose()
         await asyncio.to_thread(self.close, timeout)
 
 

@@ -134,14 +134,18 @@ class SamplingClient:
         topk_prompt_logprobs: int = 0,
     ) -> SampleResponse:
         work = self._sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs)
-        if self.retry_config.timeout_s is None:
-            return await work
         try:
-            return await asyncio.wait_for(work, self.retry_config.timeout_s)
-        except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"sample on sampler {self.sampling_session_id} did not finish within {self.retry_config.timeout_s} s"
-            ) from None
+            if self.retry_config.timeout_s is None:
+                return await work
+            try:
+                return await asyncio.wait_for(work, self.retry_config.timeout_s)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"sample on sampler {self.sampling_session_id} did not finish within {self.retry_config.timeout_s} s"
+                ) from None
+        except Exception as exc:
+            self.holder.telemetry.exception(exc)
+            raise
 
     def sample(
         self,

@@ -100,6 +100,7 @@ class TrainingClient:
         self.model_id = model_id
         self.base_model = base_model
         self._turns = _Turns()
+        self._on_queue_state_change = on_queue_state_change  # handed on to the samplers this client makes
         self._observer = QueueStateLogger.for_training("Training", model_id, on_queue_state_change)
 
     def __repr__(self) -> str:
@@ -120,8 +121,15 @@ class TrainingClient:
             return await self.holder.clients().futures.submit(
                 endpoint, result_type=result_type, json=body, observer=self._observer, extensions=ext
             )
+        except Exception as exc:
+            self.holder.telemetry.exception(exc)
+            raise
         finally:
             self._turns.mark_dispatched(request_id)
+
+    def _future(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> APIFuture[T]:
+        """The user's future of a dispatched request; its failure is reported to telemetry once."""
+        return AwaitableFuture(awaitable, transform, on_error=self.holder.telemetry.exception)
 
     def _in_background(self, work: Coroutine[Any, Any, APIFuture[T]]) -> APIFuture[T]:
         async def resolve() -> T:
@@ -178,7 +186,7 @@ class TrainingClient:
             size = sum(estimate_datum_bytes(d) for d in chunk)
             endpoint = "forward_backward" if backward else "forward"
             handles.append(await self._dispatch(request_id, endpoint, body, ForwardBackwardOutput, size))
-        return AwaitableFuture(combine(handles, combine_forward_backward_outputs))
+        return self._future(combine(handles, combine_forward_backward_outputs))
 
     async def forward_backward_custom_async(
         self, data: list[Datum], loss_fn: CustomLossFn
@@ -203,7 +211,7 @@ class TrainingClient:
 
     async def _optim_step(self, request_id: int, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
         body = OptimStepRequest(adam_params=adam_params, model_id=self.model_id, seq_id=request_id + 1)
-        return AwaitableFuture(await self._dispatch(request_id, "optim_step", body, OptimStepResponse))
+        return self._future(await self._dispatch(request_id, "optim_step", body, OptimStepResponse))
 
     async def save_state_async(self, name: str, ttl_seconds: int | None = None) -> APIFuture[SaveWeightsResponse]:
         return await self._save_state(self._turns.reserve(1)[0], name, ttl_seconds)
@@ -213,7 +221,7 @@ class TrainingClient:
 
     async def _save_state(self, request_id: int, name: str, ttl: int | None) -> APIFuture[SaveWeightsResponse]:
         body = SaveWeightsRequest(model_id=self.model_id, path=name, seq_id=request_id + 1, ttl_seconds=ttl)
-        return AwaitableFuture(await self._dispatch(request_id, "save_weights", body, SaveWeightsResponse))
+        return self._future(await self._dispatch(request_id, "save_weights", body, SaveWeightsResponse))
 
     async def load_state_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return await self._load_state(self._turns.reserve(1)[0], path, optimizer=False)
@@ -229,7 +237,7 @@ class TrainingClient:
 
     async def _load_state(self, request_id: int, path: str, *, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
         body = LoadWeightsRequest(model_id=self.model_id, path=path, optimizer=optimizer, seq_id=request_id + 1)
-        return AwaitableFuture(await self._dispatch(request_id, "load_weights", body, LoadWeightsResponse))
+        return self._future(await self._dispatch(request_id, "load_weights", body, LoadWeightsResponse))
 
     async def save_weights_for_sampler_async(
         self, name: str, ttl_seconds: int | None = None
@@ -250,7 +258,7 @@ class TrainingClient:
                 raise ValueError(f"save_weights_for_sampler({name!r}) answered without a path: {result!r}")
             return SaveWeightsForSamplerResponse(path=result.path)
 
-        return AwaitableFuture(handle, named)
+        return self._future(handle, named)
 
     async def save_weights_and_get_sampling_client_async(
         self, name: str | None = None, retry_config: RetryConfig | None = None
@@ -260,11 +268,11 @@ class TrainingClient:
         Without ``name`` this is the official ephemeral snapshot (no checkpoint is kept). Unlike the official SDK,
         which silently ignores ``name``, a given name saves a named sampler checkpoint and samples from it.
         """
-        from .sampling_client import SamplingClient, create_sampling_client
+        from .sampling_client import SamplingClient
 
         if name is not None:
             saved = await (await self.save_weights_for_sampler_async(name))
-            return await create_sampling_client(self.holder, model_path=saved.path, retry_config=retry_config)
+            return await self.create_sampling_client_async(saved.path, retry_config)
         request_id = self._turns.reserve(1)[0]
         body = SaveWeightsForSamplerRequest(
             model_id=self.model_id,
@@ -272,12 +280,17 @@ class TrainingClient:
             sampling_session_seq_id=self.holder.next_sampling_session_seq_id(),
             ttl_seconds=None,
         )
-        result = await (
+        result = await self._future(
             await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
         )
         if result.sampling_session_id is None:
             raise ValueError(f"ephemeral save_weights_for_sampler answered without a sampling_session_id: {result!r}")
-        return SamplingClient(self.holder, result.sampling_session_id, retry_config=retry_config)
+        return SamplingClient(
+            self.holder,
+            result.sampling_session_id,
+            retry_config=retry_config,
+            on_queue_state_change=self._on_queue_state_change,
+        )
 
     def save_weights_and_get_sampling_client(
         self, name: str | None = None, retry_config: RetryConfig | None = None
@@ -287,7 +300,12 @@ class TrainingClient:
     async def create_sampling_client_async(self, model_path: str, retry_config: RetryConfig | None = None) -> SamplingClient:
         from .sampling_client import create_sampling_client
 
-        return await create_sampling_client(self.holder, model_path=model_path, retry_config=retry_config)
+        return await create_sampling_client(
+            self.holder,
+            model_path=model_path,
+            retry_config=retry_config,
+            on_queue_state_change=self._on_queue_state_change,
+        )
 
     def create_sampling_client(self, model_path: str, retry_config: RetryConfig | None = None) -> SamplingClient:
         return self.holder.runtime.run(self.create_sampling_client_async(model_path, retry_config))

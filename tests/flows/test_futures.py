@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -624,3 +625,30 @@ async def test_future_over_a_real_loopback_server() -> None:
     assert [r.headers["x-request-iteration"] for r in polls] == ["0", "1", "2", "3", "4"]
     assert all(r.headers["x-api-key"] == "sk-secret-value-123" for r in seen)
     await assert_no_leaked_tasks(before)
+
+
+async def test_rate_limited_polls_back_off_like_connection_errors() -> None:
+    server = FutureServer([httpx.Response(429), httpx.Response(429), httpx.Response(429), httpx.Response(200, json=RESULT)])
+    clock = FakeClock()
+    resolver = resolver_for(server, clock=clock)
+    handle = await resolver.submit("submit", result_type=Result, json={})
+    assert (await handle).tokens == [1, 2, 3]
+    assert clock.sleeps == [1.0, 2.0, 4.0]
+    await close(resolver)
+
+
+async def test_a_long_unresolved_future_is_reported_with_doubling_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    answers = [try_again("paused_capacity")] * 40 + [httpx.Response(200, json=RESULT)]
+    resolver = resolver_for(
+        FutureServer(answers),
+        clock=clock,
+        manifest_data=manifest(futures={"warn_after_s": 1.0, "backoff": {"initial_s": 0.1, "max_s": 0.1, "jitter": 0.0}}),
+    )
+    with caplog.at_level(logging.WARNING, logger="pristine_transport.futures"):
+        handle = await resolver.submit("submit", result_type=Result, json={})
+        await handle
+    warnings = [r.getMessage() for r in caplog.records if "still unresolved" in r.getMessage()]
+    assert len(warnings) == 3  # at 1 s, 2 s and 4 s of the 4 s spent polling (the next one would be at 8 s)
+    assert "try_again (paused_capacity)" in warnings[0] and "req-1" in warnings[0]
+    await close(resolver)

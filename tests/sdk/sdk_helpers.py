@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -186,3 +187,13 @@ async def async_wait_until(predicate: Callable[[], bool], timeout: float = 5.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+def sample_in_this_process(sampler: tinkex.SamplingClient, tokens: list[int]) -> dict[str, Any]:
+    """Run in a spawned worker: sample with an unpickled SamplingClient and say what it used."""
+    result = sampler.sample(types.ModelInput.from_ints(tokens), 1, types.SamplingParams(max_tokens=3)).result(20)
+    return {
+        "sampling_session_id": sampler.sampling_session_id,
+        "tokens": result.sequences[0].tokens,
+        "pid": os.getpid(),
+    }

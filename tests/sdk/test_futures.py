@@ -131,3 +131,21 @@ def test_queue_state_logger_uses_the_default_reason_and_debounces(caplog: pytest
         f"Model creation for {BASE_MODEL} is paused. Reason: concurrent training clients rate limit hit.",
         f"Model creation for {BASE_MODEL} is paused. Reason: Tinker backend is running short on capacity, please wait.",
     ]
+
+
+def test_samplers_made_by_a_training_client_report_to_the_same_callback(server: LocalServer) -> None:
+    seen: list[tuple[QueueState, str | None]] = []
+    client = server_client(server, on_queue_state_change=lambda state, reason: seen.append((state, reason)))
+    try:
+        training = client.create_lora_training_client(BASE_MODEL)
+        samplers = [
+            training.save_weights_and_get_sampling_client(),
+            training.create_sampling_client(training.save_weights_for_sampler("s").result(5).path),
+        ]
+        for index, sampler in enumerate(samplers):
+            server.faults.add(FaultRule.queue_paused("paused_rate_limit", reason=f"limit {index}"))
+            sampler.sample(types.ModelInput.from_ints([1, 2]), 1, types.SamplingParams(max_tokens=1)).result(5)
+    finally:
+        client.close()
+    paused = [change for change in seen if change[0] is not QueueState.ACTIVE]
+    assert paused == [(QueueState.PAUSED_RATE_LIMIT, "limit 0"), (QueueState.PAUSED_RATE_LIMIT, "limit 1")]
