@@ -191,14 +191,53 @@ def inflight(base_url: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+def httpx_floor(base_url: str) -> dict[str, Any]:
+    """The floor under any httpx-based client: ``sample_sync``'s two requests per sample (asample, then one
+    retrieve_future) sent with a bare ``httpx.AsyncClient`` on one loop: no layers, no background thread."""
+    import httpx
+    import msgspec
+
+    from tinkex import types
+
+    async def run() -> dict[str, Any]:
+        client = _client(base_url)
+        sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
+        prompt, params = _sampling_args()
+        seq_ids = iter(range(10**9))
+        async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": API_KEY}) as http:
+
+            async def one_sample() -> None:
+                request = types.SampleRequest(
+                    prompt=prompt, sampling_params=params,
+                    sampling_session_id=sampler.sampling_session_id, seq_id=next(seq_ids),
+                )
+                submitted = await http.post("/api/v1/asample", content=msgspec.json.encode(request),
+                                            headers={"Content-Type": "application/json"})
+                request_id = msgspec.json.decode(submitted.content)["request_id"]
+                result = await http.post("/api/v1/retrieve_future", json={"request_id": request_id})
+                assert "sequences" in msgspec.json.decode(result.content), result.text
+
+            async def samples(count: int) -> None:
+                for _ in range(count):
+                    await one_sample()
+
+            result = await measure_async(lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples), SIZES.samples)
+        await client.aclose()
+        return {**_sdk_info(), "sdk": "bare httpx", **result.as_dict()}
+
+    return asyncio.run(run())
+
+
 WORKLOADS: dict[str, Workload] = {
     "train_sync": train_sync,
     "train_async": train_async,
     "sample_sync": sample_sync,
     "sample_async": sample_async,
     "inflight": inflight,
+    "httpx_floor": httpx_floor,
 }
 CPU_WORKLOADS = ("train_sync", "train_async", "sample_sync", "sample_async")
+SHARED_WORKLOADS = (*CPU_WORKLOADS, "inflight")  # what official_sdk_cpu.py runs too; httpx_floor is tinkex's own
 
 
 # pytest-benchmark --------------------------------------------------------------------------------------------
@@ -235,7 +274,8 @@ if pytest is not None:
         _record(benchmark, lambda: WORKLOADS[name](cpu_server_url), ("cpu_ms_per_op", "wall_ms_per_op"))
 
     def test_memory_with_samples_in_flight(benchmark: Any, inflight_server_url: str) -> None:
-        keys = ("rss_inflight_mb", "traced_peak_mb", "cpu_ms_per_op", "wall_s")
+        # RSS growth is left out: in the shared pytest process earlier rounds have grown the heap already.
+        keys = ("traced_peak_mb", "cpu_ms_per_op", "wall_s")
         _record(benchmark, lambda: inflight(inflight_server_url), keys)
         # Every sample waits out the server's latency, so the batch cannot finish sooner: they were in flight.
         assert benchmark.extra_info["wall_s"] >= SIZES.inflight_latency_s
@@ -270,6 +310,8 @@ def _medians(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for workload in args.workloads:
         for label, (python, script) in _sdks(args).items():
+            if label != "tinkex" and workload not in SHARED_WORKLOADS:
+                continue
             try:
                 runs = [_run_worker(python, script, workload) for _ in range(args.repeats)]
             except RuntimeError as error:
@@ -303,6 +345,9 @@ def _print_table(table: dict[str, dict[str, dict[str, Any]]]) -> None:
             for label in labels[1:]
         )
         print(f"{workload:14}{cells}{ratios}")
+    floor = table.get("httpx_floor", {}).get("tinkex")
+    if floor:
+        print(f"{'httpx_floor':14}{floor['cpu_ms_per_op']:>22.2f}   (bare httpx: sample_sync's requests, no tinkex)")
     if "inflight" in table:
         print(f"\n{SIZES.inflight} samples in flight (median)")
         for label in labels:

@@ -137,9 +137,13 @@ class SamplingClient:
         try:
             if self.retry_config.timeout_s is None:
                 return await work
+            deadline = asyncio.timeout(self.retry_config.timeout_s)
             try:
-                return await asyncio.wait_for(work, self.retry_config.timeout_s)
-            except asyncio.TimeoutError:
+                async with deadline:
+                    return await work
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the sample's own TimeoutError, not this deadline
                 raise TimeoutError(
                     f"sample on sampler {self.sampling_session_id} did not finish within {self.retry_config.timeout_s} s"
                 ) from None

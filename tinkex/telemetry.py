@@ -15,6 +15,7 @@ import platform
 import threading
 import traceback
 import uuid
+from contextlib import suppress
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry", "is_user_error"]
 
 logger = logging.getLogger("tinkex.telemetry")
+
+_REPORTED = "_tinkex_telemetry_reported"
+"""Marks an exception already reported (exceptions take no weak references, so no registry can do it)."""
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -114,28 +118,37 @@ class Telemetry:
             self._record(GenericEvent(**self._common(severity), timestamp=_now(), event_name=name, event_data=data))
 
     def exception(self, exc: BaseException, *, fatal: bool = False) -> None:
-        """Report an exception that reached the user; ``fatal`` also ends the session's telemetry."""
+        """Report an exception that reached the user; ``fatal`` also ends the session's telemetry.
+
+        An exception is classified once: a future's failure that later escapes ``with client:`` only adds the
+        session end."""
         if self._reporter is None:
             return
+        if not getattr(exc, _REPORTED, False):
+            self._classify(exc)
+            with suppress(AttributeError):  # an exception type with __slots__ cannot be marked: it may repeat
+                setattr(exc, _REPORTED, True)
+        if fatal:
+            duration = str(datetime.now(timezone.utc) - self._started_at)
+            self._record(SessionEndEvent(**self._common("INFO"), timestamp=_now(), duration=duration))
+
+    def _classify(self, exc: BaseException) -> None:
         if is_user_error(exc):
             data: dict[str, Any] = {"error_type": type(exc).__name__, "message": self._holder_text(str(exc))}
             status = getattr(exc, "status_code", None)
             if isinstance(status, int):
                 data["status_code"] = status
             self.generic("user_error", data, "WARNING")
-        else:
-            self._record(
-                UnhandledExceptionEvent(
-                    **self._common("ERROR"),
-                    timestamp=_now(),
-                    error_type=type(exc).__name__,
-                    error_message=self._holder_text(str(exc)),
-                    traceback=self._holder_text("".join(traceback.format_exception(exc))),
-                )
+            return
+        self._record(
+            UnhandledExceptionEvent(
+                **self._common("ERROR"),
+                timestamp=_now(),
+                error_type=type(exc).__name__,
+                error_message=self._holder_text(str(exc)),
+                traceback=self._holder_text("".join(traceback.format_exception(exc))),
             )
-        if fatal:
-            duration = str(datetime.now(timezone.utc) - self._started_at)
-            self._record(SessionEndEvent(**self._common("INFO"), timestamp=_now(), duration=duration))
+        )
 
     def _holder_text(self, text: str) -> str:
         return self._holder.redactor.text(text)

@@ -56,8 +56,6 @@ __all__ = ["TrainingClient"]
 T = TypeVar("T")
 CustomLossFn = Callable[[list[Datum], list[Any]], "tuple[Any, dict[str, float]]"]
 
-MAX_CHUNK_LEN = 1024
-MAX_CHUNK_BYTES_COUNT = 5_000_000
 
 
 class _Turns:
@@ -162,7 +160,7 @@ class TrainingClient:
         return self._in_background(self._forward_backward(chunks, loss_fn, loss_fn_config, backward=False))
 
     def _reserve_chunks(self, data: Sequence[Datum]) -> list[tuple[int, list[Datum]]]:
-        chunks = chunk_data(list(data), MAX_CHUNK_LEN, MAX_CHUNK_BYTES_COUNT)
+        chunks = chunk_data(list(data))
         return list(zip(self._turns.reserve(len(chunks)), chunks))
 
     async def _forward_backward(

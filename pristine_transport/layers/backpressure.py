@@ -16,6 +16,7 @@ import httpx
 from opentelemetry import trace
 
 from pristine_transport.layers.backoff_window import BackoffWindow
+from pristine_transport.layers.header_list import header_entry, set_header
 from pristine_transport.layers.pool_limiter import SizeOf, request_size
 from pristine_transport.manifest import BackpressureSpec
 
@@ -39,12 +40,14 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
         self._window = window
         self._size_of = size_of
         self._sleep = sleep
+        self._header = header_entry(spec.header, spec.value)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         spec = self._spec
-        request.headers[spec.header] = spec.value
+        set_header(request.headers, self._header)
         while True:
-            await self._window.wait(sleep=self._sleep)
+            if self._window.is_open():
+                await self._window.wait(sleep=self._sleep)
             response = await self._inner.handle_async_request(request)
             if response.status_code != spec.status:
                 return response

@@ -23,6 +23,7 @@ import httpx
 from ..errors import ConfigurationError
 from ..manifest import HeaderSource, PlatformValue
 from ..redaction import Redactor
+from .header_list import HeaderEntry, header_entry, live_entries, set_header
 
 __all__ = ["HeadersLayer", "platform_value", "resolve_headers"]
 
@@ -86,21 +87,30 @@ class HeadersLayer(httpx.AsyncBaseTransport):
         self, inner: httpx.AsyncBaseTransport, headers: Mapping[str, str], *, redactor: Redactor | None = None
     ) -> None:
         self._inner = inner
-        self._headers = dict(headers)
         self._redactor = redactor if redactor is not None else Redactor()
+        # Encoded once: per request the layer only compares and appends bytes. Of two spellings of one name, the
+        # first is added and the second then finds it present.
+        entries: dict[bytes, tuple[HeaderEntry, bytes | None]] = {}
+        for name, value in headers.items():
+            entry = header_entry(name, value)
+            entries.setdefault(entry[1], (entry, _HTTPX_DEFAULTS.get(entry[1])))
+        self._entries = list(entries.values())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        carried = request.headers
-        for name, value in self._headers.items():
-            current = carried.get(name)
-            if current is None or _is_httpx_default(name, current):
-                carried[name] = value
+        items = live_entries(request.headers)
+        carried = {lower: value for _, lower, value in items}
+        for entry, httpx_default in self._entries:
+            current = carried.get(entry[1])
+            if current is None:
+                items.append(entry)
+            elif current == httpx_default and _occurrences(items, entry[1]) == 1:
+                set_header(request.headers, entry)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s headers=%s",
                 request.method,
                 self._redactor.url(request.url),
-                self._redactor.headers(carried),
+                self._redactor.headers(request.headers),
             )
         return await self._inner.handle_async_request(request)
 
@@ -108,9 +118,12 @@ class HeadersLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _is_httpx_default(name: str, value: str) -> bool:
-    lowered = name.lower()
-    return (lowered == "user-agent" and value == _HTTPX_DEFAULT_USER_AGENT) or (lowered == "accept" and value == "*/*")
+_HTTPX_DEFAULTS = {b"user-agent": _HTTPX_DEFAULT_USER_AGENT.encode(), b"accept": b"*/*"}
+"""Values httpx's client sets on every request unless told otherwise: they are defaults, not the caller's choice."""
+
+
+def _occurrences(items: list[HeaderEntry], lower_name: bytes) -> int:
+    return sum(1 for item in items if item[1] == lower_name)
 
 
 def _resolve_one(

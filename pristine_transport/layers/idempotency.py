@@ -6,23 +6,48 @@ Which endpoints get the layer (by default every method but GET/HEAD/OPTIONS) is 
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from collections.abc import Callable
 
 import httpx
 
 from .. import extensions
+from .header_list import copy_request, has_header, header_entry
 
-__all__ = ["IdempotencyLayer"]
+__all__ = ["IdempotencyLayer", "uuid4_string"]
+
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _uuid4() -> str:
-    return str(uuid.uuid4())
+class _KeyRandom:
+    """A Mersenne Twister seeded from ``os.urandom``, re-seeded in a forked child so that parent and child never
+    draw the same keys. ``uuid.uuid4()`` reads ``os.urandom`` (a syscall) on every call, which costs several times
+    more; an idempotency key needs uniqueness, not secrecy."""
+
+    def __init__(self) -> None:
+        self.random = random.Random(os.urandom(32))
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.random.seed(os.urandom(32))
+
+
+_KEYS = _KeyRandom()
+
+
+def uuid4_string() -> str:
+    """A random RFC 4122 version-4 UUID in its canonical 36-character form."""
+    digits = "%032x" % ((_KEYS.random.getrandbits(128) & _VERSION_MASK) | _VERSION_BITS)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 class IdempotencyLayer(httpx.AsyncBaseTransport):
     """Key precedence: the header already on the request, then ``request.extensions[IDEMPOTENCY_KEY]`` (used
-    as is), then ``prefix + key_factory()`` (``key_factory`` defaults to a uuid4 string)."""
+    as is), then ``prefix + key_factory()`` (``key_factory`` defaults to :func:`uuid4_string`).
+
+    The key goes on a copy of the request that is passed on; the caller's request object is left as built."""
 
     def __init__(
         self,
@@ -34,12 +59,13 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
     ) -> None:
         self._inner = inner
         self._header = header
+        self._lower_header = header.lower().encode("utf-8")
         self._prefix = prefix
-        self._key_factory = key_factory if key_factory is not None else _uuid4
+        self._key_factory = key_factory if key_factory is not None else uuid4_string
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._header not in request.headers:
-            request.headers[self._header] = self._key_for(request)
+        if not has_header(request.headers, self._lower_header):
+            request = copy_request(request, (header_entry(self._header, self._key_for(request)),))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

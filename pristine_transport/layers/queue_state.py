@@ -87,12 +87,8 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
         if self._is_candidate(response):
-            try:
-                await response.aread()
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-                raise
+            if not response.is_closed:
+                await _read(response)
             self._report(request, response)
         return response
 
@@ -128,3 +124,12 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+async def _read(response: httpx.Response) -> None:
+    try:
+        await response.aread()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        raise

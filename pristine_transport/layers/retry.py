@@ -11,7 +11,9 @@ Two policy kinds (``RetryPolicySpec.kind``):
   for ``progress_timeout_s``, requests fail with :class:`ProgressTimeoutError` (an ``httpx.TimeoutException``).
 
 The request body is read once before the first attempt, so any body (an async generator too) is re-sent intact;
-each attempt is a fresh ``httpx.Request`` carrying ``x-stainless-retry-count`` and ``x-stainless-read-timeout``.
+each attempt is a copy of the request (its own headers and extensions, the shared body) carrying
+``x-stainless-retry-count`` and ``x-stainless-read-timeout``, so the layers beneath edit the attempt, never the
+request the caller built.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 from opentelemetry import trace
 
 from ..manifest import RetryPolicySpec
+from .header_list import HeaderEntry, copy_request, has_header
 
 __all__ = [
     "READ_TIMEOUT_HEADER",
@@ -43,6 +46,8 @@ logger = logging.getLogger("pristine_transport.retry")
 
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
 READ_TIMEOUT_HEADER = "x-stainless-read-timeout"
+_RETRY_COUNT_NAME = RETRY_COUNT_HEADER.encode()
+_READ_TIMEOUT_NAME = READ_TIMEOUT_HEADER.encode()
 
 _SLACK_FRACTION = 0.01
 """A tracker pushes new deadlines to in-flight requests only when progress moved the deadline by more than this
@@ -142,6 +147,26 @@ class ProgressTracker:
         return anyio.current_time() + (deadline - self._clock())
 
 
+class _AttemptHeaders:
+    """The per-attempt headers of one logical request: a header the caller set is kept as is on every attempt."""
+
+    __slots__ = ("_count", "_read_timeout")
+
+    def __init__(self, request: httpx.Request) -> None:
+        self._count = not has_header(request.headers, _RETRY_COUNT_NAME)
+        timeout = request.extensions.get("timeout")
+        read_timeout = timeout.get("read") if isinstance(timeout, Mapping) else None
+        self._read_timeout: HeaderEntry | None = None
+        if read_timeout is not None and not has_header(request.headers, _READ_TIMEOUT_NAME):
+            self._read_timeout = (_READ_TIMEOUT_NAME, _READ_TIMEOUT_NAME, str(read_timeout).encode())
+
+    def for_attempt(self, retries: int) -> list[HeaderEntry]:
+        entries = [(_RETRY_COUNT_NAME, _RETRY_COUNT_NAME, b"%d" % retries)] if self._count else []
+        if self._read_timeout is not None:
+            entries.append(self._read_timeout)
+        return entries
+
+
 class RetryLayer(httpx.AsyncBaseTransport):
     """Re-sends retryable failures of ``inner`` under ``policy``.
 
@@ -176,7 +201,10 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._buffer_body = buffer_body
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
+        try:
+            request.content  # noqa: B018 - raises while a streamed body is unread
+        except httpx.RequestNotRead:
+            await request.aread()
         progress = self._progress
         if progress is None:
             return await self._send_with_retries(request)
@@ -190,13 +218,17 @@ class RetryLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
+        headers = _AttemptHeaders(request)
+        progress = self._progress
         retries = 0
         try:
             while True:
-                self._raise_if_stalled(request)
+                if progress is not None and progress.stalled():
+                    # The deadline scope cancels in real time; this check also covers injected clocks.
+                    raise ProgressTimeoutError(progress.progress_timeout_s or 0.0, request)
                 try:
-                    response = await self._inner.handle_async_request(self._attempt(request, retries))
-                    if self._buffer_body:
+                    response = await self._inner.handle_async_request(copy_request(request, headers.for_attempt(retries)))
+                    if self._buffer_body and not response.is_closed:
                         # A connection that dies after the headers must count as a failed attempt, not reach the
                         # caller as a broken body (under HTTP/2 one dropped connection breaks every open stream).
                         await _buffer(response)
@@ -207,8 +239,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 else:
                     status_reason = self._retry_reason(response)
                     if status_reason is None or not self._has_retries_left(retries):
-                        if self._progress is not None and response.is_success:
-                            self._progress.record_progress()
+                        if progress is not None and response.is_success:
+                            progress.record_progress()
                         return response
                     reason, delay = status_reason, self._delay(retries, response)
                     await _discard(response)
@@ -217,22 +249,6 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 retries += 1
         finally:
             trace.get_current_span().set_attribute("pristine.retries", retries)
-
-    def _attempt(self, request: httpx.Request, retries: int) -> httpx.Request:
-        headers = request.headers.copy()
-        if RETRY_COUNT_HEADER not in request.headers:
-            headers[RETRY_COUNT_HEADER] = str(retries)
-        timeout = request.extensions.get("timeout")
-        read_timeout = timeout.get("read") if isinstance(timeout, Mapping) else None
-        if read_timeout is not None and READ_TIMEOUT_HEADER not in request.headers:
-            headers[READ_TIMEOUT_HEADER] = str(read_timeout)
-        # stream= keeps the original framing headers (Content-Length or chunked) untouched; after aread() the
-        # stream is an in-memory ByteStream, so it replays, and read() loads it for layers that need .content.
-        attempt = httpx.Request(
-            request.method, request.url, headers=headers, stream=request.stream, extensions=dict(request.extensions)
-        )
-        attempt.read()
-        return attempt
 
     def _has_retries_left(self, retries: int) -> bool:
         return self._policy.max_retries is None or retries < self._policy.max_retries
@@ -264,11 +280,6 @@ class RetryLayer(httpx.AsyncBaseTransport):
             return base * (1 - policy.jitter * self._random())
         jittered = base + base * policy.jitter * (2 * self._random() - 1)
         return min(max(jittered, 0.0), policy.max_delay_s)
-
-    def _raise_if_stalled(self, request: httpx.Request) -> None:
-        # The deadline scope cancels in real time; this check also covers injected clocks.
-        if self._progress is not None and self._progress.stalled():
-            raise ProgressTimeoutError(self._progress.progress_timeout_s or 0.0, request)
 
     def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
         logger.info(

@@ -67,6 +67,10 @@ class WireFake:
     def endpoints(self) -> list[str]:
         return [s.endpoint for s in self.sent()]
 
+    @staticmethod
+    def try_again(request_id: str) -> httpx.Response:
+        return httpx.Response(200, json={"type": "try_again", "request_id": request_id, "queue_state": "active"})
+
     def future_ids(self, endpoint: str) -> list[str]:
         """The request ids answered to ``endpoint``'s submissions, in order."""
         with self._lock:
@@ -113,7 +117,8 @@ class WireFake:
                 for d in data
             ]
             metrics = {"loss:sum": float(len(data)), "tokens:max": float(len(data))}
-            return self._future(endpoint, {"loss_fn_output_type": "ArrayRecord", "loss_fn_outputs": outputs, "metrics": metrics})
+            result = {"loss_fn_output_type": "ArrayRecord", "loss_fn_outputs": outputs, "metrics": metrics}
+            return self._future(endpoint, result)
         if endpoint == "optim_step":
             return self._future(endpoint, {"metrics": {}})
         if endpoint == "save_weights":

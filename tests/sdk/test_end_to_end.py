@@ -12,14 +12,13 @@ import httpx
 import pytest
 from sdk_helpers import BASE_MODEL, datum, server_client, wait_until
 
-import tinkex
 from tinkex import types
 from tinkex.runtime import get_runtime
 from tinkex.testing import LocalServer
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport] | None
 
-PROTOCOLS = {
+PROTOCOLS: dict[str, TransportFactory] = {
     "HTTP/1.1": None,  # the default transport negotiates h2 only over TLS, so plain http is HTTP/1.1
     "HTTP/2": lambda: httpx.AsyncHTTPTransport(http2=True, http1=False),  # h2c with prior knowledge
 }
@@ -84,7 +83,7 @@ def test_train_sample_save_restore_over(protocol: str, server: LocalServer) -> N
     assert server.ledger.received("telemetry"), "closing flushed the telemetry"
     assert server.ledger.duplicates_executed() == []
     assert client_threads() == threads_before, "the heartbeat thread was stopped"
-    assert runtime_tasks() == tasks_before, "no polling, reporting or heartbeat task is left behind"
+    wait_until(lambda: runtime_tasks() == tasks_before, timeout=1.0, what="no task of the client left running")
 
 
 @pytest.mark.anyio
@@ -100,8 +99,9 @@ async def test_the_async_api_end_to_end_leaves_nothing_running(server: LocalServ
         losses = [r.metrics["loss:sum"] for r in results[::2]]
         assert losses[-1] < losses[0]
         sampler = await training.save_weights_and_get_sampling_client_async()
+        params = types.SamplingParams(max_tokens=3)
         sampled = await asyncio.gather(
-            *(sampler.sample_async(types.ModelInput.from_ints([3]), 1, types.SamplingParams(max_tokens=3)) for _ in range(8))
+            *(sampler.sample_async(types.ModelInput.from_ints([3]), 1, params) for _ in range(8))
         )
         assert len(sampled) == 8
     others = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
@@ -109,7 +109,6 @@ async def test_the_async_api_end_to_end_leaves_nothing_running(server: LocalServ
     assert client_threads() == threads_before
     with pytest.raises(RuntimeError, match="closed"):
         await client.create_sampling_client_async(base_model=BASE_MODEL)
-    assert isinstance(client, tinkex.Client)
 
 
 def test_closing_with_a_pending_future_stops_its_polling_at_once() -> None:
@@ -120,6 +119,7 @@ def test_closing_with_a_pending_future_stops_its_polling_at_once() -> None:
         pending = training.forward_backward([datum([1, 2])], "cross_entropy")
         wait_until(lambda: len(server.ledger.received("retrieve_future")) >= 2, what="the first poll")
         client.close()
-        assert runtime_tasks() == tasks_before, "the poll held open by the server must not outlive the client"
+        # The cancellation reaches the tasks awaiting the poll within a few loop turns, not after the 5 s hold.
+        wait_until(lambda: runtime_tasks() == tasks_before, timeout=1.0, what="the polling tasks to end")
         with pytest.raises(CancelledError):
             pending.result(1)

@@ -13,6 +13,7 @@ from sdk_helpers import BASE_MODEL, datum, server_client
 
 from pristine_transport.layers.queue_state import QueueState
 from tinkex import types
+from tinkex.queue_state import QueueStateLogger
 from tinkex.testing import FaultRule, LocalServer
 
 
@@ -112,8 +113,6 @@ def test_queue_state_changes_reach_the_callback_while_the_future_is_pending(
 
 
 def test_queue_state_logger_uses_the_default_reason_and_debounces(caplog: pytest.LogCaptureFixture) -> None:
-    from tinkex.queue_state import QueueStateLogger
-
     now = [0.0]
     calls: list[Any] = []
     observer = QueueStateLogger.for_training("Model creation", BASE_MODEL, lambda s, r: calls.append((s, r)))

@@ -70,6 +70,28 @@ async def test_at_most_400_samples_are_in_dispatch(wire: WireFake) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_sample_being_polled_holds_no_dispatch_permits(wire: WireFake) -> None:
+    ready = asyncio.Event()
+
+    async def not_yet(request: httpx.Request, body: Any) -> httpx.Response | None:
+        if ready.is_set():
+            return None
+        await asyncio.sleep(0.01)
+        return wire.try_again(body["request_id"])
+
+    wire.overrides["retrieve_future"] = not_yet
+    client = fake_client(wire)
+    sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
+    task = asyncio.create_task(sampler.sample_async(prompt(1, 2), 1, PARAMS))
+    await async_wait_until(lambda: len(wire.sent("retrieve_future")) >= 2, what="the sample to be polled")
+    limiter, _ = sample_pool(client)
+    assert limiter.available_count == 400 and limiter.available_bytes == SAMPLE_POOL_BYTES
+    ready.set()
+    assert (await task).sequences
+    await client.aclose()
+
+
+@pytest.mark.anyio
 async def test_a_429_backs_off_1s_then_admits_only_10_at_a_time(wire: WireFake) -> None:
     gate = Gate(wire, marker=99, first_status=429)
     client = fake_client(wire)
@@ -89,6 +111,8 @@ async def test_a_429_backs_off_1s_then_admits_only_10_at_a_time(wire: WireFake) 
     await asyncio.sleep(0.05)
     assert gate.held == 10, "while the backoff is recent only 10 samples are dispatched at once"
     assert limiter.available_throttled == 0
+    # ... and each counts 20 times its estimate (2 tokens x 10 bytes) against the byte budget.
+    assert limiter.available_bytes == SAMPLE_POOL_BYTES - 10 * 20 * 20
     gate.release.set()
     await asyncio.gather(*burst)
     assert len(wire.sent("asample")) == 32

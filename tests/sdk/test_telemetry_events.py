@@ -17,8 +17,8 @@ def events(server: LocalServer) -> list[Any]:
     return [event for batch in server.telemetry_batches() for event in batch.events]
 
 
-def fail_forward_backward(category: Literal["user", "server"]) -> tuple[LocalServer, RequestFailedError]:
-    """Run a forward_backward whose future fails with ``category``; return the stopped server and the error."""
+def fail_forward_backward(category: Literal["user", "server"]) -> tuple[list[Any], RequestFailedError]:
+    """Run a forward_backward whose future fails with ``category``; return the events sent and the error."""
     rule = FaultRule.request_failed("forward_backward", category=category, message=f"{category} broke it")
     with LocalServer(long_poll_timeout=0.2, faults=[rule]) as server:
         client = server_client(server, telemetry=True)
@@ -28,16 +28,13 @@ def fail_forward_backward(category: Literal["user", "server"]) -> tuple[LocalSer
                 training.forward_backward([datum([1, 2])], "cross_entropy").result(5)
         finally:
             client.close()
-        batches = server.telemetry_batches()
-    server.telemetry_batches = lambda: batches  # type: ignore[method-assign]  # keep them readable after stop
-    return server, caught.value
+        return events(server), caught.value
 
 
 def test_a_user_category_failure_is_reported_as_a_user_error() -> None:
-    server, error = fail_forward_backward("user")
+    sent, error = fail_forward_backward("user")
     assert error.category == "user"
     assert "user broke it" in str(error)
-    sent = events(server)
     assert sent[0].event == "SESSION_START"
     reported = [e for e in sent if e.event != "SESSION_START"]
     assert [(e.event, getattr(e, "event_name", None)) for e in reported] == [("GENERIC_EVENT", "user_error")]
@@ -48,9 +45,9 @@ def test_a_user_category_failure_is_reported_as_a_user_error() -> None:
 
 
 def test_a_server_category_failure_is_reported_as_an_unhandled_exception() -> None:
-    server, error = fail_forward_backward("server")
+    sent, error = fail_forward_backward("server")
     assert error.category == "server"
-    reported = [e for e in events(server) if e.event != "SESSION_START"]
+    reported = [e for e in sent if e.event != "SESSION_START"]
     assert [e.event for e in reported] == ["UNHANDLED_EXCEPTION"]
     assert reported[0].error_type == "RequestFailedError"
     assert "server broke it" in reported[0].error_message
@@ -91,3 +88,14 @@ def test_tinker_telemetry_0_sends_nothing(server: LocalServer) -> None:
     finally:
         client.close()
     assert server.ledger.received("telemetry") == []
+
+
+def test_a_failure_escaping_the_context_manager_is_reported_once() -> None:
+    rule = FaultRule.request_failed("optim_step", category="user", message="bad step")
+    with LocalServer(long_poll_timeout=0.2, faults=[rule]) as server:
+        with pytest.raises(RequestFailedError):
+            with server_client(server, telemetry=True) as client:
+                training = client.create_lora_training_client(BASE_MODEL)
+                training.optim_step(types.AdamParams()).result(5)
+        kinds = [getattr(e, "event_name", e.event) for e in events(server)]
+    assert kinds == ["SESSION_START", "user_error", "SESSION_END"]

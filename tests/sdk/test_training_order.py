@@ -14,6 +14,7 @@ from sdk_helpers import BASE_MODEL, WireFake, datum, fake_client
 from tinkex import BadRequestError, types
 
 SUBMIT_DELAY_S = 0.3
+BACKGROUND = frozenset({"retrieve_future", "telemetry", "session_heartbeat"})
 
 
 def hold_submission(wire: WireFake, endpoint: str) -> list[str]:
@@ -23,7 +24,7 @@ def hold_submission(wire: WireFake, endpoint: str) -> list[str]:
     async def slow(request: httpx.Request, body: Any) -> None:
         before = len(wire.sent())
         await asyncio.sleep(SUBMIT_DELAY_S)
-        overtaken.extend(s.endpoint for s in wire.sent()[before:] if s.endpoint not in ("retrieve_future", "telemetry"))
+        overtaken.extend(s.endpoint for s in wire.sent()[before:] if s.endpoint not in BACKGROUND)
 
     wire.overrides[endpoint] = slow
     return overtaken
@@ -36,7 +37,7 @@ def resolve_only_after(wire: WireFake, endpoint: str, waiting_for: str) -> None:
     async def gated(request: httpx.Request, body: Any) -> httpx.Response | None:
         if body["request_id"] in wire.future_ids(endpoint) and not wire.sent(waiting_for):
             await asyncio.sleep(0.01)
-            return httpx.Response(200, json={"type": "try_again", "request_id": body["request_id"], "queue_state": "active"})
+            return wire.try_again(body["request_id"])
         return None
 
     wire.overrides["retrieve_future"] = gated

@@ -14,7 +14,8 @@ from sdk_helpers import API_KEY, BASE_MODEL, MODEL_ID, SESSION_ID, WireFake, fak
 
 from tinkex import types
 
-IDEMPOTENCY_KEY = re.compile(r"^stainless-python-retry-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+IDEMPOTENCY_KEY = re.compile(rf"^stainless-python-retry-{UUID4}$")
 
 
 def compact(value: Any) -> bytes:
@@ -127,7 +128,9 @@ def test_create_session_takes_tags_from_tinker_tags_and_sends_empty_metadata(wir
     finally:
         client.close()
     (session,) = wire.sent("create_session")
-    assert session.body == {"tags": ["exp-1", "nightly"], "user_metadata": {}, "sdk_version": "0.16.1", "project_id": "proj-7"}
+    assert session.body == {
+        "tags": ["exp-1", "nightly"], "user_metadata": {}, "sdk_version": "0.16.1", "project_id": "proj-7"
+    }
 
 
 def test_training_endpoints_send_their_spec_shapes(wire: WireFake) -> None:
@@ -197,7 +200,7 @@ def test_sample_carries_the_backpressure_header_and_polls_carry_the_future_heade
     (sample,) = wire.sent("asample")
     assert sample.headers["X-Tinker-Sampling-Backpressure"] == "1"
     (poll,) = wire.sent("retrieve_future")
-    assert poll.raw == compact({"request_id": "req-1", "allow_metadata_only": True})
+    assert poll.raw == compact({"request_id": wire.future_ids("asample")[0], "allow_metadata_only": True})
     assert poll.headers["X-Tinker-Request-Iteration"] == "0"
     assert poll.headers["X-Tinker-Request-Type"] == "Sample"
     assert poll.headers["X-Stainless-Raw-Response"] == "raw"
@@ -212,7 +215,7 @@ def test_later_polls_count_iterations_and_drop_the_roundtrip_header(wire: WireFa
         nonlocal answered_try_again
         if answered_try_again < 2:
             answered_try_again += 1
-            return httpx.Response(200, json={"type": "try_again", "request_id": body["request_id"], "queue_state": "active"})
+            return wire.try_again(body["request_id"])
         return None
 
     wire.overrides["retrieve_future"] = try_again_twice
@@ -249,7 +252,8 @@ def test_every_request_carries_the_sdk_headers(wire: WireFake) -> None:
         assert headers["X-Stainless-Package-Version"] == "0.16.1"
         if expected_os is not None:
             assert headers["X-Stainless-OS"] == expected_os
-        assert headers["X-Stainless-Arch"] in {"x64", "arm64", "arm", "x32"} or headers["X-Stainless-Arch"].startswith("other:")
+        arch = headers["X-Stainless-Arch"]
+        assert arch in {"x64", "arm64", "arm", "x32"} or arch.startswith("other:")
         assert headers["X-Stainless-Runtime"] == platform.python_implementation()
         assert headers["X-Stainless-Runtime-Version"] == platform.python_version()
         assert headers["X-Stainless-Async"] == "async:asyncio"
@@ -320,5 +324,24 @@ async def test_telemetry_batch_has_the_spec_envelope(wire: WireFake) -> None:
     assert start["event_session_index"] == 0
     assert start["severity"] == "INFO"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", start["timestamp"])
-    assert re.match(r"^[0-9a-f-]{36}$", start["event_id"])
+    assert re.match(rf"^{UUID4}$", start["event_id"])
     assert float(batches[0].headers["x-stainless-read-timeout"]) == 5.0
+
+
+def test_a_metadata_only_reply_flips_allow_metadata_only_for_the_next_poll(wire: WireFake) -> None:
+    announced = False
+
+    async def metadata_first(request: httpx.Request, body: Any) -> httpx.Response | None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            return httpx.Response(200, json={"status": "complete_metadata", "response_payload_size": 1024})
+        return None
+
+    wire.overrides["retrieve_future"] = metadata_first
+    client = fake_client(wire)
+    try:
+        client.create_lora_training_client(BASE_MODEL)
+    finally:
+        client.close()
+    assert [p.body["allow_metadata_only"] for p in wire.sent("retrieve_future")] == [True, False]

@@ -106,7 +106,8 @@ class TinkerApp:
             if problem is not None:
                 return error_reply(401, problem)
 
-        before = self.faults.take(operation.endpoint, _RESPOND, "before")
+        future_endpoint = self._future_endpoint_of(operation, body)
+        before = self.faults.take(operation.endpoint, _RESPOND, "before", future_endpoint)
         if before is not None:
             fault_reply = await self._apply_fault(before, scope)
             if fault_reply is not None:
@@ -131,12 +132,23 @@ class TinkerApp:
             except Rejection as rejection:
                 reply = rejection.reply
 
-        after = self.faults.take(operation.endpoint, _RESPOND, "after")
+        after = self.faults.take(operation.endpoint, _RESPOND, "after", future_endpoint)
         if after is not None:
             fault_reply = await self._apply_fault(after, scope)
             if fault_reply is not None:
                 return fault_reply
         return reply
+
+    def _future_endpoint_of(self, operation: Operation, body: bytes) -> str | None:
+        """For a poll: the endpoint that created the polled future, so rules with ``future_endpoint`` can match."""
+        if operation.endpoint != "retrieve_future":
+            return None
+        try:
+            request_id = msgspec.json.decode(body).get("request_id")
+        except (msgspec.DecodeError, AttributeError):
+            return None
+        record = self.api.futures.get(request_id) if isinstance(request_id, str) else None
+        return record.endpoint if record is not None else None
 
     def _execute_once(self, operation: Operation, call: Call) -> Reply:
         """Run a write unless it already ran. Synchronous on purpose: no other request can interleave."""
