@@ -11,6 +11,8 @@ Workloads (sizes in ``_local_server.Sizes``, identical for both SDKs):
 - ``sample_async``: the same 300 samples at once with ``asyncio.gather`` of ``sample_async``.
 - ``inflight``: 300 concurrent samples against a server that holds every result 2 s, so they all pile up;
   RSS growth and tracemalloc peak while they are in flight.
+- ``httpx_floor`` (tinkex's venv only): ``sample_sync``'s requests sent with a bare ``httpx.AsyncClient``, the
+  floor under any httpx-based client.
 
 Entry points:
 
@@ -308,14 +310,16 @@ def _sdks(args: argparse.Namespace) -> dict[str, tuple[Path, Path]]:
 def _medians(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
     """workload -> label -> median of every numeric field over ``args.repeats`` runs (one at a time)."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
+    failed: set[str] = set()  # an SDK that cannot talk to the local server fails every workload the same way
     for workload in args.workloads:
         for label, (python, script) in _sdks(args).items():
-            if label != "tinkex" and workload not in SHARED_WORKLOADS:
+            if label in failed or (label != "tinkex" and workload not in SHARED_WORKLOADS):
                 continue
             try:
                 runs = [_run_worker(python, script, workload) for _ in range(args.repeats)]
             except RuntimeError as error:
-                print(f"{label} {workload}: FAILED: {error}", file=sys.stderr)
+                print(f"{label} {workload}: FAILED, skipping {label} from now on: {error}", file=sys.stderr)
+                failed.add(label)
                 continue
             numeric = {key for key, value in runs[0].items() if isinstance(value, float | int)}
             median = {key: statistics.median(run[key] for run in runs) for key in numeric}

@@ -39,6 +39,7 @@ from pristine_transport import extensions
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.layers.backpressure import BackpressureLayer
+from pristine_transport.layers.header_list import copy_request
 from pristine_transport.layers.headers import HeadersLayer, resolve_headers
 from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
@@ -182,7 +183,10 @@ def _wants_idempotency(endpoint: EndpointSpec) -> bool:
 
 
 class RouterTransport(httpx.AsyncBaseTransport):
-    """Sends each request through its endpoint's prebuilt stack. Usable under any ``httpx.AsyncClient``."""
+    """Sends each request through its endpoint's prebuilt stack. Usable under any ``httpx.AsyncClient``.
+
+    The stack receives a copy of the request (same URL and body, its own headers and extensions) and owns it: its
+    layers add headers to it in place. The caller's request is left as it was built."""
 
     def __init__(
         self,
@@ -223,7 +227,9 @@ class RouterTransport(httpx.AsyncBaseTransport):
         return stack
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.route(request).handle_async_request(request)
+        # The stack gets a copy to edit: the layers' headers stay off the request httpx's client keeps (see
+        # pristine_transport.layers.header_list for what that saves).
+        return await self.route(request).handle_async_request(copy_request(request))
 
     async def aclose(self) -> None:
         await self.base.aclose()

@@ -23,7 +23,7 @@ import httpx
 from ..errors import ConfigurationError
 from ..manifest import HeaderSource, PlatformValue
 from ..redaction import Redactor
-from .header_list import HeaderEntry, header_entry, live_entries, set_header
+from .header_list import HeaderEntry, header_entry, live_entries
 
 __all__ = ["HeadersLayer", "platform_value", "resolve_headers"]
 
@@ -98,13 +98,15 @@ class HeadersLayer(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         items = live_entries(request.headers)
-        carried = {lower: value for _, lower, value in items}
+        names = [item[1] for item in items]
         for entry, httpx_default in self._entries:
-            current = carried.get(entry[1])
-            if current is None:
+            lower_name = entry[1]
+            if lower_name not in names:
                 items.append(entry)
-            elif current == httpx_default and _occurrences(items, entry[1]) == 1:
-                set_header(request.headers, entry)
+            elif httpx_default is not None and names.count(lower_name) == 1:
+                index = names.index(lower_name)
+                if items[index][2] == httpx_default:
+                    items[index] = entry
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s headers=%s",
@@ -120,10 +122,6 @@ class HeadersLayer(httpx.AsyncBaseTransport):
 
 _HTTPX_DEFAULTS = {b"user-agent": _HTTPX_DEFAULT_USER_AGENT.encode(), b"accept": b"*/*"}
 """Values httpx's client sets on every request unless told otherwise: they are defaults, not the caller's choice."""
-
-
-def _occurrences(items: list[HeaderEntry], lower_name: bytes) -> int:
-    return sum(1 for item in items if item[1] == lower_name)
 
 
 def _resolve_one(

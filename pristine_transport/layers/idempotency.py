@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from .. import extensions
-from .header_list import copy_request, has_header, header_entry
+from .header_list import has_header, header_entry, live_entries
 
 __all__ = ["IdempotencyLayer", "uuid4_string"]
 
@@ -45,9 +45,7 @@ def uuid4_string() -> str:
 
 class IdempotencyLayer(httpx.AsyncBaseTransport):
     """Key precedence: the header already on the request, then ``request.extensions[IDEMPOTENCY_KEY]`` (used
-    as is), then ``prefix + key_factory()`` (``key_factory`` defaults to :func:`uuid4_string`).
-
-    The key goes on a copy of the request that is passed on; the caller's request object is left as built."""
+    as is), then ``prefix + key_factory()`` (``key_factory`` defaults to :func:`uuid4_string`)."""
 
     def __init__(
         self,
@@ -58,14 +56,14 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
         key_factory: Callable[[], str] | None = None,
     ) -> None:
         self._inner = inner
-        self._header = header
-        self._lower_header = header.lower().encode("utf-8")
+        self._name, self._lower_name, _ = header_entry(header, "")
         self._prefix = prefix
         self._key_factory = key_factory if key_factory is not None else uuid4_string
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not has_header(request.headers, self._lower_header):
-            request = copy_request(request, (header_entry(self._header, self._key_for(request)),))
+        if not has_header(request.headers, self._lower_name):
+            key = self._key_for(request).encode("utf-8")
+            live_entries(request.headers).append((self._name, self._lower_name, key))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

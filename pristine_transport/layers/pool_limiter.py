@@ -89,10 +89,11 @@ class BytesSemaphore:
 class PoolPermit:
     """The permits one request holds. ``release()`` is idempotent, synchronous and safe on every path."""
 
-    __slots__ = ("_bytes", "_byte_count", "_semaphores")
+    __slots__ = ("_byte_count", "_bytes", "_count", "_throttled")
 
     def __init__(self) -> None:
-        self._semaphores: list[anyio.Semaphore] = []
+        self._count: anyio.Semaphore | None = None
+        self._throttled: anyio.Semaphore | None = None
         self._bytes: BytesSemaphore | None = None
         self._byte_count = 0
 
@@ -100,8 +101,12 @@ class PoolPermit:
         if self._bytes is not None:
             self._bytes.release(self._byte_count)
             self._bytes = None
-        while self._semaphores:
-            self._semaphores.pop().release()
+        if self._throttled is not None:
+            self._throttled.release()
+            self._throttled = None
+        if self._count is not None:
+            self._count.release()
+            self._count = None
 
 
 class PoolLimiter:
@@ -130,6 +135,28 @@ class PoolLimiter:
     def available_bytes(self) -> int | None:
         return self._bytes.available if self._bytes is not None else None
 
+    def try_acquire(self, size_bytes: int) -> PoolPermit | None:
+        """Every permit a request of ``size_bytes`` needs if all are free right now, else None (nothing held)."""
+        permit = PoolPermit()
+        recent = self._window.is_recent()
+        try:
+            if self._count is not None:
+                self._count.acquire_nowait()
+                permit._count = self._count
+            if self._throttled is not None and recent:
+                self._throttled.acquire_nowait()
+                permit._throttled = self._throttled
+        except anyio.WouldBlock:
+            permit.release()
+            return None
+        if self._bytes is not None:
+            count = size_bytes * self.spec.backoff_byte_multiplier if recent else size_bytes
+            if not self._bytes.try_acquire(count):
+                permit.release()
+                return None
+            permit._bytes, permit._byte_count = self._bytes, count
+        return permit
+
     async def acquire(self, size_bytes: int) -> PoolPermit:
         """Take every permit a request of ``size_bytes`` needs. On any exception (cancellation included) the
         permits taken so far are given back before it propagates."""
@@ -137,10 +164,10 @@ class PoolLimiter:
         try:
             if self._count is not None:
                 await self._take(self._count, "count")
-                permit._semaphores.append(self._count)
+                permit._count = self._count
             if self._throttled is not None and self._window.is_recent():
                 await self._take(self._throttled, "throttled")
-                permit._semaphores.append(self._throttled)
+                permit._throttled = self._throttled
             if self._bytes is not None:
                 count = size_bytes * self.spec.backoff_byte_multiplier if self._window.is_recent() else size_bytes
                 if not self._bytes.try_acquire(count):
@@ -223,7 +250,8 @@ class PoolLimiterLayer(httpx.AsyncBaseTransport):
         self._size_of = size_of
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        permit = await self._limiter.acquire(request_size(request, self._size_of))
+        size = request_size(request, self._size_of)
+        permit = self._limiter.try_acquire(size) or await self._limiter.acquire(size)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:

@@ -18,6 +18,7 @@ import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
+from pristine_transport.layers.header_list import find_header
 from pristine_transport.manifest import MatchSpec
 
 __all__ = ["QueueState", "QueueStateLayer", "QueueStateObserver", "parse_queue_state"]
@@ -96,7 +97,8 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         status = response.status_code
         if status not in self._statuses and not (self._try_again is not None and 200 <= status < 300):
             return False
-        return "json" in response.headers.get("content-type", "").lower()
+        content_type = find_header(response.headers, b"content-type")
+        return content_type is not None and b"json" in content_type.lower()
 
     def _report(self, request: httpx.Request, response: httpx.Response) -> None:
         try:

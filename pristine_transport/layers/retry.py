@@ -11,9 +11,9 @@ Two policy kinds (``RetryPolicySpec.kind``):
   for ``progress_timeout_s``, requests fail with :class:`ProgressTimeoutError` (an ``httpx.TimeoutException``).
 
 The request body is read once before the first attempt, so any body (an async generator too) is re-sent intact;
-each attempt is a copy of the request (its own headers and extensions, the shared body) carrying
-``x-stainless-retry-count`` and ``x-stainless-read-timeout``, so the layers beneath edit the attempt, never the
-request the caller built.
+every attempt carries ``x-stainless-retry-count`` and ``x-stainless-read-timeout``. The first attempt is the request
+itself (the stack's own: see :class:`~pristine_transport.stack.RouterTransport`); each re-send is a fresh copy with
+the headers as they were before the layers beneath edited the first attempt.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import httpx
 from opentelemetry import trace
 
 from ..manifest import RetryPolicySpec
-from .header_list import HeaderEntry, copy_request, has_header
+from .header_list import HeaderEntry, copy_request, live_entries
 
 __all__ = [
     "READ_TIMEOUT_HEADER",
@@ -147,24 +147,30 @@ class ProgressTracker:
         return anyio.current_time() + (deadline - self._clock())
 
 
-class _AttemptHeaders:
-    """The per-attempt headers of one logical request: a header the caller set is kept as is on every attempt."""
+class _Attempts:
+    """The attempts of one logical request. A per-attempt header the caller set is kept as is on every attempt."""
 
-    __slots__ = ("_count", "_read_timeout")
+    __slots__ = ("_count", "_headers", "_read_timeout", "_request")
 
-    def __init__(self, request: httpx.Request) -> None:
-        self._count = not has_header(request.headers, _RETRY_COUNT_NAME)
-        timeout = request.extensions.get("timeout")
-        read_timeout = timeout.get("read") if isinstance(timeout, Mapping) else None
-        self._read_timeout: HeaderEntry | None = None
-        if read_timeout is not None and not has_header(request.headers, _READ_TIMEOUT_NAME):
-            self._read_timeout = (_READ_TIMEOUT_NAME, _READ_TIMEOUT_NAME, str(read_timeout).encode())
+    def __init__(self, request: httpx.Request, read_timeout: HeaderEntry | None) -> None:
+        self._request = request
+        self._headers = list(live_entries(request.headers))  # as given, before the layers beneath edit attempt 0
+        self._count = True
+        for entry in self._headers:
+            if entry[1] == _RETRY_COUNT_NAME:
+                self._count = False
+            elif entry[1] == _READ_TIMEOUT_NAME:
+                read_timeout = None
+        self._read_timeout = read_timeout
 
-    def for_attempt(self, retries: int) -> list[HeaderEntry]:
-        entries = [(_RETRY_COUNT_NAME, _RETRY_COUNT_NAME, b"%d" % retries)] if self._count else []
+    def attempt(self, retries: int) -> httpx.Request:
+        extra = [(_RETRY_COUNT_NAME, _RETRY_COUNT_NAME, b"%d" % retries)] if self._count else []
         if self._read_timeout is not None:
-            entries.append(self._read_timeout)
-        return entries
+            extra.append(self._read_timeout)
+        if retries == 0:
+            live_entries(self._request.headers).extend(extra)
+            return self._request
+        return copy_request(self._request, [*self._headers, *extra])
 
 
 class RetryLayer(httpx.AsyncBaseTransport):
@@ -199,6 +205,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._sleep = sleep
         self._random = random
         self._buffer_body = buffer_body
+        self._read_timeout_cache: tuple[object, HeaderEntry] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -218,7 +225,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
-        headers = _AttemptHeaders(request)
+        attempts = _Attempts(request, self._read_timeout_entry(request))
         progress = self._progress
         retries = 0
         try:
@@ -227,7 +234,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     # The deadline scope cancels in real time; this check also covers injected clocks.
                     raise ProgressTimeoutError(progress.progress_timeout_s or 0.0, request)
                 try:
-                    response = await self._inner.handle_async_request(copy_request(request, headers.for_attempt(retries)))
+                    response = await self._inner.handle_async_request(attempts.attempt(retries))
                     if self._buffer_body and not response.is_closed:
                         # A connection that dies after the headers must count as a failed attempt, not reach the
                         # caller as a broken body (under HTTP/2 one dropped connection breaks every open stream).
@@ -237,6 +244,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                         raise
                     reason, delay = type(exc).__name__, self._backoff(retries)
                 else:
+                    if 200 <= response.status_code < 300 and progress is None:
+                        return response  # the common case, without the checks below
                     status_reason = self._retry_reason(response)
                     if status_reason is None or not self._has_retries_left(retries):
                         if progress is not None and response.is_success:
@@ -249,6 +258,18 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 retries += 1
         finally:
             trace.get_current_span().set_attribute("pristine.retries", retries)
+
+    def _read_timeout_entry(self, request: httpx.Request) -> HeaderEntry | None:
+        timeout = request.extensions.get("timeout")
+        read_timeout = timeout.get("read") if type(timeout) is dict or isinstance(timeout, Mapping) else None
+        if read_timeout is None:
+            return None
+        # Nearly every request of an endpoint has the same timeout: encode it once (5 and 5.0 print differently).
+        cached = self._read_timeout_cache
+        if cached is None or cached[0] != read_timeout or type(cached[0]) is not type(read_timeout):
+            entry = (_READ_TIMEOUT_NAME, _READ_TIMEOUT_NAME, str(read_timeout).encode())
+            cached = self._read_timeout_cache = (read_timeout, entry)
+        return cached[1]
 
     def _has_retries_left(self, retries: int) -> bool:
         return self._policy.max_retries is None or retries < self._policy.max_retries

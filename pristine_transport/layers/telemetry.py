@@ -6,17 +6,21 @@ Each span is made the current span while the request runs, so inner layers add t
 :class:`~pristine_transport.redaction.Redactor` before they become attributes.
 
 With no TracerProvider configured the layers pass requests straight through: no span, no context switch, no
-attribute is computed.
+attribute is computed. The attempt layer reuses what the logical-request layer above it already worked out in the
+same task (the global tracer lookup, the redacted request attributes) instead of repeating it per attempt.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import httpx
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
+
+from .header_list import find_header
 
 if TYPE_CHECKING:
     from pristine_transport.redaction import Redactor
@@ -25,23 +29,24 @@ __all__ = ["AttemptTelemetryLayer", "TelemetryLayer"]
 
 TRACER_NAME = "pristine_transport"
 RETRY_COUNT_HEADER = "x-stainless-retry-count"
+_RETRY_COUNT_NAME = RETRY_COUNT_HEADER.encode()
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+
+Attributes = dict[str, Any]
 
 
 class _TracerSource:
     """The explicit tracer, else the global provider's, looked up per request so that a provider installed after
     the stack was built is used. ``None`` while no real provider is installed."""
 
-    __slots__ = ("_explicit", "_provider", "_tracer")
+    __slots__ = ("explicit", "_provider", "_tracer")
 
     def __init__(self, explicit: trace.Tracer | None) -> None:
-        self._explicit = explicit
+        self.explicit = explicit
         self._provider: trace.TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
 
-    def get(self) -> trace.Tracer | None:
-        if self._explicit is not None:
-            return self._explicit
+    def global_tracer(self) -> trace.Tracer | None:
         provider = trace.get_tracer_provider()
         if provider is not self._provider:
             no_op = isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider))
@@ -50,14 +55,35 @@ class _TracerSource:
         return self._tracer
 
 
-def _set_request_attributes(span: trace.Span, request: httpx.Request, redactor: Redactor) -> None:
+class _LogicalRequest:
+    """What the logical-request layer already worked out, for the attempt layer beneath it in the same task: the
+    global tracer lookup (``global_resolved``) and the request attributes (redacting a URL is not free)."""
+
+    __slots__ = ("attributes", "global_resolved", "global_tracer", "url")
+
+    def __init__(
+        self, global_resolved: bool, global_tracer: trace.Tracer | None, url: httpx.URL, attributes: Attributes | None
+    ) -> None:
+        self.global_resolved = global_resolved
+        self.global_tracer = global_tracer
+        self.url = url
+        self.attributes = attributes
+
+
+_LOGICAL: ContextVar[_LogicalRequest | None] = ContextVar("pristine_transport.logical_request", default=None)
+
+
+def _request_attributes(request: httpx.Request, redactor: Redactor) -> Attributes:
     url = request.url
-    span.set_attribute("http.request.method", request.method)
-    span.set_attribute("url.full", redactor.url(url))
-    span.set_attribute("server.address", url.host)
+    attributes: Attributes = {
+        "http.request.method": request.method,
+        "url.full": redactor.url(url),
+        "server.address": url.host,
+    }
     port = url.port or _DEFAULT_PORTS.get(url.scheme)
     if port is not None:
-        span.set_attribute("server.port", port)
+        attributes["server.port"] = port
+    return attributes
 
 
 def _record_response(span: trace.Span, response: httpx.Response) -> None:
@@ -76,22 +102,23 @@ def _record_exception(span: trace.Span, exc: Exception, redactor: Redactor) -> N
 
 
 async def _send_in_span(
-    inner: httpx.AsyncBaseTransport,
-    request: httpx.Request,
-    span: trace.Span,
-    recording: bool,
-    redactor: Redactor,
+    inner: httpx.AsyncBaseTransport, request: httpx.Request, span: trace.Span, redactor: Redactor
 ) -> httpx.Response:
-    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-        try:
-            response = await inner.handle_async_request(request)
-        except Exception as exc:
-            if recording:
-                _record_exception(span, exc, redactor)
-            raise
-        if recording:
+    # attach/detach rather than ``trace.use_span``: the same effect without a generator-based context manager.
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        response = await inner.handle_async_request(request)
+    except Exception as exc:
+        if span.is_recording():
+            _record_exception(span, exc, redactor)
+        raise
+    else:
+        if span.is_recording():
             _record_response(span, response)
         return response
+    finally:
+        context.detach(token)
+        span.end()
 
 
 class TelemetryLayer(httpx.AsyncBaseTransport):
@@ -111,15 +138,25 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         self._tracers = _TracerSource(tracer)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        tracer = self._tracers.get()
+        tracers = self._tracers
+        global_resolved = tracers.explicit is None
+        tracer = tracers.global_tracer() if global_resolved else tracers.explicit
         if tracer is None:
-            return await self._inner.handle_async_request(request)
-        span = tracer.start_span(self._endpoint, kind=SpanKind.CLIENT)
-        recording = span.is_recording()
-        if recording:
-            _set_request_attributes(span, request, self._redactor)
-            span.set_attribute("pristine.endpoint", self._endpoint)
-        return await _send_in_span(self._inner, request, span, recording, self._redactor)
+            state = _LOGICAL.set(_LogicalRequest(global_resolved, None, request.url, None))
+            try:
+                return await self._inner.handle_async_request(request)
+            finally:
+                _LOGICAL.reset(state)
+        attributes = _request_attributes(request, self._redactor)
+        span = tracer.start_span(
+            self._endpoint, kind=SpanKind.CLIENT, attributes={**attributes, "pristine.endpoint": self._endpoint}
+        )
+        global_tracer = tracer if global_resolved else None
+        state = _LOGICAL.set(_LogicalRequest(global_resolved, global_tracer, request.url, attributes))
+        try:
+            return await _send_in_span(self._inner, request, span, self._redactor)
+        finally:
+            _LOGICAL.reset(state)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -140,21 +177,27 @@ class AttemptTelemetryLayer(httpx.AsyncBaseTransport):
         self._attempts: WeakKeyDictionary[trace.Span, int] = WeakKeyDictionary()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        tracer = self._tracers.get()
+        logical = _LOGICAL.get()
+        tracers = self._tracers
+        if tracers.explicit is not None:
+            tracer: trace.Tracer | None = tracers.explicit
+        elif logical is not None and logical.global_resolved:
+            tracer = logical.global_tracer
+        else:
+            tracer = tracers.global_tracer()
         if tracer is None:
             return await self._inner.handle_async_request(request)
-        parent = trace.get_current_span()
-        span = tracer.start_span(request.method, kind=SpanKind.CLIENT)
-        recording = span.is_recording()
-        if recording:
-            _set_request_attributes(span, request, self._redactor)
-            resend_count = self._resend_count(request, parent)
-            if resend_count > 0:
-                span.set_attribute("http.request.resend_count", resend_count)
-        return await _send_in_span(self._inner, request, span, recording, self._redactor)
+        attributes = logical.attributes if logical is not None and logical.url is request.url else None
+        if attributes is None:
+            attributes = _request_attributes(request, self._redactor)
+        resend_count = self._resend_count(request, trace.get_current_span())
+        if resend_count > 0:
+            attributes = {**attributes, "http.request.resend_count": resend_count}
+        span = tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+        return await _send_in_span(self._inner, request, span, self._redactor)
 
     def _resend_count(self, request: httpx.Request, parent: trace.Span) -> int:
-        header = request.headers.get(RETRY_COUNT_HEADER)
+        header = find_header(request.headers, _RETRY_COUNT_NAME)
         if header is not None:
             try:
                 return int(header)

@@ -1,27 +1,25 @@
 """TensorData: a flattened numeric array with dtype and shape (`tinker-wire.md` §1.6).
 
-numpy is a hard dependency; torch is imported only inside the torch helpers.
+numpy and torch are imported only inside the helpers that convert to and from them, so ``import tinkex``
+stays light (numpy alone is a third of its memory).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import numpy.typing as npt
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, unset_reads_as
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import torch
 
 __all__ = ["TensorData", "TensorDtype"]
 
 TensorDtype = Literal["int64", "float32"]
-
-_NUMPY_DTYPES: dict[str, type[np.generic]] = {"int64": np.int64, "float32": np.float32}
-
 
 def _tensor_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
     """Wire dtype for a numpy dtype: kind ``f`` -> float32, kind ``i`` -> int64, anything else is an error."""
@@ -58,7 +56,9 @@ class TensorData(RequestStruct, kw_only=True):
         )
 
     def to_numpy(self) -> npt.NDArray[Any]:
-        array = np.asarray(self.data, dtype=_NUMPY_DTYPES[self.dtype])
+        import numpy as np
+
+        array = np.asarray(self.data, dtype=np.float32 if self.dtype == "float32" else np.int64)
         shape = self.shape
         return array if shape is None else array.reshape(shape)
 
@@ -74,5 +74,8 @@ class TensorData(RequestStruct, kw_only=True):
 
     def tolist(self) -> list[Any]:
         """Nested Python lists following ``shape``."""
+        shape = self.shape
+        if shape is None or len(shape) == 1:
+            return list(self.data)
         result: list[Any] = self.to_numpy().tolist()
         return result

@@ -6,7 +6,6 @@ import sys
 from typing import Any, Literal
 
 import msgspec
-import numpy as np
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, ResponseStruct, unset_reads_as
@@ -43,6 +42,13 @@ _DTYPE_BY_KEY: dict[str, TensorDtype] = {
 
 
 def _tensor_from_sequence(key: str, values: list[Any] | tuple[Any, ...]) -> TensorData:
+    kinds = {type(v) for v in values}
+    if kinds <= {int, float}:  # the common flat case needs no numpy
+        dtype = _DTYPE_BY_KEY.get(key) or ("float32" if float in kinds else "int64")
+        data: list[int | float] = [float(v) for v in values] if dtype == "float32" else [int(v) for v in values]
+        return TensorData(data=data, dtype=dtype, shape=[len(data)])
+    import numpy as np
+
     try:
         array = np.asarray(values)
     except ValueError as exc:
@@ -57,9 +63,10 @@ def _tensor_from_sequence(key: str, values: list[Any] | tuple[Any, ...]) -> Tens
 def _to_tensor_data(key: str, value: Any) -> TensorData:
     if isinstance(value, TensorData):
         return value
-    if isinstance(value, np.ndarray):
+    # A numpy array or torch tensor can only exist if someone imported numpy or torch, so never import them here.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
         return TensorData.from_numpy(value)
-    # A torch tensor can only exist if torch was imported by someone else, so never import it here.
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return TensorData.from_torch(value)
