@@ -142,7 +142,7 @@ class ManifestClient:
             content=content,
             files=files,
             data=data,
-            params=query,
+            params=query or None,  # an empty list still costs httpx a URL rebuild (~14 µs)
             headers=request_headers,
             extensions={**(extensions or {}), ext.ENDPOINT: endpoint},
             timeout=timeout if timeout is not None else self._timeouts[endpoint],

@@ -186,7 +186,8 @@ class RouterTransport(httpx.AsyncBaseTransport):
     """Sends each request through its endpoint's prebuilt stack. Usable under any ``httpx.AsyncClient``.
 
     The stack receives a copy of the request (same URL and body, its own headers and extensions) and owns it: its
-    layers add headers to it in place. The caller's request is left as it was built."""
+    layers add headers to it in place, and the caller's request is left as it was built. A request with an unread
+    streamed body goes through as is, so that reading the stream leaves the caller's request replayable."""
 
     def __init__(
         self,
@@ -227,9 +228,15 @@ class RouterTransport(httpx.AsyncBaseTransport):
         return stack
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        # The stack gets a copy to edit: the layers' headers stay off the request httpx's client keeps (see
-        # pristine_transport.layers.header_list for what that saves).
-        return await self.route(request).handle_async_request(copy_request(request))
+        stack = self.route(request)
+        try:
+            request.content  # noqa: B018 - raises while a streamed body is unread
+        except httpx.RequestNotRead:
+            # A copy would read the stream away from the caller's request, which httpx may replay (a 307 redirect).
+            return await stack.handle_async_request(request)
+        # The layers' headers stay off the request httpx's client keeps (pristine_transport.layers.header_list
+        # says what that saves).
+        return await stack.handle_async_request(copy_request(request))
 
     async def aclose(self) -> None:
         await self.base.aclose()

@@ -172,6 +172,21 @@ async def test_layer_keeps_headers_the_caller_set_explicitly() -> None:
     assert sent["x-stainless-os"] == "Linux"
 
 
+async def test_a_repeated_default_looking_header_is_the_callers_and_kept() -> None:
+    captured = Captured()
+    caller = [("User-Agent", f"python-httpx/{httpx.__version__}"), ("User-Agent", "extra/1")]
+    request = httpx.Request("GET", "http://api.test/v1/things", headers=caller)
+    await HeadersLayer(httpx.MockTransport(captured), LAYER_HEADERS).handle_async_request(request)
+    assert captured.requests[0].headers.get_list("user-agent") == [v for _, v in caller]
+
+
+async def test_two_spellings_of_one_header_add_it_once() -> None:
+    captured = Captured()
+    layer = HeadersLayer(httpx.MockTransport(captured), {"X-Team": "first", "x-team": "second"})
+    await layer.handle_async_request(httpx.Request("GET", "http://api.test/v1/things"))
+    assert captured.requests[0].headers.get_list("x-team") == ["first"]
+
+
 async def test_debug_dump_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
     redactor = Redactor(secret_values=[API_KEY])
     layer = HeadersLayer(httpx.MockTransport(Captured()), LAYER_HEADERS, redactor=redactor)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
 import pytest
 
 from pristine_transport import extensions
-from pristine_transport.layers.idempotency import IdempotencyLayer
+from pristine_transport.layers.idempotency import IdempotencyLayer, uuid4_string
 from pristine_transport.layers.retry import RetryLayer
 from pristine_transport.manifest import RetryPolicySpec
 
@@ -95,3 +96,32 @@ async def test_a_malformed_caller_key_is_rejected_with_its_type() -> None:
     layer = IdempotencyLayer(httpx.MockTransport(Recorder(200)))
     with pytest.raises(TypeError, match=r"pristine\.idempotency_key.*got int"):
         await send(layer, extensions={extensions.IDEMPOTENCY_KEY: 42})
+
+
+def test_uuid4_strings_are_version_4_and_distinct() -> None:
+    keys = [uuid4_string() for _ in range(2000)]
+    assert all(re.fullmatch(UUID4, key) for key in keys)
+    assert len(set(keys)) == len(keys)
+    assert {key[19] for key in keys} == set("89ab")  # the variant bits vary only where RFC 4122 lets them
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_other_keys_than_its_parent() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next key and leave without running any test teardown
+        os.write(write_end, uuid4_string().encode())
+        os._exit(0)
+    os.close(write_end)
+    parent_key = uuid4_string()
+    with os.fdopen(read_end, "rb") as pipe:
+        child_key = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert re.fullmatch(UUID4, child_key) and child_key != parent_key
+
+
+async def test_the_key_goes_on_the_request_the_layer_was_given() -> None:
+    recorder = Recorder(200)
+    request = httpx.Request("POST", URL, content=b"{}")
+    await IdempotencyLayer(httpx.MockTransport(recorder)).handle_async_request(request)
+    assert recorder.requests == [request] and re.fullmatch(UUID4, request.headers["X-Idempotency-Key"])

@@ -370,3 +370,24 @@ async def test_loopback_streamed_response_holds_permits_until_closed(limiter_win
                 gate.set()
                 assert await response.aread() == b"first second"
             assert (limiter.available_count, limiter.available_bytes) == (2, 1000)
+
+
+async def test_try_acquire_takes_everything_or_nothing(limiter_window: BackoffWindow) -> None:
+    limiter = PoolLimiter(PoolSpec(max_concurrency=2, max_bytes=100), limiter_window)
+    first = limiter.try_acquire(150)  # overshoots the byte budget once
+    assert first is not None and limiter.available_count == 1 and limiter.available_bytes == -50
+    assert limiter.try_acquire(1) is None  # bytes exhausted: the count permit it took is given back
+    assert limiter.available_count == 1 and limiter.available_bytes == -50
+    first.release()
+    first.release()  # idempotent
+    assert limiter.available_count == 2 and limiter.available_bytes == 100
+
+
+async def test_try_acquire_needs_a_throttled_permit_while_a_backoff_is_recent(limiter_window: BackoffWindow) -> None:
+    limiter = PoolLimiter(PoolSpec(max_concurrency=5, throttled_concurrency=1), limiter_window)
+    limiter_window.open(1.0)
+    held = limiter.try_acquire(0)
+    assert held is not None and limiter.available_throttled == 0
+    assert limiter.try_acquire(0) is None and limiter.available_count == 4
+    held.release()
+    assert (limiter.available_count, limiter.available_throttled) == (5, 1)

@@ -265,6 +265,36 @@ async def test_caller_set_stainless_headers_are_kept_on_every_attempt() -> None:
     assert script.header("x-stainless-read-timeout") == ["7", "7"]
 
 
+async def test_one_layer_prints_each_read_timeout_as_given() -> None:
+    script = Script(200)
+    layer = layer_for(script)
+    async with httpx.AsyncClient(transport=layer) as client:
+        for timeout in (5, 5.0, 5, 7.5):
+            await client.post(URL, content=b"x", timeout=timeout)
+    assert script.header("x-stainless-read-timeout") == ["5", "5.0", "5", "7.5"]
+
+
+async def test_re_sends_start_from_the_headers_as_given_not_as_edited_by_inner_layers() -> None:
+    script = Script(503, 503, 200)
+
+    class AddsAHeader(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self._inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            request.headers["x-added"] = "1" if "x-added" not in request.headers else "twice"
+            return await self._inner.handle_async_request(request)
+
+    layer = RetryLayer(AddsAHeader(httpx.MockTransport(script)), policy(), sleep=Sleeps())
+    request = httpx.Request("POST", URL, content=b"x")
+    await layer.handle_async_request(request)
+    assert script.requests[0] is request  # the first attempt is the request the stack owns
+    assert len({id(r) for r in script.requests}) == 3
+    assert script.header("x-added") == ["1", "1", "1"]
+    assert script.header("x-stainless-retry-count") == ["0", "1", "2"]
+    assert [len(r.headers.get_list("x-stainless-retry-count")) for r in script.requests] == [1, 1, 1]
+
+
 async def test_no_read_timeout_header_without_a_read_timeout() -> None:
     script = Script(200)
     async with httpx.AsyncClient(transport=layer_for(script), timeout=httpx.Timeout(None)) as client:

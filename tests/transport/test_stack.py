@@ -1,5 +1,6 @@
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,35 @@ async def test_a_retried_request_keeps_its_idempotency_key(router: RouterTranspo
     assert len(keys) == 1 and len(recorder.requests) == 3
     assert [r.headers["x-stainless-retry-count"] for r in recorder.requests] == ["0", "1", "2"]
     assert all(r.content == b'{"a":1}' for r in recorder.requests)
+
+
+async def test_the_stack_edits_a_copy_and_leaves_the_callers_request_as_built(
+    router: RouterTransport, recorder: Recorder
+) -> None:
+    recorder.script["/services/prod/api/v1/create_session"] = [httpx.Response(503)]
+    async with httpx.AsyncClient(transport=router, base_url=BASE) as client:
+        request = client.build_request("POST", "/api/v1/create_session", json={"a": 1})
+        built = request.headers.raw
+        response = await client.send(request)
+    assert response.status_code == 200 and response.request is request
+    assert request.headers.raw == built and "X-API-Key" not in request.headers
+    assert all(sent is not request for sent in recorder.requests)
+    assert all(sent.headers["X-API-Key"] == API_KEY for sent in recorder.requests)
+
+
+async def test_a_streamed_body_is_read_on_the_callers_request_so_it_can_be_replayed(
+    router: RouterTransport, recorder: Recorder
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"a":'
+        yield b"1}"
+
+    recorder.script["/services/prod/api/v1/create_session"] = [httpx.Response(503)]
+    async with httpx.AsyncClient(transport=router, base_url=BASE) as client:
+        request = client.build_request("POST", "/api/v1/create_session", content=body())
+        response = await client.send(request)
+    assert response.status_code == 200 and len(recorder.requests) == 2
+    assert request.content == b'{"a":1}' and all(r.content == b'{"a":1}' for r in recorder.requests)
 
 
 async def test_two_endpoints_of_one_pool_share_its_concurrency_limit() -> None:

@@ -218,3 +218,35 @@ async def test_default_tracer_is_resolved_per_request_and_skips_spans_without_a_
     await stack.handle_async_request(httpx.Request("GET", "http://api.test/"))
     assert sorted(s.name for s in telemetry_spans.spans()) == ["GET", "ping"]
     assert all(s.instrumentation_scope.name == "pristine_transport" for s in telemetry_spans.spans())
+
+
+async def test_the_global_provider_is_looked_up_once_per_logical_request(
+    monkeypatch: pytest.MonkeyPatch, telemetry_spans: SpanRecorder, telemetry_redactor: Redactor
+) -> None:
+    lookups: list[int] = []
+
+    def provider() -> trace.TracerProvider:
+        lookups.append(1)
+        return telemetry_spans.provider
+
+    monkeypatch.setattr(trace, "get_tracer_provider", provider)
+    attempts = AttemptTelemetryLayer(statuses(503, 503, 200), redactor=telemetry_redactor)
+    stack = TelemetryLayer(ResendOn503(attempts, max_resends=3), endpoint="asample", redactor=telemetry_redactor)
+    await stack.handle_async_request(httpx.Request("POST", SECRET_URL))
+    assert len(lookups) == 1
+    logical, spans = split(telemetry_spans.spans())
+    assert len(spans) == 3
+    for key in ("url.full", "server.address", "server.port", "http.request.method"):
+        assert all(span.attributes[key] == logical.attributes[key] for span in spans)
+    assert "hunter2" not in logical.attributes["url.full"]
+
+
+async def test_an_attempt_layer_alone_resolves_the_tracer_itself(
+    monkeypatch: pytest.MonkeyPatch, telemetry_spans: SpanRecorder, telemetry_redactor: Redactor
+) -> None:
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: telemetry_spans.provider)
+    attempts = AttemptTelemetryLayer(statuses(200), redactor=telemetry_redactor)
+    await attempts.handle_async_request(httpx.Request("GET", SECRET_URL))
+    (span,) = telemetry_spans.spans()
+    assert span.name == "GET" and span.attributes["server.port"] == 8443
+    assert "hunter2" not in span.attributes["url.full"]
