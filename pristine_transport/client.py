@@ -33,6 +33,7 @@ from pristine_transport.errors import (
     error_for_response,
     error_for_transport_exception,
 )
+from pristine_transport.layers.retry import RetryHook
 from pristine_transport.logs import configure_logging
 from pristine_transport.manifest import EndpointSpec, Manifest, load_manifest
 from pristine_transport.redaction import Redactor
@@ -66,6 +67,7 @@ class ManifestClient:
         tracer: trace.Tracer | None = None,
         size_estimators: Mapping[str, SizeEstimator] | None = None,
         http_client_kwargs: Mapping[str, Any] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.redactor = redactor if redactor is not None else Redactor()
@@ -78,6 +80,7 @@ class ManifestClient:
             redactor=self.redactor,
             tracer=tracer,
             size_estimators=size_estimators,
+            on_retry=on_retry,
         )
         configure_logging(self.manifest.logging, env=env, redactor=self.redactor)
         kwargs = dict(http_client_kwargs or {})

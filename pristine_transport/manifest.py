@@ -36,6 +36,7 @@ __all__ = [
     "RetryOverride",
     "RetryPolicySpec",
     "SessionSpec",
+    "TransportSpec",
     "load_manifest",
 ]
 
@@ -253,6 +254,15 @@ class EventsSpec(_Spec):
     """A failed batch is re-sent this many times (1 s apart, doubling) and then dropped with a warning."""
 
 
+class TransportSpec(_Spec):
+    """The default base transport (callers may bring their own). ``None`` limits mean unlimited."""
+
+    http2: bool = True
+    max_connections: int | None = 1000
+    max_keepalive_connections: int | None = 20
+    keepalive_expiry_s: float | None = 5.0
+
+
 class LoggingSpec(_Spec):
     logger: str
     env: str | None = None
@@ -271,6 +281,7 @@ class Manifest(_Spec):
     session: SessionSpec | None = None
     events: EventsSpec | None = None
     logging: LoggingSpec | None = None
+    transport: TransportSpec = msgspec.field(default_factory=TransportSpec)
 
     def endpoint(self, name: str) -> EndpointSpec:
         try:

@@ -44,9 +44,16 @@ from pristine_transport.layers.headers import HeadersLayer, resolve_headers
 from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueStateLayer
-from pristine_transport.layers.retry import ProgressTracker, RetryLayer
+from pristine_transport.layers.retry import ProgressTracker, RetryHook, RetryLayer
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
-from pristine_transport.manifest import EndpointSpec, Manifest, RetryOverride, RetryPolicySpec, load_manifest
+from pristine_transport.manifest import (
+    EndpointSpec,
+    Manifest,
+    RetryOverride,
+    RetryPolicySpec,
+    TransportSpec,
+    load_manifest,
+)
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import merge_headers
 
@@ -71,8 +78,10 @@ def build_transport(
     redactor: Redactor | None = None,
     tracer: trace.Tracer | None = None,
     size_estimators: Mapping[str, SizeEstimator] | None = None,
+    on_retry: RetryHook | None = None,
 ) -> RouterTransport:
-    """Build every endpoint's stack over ``base`` (default: ``httpx.AsyncHTTPTransport(http2=True)``).
+    """Build every endpoint's stack over ``base`` (default: an ``httpx.AsyncHTTPTransport`` as the manifest's
+    ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes.
 
     Header values are resolved now (``config`` > ``env`` > manifest default) and their secrets registered with
     ``redactor``; a missing required header or an unknown size estimator raises ``ConfigurationError``.
@@ -81,7 +90,7 @@ def build_transport(
     redactor = redactor if redactor is not None else Redactor()
     estimators = _resolve_size_estimators(spec, size_estimators or {})
     default_headers = resolve_headers(spec.headers, config=config or {}, env=env, redactor=redactor)
-    base = base if base is not None else httpx.AsyncHTTPTransport(http2=True)
+    base = base if base is not None else _base_transport(spec.transport)
 
     windows = {name: BackoffWindow(recent_s=pool.recent_backoff_s) for name, pool in spec.pools.items()}
     limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
@@ -108,7 +117,9 @@ def build_transport(
                 progress = trackers.get(key)
                 if progress is None:
                     progress = trackers[key] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
-            stack = RetryLayer(stack, policy, progress=progress, buffer_body=endpoint.response != "stream")
+            stack = RetryLayer(
+                stack, policy, progress=progress, buffer_body=endpoint.response != "stream", on_retry=on_retry
+            )
         if _wants_idempotency(endpoint):
             stack = IdempotencyLayer(stack, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
         return TelemetryLayer(stack, endpoint=name, redactor=redactor, tracer=tracer)
@@ -127,6 +138,15 @@ def build_transport(
         backoff_windows=windows,
         progress_trackers=trackers,
     )
+
+
+def _base_transport(spec: TransportSpec) -> httpx.AsyncHTTPTransport:
+    limits = httpx.Limits(
+        max_connections=spec.max_connections,
+        max_keepalive_connections=spec.max_keepalive_connections,
+        keepalive_expiry=spec.keepalive_expiry_s,
+    )
+    return httpx.AsyncHTTPTransport(http2=spec.http2, limits=limits)
 
 
 def _resolve_size_estimators(

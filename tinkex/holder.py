@@ -106,6 +106,7 @@ class Holder:
             tracer=self._tracer,
             base_transport=self._transport_factory() if self._transport_factory else None,
             size_estimators=SIZE_ESTIMATORS,
+            on_retry=self.telemetry.on_retry,
             http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
         )
 

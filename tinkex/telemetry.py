@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pristine_transport.events import EventReporter
+from pristine_transport.layers.retry import RetryEvent
 from pristine_transport.futures import RequestFailedError
 
 from .types import (
@@ -68,7 +69,6 @@ class Telemetry:
         self._index = itertools.count()
         self._started_at = datetime.now(timezone.utc)
         self._lock = threading.Lock()
-        self._retry_bridge = _RetryLogBridge(self)
 
     @property
     def enabled(self) -> bool:
@@ -93,7 +93,6 @@ class Telemetry:
         )
         self._reporter.start()
         self._record(SessionStartEvent(**self._common("INFO"), timestamp=_now_from(self._started_at)))
-        logging.getLogger("pristine_transport.retry").addHandler(self._retry_bridge)
 
     def _envelope(self, events: list[TelemetryEvent]) -> TelemetrySendRequest:
         assert self._session_id is not None
@@ -116,6 +115,20 @@ class Telemetry:
     def generic(self, name: str, data: dict[str, Any], severity: str = "INFO") -> None:
         if self._reporter is not None:
             self._record(GenericEvent(**self._common(severity), timestamp=_now(), event_name=name, event_data=data))
+
+    def on_retry(self, event: RetryEvent) -> None:
+        """The transport's retry hook: every re-send becomes a ``GENERIC_EVENT`` (the official SDK reports each)."""
+        self.generic(
+            "transport.retry",
+            {
+                "method": event.method,
+                "path": event.path,
+                "attempt": event.attempt,
+                "delay_s": event.delay_s,
+                "reason": event.reason,
+            },
+            "WARNING",
+        )
 
     def exception(self, exc: BaseException, *, fatal: bool = False) -> None:
         """Report an exception that reached the user; ``fatal`` also ends the session's telemetry.
@@ -155,7 +168,6 @@ class Telemetry:
 
     def close(self, timeout: float) -> None:
         reporter, self._reporter = self._reporter, None
-        logging.getLogger("pristine_transport.retry").removeHandler(self._retry_bridge)
         if reporter is None:
             return
         runtime = self._holder.runtime
@@ -163,17 +175,6 @@ class Telemetry:
             runtime.loop.create_task(reporter.aclose(timeout))
         else:
             runtime.run(reporter.aclose(timeout), timeout + 1.0)
-
-
-class _RetryLogBridge(logging.Handler):
-    """Turns the transport's retry log lines into ``GENERIC_EVENT``s (the official SDK reports each retry)."""
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        super().__init__(level=logging.INFO)
-        self._telemetry = telemetry
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._telemetry.generic("transport.retry", {"message": record.getMessage()}, "WARNING")
 
 
 def _now_from(moment: datetime) -> str:

@@ -25,6 +25,7 @@ import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 
 import anyio
 import httpx
@@ -147,6 +148,21 @@ class ProgressTracker:
         return anyio.current_time() + (deadline - self._clock())
 
 
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """What a retry hook is told before each re-send."""
+
+    method: str
+    path: str
+    attempt: int
+    """The re-send about to happen, from 1."""
+    delay_s: float
+    reason: str
+
+
+RetryHook = Callable[[RetryEvent], None]
+
+
 class _Attempts:
     """The attempts of one logical request. A per-attempt header the caller set is kept as is on every attempt."""
 
@@ -194,6 +210,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
         buffer_body: bool = True,
+        on_retry: RetryHook | None = None,
     ) -> None:
         if progress is None and (policy.progress_timeout_s is not None or policy.max_in_flight is not None):
             progress = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
@@ -205,6 +222,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._sleep = sleep
         self._random = random
         self._buffer_body = buffer_body
+        self._on_retry = on_retry
         self._read_timeout_cache: tuple[object, HeaderEntry] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -309,6 +327,11 @@ class RetryLayer(httpx.AsyncBaseTransport):
         trace.get_current_span().add_event(
             "retry.backoff", {"retry.attempt": attempt, "retry.delay_s": delay, "retry.reason": reason}
         )
+        if self._on_retry is not None:
+            try:
+                self._on_retry(RetryEvent(request.method, request.url.path, attempt, delay, reason))
+            except Exception:  # a broken hook must not break the request
+                logger.exception("retry hook failed")
 
 
 def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.time) -> float | None:

@@ -99,3 +99,20 @@ def test_a_failure_escaping_the_context_manager_is_reported_once() -> None:
                 training.optim_step(types.AdamParams()).result(5)
         kinds = [getattr(e, "event_name", e.event) for e in events(server)]
     assert kinds == ["SESSION_START", "user_error", "SESSION_END"]
+
+
+def test_every_transport_retry_is_reported_as_a_generic_event() -> None:
+    rule = FaultRule(endpoint="optim_step", status=503, count=2, headers={"retry-after-ms": "10"})
+    with LocalServer(long_poll_timeout=0.2, faults=[rule]) as server:
+        client = server_client(server, telemetry=True)
+        try:
+            training = client.create_lora_training_client(BASE_MODEL)
+            training.optim_step(types.AdamParams()).result(10)
+        finally:
+            client.close()
+        retries = [e for e in events(server) if getattr(e, "event_name", None) == "transport.retry"]
+    assert [e.event_data["attempt"] for e in retries] == [1, 2]
+    assert retries[0].event_data["path"] == "/api/v1/optim_step"
+    assert retries[0].event_data["reason"] == "status 503"
+    assert retries[0].event_data["delay_s"] == pytest.approx(0.01)
+    assert retries[0].severity == "WARNING"
