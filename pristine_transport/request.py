@@ -8,7 +8,7 @@ endpoint's array format (``comma``: ``a=1,2``; ``repeat``: ``a=1&a=2``; ``bracke
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Self
 
 import httpx
 import msgspec
@@ -28,41 +28,38 @@ __all__ = [
 ArrayFormat = Literal["comma", "repeat", "brackets"]
 
 
-class NotGiven:
-    """The caller did not pass this argument (distinct from an explicit ``None``, which may mean JSON null)."""
+class _Sentinel:
+    """A falsy singleton that pickles back to its module-level name."""
 
-    _instance: NotGiven | None = None
+    _name: ClassVar[str]
 
-    def __new__(cls) -> NotGiven:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    def __new__(cls) -> Self:
+        instance = cls.__dict__.get("_instance")
+        if instance is None:
+            instance = super().__new__(cls)
+            cls._instance = instance
+        return instance
 
     def __bool__(self) -> Literal[False]:
         return False
 
     def __repr__(self) -> str:
-        return "NOT_GIVEN"
+        return self._name
 
     def __reduce__(self) -> str:
-        return "NOT_GIVEN"
+        return self._name
 
 
-class Omit:
+class NotGiven(_Sentinel):
+    """The caller did not pass this argument (distinct from an explicit ``None``, which may mean JSON null)."""
+
+    _name = "NOT_GIVEN"
+
+
+class Omit(_Sentinel):
     """As a header or query value: remove the default that an earlier layer of the merge would have sent."""
 
-    _instance: Omit | None = None
-
-    def __new__(cls) -> Omit:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __bool__(self) -> Literal[False]:
-        return False
-
-    def __repr__(self) -> str:
-        return "omit"
+    _name = "omit"
 
     def __reduce__(self) -> str:
         return "omit"

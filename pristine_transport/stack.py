@@ -26,8 +26,10 @@ Requests that match nothing go through a default stack of headers and telemetry 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -146,7 +148,13 @@ def _base_transport(spec: TransportSpec) -> httpx.AsyncHTTPTransport:
         max_keepalive_connections=spec.max_keepalive_connections,
         keepalive_expiry=spec.keepalive_expiry_s,
     )
-    return httpx.AsyncHTTPTransport(http2=spec.http2, limits=limits)
+    return httpx.AsyncHTTPTransport(http2=spec.http2, limits=limits, verify=_shared_ssl_context())
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs about 2 MiB per context; every default transport of the process shares one.
+    return httpx.create_ssl_context()
 
 
 def _resolve_size_estimators(

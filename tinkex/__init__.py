@@ -12,12 +12,20 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
 from .rest_client import RestClient
 from .sampling_client import RetryConfig, SamplingClient
-from .tokenizer import get_tokenizer
 from .training_client import TrainingClient
 from .types import *  # noqa: F403
 from .types import __all__ as _type_names
 
 __title__ = "tinkex"
+
+
+def __getattr__(name: str) -> object:
+    # tiktoken (and its regex engine) load only when a tokenizer is first asked for.
+    if name == "get_tokenizer":
+        from .tokenizer import get_tokenizer
+
+        return get_tokenizer
+    raise AttributeError(f"module 'tinkex' has no attribute {name!r}")
 
 __all__ = [
     "APIFuture",

@@ -120,7 +120,22 @@ class Holder:
             http = self.new_manifest_client()
             found = LoopClients(http=http, futures=FutureResolver(http, tracer=self._tracer))
             self._per_loop[loop] = found
+            if loop is not self.runtime.loop:
+                found.closer = loop.create_task(
+                    self._close_when_cancelled(loop, found), name="tinkex: close this loop's connections"
+                )
         return found
+
+    async def _close_when_cancelled(self, loop: asyncio.AbstractEventLoop, clients: LoopClients) -> None:
+        """Waits until cancelled, then closes ``clients``: ``asyncio.run`` cancels leftover tasks when it ends, so a
+        user loop that finishes before ``close()`` still closes its connections."""
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if self._per_loop.get(loop) is clients:
+                del self._per_loop[loop]
+            await clients.aclose()
+            raise
 
     # session ---------------------------------------------------------------------------------------------
     async def session_id(self) -> str:
