@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import statistics
 import subprocess
@@ -73,9 +74,15 @@ MEMORY_FRACTION = 0.5
 
 # tinkex workloads --------------------------------------------------------------------------------------------
 def _client(base_url: str) -> Any:
+    """``TINKEX_BENCH_TRANSPORT=aiohttp`` measures tinkex on the optional aiohttp base transport."""
     import tinkex
 
-    return tinkex.Client(api_key=API_KEY, base_url=base_url, telemetry=False)
+    transport = None
+    if os.environ.get("TINKEX_BENCH_TRANSPORT") == "aiohttp":
+        import httpx_aiohttp
+
+        transport = httpx_aiohttp.AiohttpTransport
+    return tinkex.Client(api_key=API_KEY, base_url=base_url, telemetry=False, transport=transport)
 
 
 def _sdk_info() -> dict[str, Any]:

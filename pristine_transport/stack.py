@@ -92,7 +92,7 @@ def build_transport(
     redactor = redactor if redactor is not None else Redactor()
     estimators = _resolve_size_estimators(spec, size_estimators or {})
     default_headers = resolve_headers(spec.headers, config=config or {}, env=env, redactor=redactor)
-    base = base if base is not None else _base_transport(spec.transport)
+    base = base if base is not None else _base_transport(spec.transport, env)
 
     windows = {name: BackoffWindow(recent_s=pool.recent_backoff_s) for name, pool in spec.pools.items()}
     limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
@@ -142,12 +142,23 @@ def build_transport(
     )
 
 
-def _base_transport(spec: TransportSpec) -> httpx.AsyncHTTPTransport:
+def _base_transport(spec: TransportSpec, env: Mapping[str, str]) -> httpx.AsyncBaseTransport:
+    backend = (env.get(spec.backend_env) if spec.backend_env else None) or spec.backend
+    if backend not in ("httpx", "aiohttp"):
+        raise ConfigurationError(f"{spec.backend_env}={backend!r}: the HTTP backend must be 'httpx' or 'aiohttp'")
     limits = httpx.Limits(
         max_connections=spec.max_connections,
         max_keepalive_connections=spec.max_keepalive_connections,
         keepalive_expiry=spec.keepalive_expiry_s,
     )
+    if backend == "aiohttp":
+        try:
+            from httpx_aiohttp import AiohttpTransport
+        except ImportError:
+            raise ConfigurationError(
+                "transport.backend: 'aiohttp' needs the httpx-aiohttp package (pip install httpx-aiohttp)"
+            ) from None
+        return AiohttpTransport(limits=limits, verify=_shared_ssl_context())
     return httpx.AsyncHTTPTransport(http2=spec.http2, limits=limits, verify=_shared_ssl_context())
 
 

@@ -109,9 +109,11 @@ def test_the_api_key_never_shows_in_reprs() -> None:
 
 
 def test_construction_does_no_network_io() -> None:
+    # respx patches httpx's own transport, so this test asks for the httpx backend (the manifest's env switch).
     with respx.mock(base_url="http://tinker.test", assert_all_called=False) as router:
         session = router.post("/api/v1/create_session").respond(200, json={"session_id": SESSION_ID})
-        client = tinkex.Client(api_key=API_KEY, base_url="http://tinker.test", env={}, telemetry=False)
+        env = {"TINKEX_HTTP_BACKEND": "httpx"}
+        client = tinkex.Client(api_key=API_KEY, base_url="http://tinker.test", env=env, telemetry=False)
         assert not router.calls, "the constructor must not talk to the server"
         sampling = router.post("/api/v1/create_sampling_session").respond(
             200, json={"sampling_session_id": f"{SESSION_ID}:sample:0"}

@@ -409,3 +409,17 @@ async def test_queue_state_reaches_the_requests_observer(router: RouterTransport
 async def test_aclose_closes_the_base_transport_once(router: RouterTransport) -> None:
     await router.aclose()
     assert router.base.closed == 1  # type: ignore[attr-defined]
+
+
+def test_the_manifest_picks_the_base_transport_and_an_env_variable_overrides_it() -> None:
+    import httpx_aiohttp
+
+    data = {
+        "name": "svc",
+        "base_url": {"default": "http://svc.test"},
+        "transport": {"backend": "aiohttp", "backend_env": "SVC_HTTP_BACKEND"},
+    }
+    assert isinstance(build_transport(data, env={}).base, httpx_aiohttp.AiohttpTransport)
+    assert isinstance(build_transport(data, env={"SVC_HTTP_BACKEND": "httpx"}).base, httpx.AsyncHTTPTransport)
+    with pytest.raises(ConfigurationError, match="SVC_HTTP_BACKEND='curl'"):
+        build_transport(data, env={"SVC_HTTP_BACKEND": "curl"})
