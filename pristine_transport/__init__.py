@@ -46,7 +46,7 @@ from pristine_transport.layers.headers import HeadersLayer, resolve_headers
 from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import BytesSemaphore, PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueState, QueueStateLayer, QueueStateObserver
-from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracker, RetryLayer
+from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracker, RetryEvent, RetryHook, RetryLayer
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
 from pristine_transport.logs import SecretMaskingFilter, configure_logging, get_logger
 from pristine_transport.manifest import Manifest, ManifestError, load_manifest
@@ -103,6 +103,8 @@ __all__ = [
     "RateLimitError",
     "Redactor",
     "RequestFailedError",
+    "RetryEvent",
+    "RetryHook",
     "RetryLayer",
     "RouterTransport",
     "SSEDecoder",

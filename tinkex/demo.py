@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .client import Client
 from .metrics import Metrics, MetricsSpanProcessor, format_summary
-from .tokenizer import Tokenizer, get_tokenizer
+from .tokenizer import Tokenizer
 from .types import AdamParams, Datum, ModelInput, SamplingParams
 
 __all__ = ["main"]

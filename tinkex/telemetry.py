@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pristine_transport.events import EventReporter
-from pristine_transport.layers.retry import RetryEvent
 from pristine_transport.futures import RequestFailedError
+from pristine_transport.layers.retry import RetryEvent
 
 from .types import (
     GenericEvent,

@@ -8,7 +8,7 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from pristine_transport.sse import SSEDecoder, ServerSentEvent, aiter_sse
+from pristine_transport.sse import ServerSentEvent, SSEDecoder, aiter_sse
 from tests.flows.conftest import LoopbackServer, ServerReply, ServerRequest
 
 pytestmark = pytest.mark.anyio

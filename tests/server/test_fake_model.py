@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tinkex.testing import LocalServer
-from tinkex.testing import fake_model
+from tinkex.testing import LocalServer, fake_model
 
 pytestmark = pytest.mark.anyio
 
