@@ -47,8 +47,14 @@ TransportFactory = Callable[[], httpx.AsyncBaseTransport]
 class LoopClients:
     http: ManifestClient
     futures: FutureResolver
+    closer: asyncio.Task[None] | None = None
+    """On a user loop: the task that closes these clients once cancelled (by ``close`` or at the loop's end)."""
 
     async def aclose(self) -> None:
+        if self.closer is not None and self.closer is not asyncio.current_task():
+            self.closer.cancel()
+            await asyncio.gather(self.closer, return_exceptions=True)
+            return
         # Polling first: a poll the server holds open would otherwise outlive the client by up to its timeout.
         await self.futures.aclose()
         await self.http.aclose()

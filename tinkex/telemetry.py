@@ -57,8 +57,8 @@ def is_user_error(exc: BaseException) -> bool:
     return False
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class Telemetry:
@@ -92,7 +92,7 @@ class Telemetry:
             holder.clients().http, holder.manifest.events, envelope=self._envelope, env=holder._env
         )
         self._reporter.start()
-        self._record(SessionStartEvent(**self._common("INFO"), timestamp=_now_from(self._started_at)))
+        self._record(SessionStartEvent(**self._common("INFO"), timestamp=self._started_at))
 
     def _envelope(self, events: list[TelemetryEvent]) -> TelemetrySendRequest:
         assert self._session_id is not None
@@ -175,10 +175,6 @@ class Telemetry:
             runtime.loop.create_task(reporter.aclose(timeout))
         else:
             runtime.run(reporter.aclose(timeout), timeout + 1.0)
-
-
-def _now_from(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def _as_coroutine(fn: Any) -> None:

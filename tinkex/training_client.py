@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from pristine_transport import extensions
-from pristine_transport.futures import combine
+from pristine_transport.futures import FutureHandle, combine
 
 from .api_future import APIFuture, AwaitableFuture, ConcurrentFuture, completed_future
 from .chunking import chunk_data, combine_forward_backward_outputs
@@ -112,7 +112,7 @@ class TrainingClient:
         body: msgspec.Struct,
         result_type: type[T],
         size_bytes: int | None = None,
-    ) -> Awaitable[T]:
+    ) -> FutureHandle[T]:
         try:
             await self._turns.wait_for(request_id)
             ext = {extensions.SIZE_BYTES: size_bytes} if size_bytes is not None else None
@@ -278,7 +278,7 @@ class TrainingClient:
             sampling_session_seq_id=self.holder.next_sampling_session_seq_id(),
             ttl_seconds=None,
         )
-        result = await self._future(
+        result: SaveWeightsForSamplerResponseInternal = await self._future(
             await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
         )
         if result.sampling_session_id is None:

@@ -12,13 +12,13 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-import anyio
 import httpx
 import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
 from pristine_transport.layers.header_list import find_header
+from pristine_transport.layers.response_io import read_or_close
 from pristine_transport.manifest import MatchSpec
 
 __all__ = ["QueueState", "QueueStateLayer", "QueueStateObserver", "parse_queue_state"]
@@ -89,7 +89,7 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         response = await self._inner.handle_async_request(request)
         if self._is_candidate(response):
             if not response.is_closed:
-                await _read(response)
+                await read_or_close(response)
             self._report(request, response)
         return response
 
@@ -128,10 +128,3 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-async def _read(response: httpx.Response) -> None:
-    try:
-        await response.aread()
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-        raise

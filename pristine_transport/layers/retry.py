@@ -31,6 +31,8 @@ import anyio
 import httpx
 from opentelemetry import trace
 
+from pristine_transport.layers.response_io import read_or_close
+
 from ..manifest import RetryPolicySpec
 from .header_list import HeaderEntry, copy_request, live_entries
 
@@ -256,7 +258,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     if self._buffer_body and not response.is_closed:
                         # A connection that dies after the headers must count as a failed attempt, not reach the
                         # caller as a broken body (under HTTP/2 one dropped connection breaks every open stream).
-                        await _buffer(response)
+                        await read_or_close(response)
                 except httpx.TransportError as exc:
                     if not (self._policy.retry_connection_errors and self._has_retries_left(retries)):
                         raise
@@ -354,15 +356,6 @@ def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.tim
     if date is None:
         return None
     return float(int(email.utils.mktime_tz(date) - now()))
-
-
-async def _buffer(response: httpx.Response) -> None:
-    try:
-        await response.aread()
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-        raise
 
 
 async def _discard(response: httpx.Response) -> None:
