@@ -168,10 +168,18 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
 
     if isinstance(exc, ProgressTimeoutError):
         return APITimeoutError(request, str(exc))
-    if isinstance(exc, httpx.TimeoutException):
+    cause = exc.__cause__
+    if isinstance(exc, httpx.TimeoutException) and (cause is None or _is_timeout(cause)):
         return APITimeoutError(request)
-    detail = str(exc) or type(exc).__name__
+    # Some base transports report other failures as timeouts (httpx-aiohttp maps a server disconnect to
+    # ConnectTimeout); the underlying exception says what really happened.
+    failure = exc if cause is None or not isinstance(exc, httpx.TimeoutException) else cause
+    detail = str(failure) or type(failure).__name__
     return APIConnectionError(request=request, message=f"Connection error: {detail}")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
 def _rebuild_error(cls: type[APIError], message: str, body: object | None, status: int | None) -> APIError:

@@ -480,3 +480,24 @@ async def test_against_a_real_loopback_server_with_the_default_base_transport() 
     assert listed["target"] == "/prefix/api/v1/training_runs?ids=a&ids=b"
     assert raw.json()["target"] == "/prefix/api/v1/training_runs/r:1/checkpoints/weights/c/archive"
     assert raw.request.extensions.get(extensions.ENDPOINT) is None  # routed by template, not by name
+
+
+def test_a_disconnect_reported_as_a_timeout_by_the_base_transport_is_a_connection_error() -> None:
+    from pristine_transport.errors import APIConnectionError, APITimeoutError, error_for_transport_exception
+
+    request = httpx.Request("POST", "http://svc.test/x")
+
+    class ServerDisconnectedError(Exception):
+        pass
+
+    try:
+        raise httpx.ConnectTimeout("Server disconnected") from ServerDisconnectedError("Server disconnected")
+    except httpx.ConnectTimeout as exc:
+        mapped = error_for_transport_exception(exc, request)
+    assert type(mapped) is APIConnectionError and "Server disconnected" in mapped.message
+
+    try:
+        raise httpx.ReadTimeout("timed out") from TimeoutError()
+    except httpx.ReadTimeout as exc:
+        assert type(error_for_transport_exception(exc, request)) is APITimeoutError
+    assert type(error_for_transport_exception(httpx.ReadTimeout("timed out"), request)) is APITimeoutError
