@@ -3,8 +3,9 @@
 A manifest's ``logging`` block names the SDK's logger and an environment variable (``TINKER_LOG`` style). Set to
 ``debug`` or ``info``, that variable turns on ``logging.basicConfig`` with the official SDKs' format and sets the
 SDK and ``pristine_transport`` loggers to that level. httpx / httpcore stay at WARNING unless the level is debug,
-as the official SDK does. Every handler of the root logger gets a :class:`SecretMaskingFilter`, so no record
-(message, arguments or traceback) shows a secret the redactor knows.
+as the official SDK does. One :class:`SecretMaskingFilter` masks every secret the redactors know in a record's
+message, arguments and traceback: it sits on every ``pristine_transport`` and SDK logger (so handlers an
+application adds later see masked records too) and on the root logger's handlers.
 """
 
 from __future__ import annotations
@@ -89,15 +90,22 @@ def configure_logging(
         for name in _HTTP_LIBRARY_LOGGERS:
             logging.getLogger(name).setLevel(library_level)
     if redactor is not None:
+        _MASKING.add_redactor(redactor)
+        namespaces = (ROOT_LOGGER, spec.logger) if spec is not None else (ROOT_LOGGER,)
+        for name in [ROOT_LOGGER, *logging.root.manager.loggerDict]:
+            if name.split(".")[0] in namespaces:
+                _install(logging.getLogger(name))
+        if spec is not None:
+            _install(logging.getLogger(spec.logger))
         for handler in logging.getLogger().handlers:
-            _masking_filter_of(handler).add_redactor(redactor)
+            _install(handler)
     return level
 
 
-def _masking_filter_of(handler: logging.Handler) -> SecretMaskingFilter:
-    for existing in handler.filters:
-        if isinstance(existing, SecretMaskingFilter):
-            return existing
-    installed = SecretMaskingFilter()
-    handler.addFilter(installed)
-    return installed
+_MASKING = SecretMaskingFilter()
+
+
+def _install(target: logging.Logger | logging.Handler) -> None:
+    # A logger's filters see only the records logged to that very logger, hence one on each logger of ours.
+    if _MASKING not in target.filters:
+        target.addFilter(_MASKING)

@@ -106,3 +106,27 @@ def test_the_toggle_turns_on_basic_config_with_the_sdk_format(tmp_path: Path) ->
     assert lines[0].startswith("[") and " - demo_sdk.part:6 - INFO] hello tml-" in lines[0]
     assert SECRET not in result.stderr
     assert LOG_FORMAT.startswith("[%(asctime)s - %(name)s:%(lineno)d - %(levelname)s]")
+
+
+def test_a_handler_the_application_adds_later_still_sees_masked_records(restore_logging: None) -> None:
+    secret = "tml-added-later-secret-0123456789"
+    sdk_logger = logging.getLogger("svcsdk.flows")  # an SDK logger that exists before configuration
+    configure_logging(LoggingSpec(logger="svcsdk"), env={}, redactor=Redactor(secret_values=[secret]))
+
+    seen: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    capture = Capture(level=logging.DEBUG)
+    for logger in (sdk_logger, get_logger("retry")):
+        logger.addHandler(capture)
+        logger.setLevel(logging.INFO)
+    try:
+        sdk_logger.info("failed with key %s", secret)
+        get_logger("retry").info("url had %s in it", secret)
+    finally:
+        for logger in (sdk_logger, get_logger("retry")):
+            logger.removeHandler(capture)
+    assert len(seen) == 2 and all(secret not in line for line in seen)
