@@ -114,6 +114,7 @@ class ResultHandle(ABC, Generic[T]):
 
     _loop: asyncio.AbstractEventLoop
     _description: str
+    _awaiters: int = 0
 
     @abstractmethod
     def _shared_task(self) -> asyncio.Task[T]:
@@ -135,10 +136,15 @@ class ResultHandle(ABC, Generic[T]):
         return self.result_async().__await__()
 
     async def result_async(self, timeout: float | None = None) -> T:
-        """The result. ``timeout`` bounds this wait only (:class:`FutureTimeoutError`); polling goes on."""
+        """The result. ``timeout`` bounds this wait only (:class:`FutureTimeoutError`); polling goes on. Cancelling
+        the last awaiter stops the polling (the server's work is not cancelled); other awaiters keep it alive."""
         if _running_loop() is not self._loop:
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.result_async(timeout), self._loop))
+        return await self._wait(timeout, awaiter=True)
+
+    async def _wait(self, timeout: float | None, *, awaiter: bool) -> T:
         task = self._shared_task()
+        self._awaiters += awaiter
         try:
             async with asyncio.timeout(timeout):
                 # shield: cancelling this awaiter must not cancel the task the other awaiters share.
@@ -149,6 +155,12 @@ class ResultHandle(ABC, Generic[T]):
             if task.done():
                 raise
             raise FutureTimeoutError(self._description, timeout or 0.0, polling_stopped=False) from None
+        except asyncio.CancelledError:
+            if awaiter and self._awaiters == 1 and not task.done():
+                self._cancel_work()
+            raise
+        finally:
+            self._awaiters -= awaiter
 
     def result(self, timeout: float | None = None) -> T:
         """Block the calling thread until the result is there. Not allowed on the handle's own loop thread,
@@ -166,7 +178,8 @@ class ResultHandle(ABC, Generic[T]):
             return task.result()
         if self._loop.is_closed():
             raise RuntimeError(f"the event loop of {self._description} is closed")
-        waiting = asyncio.run_coroutine_threadsafe(self.result_async(), self._loop)
+        # Not an awaiter: giving up after ``timeout`` here leaves the polling running, as a concurrent future would.
+        waiting = asyncio.run_coroutine_threadsafe(self._wait(None, awaiter=False), self._loop)
         try:
             return waiting.result(timeout)
         except FutureTimeoutError:

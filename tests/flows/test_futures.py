@@ -449,7 +449,7 @@ async def test_deadline_seen_from_another_thread_and_cancel_from_another_thread(
     await close(resolver)
 
 
-async def test_cancelling_an_awaiter_or_its_timeout_keeps_polling_for_later_awaits() -> None:
+async def test_a_timed_out_wait_or_one_of_two_cancelled_awaiters_keeps_polling() -> None:
     gate = asyncio.Event()
 
     def server(request: httpx.Request) -> httpx.Response:
@@ -457,16 +457,35 @@ async def test_cancelling_an_awaiter_or_its_timeout_keeps_polling_for_later_awai
 
     resolver = resolver_for(server, sleep=lambda s: asyncio.sleep(0.002))
     handle = await resolver.submit("submit", result_type=Result, json={})
+    staying = asyncio.create_task(handle.result_async())
+    leaving = asyncio.create_task(handle.result_async())
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    with pytest.raises(FutureTimeoutError):
+        await handle.result_async(timeout=0.01)
+    assert not handle.done()
+    gate.set()
+    assert (await staying).tokens == [1, 2, 3]
+    assert (await handle).tokens == [1, 2, 3]
+    await close(resolver)
+
+
+async def test_cancelling_the_last_awaiter_stops_the_polling() -> None:
+    server = FutureServer([try_again()])
+    resolver = resolver_for(server, sleep=lambda s: asyncio.sleep(0.002))
+    handle = await resolver.submit("submit", result_type=Result, json={})
     waiter = asyncio.create_task(handle.result_async())
     await asyncio.sleep(0.01)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    with pytest.raises(FutureTimeoutError):
-        await handle.result_async(timeout=0.01)
-    assert not handle.done()
-    gate.set()
-    assert (await handle).tokens == [1, 2, 3]
+    await asyncio.sleep(0.01)
+    assert handle.done()
+    polls = len(server.polls)
+    await asyncio.sleep(0.02)
+    assert len(server.polls) == polls  # no poll after the cancellation
     await close(resolver)
 
 
