@@ -98,33 +98,47 @@ def build_transport(
     limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
     trackers: dict[str, ProgressTracker] = {}
 
+    def tracker_for(name: str, policy: RetryPolicySpec) -> ProgressTracker | None:
+        if policy.kind != "sampling":
+            return None
+        key = _tracker_key(spec, name, policy)
+        if key not in trackers:
+            trackers[key] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
+        return trackers[key]
+
     def assemble(name: str, endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+        """The endpoint's stack, listed outermost first, then wrapped around the base from the inside out."""
         size_of = estimators.get(name)
-        stack: httpx.AsyncBaseTransport = HeadersLayer(
-            base, merge_headers(default_headers, endpoint.headers), redactor=redactor
-        )
-        if endpoint.queue_state:
-            stack = _queue_state_layer(stack, spec)
-        if endpoint.backpressure is not None:
-            window = windows[endpoint.pool] if endpoint.pool is not None else BackoffWindow()
-            stack = BackpressureLayer(stack, endpoint.backpressure, window, size_of=size_of)
-        if endpoint.pool is not None:
-            stack = PoolLimiterLayer(stack, limiters[endpoint.pool], size_of=size_of)
         policy = spec.retry_policy_for(name)
-        if policy is not None:
-            stack = AttemptTelemetryLayer(stack, redactor=redactor, tracer=tracer)
-            progress = None
-            if policy.kind == "sampling":
-                key = _tracker_key(spec, name, policy)
-                progress = trackers.get(key)
-                if progress is None:
-                    progress = trackers[key] = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
-            stack = RetryLayer(
-                stack, policy, progress=progress, buffer_body=endpoint.response != "stream", on_retry=on_retry
-            )
+        pool, backpressure = endpoint.pool, endpoint.backpressure
+        layers: list[Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]] = [
+            lambda inner: TelemetryLayer(inner, endpoint=name, redactor=redactor, tracer=tracer)
+        ]
         if _wants_idempotency(endpoint):
-            stack = IdempotencyLayer(stack, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
-        return TelemetryLayer(stack, endpoint=name, redactor=redactor, tracer=tracer)
+            layers.append(
+                lambda inner: IdempotencyLayer(inner, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
+            )
+        if policy is not None:
+            progress = tracker_for(name, policy)
+            buffer_body = endpoint.response != "stream"
+            layers.append(
+                lambda inner: RetryLayer(inner, policy, progress=progress, buffer_body=buffer_body, on_retry=on_retry)
+            )
+            layers.append(lambda inner: AttemptTelemetryLayer(inner, redactor=redactor, tracer=tracer))
+        if pool is not None:
+            layers.append(lambda inner: PoolLimiterLayer(inner, limiters[pool], size_of=size_of))
+        if backpressure is not None:
+            window = windows[pool] if pool is not None else BackoffWindow()
+            layers.append(lambda inner: BackpressureLayer(inner, backpressure, window, size_of=size_of))
+        if endpoint.queue_state:
+            layers.append(lambda inner: _queue_state_layer(inner, spec))
+        layers.append(
+            lambda inner: HeadersLayer(inner, merge_headers(default_headers, endpoint.headers), redactor=redactor)
+        )
+        stack = base
+        for layer in reversed(layers):
+            stack = layer(stack)
+        return stack
 
     stacks = {name: assemble(name, endpoint) for name, endpoint in spec.endpoints.items()}
     default = TelemetryLayer(
@@ -168,9 +182,7 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _resolve_size_estimators(
-    manifest: Manifest, available: Mapping[str, SizeEstimator]
-) -> dict[str, SizeEstimator]:
+def _resolve_size_estimators(manifest: Manifest, available: Mapping[str, SizeEstimator]) -> dict[str, SizeEstimator]:
     resolved: dict[str, SizeEstimator] = {}
     problems: list[str] = []
     for name, endpoint in manifest.endpoints.items():
