@@ -503,7 +503,11 @@ def _sample(args: argparse.Namespace) -> int:
         base_model = args.base_model or sampler.get_base_model()
         if tokenizer is None and model_path is not None:
             tokenizer = _tokenizer(base_model, required=needs_tokenizer)
-        tokens = tokenizer.encode(args.prompt) if args.prompt is not None else args.tokens
+        if args.prompt is not None:
+            assert tokenizer is not None  # _tokenizer(required=True) raised otherwise
+            tokens = tokenizer.encode(args.prompt)
+        else:
+            tokens = args.tokens
         response = sampler.sample(ModelInput.from_ints(tokens), args.num_samples, SamplingParams(**params)).result()
     samples = [
         {

@@ -313,7 +313,7 @@ def _duration_ms(span: ReadableSpan) -> float | None:
 
 def format_summary(snapshot: MetricsSnapshot) -> str:
     """One row per endpoint: requests by status class, retries, future polls, latency percentiles."""
-    header = ("endpoint", "requests", "2xx", "4xx", "5xx", "error", "retries", "futures", "polls")
+    header: tuple[str, ...] = ("endpoint", "requests", "2xx", "4xx", "5xx", "error", "retries", "futures", "polls")
     header += ("p50 ms", "p95 ms", "p99 ms")
     rows = [header]
     for endpoint in snapshot.label_values("endpoint"):

@@ -357,10 +357,10 @@ def _load_bpe_file(source: BpeFileSource) -> Tokenizer:
         eos_token = eos_token or _role_content(config.eos_token)
         add_bos = add_bos or config.add_bos_token
     if source.num_reserved_special_tokens:
-        by_id = {token_id: token for token, token_id in special_tokens.items()}
+        by_id = {rank: token for token, rank in special_tokens.items()}
         first = len(ranks)
-        for token_id in range(first, first + source.num_reserved_special_tokens):
-            special_tokens.setdefault(by_id.get(token_id, f"<|reserved_token_{token_id}|>"), token_id)
+        for reserved in range(first, first + source.num_reserved_special_tokens):
+            special_tokens.setdefault(by_id.get(reserved, f"<|reserved_token_{reserved}|>"), reserved)
     try:
         encoding = tiktoken.Encoding(
             name=source.name, pat_str=source.pat_str, mergeable_ranks=ranks, special_tokens=special_tokens

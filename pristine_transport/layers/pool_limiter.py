@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
 import httpx
@@ -261,7 +261,7 @@ class PoolLimiterLayer(httpx.AsyncBaseTransport):
             # Already read into memory (e.g. by an inner layer): no connection is held any more.
             permit.release()
         else:
-            response.stream = _PermitReleasingStream(response.stream, permit)
+            response.stream = _PermitReleasingStream(cast(httpx.AsyncByteStream, response.stream), permit)
         return response
 
     async def aclose(self) -> None:

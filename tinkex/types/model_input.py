@@ -8,7 +8,7 @@ the wire (msgspec's native ``bytes`` encoding).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -68,7 +68,7 @@ class EncodedTextChunk(RequestStruct, ModelInputChunk, kw_only=True):
 
 
 def _image_length(chunk: ImageChunk | ImageAssetPointerChunk) -> int:
-    expected = chunk.expected_tokens
+    expected = cast("int | None", chunk.expected_tokens)  # reads as None while unset (``unset_reads_as``)
     if expected is None:
         raise ValueError(
             f"{type(chunk).__name__}.expected_tokens is not set, so its context length is unknown"

@@ -6,7 +6,7 @@ stays light (numpy alone is a third of its memory).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from msgspec import UNSET, UnsetType
 
@@ -55,11 +55,15 @@ class TensorData(RequestStruct, kw_only=True):
             shape=list(tensor.shape),
         )
 
+    def _shape(self) -> list[int] | None:
+        # ``shape`` reads as None while unset (see ``unset_reads_as``); type checkers only see the declared union.
+        return cast("list[int] | None", self.shape)
+
     def to_numpy(self) -> npt.NDArray[Any]:
         import numpy as np
 
         array = np.asarray(self.data, dtype=np.float32 if self.dtype == "float32" else np.int64)
-        shape = self.shape
+        shape = self._shape()
         return array if shape is None else array.reshape(shape)
 
     def to_torch(self) -> torch.Tensor:
@@ -69,12 +73,12 @@ class TensorData(RequestStruct, kw_only=True):
             raise ImportError("PyTorch is not installed; install tinkex[torch] for TensorData.to_torch") from exc
         torch_dtype = torch.float32 if self.dtype == "float32" else torch.int64
         tensor = torch.tensor(self.data, dtype=torch_dtype)
-        shape = self.shape
+        shape = self._shape()
         return tensor if shape is None else tensor.reshape(shape)
 
     def tolist(self) -> list[Any]:
         """Nested Python lists following ``shape``."""
-        shape = self.shape
+        shape = self._shape()
         if shape is None or len(shape) == 1:
             return list(self.data)
         result: list[Any] = self.to_numpy().tolist()
