@@ -30,6 +30,7 @@ __all__ = [
     "UnprocessableEntityError",
     "error_for_response",
     "error_for_transport_exception",
+    "failure_name",
 ]
 
 _MAX_BODY_IN_MESSAGE = 2000
@@ -176,6 +177,15 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
     failure = exc if cause is None or not isinstance(exc, httpx.TimeoutException) else cause
     detail = str(failure) or type(failure).__name__
     return APIConnectionError(request=request, message=f"Connection error: {detail}")
+
+
+def failure_name(exc: BaseException) -> str:
+    """The class name of a transport failure, or of its cause when a base transport reported another failure as
+    a timeout (httpx-aiohttp turns a server disconnect into ``ConnectTimeout``)."""
+    cause = exc.__cause__
+    if isinstance(exc, httpx.TimeoutException) and cause is not None and not _is_timeout(cause):
+        return type(cause).__name__
+    return type(exc).__name__
 
 
 def _is_timeout(exc: BaseException) -> bool:

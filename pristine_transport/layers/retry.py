@@ -31,6 +31,7 @@ import anyio
 import httpx
 from opentelemetry import trace
 
+from pristine_transport.errors import failure_name
 from pristine_transport.layers.response_io import read_or_close
 
 from ..manifest import RetryPolicySpec
@@ -262,7 +263,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 except httpx.TransportError as exc:
                     if not (self._policy.retry_connection_errors and self._has_retries_left(retries)):
                         raise
-                    reason, delay = type(exc).__name__, self._backoff(retries)
+                    reason, delay = failure_name(exc), self._backoff(retries)
                 else:
                     if 200 <= response.status_code < 300 and progress is None:
                         return response  # the common case, without the checks below

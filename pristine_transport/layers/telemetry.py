@@ -20,6 +20,7 @@ import httpx
 from opentelemetry import context, trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
 
+from ..errors import failure_name
 from .header_list import find_header
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _record_response(span: trace.Span, response: httpx.Response) -> None:
 
 
 def _record_exception(span: trace.Span, exc: Exception, redactor: Redactor) -> None:
-    name = type(exc).__name__
+    name = failure_name(exc)
     span.set_attribute("error.type", name)
     # The message, not the traceback: a traceback's locals and the URL in some messages may carry secrets.
     span.set_status(Status(StatusCode.ERROR, redactor.text(str(exc)) or name))
