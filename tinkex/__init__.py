@@ -36,7 +36,7 @@ __all__ = [
     "ServiceClient",
     "TrainingClient",
     "__version__",
-    "get_tokenizer",
+    "get_tokenizer",  # noqa: F405 - resolved lazily by __getattr__
     "types",
     *_error_names,
     *_type_names,

@@ -90,7 +90,7 @@ class Holder:
             done: concurrent.futures.Future[str] = concurrent.futures.Future()
             done.set_result(session_id)
             self._session = done
-            self._start_background(session_id)
+            self.runtime.run(self._start_background(session_id))
 
     # ids -------------------------------------------------------------------------------------------------
     def next_model_seq_id(self) -> int:
@@ -169,14 +169,14 @@ class Holder:
         ):
             if message:
                 logger.log(level, message)
-        self._start_background(response.session_id)
+        await self._start_background(response.session_id)
         return response.session_id
 
-    def _start_background(self, session_id: str) -> None:
+    async def _start_background(self, session_id: str) -> None:
         assert self.manifest.session is not None
         self._heartbeat = BackgroundHeartbeat(self.new_manifest_client, self.manifest.session, session_id)
         self._heartbeat.start()
-        self.telemetry.start(session_id)
+        await self.telemetry.start(session_id)
 
     # shutdown --------------------------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> None:

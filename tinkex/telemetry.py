@@ -74,20 +74,12 @@ class Telemetry:
     def enabled(self) -> bool:
         return self._reporter is not None
 
-    def start(self, session_id: str) -> None:
+    async def start(self, session_id: str) -> None:
+        """Start reporting for ``session_id``. Runs on the background runtime loop, where the reporter lives."""
         holder = self._holder
         if not holder.config.telemetry or holder.manifest.events is None or self._reporter is not None:
             return
         self._session_id = session_id
-        runtime = holder.runtime
-        if runtime.in_loop_thread():
-            self._start_on_runtime()
-        else:
-            runtime.run(_as_coroutine(self._start_on_runtime))
-
-    def _start_on_runtime(self) -> None:
-        holder = self._holder
-        assert holder.manifest.events is not None
         self._reporter = EventReporter(
             holder.clients().http, holder.manifest.events, envelope=self._envelope, env=holder._env
         )
@@ -175,7 +167,3 @@ class Telemetry:
             runtime.loop.create_task(reporter.aclose(timeout))
         else:
             runtime.run(reporter.aclose(timeout), timeout + 1.0)
-
-
-async def _as_coroutine(fn: Any) -> None:
-    fn()
