@@ -19,15 +19,17 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tqdm import tqdm
 
+from pristine_transport.errors import ConfigurationError, PristineError
+
 from .client import Client
 from .metrics import Metrics, MetricsSpanProcessor, format_summary
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, TokenizerNotFoundError
 from .types import AdamParams, Datum, ModelInput, SamplingParams
 
 __all__ = ["main"]
 
 LOCAL_MODEL = "tinkex/fake-tiny"
-REMOTE_MODEL = "meta-llama/Llama-3.2-1B"
+REMOTE_MODEL = "openai/gpt-oss-20b"  # its tokenizer (o200k_harmony) needs no configuration
 
 CORPUS = (
     "the quick brown fox jumps over the lazy dog",
@@ -80,6 +82,7 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None,
         yield base_url, None, f"the Tinker service at {base_url}"
         return
     from .testing import FaultRule, LocalServer
+    from .testing.config import DEFAULT_BASE_MODELS
 
     faults = []
     if args.fault_rate > 0:
@@ -90,7 +93,7 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None,
             FaultRule(endpoint="retrieve_future", status=408, rate=share, queue_state="paused_capacity"),
             FaultRule(drop_connection=True, rate=share, after_execute=True),
         ]
-    with LocalServer(faults=faults, seed=args.seed, base_models=(LOCAL_MODEL,)) as server:
+    with LocalServer(faults=faults, seed=args.seed, base_models=(LOCAL_MODEL, *DEFAULT_BASE_MODELS)) as server:
         yield server.base_url, "tml-local-demo", f"the local Tinker-compatible server at {server.base_url}"
 
 
@@ -109,6 +112,17 @@ def _batch(tokenizer: Tokenizer, step: int, size: int) -> list[Datum]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    try:
+        return _run(args)
+    except (ConfigurationError, TokenizerNotFoundError) as exc:
+        print(f"tinkex demo: {exc}", file=sys.stderr)
+        return 2
+    except PristineError as exc:  # the message names the status and the body, never the key
+        print(f"tinkex demo: the service failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     provider = _tracing(metrics)
     with _service(args) as (base_url, api_key, where):
