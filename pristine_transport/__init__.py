@@ -51,7 +51,16 @@ from pristine_transport.layers.telemetry import AttemptTelemetryLayer, Telemetry
 from pristine_transport.logs import SecretMaskingFilter, configure_logging, get_logger
 from pristine_transport.manifest import Manifest, ManifestError, load_manifest
 from pristine_transport.redaction import Redactor
-from pristine_transport.request import NOT_GIVEN, NotGiven, Omit, encode_query, json_body, merge_headers, omit
+from pristine_transport.request import (
+    NOT_GIVEN,
+    NotGiven,
+    Omit,
+    encode_query,
+    json_body,
+    merge_body,
+    merge_headers,
+    omit,
+)
 from pristine_transport.session import BackgroundHeartbeat, SessionLifecycle, run_heartbeat
 from pristine_transport.sse import ServerSentEvent, SSEDecoder, aiter_sse
 from pristine_transport.stack import RouterTransport, build_transport
@@ -124,6 +133,7 @@ __all__ = [
     "get_logger",
     "json_body",
     "load_manifest",
+    "merge_body",
     "merge_headers",
     "omit",
     "resolve_headers",

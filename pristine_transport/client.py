@@ -37,7 +37,16 @@ from pristine_transport.layers.retry import RetryHook
 from pristine_transport.logs import configure_logging
 from pristine_transport.manifest import EndpointSpec, Manifest, load_manifest
 from pristine_transport.redaction import Redactor
-from pristine_transport.request import NOT_GIVEN, NotGiven, Omit, encode_query, json_body, merge_headers, merge_query
+from pristine_transport.request import (
+    NOT_GIVEN,
+    NotGiven,
+    Omit,
+    encode_query,
+    json_body,
+    merge_body,
+    merge_headers,
+    merge_query,
+)
 from pristine_transport.sse import ServerSentEvent, aiter_sse
 from pristine_transport.stack import RouterTransport, SizeEstimator, build_transport
 
@@ -67,6 +76,7 @@ class ManifestClient:
         tracer: trace.Tracer | None = None,
         size_estimators: Mapping[str, SizeEstimator] | None = None,
         http_client_kwargs: Mapping[str, Any] | None = None,
+        default_body: Mapping[str, Any] | None = None,
         on_retry: RetryHook | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
@@ -87,6 +97,7 @@ class ManifestClient:
         # Kept here rather than in httpx so that the endpoint's headers rank above them and ``omit`` can remove them.
         self._default_headers = merge_headers(kwargs.pop("headers", None))
         self._default_query: dict[str, Any] = dict(kwargs.pop("params", None) or {})
+        self._default_body = dict(default_body or {})
         for reserved in ("transport", "base_url"):
             if reserved in kwargs:
                 raise ConfigurationError(f"http_client_kwargs[{reserved!r}] is set by ManifestClient; remove it")
@@ -125,13 +136,17 @@ class ManifestClient:
         data: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str | Omit] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         extensions: Mapping[str, Any] | None = None,
         timeout: float | httpx.Timeout | None = None,
         stream: bool = False,
     ) -> httpx.Response:
         """Send one request to ``endpoint``; every status is returned as is. With ``stream`` the body is unread
-        and the caller must close the response."""
+        and the caller must close the response. Headers, query and JSON body keys merge as client defaults <
+        endpoint < this call (``headers``, ``params``, ``extra_body``); an ``omit`` value removes one."""
         spec = self._endpoint(endpoint)
+        if self._default_body or extra_body:
+            json = merge_body(json, self._default_body, extra_body)
         if not isinstance(json, NotGiven):
             if content is not None:
                 raise ValueError("pass either json or content, not both")

@@ -20,6 +20,7 @@ __all__ = [
     "Omit",
     "encode_query",
     "json_body",
+    "merge_body",
     "merge_headers",
     "merge_query",
     "omit",
@@ -101,6 +102,24 @@ def merge_query(*layers: QueryLayer) -> dict[str, Any]:
                 merged.pop(name, None)
             else:
                 merged[name] = value
+    return merged
+
+
+def merge_body(body: Any, *layers: Mapping[str, Any] | None) -> Any:
+    """``body`` with the keys of each later layer set over it (``omit`` removes a key). Without extra keys the body
+    is returned as is (a Struct stays a Struct); otherwise it must be a JSON object."""
+    extra = [layer for layer in layers if layer]
+    if not extra:
+        return body
+    merged = msgspec.to_builtins(body) if body is not NOT_GIVEN else {}
+    if not isinstance(merged, dict):
+        raise TypeError(f"extra body keys need a JSON object body, got {type(body).__name__}")
+    for layer in extra:
+        for key, value in layer.items():
+            if isinstance(value, Omit):
+                merged.pop(key, None)
+            else:
+                merged[key] = value
     return merged
 
 

@@ -246,6 +246,31 @@ async def test_header_and_query_merge_order_and_omit() -> None:
     assert custom.url.params.multi_items() == [("limit", "9")]
 
 
+class Thing(msgspec.Struct, omit_defaults=True):
+    name: str
+    size: int = 0
+
+
+async def test_body_keys_merge_client_defaults_then_the_call_and_omit_removes_one() -> None:
+    handler, seen = answering(httpx.Response(200, json={}))
+    async with client_for(handler, default_body={"project": "p1", "trace": True}) as client:
+        await client.send("create", json=Thing(name="a", size=3), extra_body={"trace": omit, "size": 4})
+        await client.send("create", extra_body={"name": "b"})
+    first, second = (msgspec.json.decode(r.content) for r in seen)
+    assert first == {"name": "a", "size": 4, "project": "p1"}
+    assert second == {"project": "p1", "trace": True, "name": "b"}
+    with pytest.raises(TypeError, match="JSON object"):
+        async with client_for(handler) as client:
+            await client.send("create", json=[1, 2], extra_body={"x": 1})
+
+
+async def test_a_body_without_extra_keys_is_sent_as_given() -> None:
+    handler, seen = answering(httpx.Response(200, json={}))
+    async with client_for(handler) as client:
+        await client.send("create", json=Thing(name="a"))
+    assert seen[0].content == b'{"name":"a"}'
+
+
 async def test_transport_failures_map_to_the_error_taxonomy() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
