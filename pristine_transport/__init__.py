@@ -37,7 +37,9 @@ from pristine_transport.futures import (
     FutureResolver,
     FutureRetrieveError,
     FutureTimeoutError,
+    RequestCapacityError,
     RequestFailedError,
+    RequestRateLimitedError,
     combine,
 )
 from pristine_transport.layers.backoff_window import BackoffWindow
@@ -111,7 +113,9 @@ __all__ = [
     "QueueStateObserver",
     "RateLimitError",
     "Redactor",
+    "RequestCapacityError",
     "RequestFailedError",
+    "RequestRateLimitedError",
     "RetryEvent",
     "RetryHook",
     "RetryLayer",

@@ -45,7 +45,9 @@ __all__ = [
     "FutureResolver",
     "FutureRetrieveError",
     "FutureTimeoutError",
+    "RequestCapacityError",
     "RequestFailedError",
+    "RequestRateLimitedError",
     "ResultHandle",
     "combine",
 ]
@@ -70,6 +72,15 @@ class RequestFailedError(PristineError):
         self.message = message
         self.request_id = request_id
         self.category: RequestErrorCategory = category
+
+
+class RequestRateLimitedError(RequestFailedError):
+    """A failed request whose message names a rate or concurrency limit (the manifest's ``rate_limit_patterns``):
+    wait or lower the concurrency, then send it again."""
+
+
+class RequestCapacityError(RequestFailedError):
+    """A failed request whose message says the service is out of capacity (``capacity_patterns``): retry later."""
 
 
 class FutureExpiredError(PristineError):
@@ -591,8 +602,15 @@ class FutureResolver:
         category = raw_category.lower() if isinstance(raw_category, str) else "unknown"
         if category not in _CATEGORIES:
             category = "unknown"
-        message = f"Request failed: {body.get(failure.field)} for request_id={state.request_id}"
-        return RequestFailedError(message, request_id=state.request_id, category=category)  # type: ignore[arg-type]
+        reported = str(body.get(failure.field))
+        message = f"Request failed: {reported} for request_id={state.request_id}"
+        lowered = reported.lower()
+        kind: type[RequestFailedError] = RequestFailedError
+        if any(pattern.lower() in lowered for pattern in failure.rate_limit_patterns):
+            kind = RequestRateLimitedError
+        elif any(pattern.lower() in lowered for pattern in failure.capacity_patterns):
+            kind = RequestCapacityError
+        return kind(message, request_id=state.request_id, category=category)  # type: ignore[arg-type]
 
     def _status_error(self, state: _Poll, status: int, content: bytes, why: str) -> FutureRetrieveError:
         text = content.decode("utf-8", errors="replace")

@@ -187,6 +187,10 @@ class MatchSpec(_Spec):
 class FailureSpec(_Spec):
     field: str = "error"
     category_field: str = "category"
+    rate_limit_patterns: list[str] = msgspec.field(default_factory=list)
+    """Case-insensitive substrings of a failure message that mean a rate or concurrency limit was hit."""
+    capacity_patterns: list[str] = msgspec.field(default_factory=list)
+    """Case-insensitive substrings of a failure message that mean the service is out of capacity."""
 
 
 class MetadataOnlySpec(_Spec):

@@ -22,7 +22,9 @@ from pristine_transport.futures import (
     FutureExpiredError,
     FutureRetrieveError,
     FutureTimeoutError,
+    RequestCapacityError,
     RequestFailedError,
+    RequestRateLimitedError,
 )
 
 TinkerError = PristineError
@@ -46,7 +48,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestCapacityError",
     "RequestFailedError",
+    "RequestRateLimitedError",
     "TinkerError",
     "UnprocessableEntityError",
 ]

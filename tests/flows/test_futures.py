@@ -23,7 +23,9 @@ from pristine_transport.futures import (
     FutureResolver,
     FutureRetrieveError,
     FutureTimeoutError,
+    RequestCapacityError,
     RequestFailedError,
+    RequestRateLimitedError,
     combine,
 )
 from pristine_transport.layers.pool_limiter import BytesSemaphore
@@ -170,6 +172,25 @@ async def test_failure_body_raises_request_failed_with_category(body: dict[str, 
     assert caught.value.category == category
     assert caught.value.request_id == "req-1"
     assert str(body["error"]) in str(caught.value)
+    await close(resolver)
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("Unknown error: max number of clients + cluster connections reached", RequestRateLimitedError),
+        ("backend is OVERLOADED, try later", RequestCapacityError),
+        ("bad prompt", RequestFailedError),
+    ],
+)
+async def test_failure_messages_the_manifest_names_raise_typed_errors(message: str, kind: type) -> None:
+    patterns = {"rate_limit_patterns": ["max number of clients"], "capacity_patterns": ["overloaded"]}
+    server = FutureServer([httpx.Response(200, json={"error": message, "category": "server"})])
+    resolver = resolver_for(server, manifest_data=manifest(futures={"failure": patterns}))
+    handle = await resolver.submit("submit", result_type=Result, json={})
+    with pytest.raises(RequestFailedError) as caught:
+        await handle
+    assert type(caught.value) is kind and caught.value.category == "server"
     await close(resolver)
 
 
