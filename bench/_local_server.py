@@ -1,5 +1,5 @@
 """What both client-cost benchmark scripts share, standard library only: the server subprocess, the workload
-sizes, the CPU and memory probes, and the worker command line.
+sizes, the CPU and memory probes, and the worker command line (the workloads themselves are in ``_workloads.py``).
 
 ``bench_client_cpu.py`` (tinkex, the repo's venv) and ``official_sdk_cpu.py`` (the official ``tinker`` SDK, its own
 venv) both import this module, so both SDKs run the same workload sizes and are measured the same way. The server
@@ -34,11 +34,9 @@ __all__ = [
     "RssPeak",
     "Sizes",
     "Workload",
-    "datum_tokens",
     "local_server",
     "measure",
     "measure_async",
-    "prompt_tokens",
     "traced_peak_mb",
     "worker_main",
 ]
@@ -68,14 +66,6 @@ class Sizes:
 
 
 SIZES = Sizes()
-
-
-def datum_tokens() -> list[int]:
-    return [(7 * i) % 1000 + 1 for i in range(SIZES.datum_tokens + 1)]
-
-
-def prompt_tokens() -> list[int]:
-    return [(11 * i) % 1000 + 1 for i in range(SIZES.prompt_tokens)]
 
 
 # server ------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The local server (``python -m tinkex.testing``) always runs in a separate process, so ``time.process_time()`` of
 the client process (every thread: tinkex's background loop and heartbeat included) is client CPU only.
 
-Workloads (sizes in ``_local_server.Sizes``, identical for both SDKs):
+Workloads (written once in ``_workloads.py``, sizes in ``_local_server.Sizes``, identical for both SDKs):
 
 - ``train_sync`` / ``train_async``: 200 training requests, i.e. 100 steps of forward_backward (8 datums x 64
   tokens) + optim_step submitted back to back, then both results awaited; ms per request.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import importlib.metadata
 import json
 import os
 import pstats
@@ -47,16 +48,15 @@ from _local_server import (  # noqa: E402  (the bench dir is put on the path jus
     API_KEY,
     BASE_MODEL,
     SIZES,
-    RssPeak,
     Workload,
-    datum_tokens,
     local_server,
-    measure,
     measure_async,
-    prompt_tokens,
-    traced_peak_mb,
     worker_main,
 )
+from _workloads import SHARED_WORKLOADS, Sdk, sampling_args, workloads  # noqa: E402
+
+import tinkex  # noqa: E402
+from tinkex import types  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 OFFICIAL_PYTHON = Path("/tmp/official-venv/bin/python")
@@ -72,11 +72,9 @@ SPEEDUP_VS_LATEST = 1.5
 MEMORY_FRACTION = 0.5
 
 
-# tinkex workloads --------------------------------------------------------------------------------------------
-def _client(base_url: str) -> Any:
+# tinkex: its adapter and its own httpx_floor workload --------------------------------------------------------
+def _client(base_url: str) -> tinkex.Client:
     """``TINKEX_BENCH_TRANSPORT=aiohttp`` measures tinkex on the optional aiohttp base transport."""
-    import tinkex
-
     transport = None
     if os.environ.get("TINKEX_BENCH_TRANSPORT") == "aiohttp":
         import httpx_aiohttp
@@ -85,119 +83,13 @@ def _client(base_url: str) -> Any:
     return tinkex.Client(api_key=API_KEY, base_url=base_url, telemetry=False, transport=transport)
 
 
-def _sdk_info() -> dict[str, Any]:
-    import importlib.metadata
-
-    return {"sdk": "tinkex", "version": importlib.metadata.version("tinkex")}
-
-
-def _datums() -> list[Any]:
-    from tinkex import types
-
-    tokens = datum_tokens()
-    return [
-        types.Datum(
-            model_input=types.ModelInput.from_ints(tokens[:-1]),
-            loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)},
-        )
-        for _ in range(SIZES.batch)
-    ]
-
-
-def _sampling_args() -> tuple[Any, Any]:
-    from tinkex import types
-
-    return types.ModelInput.from_ints(prompt_tokens()), types.SamplingParams(max_tokens=SIZES.max_tokens)
-
-
-def train_sync(base_url: str) -> dict[str, Any]:
-    from tinkex import types
-
-    with _client(base_url) as client:
-        training = client.create_lora_training_client(BASE_MODEL, rank=32)
-        data, adam = _datums(), types.AdamParams(learning_rate=1e-4)
-
-        def steps(count: int) -> None:
-            for _ in range(count):
-                forward_backward = training.forward_backward(data, "cross_entropy")
-                optim = training.optim_step(adam)
-                forward_backward.result()
-                optim.result()
-
-        result = measure(lambda: steps(SIZES.warmup), lambda: steps(SIZES.train_ops // 2), SIZES.train_ops)
-    return {**_sdk_info(), **result.as_dict()}
-
-
-def train_async(base_url: str) -> dict[str, Any]:
-    from tinkex import types
-
-    async def run() -> dict[str, Any]:
-        client = _client(base_url)
-        training = await client.create_lora_training_client_async(BASE_MODEL, rank=32)
-        data, adam = _datums(), types.AdamParams(learning_rate=1e-4)
-
-        async def steps(count: int) -> None:
-            for _ in range(count):
-                forward_backward = await training.forward_backward_async(data, "cross_entropy")
-                optim = await training.optim_step_async(adam)
-                await forward_backward
-                await optim
-
-        result = await measure_async(lambda: steps(SIZES.warmup), lambda: steps(SIZES.train_ops // 2), SIZES.train_ops)
-        await client.aclose()
-        return {**_sdk_info(), **result.as_dict()}
-
-    return asyncio.run(run())
-
-
-def sample_sync(base_url: str) -> dict[str, Any]:
-    with _client(base_url) as client:
-        sampler = client.create_sampling_client(base_model=BASE_MODEL)
-        prompt, params = _sampling_args()
-
-        def samples(count: int) -> None:
-            for _ in range(count):
-                sampler.sample(prompt, 1, params).result()
-
-        result = measure(lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples), SIZES.samples)
-    return {**_sdk_info(), **result.as_dict()}
-
-
-def sample_async(base_url: str) -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        client = _client(base_url)
-        sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
-        prompt, params = _sampling_args()
-
-        async def samples(count: int) -> None:
-            await asyncio.gather(*(sampler.sample_async(prompt, 1, params) for _ in range(count)))
-
-        result = await measure_async(lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples), SIZES.samples)
-        await client.aclose()
-        return {**_sdk_info(), **result.as_dict()}
-
-    return asyncio.run(run())
-
-
-def inflight(base_url: str) -> dict[str, Any]:
-    """Memory with ``SIZES.inflight`` samples in flight (the server must hold results ``inflight_latency_s``)."""
-
-    async def run() -> dict[str, Any]:
-        client = _client(base_url)
-        sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
-        prompt, params = _sampling_args()
-
-        async def batch(count: int) -> None:
-            await asyncio.gather(*(sampler.sample_async(prompt, 1, params) for _ in range(count)))
-
-        await batch(SIZES.warmup)
-        with RssPeak() as rss:
-            result = await measure_async(lambda: asyncio.sleep(0), lambda: batch(SIZES.inflight), SIZES.inflight)
-        traced = await traced_peak_mb(lambda: batch(SIZES.inflight))
-        await client.aclose()
-        return {**_sdk_info(), **result.as_dict(), **rss.as_dict(), "traced_peak_mb": traced}
-
-    return asyncio.run(run())
+TINKEX = Sdk(
+    types=types,
+    service_client=_client,
+    info={"sdk": "tinkex", "version": importlib.metadata.version("tinkex")},
+    close=tinkex.Client.close,
+    aclose=tinkex.Client.aclose,
+)
 
 
 def httpx_floor(base_url: str) -> dict[str, Any]:
@@ -206,47 +98,37 @@ def httpx_floor(base_url: str) -> dict[str, Any]:
     import httpx
     import msgspec
 
-    from tinkex import types
-
     async def run() -> dict[str, Any]:
-        client = _client(base_url)
-        sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
-        prompt, params = _sampling_args()
-        seq_ids = iter(range(10**9))
-        async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": API_KEY}) as http:
+        async with TINKEX.async_session(base_url) as client:
+            sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
+            prompt, params = sampling_args(TINKEX)
+            seq_ids = iter(range(10**9))
+            async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": API_KEY}) as http:
 
-            async def one_sample() -> None:
-                request = types.SampleRequest(
-                    prompt=prompt, sampling_params=params,
-                    sampling_session_id=sampler.sampling_session_id, seq_id=next(seq_ids),
-                )
-                submitted = await http.post("/api/v1/asample", content=msgspec.json.encode(request),
-                                            headers={"Content-Type": "application/json"})
-                request_id = msgspec.json.decode(submitted.content)["request_id"]
-                result = await http.post("/api/v1/retrieve_future", json={"request_id": request_id})
-                assert "sequences" in msgspec.json.decode(result.content), result.text
+                async def one_sample() -> None:
+                    request = types.SampleRequest(
+                        prompt=prompt, sampling_params=params,
+                        sampling_session_id=sampler.sampling_session_id, seq_id=next(seq_ids),
+                    )
+                    submitted = await http.post("/api/v1/asample", content=msgspec.json.encode(request),
+                                                headers={"Content-Type": "application/json"})
+                    request_id = msgspec.json.decode(submitted.content)["request_id"]
+                    result = await http.post("/api/v1/retrieve_future", json={"request_id": request_id})
+                    assert "sequences" in msgspec.json.decode(result.content), result.text
 
-            async def samples(count: int) -> None:
-                for _ in range(count):
-                    await one_sample()
+                async def samples(count: int) -> None:
+                    for _ in range(count):
+                        await one_sample()
 
-            result = await measure_async(lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples), SIZES.samples)
-        await client.aclose()
-        return {**_sdk_info(), "sdk": "bare httpx", **result.as_dict()}
+                warmup, timed = lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples)
+                result = await measure_async(warmup, timed, SIZES.samples)
+        return {**TINKEX.info, "sdk": "bare httpx", **result.as_dict()}
 
     return asyncio.run(run())
 
 
-WORKLOADS: dict[str, Workload] = {
-    "train_sync": train_sync,
-    "train_async": train_async,
-    "sample_sync": sample_sync,
-    "sample_async": sample_async,
-    "inflight": inflight,
-    "httpx_floor": httpx_floor,
-}
+WORKLOADS: dict[str, Workload] = {**workloads(TINKEX), "httpx_floor": httpx_floor}
 CPU_WORKLOADS = ("train_sync", "train_async", "sample_sync", "sample_async")
-SHARED_WORKLOADS = (*CPU_WORKLOADS, "inflight")  # what official_sdk_cpu.py runs too; httpx_floor is tinkex's own
 
 
 # pytest-benchmark --------------------------------------------------------------------------------------------
@@ -285,7 +167,7 @@ if pytest is not None:
     def test_memory_with_samples_in_flight(benchmark: Any, inflight_server_url: str) -> None:
         # RSS growth is left out: in the shared pytest process earlier rounds have grown the heap already.
         keys = ("traced_peak_mb", "cpu_ms_per_op", "wall_s")
-        _record(benchmark, lambda: inflight(inflight_server_url), keys)
+        _record(benchmark, lambda: WORKLOADS["inflight"](inflight_server_url), keys)
         # Every sample waits out the server's latency, so the batch cannot finish sooner: they were in flight.
         assert benchmark.extra_info["wall_s"] >= SIZES.inflight_latency_s
 
