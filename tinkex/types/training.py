@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -28,6 +29,8 @@ __all__ = [
 
 LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro"]
 LossFnInputs = dict[str, TensorData]
+TensorInput = TensorData | Sequence[int] | Sequence[float] | Any
+"""What ``Datum.loss_fn_inputs`` accepts per key: TensorData, a (nested) list, a numpy array or a torch tensor."""
 LossFnOutput = dict[str, TensorData]
 
 # Wire dtype of a plain-list loss_fn_input, by key (official `types/datum.py`).
@@ -84,6 +87,10 @@ class Datum(RequestStruct, kw_only=True):
 
     loss_fn_inputs: LossFnInputs
     model_input: ModelInput
+
+    if TYPE_CHECKING:
+        # What the constructor accepts; __post_init__ turns every value into TensorData.
+        def __init__(self, *, loss_fn_inputs: Mapping[str, TensorInput], model_input: ModelInput) -> None: ...
 
     def __post_init__(self) -> None:
         inputs = self.loss_fn_inputs
