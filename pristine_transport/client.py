@@ -111,12 +111,13 @@ class ManifestClient:
 
     def url_for(self, endpoint: str, path_params: Mapping[str, object] | None = None) -> str:
         """The endpoint's full URL: the base URL (path prefix kept) + the path with parameters filled in as is."""
-        literals, names = self._template(endpoint)
+        spec = self._endpoint(endpoint)
+        literals, names = self._paths[endpoint]
         params = path_params or {}
         unexpected = set(params) - set(names)
         if unexpected:
             raise ValueError(
-                f"endpoint {endpoint!r} ({self.manifest.endpoints[endpoint].path}) has no path parameter(s) "
+                f"endpoint {endpoint!r} ({spec.path}) has no path parameter(s) "
                 + ", ".join(repr(n) for n in sorted(unexpected))
             )
         parts = [literals[0]]
@@ -220,10 +221,6 @@ class ManifestClient:
             known = ", ".join(sorted(self.manifest.endpoints)) or "none"
             raise ConfigurationError(f"manifest {self.manifest.name!r} has no endpoint {name!r} (known: {known})")
         return spec
-
-    def _template(self, endpoint: str) -> tuple[list[str], list[str]]:
-        self._endpoint(endpoint)
-        return self._paths[endpoint]
 
     def _parse(self, response: httpx.Response, result_type: Any) -> Any:
         if result_type is type(None):

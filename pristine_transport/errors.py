@@ -154,13 +154,14 @@ def error_for_response(response: httpx.Response) -> APIStatusError:
     except msgspec.DecodeError:
         body = text or None
     status = response.status_code
-    if body is None:
-        message = f"Error code: {status}"
-    else:
-        shown = text if len(text) <= _MAX_BODY_IN_MESSAGE else text[:_MAX_BODY_IN_MESSAGE] + "…"
-        message = f"Error code: {status} - {shown}"
+    message = f"Error code: {status}" if body is None else f"Error code: {status} - {body_excerpt(text)}"
     cls = InternalServerError if status >= 500 else _STATUS_CLASSES.get(status, APIStatusError)
     return cls(message, response=response, body=body)
+
+
+def body_excerpt(text: str) -> str:
+    """A response body as shown in an error message: cut after ``_MAX_BODY_IN_MESSAGE`` characters."""
+    return text if len(text) <= _MAX_BODY_IN_MESSAGE else text[:_MAX_BODY_IN_MESSAGE] + "…"
 
 
 def error_for_transport_exception(exc: Exception, request: httpx.Request) -> APIConnectionError:
@@ -169,23 +170,25 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
 
     if isinstance(exc, ProgressTimeoutError):
         return APITimeoutError(request, str(exc))
-    cause = exc.__cause__
-    if isinstance(exc, httpx.TimeoutException) and (cause is None or _is_timeout(cause)):
+    failure = _actual_failure(exc)
+    if failure is exc and isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(request)
-    # Some base transports report other failures as timeouts (httpx-aiohttp maps a server disconnect to
-    # ConnectTimeout); the underlying exception says what really happened.
-    failure = exc if cause is None or not isinstance(exc, httpx.TimeoutException) else cause
     detail = str(failure) or type(failure).__name__
     return APIConnectionError(request=request, message=f"Connection error: {detail}")
 
 
 def failure_name(exc: BaseException) -> str:
-    """The class name of a transport failure, or of its cause when a base transport reported another failure as
-    a timeout (httpx-aiohttp turns a server disconnect into ``ConnectTimeout``)."""
+    """The class name of a transport failure (of its cause when it was reported as a timeout, see below)."""
+    return type(_actual_failure(exc)).__name__
+
+
+def _actual_failure(exc: BaseException) -> BaseException:
+    """``exc``, or its cause when a base transport reported another failure as a timeout (httpx-aiohttp turns a
+    server disconnect into ``ConnectTimeout``)."""
     cause = exc.__cause__
     if isinstance(exc, httpx.TimeoutException) and cause is not None and not _is_timeout(cause):
-        return type(cause).__name__
-    return type(exc).__name__
+        return cause
+    return exc
 
 
 def _is_timeout(exc: BaseException) -> bool:

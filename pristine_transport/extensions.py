@@ -11,3 +11,7 @@ SIZE_BYTES = "pristine.size_bytes"
 
 QUEUE_OBSERVER = "pristine.queue_observer"
 """An object with ``on_queue_state_change(state: str, reason: str | None)``, notified of queue-state changes."""
+
+ATTEMPT = "pristine.attempt"
+"""Re-sends before this attempt (int, 0 for the first). Set by ``RetryLayer`` on every attempt it sends, for the
+layers beneath it (``AttemptTelemetryLayer``); a caller's value is overwritten."""

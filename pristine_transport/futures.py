@@ -8,9 +8,10 @@ Delivery rules (design.md, "exactly once"):
 
 - One polling task per future, started as soon as the handle exists. Every awaiter shares it, and awaiting twice
   gives the same result object.
-- Cancelling an awaiter, or an awaiter's own ``timeout``, abandons only that wait: the polling goes on and a later
-  await still gets the result, even if the cancelled awaiter was the only one. Only ``handle.cancel()``, the
-  handle's ``deadline_s`` or :meth:`FutureResolver.aclose` stop polling. None of them cancels the server's work.
+- A wait's own ``timeout``, a ``result()`` call from another thread giving up, or cancelling one of several
+  awaiters abandons only that wait: the polling goes on and a later await still gets the result. Cancelling the
+  last awaiter, ``handle.cancel()``, the handle's ``deadline_s`` and :meth:`FutureResolver.aclose` stop polling.
+  None of them cancels the server's work.
 - Response bytes taken from the budget on a metadata-only reply are held until the future ends, and given back
   exactly once on every path (result, failure, deadline, cancellation).
 """
@@ -21,7 +22,6 @@ import asyncio
 import concurrent.futures
 import random as random_module
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
@@ -30,7 +30,7 @@ from opentelemetry import trace
 
 from pristine_transport import extensions
 from pristine_transport.client import ManifestClient
-from pristine_transport.errors import APIConnectionError, PristineError
+from pristine_transport.errors import APIConnectionError, PristineError, body_excerpt
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
 from pristine_transport.logs import get_logger
@@ -59,7 +59,6 @@ FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "erro
 RequestErrorCategory = Literal["user", "server", "unknown"]
 
 _CATEGORIES: frozenset[str] = frozenset({"user", "server", "unknown"})
-_MAX_BODY_IN_MESSAGE = 2000
 
 logger = get_logger("futures")
 
@@ -119,29 +118,29 @@ class FutureTimeoutError(TimeoutError):
         self.polling_stopped = polling_stopped
 
 
-class ResultHandle(ABC, Generic[T]):
+class ResultHandle(Generic[T]):
     """What :class:`FutureHandle` and :class:`CombinedHandle` share: awaiting, waiting from another thread and
     cancelling one task that lives on one event loop."""
 
     _loop: asyncio.AbstractEventLoop
     _description: str
+    _task: asyncio.Task[T] | None
+    """The task every awaiter shares (a combined handle creates it on the first wait)."""
     _awaiters: int = 0
 
-    @abstractmethod
     def _shared_task(self) -> asyncio.Task[T]:
         """The task every awaiter shares; called on the loop thread only."""
+        assert self._task is not None
+        return self._task
 
-    @abstractmethod
-    def _started_task(self) -> asyncio.Task[T] | None:
-        """The shared task if it exists yet."""
-
-    @abstractmethod
     def _cancel_work(self) -> None:
         """Stop the work behind the handle; called on the loop thread only."""
+        if self._task is not None:
+            self._task.cancel()
 
-    @abstractmethod
     def done(self) -> bool:
         """True once the handle has a result, a failure, or was cancelled."""
+        return self._task is not None and self._task.done()
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.result_async().__await__()
@@ -182,7 +181,7 @@ class ResultHandle(ABC, Generic[T]):
                 f"{type(self).__name__}.result() called on the event loop that resolves it, which would deadlock; "
                 "use `await handle` or `await handle.result_async()` instead."
             )
-        task = self._started_task()
+        task = self._task
         if task is not None and task.done():
             if task.cancelled():
                 raise concurrent.futures.CancelledError(f"{self._description} was cancelled")
@@ -216,20 +215,8 @@ class FutureHandle(ResultHandle[T]):
         self._loop = loop
         self._description = request_id
 
-    def _shared_task(self) -> asyncio.Task[T]:
-        return self._task
-
-    def _started_task(self) -> asyncio.Task[T] | None:
-        return self._task
-
-    def _cancel_work(self) -> None:
-        self._task.cancel()
-
-    def done(self) -> bool:
-        return self._task.done()
-
     def __repr__(self) -> str:
-        state = "done" if self._task.done() else "pending"
+        state = "done" if self.done() else "pending"
         return f"FutureHandle(request_id={self.request_id!r}, {state})"
 
 
@@ -261,9 +248,6 @@ class CombinedHandle(ResultHandle[R]):
             self._task.add_done_callback(_retrieve_outcome)
         return self._task
 
-    def _started_task(self) -> asyncio.Task[R] | None:
-        return self._task
-
     async def _reduce(self) -> R:
         tasks = [part._shared_task() for part in self.parts]
         # asyncio.wait never cancels what it waits on, so a cancelled combined wait leaves the parts running.
@@ -276,8 +260,7 @@ class CombinedHandle(ResultHandle[R]):
     def _cancel_work(self) -> None:
         for part in self.parts:
             part._cancel_work()
-        if self._task is not None:
-            self._task.cancel()
+        super()._cancel_work()
 
     def done(self) -> bool:
         if self._task is not None:
@@ -491,9 +474,9 @@ class FutureResolver:
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
                 state.last_answer = type(exc).__name__
-                delay = min(2.0**state.connection_errors, spec.backoff.connection_error_max_s)
-                state.connection_errors += 1
                 state.iteration += 1
+                state.connection_errors += 1
+                delay = self._refusal_delay(state.connection_errors)
                 logger.debug("future %s: poll failed (%s); re-polling in %.1f s", state.request_id, exc, delay)
                 await self._sleep(delay)
                 continue
@@ -504,10 +487,9 @@ class FutureResolver:
             state.last_answer = f"HTTP {status}"
             if status != 400:
                 state.bad_requests = 0
-            if status == 429:  # the server sheds polls: back off as for connection errors (official 0.21+)
-                delay = min(2.0**state.rate_limited, spec.backoff.connection_error_max_s)
+            if status == 429:  # the server sheds polls: back off as for connection errors
                 state.rate_limited += 1
-                await self._sleep(delay)
+                await self._sleep(self._refusal_delay(state.rate_limited))
                 continue
             state.rate_limited = 0
             if status == 408 or status >= 500:
@@ -518,7 +500,7 @@ class FutureResolver:
             if status == 400 and _is_bare(response.content):
                 state.bad_requests += 1
                 if state.bad_requests > spec.bad_request_retries:
-                    raise self._status_error(state, response.status_code, response.content, "repeated bare 400")
+                    raise self._status_error(state, status, response.content, "repeated bare 400")
                 await self._pace(state, held)
                 continue
             if not 200 <= status < 300:
@@ -563,6 +545,10 @@ class FutureResolver:
         if names.roundtrip is not None and state.iteration == 0:
             headers[names.roundtrip] = repr(state.roundtrip_s)
         return headers
+
+    def _refusal_delay(self, refusals: int) -> float:
+        """After the ``refusals``-th poll in a row that got no answer or was shed: 1, 2, 4 ... s, capped."""
+        return min(2.0 ** (refusals - 1), self.spec.backoff.connection_error_max_s)
 
     async def _pace(self, state: _Poll, held: bool) -> None:
         """After a not-yet answer: at once if the server held the poll (it paces us), else a short backoff."""
@@ -613,10 +599,7 @@ class FutureResolver:
         return kind(message, request_id=state.request_id, category=category)  # type: ignore[arg-type]
 
     def _status_error(self, state: _Poll, status: int, content: bytes, why: str) -> FutureRetrieveError:
-        text = content.decode("utf-8", errors="replace")
-        if len(text) > _MAX_BODY_IN_MESSAGE:
-            text = text[:_MAX_BODY_IN_MESSAGE] + "…"
-        text = self.client.redactor.text(text)
+        text = self.client.redactor.text(body_excerpt(content.decode("utf-8", errors="replace")))
         try:
             body: object = msgspec.json.decode(content) if content else None
         except msgspec.DecodeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
@@ -116,7 +116,7 @@ class RetryPolicySpec(_Spec):
     max_retry_after_s: float = 60.0
     progress_timeout_s: float | None = None
     max_in_flight: int | None = None
-    """Concurrent logical requests admitted into the policy (the official sampling RetryHandler's semaphore)."""
+    """Concurrent logical requests admitted into the policy at once (null: unlimited)."""
 
 
 class RetryOverride(_Spec):
@@ -346,40 +346,39 @@ def load_manifest(source: str | Path | bytes | Mapping[str, Any]) -> Manifest:
 
 
 def _decode_collecting(raw: dict[str, Any]) -> tuple[Manifest | None, list[str]]:
-    """Decode section by section so that every broken entry is reported, not only the first."""
-    problems: list[str] = []
-    mapping_sections = {
-        "headers": HeaderSource,
-        "pools": PoolSpec,
-        "retry_policies": RetryPolicySpec,
-        "endpoints": EndpointSpec,
-    }
-    for key in raw:
-        if key not in Manifest.__struct_fields__:
-            problems.append(f"{key}: unknown key")
-    for section, spec_type in mapping_sections.items():
-        entries = raw.get(section, {})
-        if not isinstance(entries, dict):
-            problems.append(f"{section}: expected an object")
+    """Decode field by field, and the named entries of mapping fields one by one, so that every broken entry is
+    reported, not only the first."""
+    fields = msgspec.structs.fields(Manifest)
+    known = {field.name for field in fields}
+    problems = [f"{key}: unknown key" for key in raw if key not in known]
+    for field in fields:
+        if field.name not in raw:
+            if field.required:
+                problems.append(f"{field.name}: required")
             continue
-        for entry_name, entry in entries.items():
-            problems += _convert_errors(entry, spec_type, f"{section}.{entry_name}")
-    for field in msgspec.structs.fields(Manifest):
-        if field.name in mapping_sections or field.name not in raw:
-            continue
-        problems += _convert_errors(raw[field.name], field.type, field.name)
-    problems += [f"{key}: required" for key in ("name", "base_url") if key not in raw]
+        value = raw[field.name]
+        if get_origin(field.type) is not dict:
+            problems += _convert_errors(value, field.type, field.name)
+        elif not isinstance(value, dict):
+            problems.append(f"{field.name}: expected an object")
+        else:
+            entry_type = get_args(field.type)[1]
+            for entry_name, entry in value.items():
+                problems += _convert_errors(entry, entry_type, f"{field.name}.{entry_name}")
     if problems:
         return None, problems
     return msgspec.convert(raw, Manifest), []
 
 
-def _convert_errors(value: Any, spec_type: type, path: str) -> list[str]:
+def _convert_errors(value: Any, spec_type: Any, path: str) -> list[str]:
     try:
         msgspec.convert(value, spec_type)
     except msgspec.ValidationError as exc:
         return [_format_validation_error(path, str(exc))]
     return []
+
+
+_FIELD_PROBLEM = re.compile(r"Object (contains unknown|missing required) field `(.+)`")
 
 
 def _format_validation_error(prefix: str, message: str) -> str:
@@ -389,14 +388,10 @@ def _format_validation_error(prefix: str, message: str) -> str:
         detail, where = message, "$`"
     where = where.rstrip("`")
     sub = where[1:].lstrip(".") if where.startswith("$") else where
-    unknown = re.match(r"Object contains unknown field `(.+)`", detail)
-    if unknown:
-        sub = f"{sub}.{unknown.group(1)}" if sub else unknown.group(1)
-        detail = "unknown key"
-    missing = re.match(r"Object missing required field `(.+)`", detail)
-    if missing:
-        sub = f"{sub}.{missing.group(1)}" if sub else missing.group(1)
-        detail = "required"
+    field_problem = _FIELD_PROBLEM.match(detail)
+    if field_problem:
+        sub = ".".join(p for p in (sub, field_problem.group(2)) if p)
+        detail = "unknown key" if field_problem.group(1) == "contains unknown" else "required"
     path = ".".join(p for p in (prefix, sub) if p)
     return f"{path or '$'}: {detail}"
 

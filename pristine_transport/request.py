@@ -62,9 +62,6 @@ class Omit(_Sentinel):
 
     _name = "omit"
 
-    def __reduce__(self) -> str:
-        return "omit"
-
 
 NOT_GIVEN: Final = NotGiven()
 omit: Final = Omit()
@@ -95,13 +92,8 @@ def merge_query(*layers: QueryLayer) -> dict[str, Any]:
     """Merge query mappings (exact key match), later layers winning; an ``omit`` value removes the parameter."""
     merged: dict[str, Any] = {}
     for layer in layers:
-        if not layer:
-            continue
-        for name, value in layer.items():
-            if isinstance(value, Omit):
-                merged.pop(name, None)
-            else:
-                merged[name] = value
+        if layer:
+            _overlay(merged, layer)
     return merged
 
 
@@ -115,12 +107,16 @@ def merge_body(body: Any, *layers: Mapping[str, Any] | None) -> Any:
     if not isinstance(merged, dict):
         raise TypeError(f"extra body keys need a JSON object body, got {type(body).__name__}")
     for layer in extra:
-        for key, value in layer.items():
-            if isinstance(value, Omit):
-                merged.pop(key, None)
-            else:
-                merged[key] = value
+        _overlay(merged, layer)
     return merged
+
+
+def _overlay(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Omit):
+            merged.pop(key, None)
+        else:
+            merged[key] = value
 
 
 def encode_query(params: QueryLayer, array_format: ArrayFormat = "comma") -> list[tuple[str, str]]:

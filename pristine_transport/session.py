@@ -46,41 +46,31 @@ async def run_heartbeat(
     last_success = clock()
     while True:
         await sleep(spec.interval_s)
-        failure: Exception | None = None
         try:
             await client.call(spec.heartbeat_endpoint, json={spec.id_field: session_id})
         except APIStatusError as exc:
             if spec.stop_on_status is not None and exc.status_code == spec.stop_on_status:
                 logger.info("Session %s has finished; stopping its heartbeat loop.", session_id)
                 return
-            failure = exc
+            failure: Exception = exc
         except Exception as exc:  # noqa: BLE001 - a heartbeat must outlive any single failure
             failure = exc
-        if failure is None:
-            last_success = clock()
         else:
-            _beat_failed(client, logger, session_id, clock() - last_success, spec.warning_after_s, failure)
-
-
-def _beat_failed(
-    client: ManifestClient,
-    logger: logging.Logger,
-    session_id: str,
-    since_success_s: float,
-    warning_after_s: float,
-    exc: Exception,
-) -> None:
-    detail = client.redactor.text(str(exc) or type(exc).__name__)
-    if since_success_s < warning_after_s:
-        logger.debug("Session %s heartbeat failed: %s", session_id, detail)
-        return
-    logger.warning(
-        "Session heartbeat failed for %.0f seconds for session %s. Last exception: %s.\n"
-        "Your connection may be unreliable or the server is down. If this persists, the session will be terminated.",
-        since_success_s,
-        session_id,
-        detail,
-    )
+            last_success = clock()
+            continue
+        since_success_s = clock() - last_success
+        detail = client.redactor.text(str(failure) or type(failure).__name__)
+        if since_success_s < spec.warning_after_s:
+            logger.debug("Session %s heartbeat failed: %s", session_id, detail)
+            continue
+        logger.warning(
+            "Session heartbeat failed for %.0f seconds for session %s. Last exception: %s.\n"
+            "Your connection may be unreliable or the server is down. If this persists, the session will be "
+            "terminated.",
+            since_success_s,
+            session_id,
+            detail,
+        )
 
 
 class SessionLifecycle:

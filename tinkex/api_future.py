@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from .runtime import get_runtime
+from .runtime import get_runtime, running_loop, wait_result
 
 __all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future"]
 
@@ -53,20 +53,10 @@ class AwaitableFuture(APIFuture[T]):
         self._loop = asyncio.get_running_loop()
 
     def result(self, timeout: float | None = None) -> T:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
+        if running_loop() is self._loop:
             raise RuntimeError("result() would block the event loop this future runs on; use `await future` instead")
-        waiting = asyncio.run_coroutine_threadsafe(self.result_async(), self._loop)
-        try:
-            return waiting.result(timeout)
-        except TimeoutError:
-            if waiting.done():
-                raise
-            waiting.cancel()
-            raise TimeoutError(f"future not resolved within {timeout} s") from None
+        # Only the waiter is cancelled on timeout: result_async shields the work.
+        return wait_result(asyncio.run_coroutine_threadsafe(self.result_async(), self._loop), timeout, cancel=True)
 
     async def result_async(self, timeout: float | None = None) -> T:
         return await _wait(self._task, timeout)
@@ -84,12 +74,7 @@ class ConcurrentFuture(APIFuture[T]):
     def result(self, timeout: float | None = None) -> T:
         if get_runtime().in_loop_thread():
             raise RuntimeError("result() called on tinkex's own event loop; use `await future` instead")
-        try:
-            return self._future.result(timeout)
-        except TimeoutError:
-            if self._future.done():
-                raise  # the work itself timed out (e.g. a sample's deadline): keep its message
-            raise TimeoutError(f"future not resolved within {timeout} s") from None
+        return wait_result(self._future, timeout, cancel=False)
 
     async def result_async(self, timeout: float | None = None) -> T:
         return await _wait(asyncio.wrap_future(self._future), timeout)
@@ -105,17 +90,14 @@ def completed_future(value: T) -> ConcurrentFuture[T]:
 
 
 async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:
-    """``work``'s result; only this wait gives up after ``timeout`` (the work goes on).
-
-    Since Python 3.11 ``asyncio.TimeoutError`` and ``concurrent.futures.TimeoutError`` are the builtin
-    ``TimeoutError``, so a TimeoutError the work raised itself must not be mistaken for this wait's timeout.
-    """
+    """``work``'s result; only this wait gives up after ``timeout`` (the work goes on). The async twin of
+    :func:`~tinkex.runtime.wait_result`: a TimeoutError the work raised itself keeps its message."""
     try:
         return await asyncio.wait_for(asyncio.shield(work), timeout)
     except TimeoutError:
         if work.done():
             raise
-        raise TimeoutError(f"future not resolved within {timeout} s") from None
+        raise TimeoutError(f"not resolved within {timeout} s") from None
 
 
 async def _transformed(

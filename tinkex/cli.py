@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(arguments[1:])
     try:
-        args = _build_parser().parse_args(arguments)
+        # The shared options' defaults live here: in the parsers they are SUPPRESS (see _build_parser).
+        args = _build_parser().parse_args(arguments, argparse.Namespace(json=False, base_url=None, api_key=None))
     except SystemExit as exit_:  # argparse has printed usage or help
         return int(exit_.code or 0)
     try:
@@ -190,7 +191,7 @@ def _token_list(text: str) -> list[int]:
 def _client(args: argparse.Namespace) -> Iterator[Any]:
     from .client import Client
 
-    client = Client(api_key=getattr(args, "api_key", None), base_url=getattr(args, "base_url", None))
+    client = Client(api_key=args.api_key, base_url=args.base_url)
     try:
         yield client
     finally:
@@ -296,7 +297,7 @@ def _checkpoint_list(args: argparse.Namespace) -> int:
             response = rest.list_user_checkpoints(args.limit, args.offset).result()
             checkpoints = response.checkpoints
             total = response.cursor.total_count if response.cursor else len(checkpoints)
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"checkpoints": checkpoints, "total_count": total})
         return EXIT_OK
     if not checkpoints:
@@ -318,7 +319,7 @@ def _checkpoint_info(args: argparse.Namespace) -> int:
             known = ", ".join(c.checkpoint_id for c in listed) or "none"
             return _fail(f"training run {parsed.training_run_id} has no checkpoint {parsed.checkpoint_id!r} (it has: {known})", EXIT_FAILED)
         info = rest.get_weights_info_by_tinker_path(path).result()
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"checkpoint": found, "weights_info": info})
         return EXIT_OK
     fields = [
@@ -340,7 +341,7 @@ def _checkpoint_download(args: argparse.Namespace) -> int:
     from .checkpoints import download_checkpoint
 
     path = _checked_path(args.path)
-    as_json = getattr(args, "json", False)
+    as_json = args.json
     with _rest(args) as rest:
         result = download_checkpoint(
             rest, path, args.dest, force=args.force, progress=not as_json and sys.stderr.isatty(), extract=args.extract
@@ -371,7 +372,7 @@ def _checkpoint_delete(args: argparse.Namespace) -> int:
             except PristineError as exc:
                 results.append({"tinker_path": path, "deleted": False, "error": _describe(exc)})
     failed = [r for r in results if not r["deleted"]]
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"results": results})
     else:
         for r in results:
@@ -401,7 +402,7 @@ def _checkpoint_set_ttl(args: argparse.Namespace) -> int:
 
 
 def _done(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json(data)
     else:
         print(text)
@@ -439,7 +440,7 @@ def _run_list(args: argparse.Namespace) -> int:
         else:
             response = rest.list_training_runs(args.limit, args.offset, args.access_scope).result()
             runs, total = response.training_runs, response.cursor.total_count
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"training_runs": runs, "total_count": total})
         return EXIT_OK
     if not runs:
@@ -456,7 +457,7 @@ def _run_info(args: argparse.Namespace) -> int:
     with _rest(args) as rest:
         run = rest.get_training_run(run_id, args.access_scope).result()
         checkpoints = rest.list_checkpoints(run_id).result().checkpoints
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"training_run": run, "checkpoints": checkpoints})
         return EXIT_OK
     fields = [
@@ -486,11 +487,6 @@ def _sample(args: argparse.Namespace) -> int:
     if args.num_samples < 1 or args.max_tokens < 1:
         raise UsageError("--num-samples and --max-tokens must be >= 1")
     model_path = _checked_path(args.model_path) if args.model_path else None
-    if model_path is not None and parse_tinker_path(model_path).checkpoint_type == "training":
-        raise UsageError(
-            f"{model_path} is a training-state checkpoint (save_state); sample from a sampler_weights path "
-            "(save_weights_for_sampler)"
-        )
     params: dict[str, Any] = {"max_tokens": args.max_tokens}
     if args.temperature is not None:
         params["temperature"] = args.temperature
@@ -517,7 +513,7 @@ def _sample(args: argparse.Namespace) -> int:
         }
         for seq in response.sequences
     ]
-    if getattr(args, "json", False):
+    if args.json:
         _emit_json({"model": model_path or base_model, "prompt_tokens": tokens, "samples": samples})
         return EXIT_OK
     for index, sample in enumerate(samples):

@@ -84,7 +84,7 @@ def prepare_forward_data(data: Sequence[Datum]) -> list[Datum]:
         if "weights" in datum.loss_fn_inputs:
             prepared.append(datum)
             continue
-        length = len(_values(datum.loss_fn_inputs["target_tokens"]))
+        length = len(datum.loss_fn_inputs["target_tokens"].data)
         weights = TensorData(data=[0.0] * length, dtype="float32", shape=[length])
         prepared.append(msgspec.structs.replace(datum, loss_fn_inputs={**datum.loss_fn_inputs, "weights": weights}))
     return prepared
@@ -154,27 +154,14 @@ def _forward_logprobs(data: Sequence[Datum], forward_output: ForwardBackwardOutp
     for index, (datum, output) in enumerate(zip(data, outputs, strict=True)):
         if "logprobs" not in output:
             raise ValueError(f"forward loss_fn_outputs[{index}] has no 'logprobs' (keys: {sorted(output)})")
-        values = [float(value) for value in _values(output["logprobs"])]
-        expected = len(_values(datum.loss_fn_inputs["target_tokens"]))
+        values = [float(value) for value in output["logprobs"].data]
+        expected = len(datum.loss_fn_inputs["target_tokens"].data)
         if len(values) != expected:
             raise ValueError(
                 f"forward loss_fn_outputs[{index}].logprobs has {len(values)} values for {expected} target_tokens"
             )
         logprobs.append(values)
     return logprobs
-
-
-def _values(tensor: object) -> list[Any]:
-    """Flat values of a TensorData, a numpy/torch array or a list."""
-    if isinstance(tensor, TensorData):
-        return list(tensor.data)
-    tolist = getattr(tensor, "tolist", None)
-    if callable(tolist):
-        values = tolist()
-        return values if isinstance(values, list) else [values]
-    if isinstance(tensor, Sequence) and not isinstance(tensor, (str, bytes)):
-        return list(tensor)
-    raise TypeError(f"expected TensorData, an array or a list, got {type(tensor).__name__}")
 
 
 def _float_metrics(metrics: object) -> dict[str, float]:

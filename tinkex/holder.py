@@ -32,7 +32,7 @@ from pristine_transport.session import BackgroundHeartbeat
 
 from .config import ClientConfig
 from .request_size import SIZE_ESTIMATORS
-from .runtime import BackgroundLoop, get_runtime
+from .runtime import BackgroundLoop, get_runtime, running_loop
 from .telemetry import Telemetry
 from .types import CreateSessionRequest, CreateSessionResponse
 
@@ -190,7 +190,7 @@ class Holder:
         for loop, clients in list(self._per_loop.items()):
             if loop.is_running() and not loop.is_closed():
                 closing = asyncio.run_coroutine_threadsafe(clients.aclose(), loop)
-                if loop is not _running_loop():
+                if loop is not running_loop():
                     closing.result(timeout)
         self._per_loop.clear()
 
@@ -199,10 +199,3 @@ class Holder:
         if own is not None:
             await own.aclose()
         await asyncio.to_thread(self.close, timeout)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -30,6 +30,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import median
 from typing import Any, NamedTuple
 
 from opentelemetry import metrics as otel_metrics
@@ -70,16 +71,6 @@ RETRIES_ATTRIBUTE = "pristine.retries"
 FUTURE_ENDPOINT_ATTRIBUTE = "pristine.future.endpoint"
 FUTURE_POLLS_ATTRIBUTE = "pristine.future.polls"
 FUTURE_OUTCOME_ATTRIBUTE = "pristine.future.outcome"
-
-
-def median(sorted_values: Sequence[float]) -> float:
-    """True median of sorted values (mean of the two middle ones for an even count)."""
-    if not sorted_values:
-        raise ValueError("median of no values")
-    middle = len(sorted_values) // 2
-    if len(sorted_values) % 2:
-        return float(sorted_values[middle])
-    return (sorted_values[middle - 1] + sorted_values[middle]) / 2
 
 
 def nearest_rank(sorted_values: Sequence[float], percent: float) -> float:
@@ -145,7 +136,7 @@ class _Histogram:
             min=self._min,
             max=self._max,
             mean=self._sum / self._count,
-            p50=median(ordered),
+            p50=float(median(ordered)),
             p95=nearest_rank(ordered, 95),
             p99=nearest_rank(ordered, 99),
             buckets=tuple(zip((*self._bounds, math.inf), self._bucket_counts, strict=True)),

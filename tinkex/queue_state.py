@@ -51,7 +51,6 @@ class QueueStateLogger:
         self._clock = clock
         self._last_logged: float | None = None
         self._lock = threading.Lock()
-        self.state = QueueState.ACTIVE
 
     @classmethod
     def for_training(cls, prefix: str, identifier: str, callback: QueueStateCallback | None = None) -> QueueStateLogger:
@@ -62,7 +61,6 @@ class QueueStateLogger:
         return cls(f"Sampling is paused for sampler {sampler_id}. Reason: {{reason}}", SAMPLING_REASONS, callback)
 
     def on_queue_state_change(self, state: QueueState, reason: str | None) -> None:
-        self.state = state
         if self._callback is not None:
             self._callback(state, reason)
         if state is QueueState.ACTIVE:

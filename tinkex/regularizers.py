@@ -158,13 +158,18 @@ class RegularizerPipeline:
         weighted = regularizer.weight * value.reshape(())
         grad_norm = None
         if self.track_grad_norms:
-            grad_norm = _grad_norm(torch, weighted, logprobs) if weighted.requires_grad else 0.0
+            grad_norm = 0.0
+            if weighted.requires_grad:
+                grad_norm = math.sqrt(float(_squared_gradient(torch, weighted, logprobs, create_graph=False)))
         return _TermResult(value=float(value.detach()), weighted=weighted, grad_norm=grad_norm)
 
 
-def _grad_norm(torch: ModuleType, output: torch.Tensor, inputs: Sequence[torch.Tensor]) -> float:
-    gradients = torch.autograd.grad(output, list(inputs), retain_graph=True, allow_unused=True)
-    return math.sqrt(sum(float((gradient.detach() ** 2).sum()) for gradient in gradients if gradient is not None))
+def _squared_gradient(
+    torch: ModuleType, output: torch.Tensor, inputs: Sequence[torch.Tensor], *, create_graph: bool
+) -> torch.Tensor:
+    """``sum ||d output / d input||^2`` over ``inputs``. The graph is kept: the total loss still backpropagates."""
+    gradients = torch.autograd.grad(output, [*inputs], retain_graph=True, create_graph=create_graph, allow_unused=True)
+    return sum((gradient.pow(2).sum() for gradient in gradients if gradient is not None), torch.zeros(()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,9 +217,9 @@ class ElasticNet:
             raise ValueError(f"l1_ratio must be in [0, 1], got {self.l1_ratio}")
 
     def __call__(self, data: Sequence[Datum], logprobs: Sequence[torch.Tensor]) -> torch.Tensor:
-        l1 = L1(self.reduction)(data, logprobs)
-        l2 = L2(self.reduction)(data, logprobs)
-        return self.l1_ratio * l1 + (1.0 - self.l1_ratio) * l2
+        flat = _flat(logprobs)
+        # mean and sum are linear, so mixing per token equals mixing the reduced L1 and L2.
+        return _reduce(self.l1_ratio * flat.abs() + (1.0 - self.l1_ratio) * flat.pow(2), self.reduction)
 
 
 @dataclass(frozen=True)
@@ -335,10 +340,7 @@ class GradientPenalty:
     def __call__(self, data: Sequence[Datum], logprobs: Sequence[torch.Tensor]) -> torch.Tensor:
         torch = require_torch()
         output = self.inner(data, logprobs)
-        gradients = torch.autograd.grad(output, list(logprobs), create_graph=True, allow_unused=True)
-        squared = sum(
-            (gradient.pow(2).sum() for gradient in gradients if gradient is not None), torch.zeros(())
-        )
+        squared = _squared_gradient(torch, output, logprobs, create_graph=True)
         if self.target_norm is None:
             return squared
         return (squared.clamp_min(1e-12).sqrt() - self.target_norm).pow(2)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import httpx
 
-from pristine_transport.errors import APIStatusError, error_for_response
+from pristine_transport.errors import APIStatusError
 
 from .api_future import APIFuture, ConcurrentFuture
 from .holder import Holder
@@ -132,14 +132,13 @@ class RestClient:
         self, page_size: int = 100, access_scope: AccessScope = "owned"
     ) -> AsyncIterator[TrainingRun]:
         """Every training run, fetched page by page."""
-        offset = 0
-        while True:
-            page = await self.list_training_runs_async(page_size, offset, access_scope)
-            for run in page.training_runs:
-                yield run
-            offset += len(page.training_runs)
-            if not page.training_runs or offset >= page.cursor.total_count:
-                return
+
+        async def page(limit: int, offset: int) -> tuple[list[TrainingRun], int | None]:
+            response = await self.list_training_runs_async(limit, offset, access_scope)
+            return response.training_runs, response.cursor.total_count
+
+        async for run in _paged(page, page_size):
+            yield run
 
     # checkpoints -----------------------------------------------------------------------------------------
     async def list_checkpoints_async(self, training_run_id: str) -> CheckpointsListResponse:
@@ -160,17 +159,13 @@ class RestClient:
 
     async def iter_user_checkpoints(self, page_size: int = 100) -> AsyncIterator[Checkpoint]:
         """Every checkpoint of the user, fetched page by page."""
-        offset = 0
-        while True:
-            page = await self.list_user_checkpoints_async(page_size, offset)
-            for checkpoint in page.checkpoints:
-                yield checkpoint
-            offset += len(page.checkpoints)
-            total = page.cursor.total_count if page.cursor is not None else None
-            if not page.checkpoints or (total is not None and offset >= total):
-                return
-            if total is None and len(page.checkpoints) < page_size:
-                return
+
+        async def page(limit: int, offset: int) -> tuple[list[Checkpoint], int | None]:
+            response = await self.list_user_checkpoints_async(limit, offset)
+            return response.checkpoints, response.cursor.total_count if response.cursor is not None else None
+
+        async for checkpoint in _paged(page, page_size):
+            yield checkpoint
 
     async def delete_checkpoint_async(self, training_run_id: str, checkpoint_id: str) -> None:
         await self._call("delete_checkpoint", path_params=_checkpoint_params(training_run_id, checkpoint_id))
@@ -229,30 +224,32 @@ class RestClient:
         label = f"run {training_run_id!r} checkpoint {checkpoint_id!r}"
         attempts = self.archive_retry.max_attempts
         for attempt in range(1, attempts + 1):
-            response = await self.holder.clients().http.send("checkpoint_archive_url", path_params=params)
-            if response.status_code == 302:
-                return _archive_url_from_redirect(response, label)
-            if response.is_success:
+            try:
+                # ``call`` raises for every non-2xx (the endpoint follows no redirects), with secrets masked.
+                response = await self._call("checkpoint_archive_url", None, path_params=params)
+            except APIStatusError as error:
+                if error.status_code == 302:
+                    return _archive_url_from_redirect(error.response, label)
+                if error.status_code not in _ARCHIVE_NOT_READY:
+                    raise
+                if attempt == attempts:
+                    error.add_note(
+                        f"the archive of {label} was still being built after {attempts} requests; try again later"
+                    )
+                    raise
+                logger.warning(
+                    "Creating checkpoint archive for %s (HTTP %d, this may take a while); asking again in %.1f s "
+                    "(request %d of %d)",
+                    label,
+                    error.status_code,
+                    self.archive_retry.wait_s,
+                    attempt,
+                    attempts,
+                )
+            else:
                 raise RuntimeError(
                     f"Expected a redirect response, got: {response.status_code} for the archive of {label}"
                 )
-            error = self._status_error(response)
-            if response.status_code not in _ARCHIVE_NOT_READY:
-                raise error
-            if attempt == attempts:
-                error.add_note(
-                    f"the archive of {label} was still being built after {attempts} requests; try again later"
-                )
-                raise error
-            logger.warning(
-                "Creating checkpoint archive for %s (HTTP %d, this may take a while); asking again in %.1f s "
-                "(request %d of %d)",
-                label,
-                response.status_code,
-                self.archive_retry.wait_s,
-                attempt,
-                attempts,
-            )
             await asyncio.sleep(self.archive_retry.wait_s)
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -267,14 +264,6 @@ class RestClient:
 
     def get_checkpoint_archive_url_from_tinker_path(self, tinker_path: str) -> APIFuture[CheckpointArchiveUrlResponse]:
         return self._submit(self.get_checkpoint_archive_url_from_tinker_path_async(tinker_path))
-
-    def _status_error(self, response: httpx.Response) -> APIStatusError:
-        error = error_for_response(response)
-        masked = self.holder.redactor.text(error.message)  # a server may echo the key back in a body
-        if masked != error.message:
-            error.message = masked
-            error.args = (masked,)
-        return error
 
     # sessions and samplers -------------------------------------------------------------------------------
     async def get_session_async(self, session_id: str, access_scope: AccessScope = "owned") -> GetSessionResponse:
@@ -307,6 +296,21 @@ class RestClient:
 
     def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
         return self._submit(self.get_sampler_async(sampler_id))
+
+
+async def _paged(
+    fetch: Callable[[int, int], Awaitable[tuple[list[T], int | None]]], page_size: int
+) -> AsyncIterator[T]:
+    """The items of ``fetch(limit, offset)`` pages until an empty page, the reported total, or (without a
+    total) a short page."""
+    offset = 0
+    while True:
+        items, total = await fetch(page_size, offset)
+        for item in items:
+            yield item
+        offset += len(items)
+        if not items or (offset >= total if total is not None else len(items) < page_size):
+            return
 
 
 def _checkpoint_params(training_run_id: str, checkpoint_id: str) -> dict[str, str]:

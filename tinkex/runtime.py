@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BackgroundLoop", "get_runtime"]
+__all__ = ["BackgroundLoop", "get_runtime", "running_loop", "wait_result"]
 
 T = TypeVar("T")
 
@@ -44,14 +44,23 @@ class BackgroundLoop:
             raise RuntimeError(
                 "A blocking tinkex call was made from tinkex's own event loop; use the *_async method and await it."
             )
-        future = self.submit(coro)
-        try:
-            return future.result(timeout)
-        except TimeoutError:  # since 3.11 also what a coroutine's own timeout raises: tell the two apart
-            if future.done():
-                raise
+        return wait_result(self.submit(coro), timeout, cancel=True)
+
+
+def wait_result(future: concurrent.futures.Future[T], timeout: float | None, *, cancel: bool) -> T:
+    """Block for ``future``'s result; after ``timeout`` seconds give up (and ``cancel`` it, if asked).
+
+    Since Python 3.11 a coroutine's own ``TimeoutError`` (e.g. a sample's deadline) and this wait's are the same
+    class: a future that is done raised it itself, and keeps its message.
+    """
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        if future.done():
+            raise
+        if cancel:
             future.cancel()
-            raise TimeoutError(f"tinkex call did not finish within {timeout} s") from None
+        raise TimeoutError(f"not resolved within {timeout} s") from None
 
 
 _runtime: BackgroundLoop | None = None
@@ -65,3 +74,11 @@ def get_runtime() -> BackgroundLoop:
         if _runtime is None or _runtime_pid != os.getpid():
             _runtime, _runtime_pid = BackgroundLoop(), os.getpid()
         return _runtime
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The calling thread's running event loop, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -67,12 +67,8 @@ class Telemetry:
         self._reporter: EventReporter | None = None
         self._session_id: str | None = None
         self._index = itertools.count()
-        self._started_at = datetime.now(timezone.utc)
+        self._started_at = _now()
         self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self._reporter is not None
 
     async def start(self, session_id: str) -> None:
         """Start reporting for ``session_id``. Runs on the background runtime loop, where the reporter lives."""
@@ -134,12 +130,13 @@ class Telemetry:
             with suppress(AttributeError):  # an exception type with __slots__ cannot be marked: it may repeat
                 setattr(exc, _REPORTED, True)
         if fatal:
-            duration = str(datetime.now(timezone.utc) - self._started_at)
+            duration = str(_now() - self._started_at)
             self._record(SessionEndEvent(**self._common("INFO"), timestamp=_now(), duration=duration))
 
     def _classify(self, exc: BaseException) -> None:
+        redact = self._holder.redactor.text
         if is_user_error(exc):
-            data: dict[str, Any] = {"error_type": type(exc).__name__, "message": self._holder_text(str(exc))}
+            data: dict[str, Any] = {"error_type": type(exc).__name__, "message": redact(str(exc))}
             status = getattr(exc, "status_code", None)
             if isinstance(status, int):
                 data["status_code"] = status
@@ -150,13 +147,10 @@ class Telemetry:
                 **self._common("ERROR"),
                 timestamp=_now(),
                 error_type=type(exc).__name__,
-                error_message=self._holder_text(str(exc)),
-                traceback=self._holder_text("".join(traceback.format_exception(exc))),
+                error_message=redact(str(exc)),
+                traceback=redact("".join(traceback.format_exception(exc))),
             )
         )
-
-    def _holder_text(self, text: str) -> str:
-        return self._holder.redactor.text(text)
 
     def close(self, timeout: float) -> None:
         reporter, self._reporter = self._reporter, None

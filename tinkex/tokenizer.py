@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -52,7 +52,6 @@ __all__ = [
     "TokenizerNotFoundError",
     "TokenizerRegistry",
     "TokenizerSource",
-    "clear_tokenizer_cache",
     "default_registry",
     "get_tokenizer",
     "model_input_from_text",
@@ -128,7 +127,6 @@ class BpeFileSource:
     name: str
     pat_str: str
     ranks_file: str | None = None
-    ranks_sha256: str | None = None
     special_tokens: tuple[tuple[str, int], ...] = ()
     tokenizer_config_file: str | None = None
     num_reserved_special_tokens: int = 0
@@ -238,10 +236,7 @@ def _bytes_encoding() -> tiktoken.Encoding:
     )
 
 
-_BUILTIN_ENCODINGS: dict[str, Callable[[], tiktoken.Encoding]] = {BYTES_ENCODING_NAME: _bytes_encoding}
-_NAMED_PRESETS: dict[str, EncodingSource] = {
-    BYTES_ENCODING_NAME: EncodingSource(BYTES_ENCODING_NAME, bos_token="<|bos|>", eos_token="<|eos|>", add_bos=True),
-}
+_BYTES_SOURCE = EncodingSource(BYTES_ENCODING_NAME, bos_token="<|bos|>", eos_token="<|eos|>", add_bos=True)
 
 
 def _llama3_special_tokens() -> dict[str, int]:
@@ -283,7 +278,7 @@ KIMI_K2_SOURCE = BpeFileSource(
 )
 
 BUILTIN_TABLE: Mapping[str, TokenizerSource] = {
-    "tinkex/": _NAMED_PRESETS[BYTES_ENCODING_NAME],
+    "tinkex/": _BYTES_SOURCE,
     "openai/gpt-oss": EncodingSource("o200k_harmony"),
     "moonshotai/Kimi-K2": KIMI_K2_SOURCE,
     "meta-llama/Llama-3": LLAMA3_SOURCE,
@@ -302,10 +297,10 @@ class _HfTokenizerConfig(msgspec.Struct):
     add_bos_token: bool = False
 
 
-def _read(location: str, expected_sha256: str | None = None) -> bytes:
+def _read(location: str) -> bytes:
     try:
         if "://" in location:
-            return read_file_cached(location, expected_sha256)
+            return read_file_cached(location)
         return Path(location).read_bytes()
     except Exception as exc:  # noqa: BLE001 - every failure here means the same thing to the caller
         raise TokenizerLoadError(f"cannot read tokenizer file {location!r}: {exc}") from exc
@@ -341,7 +336,7 @@ def _load_bpe_file(source: BpeFileSource) -> Tokenizer:
             f"tokenizer {source.name!r} has no ranks file (its weights are gated): set {ENV_RANKS_FILE} "
             f"or {ENV_RANKS_FILES} to a local tiktoken ranks file"
         )
-    ranks = _parse_ranks(_read(source.ranks_file, source.ranks_sha256), source.ranks_file)
+    ranks = _parse_ranks(_read(source.ranks_file), source.ranks_file)
     special_tokens = dict(source.special_tokens)
     bos_token, eos_token, add_bos = source.bos_token, source.eos_token, source.add_bos
     if source.tokenizer_config_file is not None:
@@ -371,9 +366,8 @@ def _load_bpe_file(source: BpeFileSource) -> Tokenizer:
 
 
 def _load_named(source: EncodingSource) -> Tokenizer:
-    builder = _BUILTIN_ENCODINGS.get(source.name)
     try:
-        encoding = builder() if builder is not None else tiktoken.get_encoding(source.name)
+        encoding = _bytes_encoding() if source.name == BYTES_ENCODING_NAME else tiktoken.get_encoding(source.name)
     except Exception as exc:  # noqa: BLE001 - unknown name, download failure, bad cache: all a load error
         raise TokenizerLoadError(f"cannot load tiktoken encoding {source.name!r}: {exc}") from exc
     return Tokenizer(encoding, bos_token=source.bos_token, eos_token=source.eos_token, add_bos=source.add_bos)
@@ -404,7 +398,7 @@ def _longest_prefix_match(name: str, table: Mapping[str, TokenizerSource | str])
 
 def _as_source(source: TokenizerSource | str) -> TokenizerSource:
     if isinstance(source, str):
-        return _NAMED_PRESETS.get(source, EncodingSource(source))
+        return _BYTES_SOURCE if source == BYTES_ENCODING_NAME else EncodingSource(source)
     return source
 
 
@@ -412,7 +406,6 @@ def _as_source(source: TokenizerSource | str) -> TokenizerSource:
 class TokenizerRegistry:
     """Override table plus per-process cache. ``default_registry`` backs the module functions."""
 
-    builtin: Mapping[str, TokenizerSource] = field(default_factory=lambda: dict(BUILTIN_TABLE))
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     _registered: dict[str, TokenizerSource] = field(default_factory=dict, init=False)
     _cache: dict[TokenizerSource, Tokenizer] = field(default_factory=dict, init=False)
@@ -444,7 +437,7 @@ class TokenizerRegistry:
         with self._lock:
             registered = dict(self._registered)
         for candidate in candidates:
-            for table in (registered, self.builtin):
+            for table in (registered, BUILTIN_TABLE):
                 prefix = _longest_prefix_match(candidate, table)
                 if prefix is not None:
                     return self._with_file_override(candidate, table[prefix])
@@ -493,14 +486,13 @@ class TokenizerRegistry:
             return source
         sibling_config = Path(ranks_file).with_name(TOKENIZER_CONFIG_FILENAME)
         config_file = str(sibling_config) if sibling_config.is_file() else source.tokenizer_config_file
-        # A local file replaces a pinned download, so the download's hash no longer applies.
-        return replace(source, ranks_file=ranks_file, ranks_sha256=None, tokenizer_config_file=config_file)
+        return replace(source, ranks_file=ranks_file, tokenizer_config_file=config_file)
 
     def _not_found_message(
         self, model_name: str, tokenizer_id: str | None, registered: Mapping[str, TokenizerSource]
     ) -> str:
         asked = f"model {model_name!r}" + (f" (tokenizer_id {tokenizer_id!r})" if tokenizer_id else "")
-        known = ", ".join(sorted({*registered, *self.builtin}))
+        known = ", ".join(sorted({*registered, *BUILTIN_TABLE}))
         return (
             f"no tokenizer configured for {asked}. Known prefixes: {known}. Configure one with "
             f"tinkex.tokenizer.register_tokenizer(prefix, 'cl100k_base' | BpeFileSource(...)), "
@@ -521,7 +513,3 @@ def get_tokenizer(model_name: str, *, tokenizer_id: str | None = None) -> Tokeni
 def register_tokenizer(prefix: str, source: TokenizerSource | str) -> None:
     """Map a model name or prefix to an encoding name, a :class:`BpeFileSource` or an encoding."""
     default_registry.register(prefix, source)
-
-
-def clear_tokenizer_cache() -> None:
-    default_registry.clear_cache()

@@ -57,7 +57,6 @@ T = TypeVar("T")
 CustomLossFn = Callable[[list[Datum], list[Any]], "tuple[Any, dict[str, float]]"]
 
 
-
 class _Turns:
     """Dispatch order across loops and threads: request ``n`` waits until request ``n - 1`` was dispatched."""
 
@@ -80,8 +79,10 @@ class _Turns:
             await asyncio.wrap_future(previous)
 
     def mark_dispatched(self, request_id: int) -> None:
-        # Successors may go once this one has a future id — or has failed to get one.
-        self._dispatched[request_id].set_result(None)
+        """Successors may go once this one has a future id, has failed to get one, or will never be sent."""
+        dispatched = self._dispatched.get(request_id)  # gone once its successor was marked: marked already
+        if dispatched is not None and not dispatched.done():
+            dispatched.set_result(None)
         self._dispatched.pop(request_id - 1, None)
 
 
@@ -173,17 +174,22 @@ class TrainingClient:
     ) -> APIFuture[ForwardBackwardOutput]:
         if not chunks:
             return completed_future(ForwardBackwardOutput(loss_fn_output_type="", loss_fn_outputs=[], metrics={}))
+        endpoint = "forward_backward" if backward else "forward"
         handles = []
-        for request_id, chunk in chunks:
-            batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
-            body: msgspec.Struct
-            if backward:
-                body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
-            else:
-                body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
-            size = sum(estimate_datum_bytes(d) for d in chunk)
-            endpoint = "forward_backward" if backward else "forward"
-            handles.append(await self._dispatch(request_id, endpoint, body, ForwardBackwardOutput, size))
+        try:
+            for request_id, chunk in chunks:
+                batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
+                body: msgspec.Struct
+                if backward:
+                    body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
+                else:
+                    body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
+                size = sum(estimate_datum_bytes(d) for d in chunk)
+                handles.append(await self._dispatch(request_id, endpoint, body, ForwardBackwardOutput, size))
+        finally:
+            # A failed chunk leaves the later ones unsent; the next request must not wait for them forever.
+            for request_id, _ in chunks:
+                self._turns.mark_dispatched(request_id)
         return self._future(combine(handles, combine_forward_backward_outputs))
 
     async def forward_backward_custom_async(

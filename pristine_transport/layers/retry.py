@@ -11,9 +11,10 @@ Two policy kinds (``RetryPolicySpec.kind``):
   for ``progress_timeout_s``, requests fail with :class:`ProgressTimeoutError` (an ``httpx.TimeoutException``).
 
 The request body is read once before the first attempt, so any body (an async generator too) is re-sent intact;
-every attempt carries ``x-stainless-retry-count`` and ``x-stainless-read-timeout``. The first attempt is the request
-itself (the stack's own: see :class:`~pristine_transport.stack.RouterTransport`); each re-send is a fresh copy with
-the headers as they were before the layers beneath edited the first attempt.
+every attempt carries ``x-stainless-retry-count`` and ``x-stainless-read-timeout`` on the wire, and its re-send
+count in ``request.extensions[extensions.ATTEMPT]`` for the layers beneath. The first attempt is the request itself
+(the stack's own: see :class:`~pristine_transport.stack.RouterTransport`); each re-send is a fresh copy with the
+headers as they were before the layers beneath edited the first attempt.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import anyio
 import httpx
 from opentelemetry import trace
 
+from pristine_transport import extensions
 from pristine_transport.errors import failure_name
 from pristine_transport.layers.response_io import read_or_close
 
@@ -187,9 +189,12 @@ class _Attempts:
         if self._read_timeout is not None:
             extra.append(self._read_timeout)
         if retries == 0:
-            live_entries(self._request.headers).extend(extra)
-            return self._request
-        return copy_request(self._request, [*self._headers, *extra])
+            request = self._request
+            live_entries(request.headers).extend(extra)
+        else:
+            request = copy_request(self._request, [*self._headers, *extra])
+        request.extensions[extensions.ATTEMPT] = retries
+        return request
 
 
 class RetryLayer(httpx.AsyncBaseTransport):

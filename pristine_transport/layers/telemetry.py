@@ -20,8 +20,8 @@ import httpx
 from opentelemetry import context, trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
 
+from .. import extensions
 from ..errors import failure_name
-from .header_list import find_header
 
 if TYPE_CHECKING:
     from pristine_transport.redaction import Redactor
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["AttemptTelemetryLayer", "TelemetryLayer"]
 
 TRACER_NAME = "pristine_transport"
-RETRY_COUNT_HEADER = "x-stainless-retry-count"
-_RETRY_COUNT_NAME = RETRY_COUNT_HEADER.encode()
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 Attributes = dict[str, Any]
@@ -166,8 +164,8 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
 class AttemptTelemetryLayer(httpx.AsyncBaseTransport):
     """One CLIENT span per attempt, named after the method, carrying ``http.request.resend_count`` on re-sends.
 
-    The count comes from the retry layer's ``x-stainless-retry-count`` header; without it, attempts are counted
-    per parent (logical request) span."""
+    The count comes from ``request.extensions[extensions.ATTEMPT]`` (set by the retry layer); without it, attempts
+    are counted per parent (logical request) span."""
 
     def __init__(
         self, inner: httpx.AsyncBaseTransport, *, redactor: Redactor, tracer: trace.Tracer | None = None
@@ -198,12 +196,9 @@ class AttemptTelemetryLayer(httpx.AsyncBaseTransport):
         return await _send_in_span(self._inner, request, span, self._redactor)
 
     def _resend_count(self, request: httpx.Request, parent: trace.Span) -> int:
-        header = find_header(request.headers, _RETRY_COUNT_NAME)
-        if header is not None:
-            try:
-                return int(header)
-            except ValueError:
-                pass
+        attempt = request.extensions.get(extensions.ATTEMPT)
+        if attempt is not None:
+            return attempt
         if not parent.get_span_context().is_valid:
             return 0
         count = self._attempts.get(parent, 0)

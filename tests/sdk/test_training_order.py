@@ -166,3 +166,26 @@ def test_a_rejected_request_does_not_block_the_ones_after_it(wire: WireFake) -> 
     finally:
         client.close()
     assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 2)]
+
+
+def test_a_rejected_chunk_does_not_block_the_requests_after_it(wire: WireFake) -> None:
+    rejected: list[int] = []
+
+    async def reject_first(request: httpx.Request, body: Any) -> httpx.Response | None:
+        if rejected:
+            return None
+        rejected.append(body["seq_id"])
+        return httpx.Response(400, json={"detail": "bad chunk"})
+
+    wire.overrides["forward_backward"] = reject_first
+    client = fake_client(wire)
+    try:
+        training = client.create_lora_training_client(BASE_MODEL)
+        failed = training.forward_backward([datum([i % 50 + 1]) for i in range(1025)], "cross_entropy")
+        optim = training.optim_step(types.AdamParams())
+        optim.result(5)
+        with pytest.raises(BadRequestError, match="bad chunk"):
+            failed.result(5)
+    finally:
+        client.close()
+    assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 3)]

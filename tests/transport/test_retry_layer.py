@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from pristine_transport import extensions
 from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracker, RetryLayer, retry_after_s
 from pristine_transport.manifest import RetryPolicySpec
 
@@ -263,6 +264,12 @@ async def test_caller_set_stainless_headers_are_kept_on_every_attempt() -> None:
     await post(layer_for(script), headers=headers)
     assert script.header("x-stainless-retry-count") == ["custom", "custom"]
     assert script.header("x-stainless-read-timeout") == ["7", "7"]
+
+
+async def test_each_attempt_carries_its_resend_count_in_the_attempt_extension() -> None:
+    script = Script(503, 503, 200)
+    await post(layer_for(script), headers={"x-stainless-retry-count": "custom"})
+    assert [r.extensions[extensions.ATTEMPT] for r in script.requests] == [0, 1, 2]
 
 
 async def test_one_layer_prints_each_read_timeout_as_given() -> None:

@@ -324,6 +324,25 @@ async def test_a_retried_request_keeps_its_idempotency_key(router: RouterTranspo
     assert all(r.content == b'{"a":1}' for r in recorder.requests)
 
 
+async def test_attempt_spans_of_a_retried_request_carry_their_resend_count(recorder: Recorder) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traced = build_transport(
+        MANIFEST,
+        base=httpx.MockTransport(recorder),
+        env={"DEMO_API_KEY": API_KEY},
+        config={"version": "1.2"},
+        size_estimators={"datum": datum_size},
+        tracer=provider.get_tracer("test"),
+    )
+    recorder.script["/services/prod/api/v1/create_session"] = [httpx.Response(503), httpx.Response(503)]
+    async with httpx.AsyncClient(transport=traced, base_url=BASE) as client:
+        await client.post("/api/v1/create_session", json={})
+    attempts = sorted((s for s in exporter.get_finished_spans() if s.parent is not None), key=lambda s: s.start_time)
+    assert [s.attributes.get("http.request.resend_count") for s in attempts] == [None, 1, 2]
+
+
 async def test_the_stack_edits_a_copy_and_leaves_the_callers_request_as_built(
     router: RouterTransport, recorder: Recorder
 ) -> None:

@@ -8,6 +8,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
 
+from pristine_transport import extensions
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
 from pristine_transport.redaction import Redactor
 
@@ -28,18 +29,18 @@ class SpanRecorder:
 
 
 class ResendOn503(httpx.AsyncBaseTransport):
-    """Stands in for the retry layer: re-sends 503s, optionally with the retry-count header."""
+    """Stands in for the retry layer: re-sends 503s, optionally announcing the attempt in ``extensions.ATTEMPT``."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, max_resends: int, header: bool = True) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, max_resends: int, announce: bool = True) -> None:
         self._inner = inner
         self._max_resends = max_resends
-        self._header = header
+        self._announce = announce
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         attempt = 0
         while True:
-            if self._header:
-                request.headers["x-stainless-retry-count"] = str(attempt)
+            if self._announce:
+                request.extensions[extensions.ATTEMPT] = attempt
             response = await self._inner.handle_async_request(request)
             if response.status_code != 503 or attempt == self._max_resends:
                 return response
@@ -73,11 +74,11 @@ def build_stack(
     redactor: Redactor,
     *,
     max_resends: int = 3,
-    header: bool = True,
+    announce: bool = True,
 ) -> TelemetryLayer:
     attempts = AttemptTelemetryLayer(base, redactor=redactor, tracer=recorder.tracer)
     return TelemetryLayer(
-        ResendOn503(attempts, max_resends=max_resends, header=header),
+        ResendOn503(attempts, max_resends=max_resends, announce=announce),
         endpoint="asample",
         redactor=redactor,
         tracer=recorder.tracer,
@@ -137,10 +138,10 @@ async def test_registered_secret_values_are_masked_in_url_full(telemetry_spans: 
     assert logical.attributes["server.port"] == 443
 
 
-async def test_resend_count_without_the_retry_header_counts_attempts_per_logical_request(
+async def test_resend_count_without_the_attempt_extension_counts_attempts_per_logical_request(
     telemetry_spans: SpanRecorder, telemetry_redactor: Redactor
 ) -> None:
-    stack = build_stack(statuses(503, 503, 200, 503, 200), telemetry_spans, telemetry_redactor, header=False)
+    stack = build_stack(statuses(503, 503, 200, 503, 200), telemetry_spans, telemetry_redactor, announce=False)
     await stack.handle_async_request(httpx.Request("POST", "http://api.test/x"))
     await stack.handle_async_request(httpx.Request("POST", "http://api.test/x"))  # a new logical request restarts
     spans = telemetry_spans.spans()

@@ -33,9 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if (args.certfile is None) != (args.keyfile is None):
-        _parser().error("--certfile and --keyfile go together")
+        parser.error("--certfile and --keyfile go together")
     config = ServerConfig(
         host=args.host,
         port=args.port,

@@ -4,11 +4,11 @@ What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is 
 
 1. route by method and path (404 / 405 otherwise) and record the request in the ledger;
 2. check ``X-API-Key`` (401);
-3. apply a matching "before" fault (delay, status reply or dropped connection): nothing executes;
-4. decode the body into the endpoint's request type (400 bad JSON, 422 naming the field);
-5. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
-6. execute, record the execution and cache the reply;
-7. apply a matching "after" fault: the operation ran but its answer is lost.
+3. decode the body into the endpoint's request type (400 bad JSON, 422 naming the field), then apply a matching
+   "before" fault (delay, status reply or dropped connection), which wins over a decode error: nothing executes;
+4. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
+5. execute, record the execution and cache the reply;
+6. apply a matching "after" fault: the operation ran but its answer is lost.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import msgspec
 from tinkex.types import codec
 
 from .dedup import CachedReply
-from .faults import FaultRule
+from .faults import FaultKind, FaultPhase
 from .handlers import Call, Operation, Rejection, Result, TinkerApi
 from .hosting import Connections
 from .ledger import Execution
@@ -36,7 +36,7 @@ __all__ = ["TinkerApp"]
 
 _log = logging.getLogger("tinkex.testing.server")
 
-_RESPOND = frozenset({"respond"})
+_RESPOND: frozenset[FaultKind] = frozenset({"respond"})
 _UNAUTHENTICATED = frozenset({"healthz", "download_archive"})
 
 Scope = MutableMapping[str, Any]
@@ -106,20 +106,14 @@ class TinkerApp:
             if problem is not None:
                 return error_reply(401, problem)
 
-        future_endpoint = self._future_endpoint_of(operation, body)
-        before = self.faults.take(operation.endpoint, _RESPOND, "before", future_endpoint)
-        if before is not None:
-            fault_reply = await self._apply_fault(before, scope)
-            if fault_reply is not None:
-                return fault_reply
-
-        if operation.request_type is not None:
-            try:
-                call.body = codec.decode(body, operation.request_type)
-            except msgspec.ValidationError as exc:
-                return validation_error_reply(exc)
-            except msgspec.DecodeError as exc:
-                return error_reply(400, f"request body is not valid JSON: {exc}")
+        # Decoded before the fault so that a poll fault can match on whose future is polled.
+        invalid = self._decode(operation, call, body)
+        polled = operation.polled_endpoint(call.body) if operation.polled_endpoint and invalid is None else None
+        fault_reply = await self._fault(operation.endpoint, "before", polled, scope)
+        if fault_reply is not None:
+            return fault_reply
+        if invalid is not None:
+            return invalid
 
         if operation.mutates:
             reply = self._execute_once(operation, call)
@@ -132,23 +126,21 @@ class TinkerApp:
             except Rejection as rejection:
                 reply = rejection.reply
 
-        after = self.faults.take(operation.endpoint, _RESPOND, "after", future_endpoint)
-        if after is not None:
-            fault_reply = await self._apply_fault(after, scope)
-            if fault_reply is not None:
-                return fault_reply
-        return reply
+        fault_reply = await self._fault(operation.endpoint, "after", polled, scope)
+        return fault_reply if fault_reply is not None else reply
 
-    def _future_endpoint_of(self, operation: Operation, body: bytes) -> str | None:
-        """For a poll: the endpoint that created the polled future, so rules with ``future_endpoint`` can match."""
-        if operation.endpoint != "retrieve_future":
+    @staticmethod
+    def _decode(operation: Operation, call: Call, body: bytes) -> Reply | None:
+        """Set ``call.body`` to the decoded request; the 400/422 reply if the body does not decode."""
+        if operation.request_type is None:
             return None
         try:
-            request_id = msgspec.json.decode(body).get("request_id")
-        except (msgspec.DecodeError, AttributeError):
-            return None
-        record = self.api.futures.get(request_id) if isinstance(request_id, str) else None
-        return record.endpoint if record is not None else None
+            call.body = codec.decode(body, operation.request_type)
+        except msgspec.ValidationError as exc:
+            return validation_error_reply(exc)
+        except msgspec.DecodeError as exc:
+            return error_reply(400, f"request body is not valid JSON: {exc}")
+        return None
 
     def _execute_once(self, operation: Operation, call: Call) -> Reply:
         """Run a write unless it already ran. Synchronous on purpose: no other request can interleave."""
@@ -182,8 +174,14 @@ class TinkerApp:
         )
         return result.reply
 
-    async def _apply_fault(self, rule: FaultRule, scope: Scope) -> Reply | None:
-        """Sleep, then cut the connection or build the fault's reply; ``None`` for a delay-only rule."""
+    async def _fault(self, endpoint: str, phase: FaultPhase, polled: str | None, scope: Scope) -> Reply | None:
+        """Apply the first matching respond rule: sleep, then cut the connection or build its reply.
+
+        ``None`` when no rule fires or the rule only delays.
+        """
+        rule = self.faults.take(endpoint, _RESPOND, phase, polled)
+        if rule is None:
+            return None
         if rule.delay > 0:
             await asyncio.sleep(rule.delay)
         if rule.drop_connection:

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .futures_store import Category
+
 __all__ = ["FaultKind", "FaultPhase", "FaultRule", "Faults"]
 
 FaultKind = Literal["respond", "try_again", "metadata_only", "expire", "request_failed"]
@@ -51,7 +53,7 @@ class FaultRule:
     kind: FaultKind = "respond"
     queue_state: str = "active"
     queue_state_reason: str | None = None
-    category: Literal["user", "server", "unknown"] = "server"
+    category: Category = "server"
     message: str = "injected failure"
     future_endpoint: str | None = None
     """For ``retrieve_future`` rules: only polls of futures created by this endpoint match."""
@@ -117,7 +119,7 @@ class FaultRule:
     def request_failed(
         cls,
         endpoint: str,
-        category: Literal["user", "server", "unknown"] = "server",
+        category: Category = "server",
         message: str = "injected failure",
         count: int = 1,
     ) -> FaultRule:

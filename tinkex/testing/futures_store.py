@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,9 +37,8 @@ class FutureRecord:
 
 
 class FutureStore:
-    def __init__(self, ttl: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: float | None = None) -> None:
         self._ttl = ttl
-        self._clock = clock
         self._ids = itertools.count(1)
         self._records: dict[str, FutureRecord] = {}
         self._closing = asyncio.Event()
@@ -59,7 +57,7 @@ class FutureStore:
             request_id=f"req-{next(self._ids)}",
             endpoint=endpoint,
             model_id=model_id,
-            ready_at=self._clock() + latency,
+            ready_at=time.monotonic() + latency,
             result=result,
             failure=failure,
         )
@@ -75,18 +73,18 @@ class FutureStore:
         record.failure = None
 
     def is_ready(self, record: FutureRecord) -> bool:
-        return self._clock() >= record.ready_at
+        return time.monotonic() >= record.ready_at
 
     def unfinished(self, endpoint: str) -> int:
-        now = self._clock()
+        now = time.monotonic()
         return sum(1 for r in self._records.values() if r.endpoint == endpoint and not r.expired and r.ready_at > now)
 
     async def wait_ready(self, record: FutureRecord, timeout: float) -> bool:
         """Hold until ``record`` is ready (True) or ``timeout`` elapses or the server closes (False)."""
-        deadline = self._clock() + timeout
+        deadline = time.monotonic() + timeout
         # A loop, because event-loop timers may fire up to the clock resolution early.
         while not self.is_ready(record) and not self._closing.is_set():
-            wait = min(record.ready_at, deadline) - self._clock()
+            wait = min(record.ready_at, deadline) - time.monotonic()
             if wait <= 0:
                 break
             try:
@@ -101,4 +99,4 @@ class FutureStore:
 
     def past_ttl(self, record: FutureRecord) -> bool:
         """The result has been ready for longer than the TTL (the caller then expires the record)."""
-        return self._ttl is not None and self._clock() > record.ready_at + self._ttl
+        return self._ttl is not None and time.monotonic() > record.ready_at + self._ttl

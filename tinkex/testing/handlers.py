@@ -12,11 +12,12 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -27,7 +28,7 @@ from tinkex.types import codec
 from . import fake_model
 from .config import ServerConfig
 from .dedup import ReplayCache
-from .faults import Faults
+from .faults import FaultKind, Faults
 from .futures_store import Category, Failure, FutureRecord, FutureStore
 from .ledger import Ledger
 from .registry import (
@@ -45,11 +46,12 @@ from .replies import Reply, error_reply, json_reply
 
 __all__ = ["Call", "Operation", "Rejection", "Result", "RouteMatch", "TinkerApi"]
 
-_REQUEST_FAILED = frozenset({"request_failed"})
-_POLL_OVERRIDES = frozenset({"try_again", "expire"})
-_METADATA_ONLY = frozenset({"metadata_only"})
+_REQUEST_FAILED: frozenset[FaultKind] = frozenset({"request_failed"})
+_POLL_OVERRIDES: frozenset[FaultKind] = frozenset({"try_again", "expire"})
+_METADATA_ONLY: frozenset[FaultKind] = frozenset({"metadata_only"})
 _ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
 _ACCESS_SCOPES = ("owned", "accessible")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -85,6 +87,15 @@ def _reject(status: int, detail: str) -> Rejection:
     return Rejection(error_reply(status, detail))
 
 
+@contextmanager
+def _answers_404(prefix: str = "") -> Iterator[None]:
+    """A lookup that names nothing the server knows answers 404 before anything executes."""
+    try:
+        yield
+    except NotFound as exc:
+        raise _reject(404, f"{prefix}{exc}") from None
+
+
 class OperationFailed(Exception):
     """The operation was accepted but fails: its future resolves to ``{"error", "category"}``."""
 
@@ -105,6 +116,8 @@ class Operation:
     request_type: type | None = None
     mutates: bool = False
     seq_identity: Callable[[Any], tuple[str, int] | None] | None = None
+    polled_endpoint: Callable[[Any], str | None] | None = None
+    """For a poll: the endpoint that created the polled future, so fault rules with ``future_endpoint`` match."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +260,7 @@ class TinkerApi:
             op("asample", "POST", f"{v1}/asample", self.asample,
                request_type=t.SampleRequest, mutates=True, seq_identity=_sample_seq),
             op("retrieve_future", "POST", f"{v1}/retrieve_future", self.retrieve_future,
-               request_type=t.FutureRetrieveRequest),
+               request_type=t.FutureRetrieveRequest, polled_endpoint=self._polled_endpoint),
             rest("get_checkpoint_archive_url", "GET", "/archive", self.get_checkpoint_archive_url),
             rest("publish_checkpoint", "POST", "/publish", self.publish_checkpoint, mutates=True),
             rest("unpublish_checkpoint", "DELETE", "/publish", self.unpublish_checkpoint, mutates=True),
@@ -267,16 +280,23 @@ class TinkerApi:
     # lookups that answer 404 before anything executes
 
     def _run(self, run_id: str) -> RunRecord:
-        try:
+        with _answers_404():
             run = self.registry.run(run_id)
-        except NotFound as exc:
-            raise _reject(404, str(exc)) from None
         run.last_request_time = utcnow()
         return run
 
     def _session(self, session_id: str) -> None:
-        if session_id not in self.registry.sessions:
-            raise _reject(404, f"unknown session_id {session_id!r}")
+        with _answers_404():
+            self.registry.session(session_id)
+
+    def _checkpoint_at(self, field: str, tinker_path: str) -> tuple[TinkerPath, CheckpointRecord]:
+        """The checkpoint a request field names: 400 for a malformed path, 404 when nothing is there."""
+        with _answers_404(f"{field}: "):
+            try:
+                path = parse_tinker_path(tinker_path)
+            except ValueError as exc:
+                raise _reject(400, f"{field}: {exc}") from None
+            return path, self.registry.checkpoint(path)
 
     # futures
 
@@ -308,6 +328,10 @@ class TinkerApi:
             session_id=session_id,
             failed=failure is not None,
         )
+
+    def _polled_endpoint(self, request: t.FutureRetrieveRequest) -> str | None:
+        record = self.futures.get(request.request_id)
+        return record.endpoint if record is not None else None
 
     async def retrieve_future(self, call: Call) -> Result:
         request: t.FutureRetrieveRequest = call.body
@@ -403,13 +427,7 @@ class TinkerApi:
         return base_model
 
     def _sampler_from_path(self, sampler_id: str, session_id: str, model_path: str) -> SamplerRecord:
-        try:
-            path = parse_tinker_path(model_path)
-            checkpoint = self.registry.checkpoint(path)
-        except ValueError as exc:
-            raise _reject(400, f"model_path: {exc}") from None
-        except NotFound as exc:
-            raise _reject(404, f"model_path: {exc}") from None
+        path, checkpoint = self._checkpoint_at("model_path", model_path)
         scale = fake_model.ModelState(theta=float(checkpoint.weights["theta"])).scale
         return SamplerRecord(
             sampler_id,
@@ -584,14 +602,9 @@ class TinkerApi:
 
     def weights_info(self, call: Call) -> Result:
         request: t.WeightsInfoRequest = call.body
-        try:
-            path = parse_tinker_path(request.tinker_path)
-            self.registry.checkpoint(path)
+        path, _ = self._checkpoint_at("tinker_path", request.tinker_path)
+        with _answers_404("tinker_path: "):
             run = self.registry.run(path.run_id)
-        except ValueError as exc:
-            return Result(error_reply(400, f"tinker_path: {exc}"))
-        except NotFound as exc:
-            return Result(error_reply(404, f"tinker_path: {exc}"))
         info = t.WeightsInfoResponse(
             base_model=run.base_model,
             is_lora=True,
@@ -652,10 +665,8 @@ class TinkerApi:
 
     def _sampler_for(self, request: t.SampleRequest) -> SamplerRecord:
         if request.sampling_session_id is not None:
-            try:
+            with _answers_404():
                 return self.registry.sampler(request.sampling_session_id)
-            except NotFound as exc:
-                raise _reject(404, str(exc)) from None
         if request.model_path is not None:
             return self._sampler_from_path(f"adhoc:{request.model_path}", "", request.model_path)
         if request.base_model is not None:
@@ -684,8 +695,10 @@ class TinkerApi:
             raise Rejection(_query_error("access_scope", message))
         return scope
 
-    def _page(self, call: Call, default_limit: int) -> tuple[int, int]:
-        return self._query_int(call, "limit", default_limit), self._query_int(call, "offset", 0)
+    def _page(self, call: Call, items: list[_T], default_limit: int) -> tuple[list[_T], t.Cursor]:
+        """The ``limit``/``offset`` slice of ``items`` the query asks for, and its cursor."""
+        limit, offset = self._query_int(call, "limit", default_limit), self._query_int(call, "offset", 0)
+        return items[offset : offset + limit], t.Cursor(offset=offset, limit=limit, total_count=len(items))
 
     def _checkpoint_struct(self, record: CheckpointRecord) -> t.Checkpoint:
         return t.Checkpoint(
@@ -699,10 +712,8 @@ class TinkerApi:
         )
 
     def _training_run_struct(self, run: RunRecord) -> t.TrainingRun:
-        checkpoints = self.registry.live_checkpoints(run.run_id)
-        last = {kind: None for kind in ("weights", "sampler_weights")}
-        for checkpoint in checkpoints:
-            last[checkpoint.path.kind] = checkpoint  # type: ignore[assignment]
+        last = {c.path.kind: c for c in self.registry.live_checkpoints(run.run_id)}  # the newest of each kind wins
+        weights, sampler_weights = last.get("weights"), last.get("sampler_weights")
         return t.TrainingRun(
             training_run_id=run.run_id,
             base_model=run.base_model,
@@ -711,26 +722,20 @@ class TinkerApi:
             corrupted=run.corrupted,
             lora_rank=run.lora_rank,
             last_request_time=run.last_request_time,
-            last_checkpoint=self._checkpoint_struct(last["weights"]) if last["weights"] else None,
-            last_sampler_checkpoint=(
-                self._checkpoint_struct(last["sampler_weights"]) if last["sampler_weights"] else None
-            ),
+            last_checkpoint=self._checkpoint_struct(weights) if weights else None,
+            last_sampler_checkpoint=self._checkpoint_struct(sampler_weights) if sampler_weights else None,
             user_metadata=run.user_metadata,
         )
 
     def _rest_run(self, call: Call) -> RunRecord:
-        try:
+        with _answers_404():
             return self.registry.run(call.params["run_id"])
-        except NotFound as exc:
-            raise _reject(404, str(exc)) from None
 
     def _rest_checkpoint(self, call: Call) -> CheckpointRecord:
         run = self._rest_run(call)
-        try:
+        with _answers_404():
             kind, name = split_checkpoint_id(call.params["checkpoint_id"])
             return self.registry.checkpoint(TinkerPath(run.run_id, kind, name))
-        except NotFound as exc:
-            raise _reject(404, str(exc)) from None
 
     def get_training_run(self, call: Call) -> Result:
         self._access_scope(call)
@@ -738,10 +743,8 @@ class TinkerApi:
 
     def list_training_runs(self, call: Call) -> Result:
         self._access_scope(call)
-        limit, offset = self._page(call, 20)
-        runs = list(self.registry.runs.values())
-        page = [self._training_run_struct(run) for run in runs[offset : offset + limit]]
-        cursor = t.Cursor(offset=offset, limit=limit, total_count=len(runs))
+        runs, cursor = self._page(call, list(self.registry.runs.values()), 20)
+        page = [self._training_run_struct(run) for run in runs]
         return Result(json_reply(t.TrainingRunsResponse(training_runs=page, cursor=cursor)))
 
     def list_checkpoints(self, call: Call) -> Result:
@@ -750,10 +753,8 @@ class TinkerApi:
         return Result(json_reply(t.CheckpointsListResponse(checkpoints=checkpoints)))
 
     def list_user_checkpoints(self, call: Call) -> Result:
-        limit, offset = self._page(call, 100)
-        checkpoints = self.registry.live_checkpoints()
-        page = [self._checkpoint_struct(c) for c in checkpoints[offset : offset + limit]]
-        cursor = t.Cursor(offset=offset, limit=limit, total_count=len(checkpoints))
+        checkpoints, cursor = self._page(call, self.registry.live_checkpoints(), 100)
+        page = [self._checkpoint_struct(c) for c in checkpoints]
         return Result(json_reply(t.CheckpointsListResponse(checkpoints=page, cursor=cursor)))
 
     def delete_checkpoint(self, call: Call) -> Result:
@@ -777,24 +778,19 @@ class TinkerApi:
 
     def get_session(self, call: Call) -> Result:
         self._access_scope(call)
-        try:
+        with _answers_404():
             session = self.registry.session(call.params["session_id"])
-        except NotFound as exc:
-            return Result(error_reply(404, str(exc)))
         reply = t.GetSessionResponse(training_run_ids=session.training_run_ids, sampler_ids=session.sampler_ids)
         return Result(json_reply(reply))
 
     def list_sessions(self, call: Call) -> Result:
         self._access_scope(call)
-        limit, offset = self._page(call, 20)
-        sessions = list(self.registry.sessions)[offset : offset + limit]
+        sessions, _ = self._page(call, list(self.registry.sessions), 20)
         return Result(json_reply(t.ListSessionsResponse(sessions=sessions)))
 
     def get_sampler(self, call: Call) -> Result:
-        try:
+        with _answers_404():
             sampler = self.registry.sampler(call.params["sampler_id"])
-        except NotFound as exc:
-            return Result(error_reply(404, str(exc)))
         reply = t.GetSamplerResponse(
             sampler_id=sampler.sampler_id, base_model=sampler.base_model, model_path=sampler.model_path
         )
@@ -817,10 +813,8 @@ class TinkerApi:
         entry = self._downloads.get(call.params["token"])
         if entry is None or time.monotonic() > entry[1]:
             return Result(error_reply(404, "unknown or expired download link"))
-        try:
+        with _answers_404():
             data = self.registry.archive(entry[0])
-        except NotFound as exc:
-            return Result(error_reply(404, str(exc)))
         filename = f"{entry[0].run_id}-{entry[0].name}.tar.gz".replace(":", "_")
         headers = (
             (b"content-type", b"application/gzip"),

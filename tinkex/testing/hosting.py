@@ -20,7 +20,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
-__all__ = ["Connections", "bind_socket", "serve_asgi"]
+__all__ = ["Connections", "bind_socket", "hypercorn_config", "serve_asgi"]
 
 _log = logging.getLogger("tinkex.testing.server")
 

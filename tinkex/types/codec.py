@@ -51,8 +51,10 @@ def _full_path_message(message: str) -> str:
     return message
 
 
-def _type_name(type_: Any) -> str:
-    return getattr(type_, "__name__", None) or repr(type_)
+def _invalid(type_: Any, exc: msgspec.ValidationError) -> msgspec.ValidationError:
+    """``exc`` prefixed with the target type's name and with its nested paths merged into one."""
+    name = getattr(type_, "__name__", None) or repr(type_)
+    return msgspec.ValidationError(f"invalid {name}: {_full_path_message(str(exc))}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,9 +68,7 @@ def decode(data: bytes | str, type_: type[T]) -> T:
     try:
         result: T = _decoder(type_).decode(data)
     except msgspec.ValidationError as exc:
-        raise msgspec.ValidationError(
-            f"invalid {_type_name(type_)}: {_full_path_message(str(exc))}"
-        ) from None
+        raise _invalid(type_, exc) from None
     return result
 
 
@@ -77,7 +77,5 @@ def convert(obj: Any, type_: type[T]) -> T:
     try:
         result: T = msgspec.convert(obj, type_, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        raise msgspec.ValidationError(
-            f"invalid {_type_name(type_)}: {_full_path_message(str(exc))}"
-        ) from None
+        raise _invalid(type_, exc) from None
     return result
