@@ -510,8 +510,9 @@ class FutureResolver:
             except msgspec.DecodeError:
                 raise self._status_error(state, status, response.content, "response is not JSON") from None
             if isinstance(body, dict):
-                if body.get(spec.try_again.field) == spec.try_again.value:
-                    state.last_answer = f"{spec.try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
+                try_again = spec.try_again
+                if try_again is not None and body.get(try_again.field) == try_again.value:
+                    state.last_answer = f"{try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
                     await self._pace(state, held)
                     continue
                 if await self._took_metadata_only(span, state, body):

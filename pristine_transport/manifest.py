@@ -34,6 +34,7 @@ __all__ = [
     "PollBackoffSpec",
     "PoolSpec",
     "RetryOverride",
+    "RetryHeadersSpec",
     "RetryPolicySpec",
     "SessionSpec",
     "TransportSpec",
@@ -83,6 +84,17 @@ class HeaderSource(_Spec):
 class IdempotencySpec(_Spec):
     header: str = "X-Idempotency-Key"
     prefix: str = ""
+
+
+class RetryHeadersSpec(_Spec):
+    """Wire names of the retry conventions (Stainless SDKs' by default); ``None`` turns one off."""
+
+    attempt: str | None = "x-stainless-retry-count"
+    """Request header with the re-sends taken so far (0, 1, …)."""
+    read_timeout: str | None = "x-stainless-read-timeout"
+    """Request header with the read timeout of the attempt, in seconds."""
+    should_retry: str | None = "x-should-retry"
+    """Response header by which the server says ``true``/``false`` to a retry, overriding the status rules."""
 
 
 class PoolSpec(_Spec):
@@ -194,9 +206,11 @@ class FailureSpec(_Spec):
 
 
 class MetadataOnlySpec(_Spec):
-    field: str = "status"
-    value: str = "complete_metadata"
-    size_field: str = "response_payload_size"
+    """A 2xx body announcing that the result is ready but large: ``{field: value, size_field: <bytes>}``."""
+
+    field: str
+    value: str
+    size_field: str
     budget_bytes: int = 5 * 1024 * 1024
     """Response-bytes budget held from a metadata-only reply until the future resolves."""
 
@@ -221,8 +235,10 @@ class PollBackoffSpec(_Spec):
 class FuturesSpec(_Spec):
     retrieve_endpoint: str
     request_id_field: str = "request_id"
-    allow_metadata_only_field: str | None = "allow_metadata_only"
-    try_again: MatchSpec = msgspec.field(default_factory=lambda: MatchSpec(field="type", value="try_again"))
+    allow_metadata_only_field: str | None = None
+    """Poll-body flag telling the server a metadata-only reply is welcome (true until one arrives)."""
+    try_again: MatchSpec | None = None
+    """A 2xx body that means "not ready yet, poll again"; without it only 408 and 5xx mean that."""
     queue_state_field: str = "queue_state"
     queue_state_reason_field: str = "queue_state_reason"
     failure: FailureSpec = msgspec.field(default_factory=FailureSpec)
@@ -283,6 +299,7 @@ class Manifest(_Spec):
     base_url: BaseUrlSpec
     headers: dict[str, HeaderSource] = msgspec.field(default_factory=dict)
     idempotency: IdempotencySpec = msgspec.field(default_factory=IdempotencySpec)
+    retry_headers: RetryHeadersSpec = msgspec.field(default_factory=RetryHeadersSpec)
     pools: dict[str, PoolSpec] = msgspec.field(default_factory=dict)
     retry_policies: dict[str, RetryPolicySpec] = msgspec.field(default_factory=dict)
     default_retry: str | None = None
@@ -299,16 +316,22 @@ class Manifest(_Spec):
         except KeyError:
             raise KeyError(f"manifest {self.name!r} has no endpoint {name!r}") from None
 
-    def retry_policy_for(self, name: str) -> RetryPolicySpec | None:
-        """The effective retry policy of an endpoint (override applied), or None when it has none."""
+    def retry_policy_name_for(self, name: str) -> str | None:
+        """The named policy an endpoint's retry builds on (its own, else ``default_retry``), or None."""
         retry = self.endpoint(name).retry
         if retry is None:
-            retry = self.default_retry
-        if retry is None:
+            return self.default_retry
+        return retry.policy if isinstance(retry, RetryOverride) else retry
+
+    def retry_policy_for(self, name: str) -> RetryPolicySpec | None:
+        """The effective retry policy of an endpoint (override applied), or None when it has none."""
+        policy_name = self.retry_policy_name_for(name)
+        if policy_name is None:
             return None
-        if isinstance(retry, str):
-            return self.retry_policies[retry]
-        base = self.retry_policies[retry.policy]
+        base = self.retry_policies[policy_name]
+        retry = self.endpoint(name).retry
+        if not isinstance(retry, RetryOverride):
+            return base
         changes = {f: getattr(retry, f) for f in retry.__struct_fields__ if f != "policy"}
         return msgspec.structs.replace(base, **{k: v for k, v in changes.items() if v is not msgspec.UNSET})
 

@@ -51,7 +51,6 @@ from pristine_transport.layers.telemetry import AttemptTelemetryLayer, Telemetry
 from pristine_transport.manifest import (
     EndpointSpec,
     Manifest,
-    RetryOverride,
     RetryPolicySpec,
     TransportSpec,
     load_manifest,
@@ -122,7 +121,14 @@ def build_transport(
             progress = tracker_for(name, policy)
             buffer_body = endpoint.response != "stream"
             layers.append(
-                lambda inner: RetryLayer(inner, policy, progress=progress, buffer_body=buffer_body, on_retry=on_retry)
+                lambda inner: RetryLayer(
+                    inner,
+                    policy,
+                    progress=progress,
+                    headers=spec.retry_headers,
+                    buffer_body=buffer_body,
+                    on_retry=on_retry,
+                )
             )
             layers.append(lambda inner: AttemptTelemetryLayer(inner, redactor=redactor, tracer=tracer))
         if pool is not None:
@@ -217,10 +223,8 @@ def _queue_state_layer(inner: httpx.AsyncBaseTransport, manifest: Manifest) -> Q
 def _tracker_key(manifest: Manifest, endpoint: str, policy: RetryPolicySpec) -> str:
     """Endpoints of one named policy share its tracker, unless an override changes the tracker's own settings
     (progress timeout, in-flight limit): then the endpoint gets a tracker of its own."""
-    retry = manifest.endpoints[endpoint].retry
-    retry = retry if retry is not None else manifest.default_retry
-    assert retry is not None  # only called for endpoints with a policy
-    name = retry.policy if isinstance(retry, RetryOverride) else retry
+    name = manifest.retry_policy_name_for(endpoint)
+    assert name is not None  # only called for endpoints with a policy
     named = manifest.retry_policies[name]
     if (named.progress_timeout_s, named.max_in_flight) == (policy.progress_timeout_s, policy.max_in_flight):
         return name

@@ -173,7 +173,7 @@ class TrainingClient:
         backward: bool,
     ) -> APIFuture[ForwardBackwardOutput]:
         if not chunks:
-            return completed_future(ForwardBackwardOutput(loss_fn_output_type="", loss_fn_outputs=[], metrics={}))
+            return completed_future(combine_forward_backward_outputs([]))
         endpoint = "forward_backward" if backward else "forward"
         handles = []
         try:

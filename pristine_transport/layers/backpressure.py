@@ -18,6 +18,7 @@ from opentelemetry import trace
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.layers.header_list import header_entry, set_header
 from pristine_transport.layers.pool_limiter import SizeOf, request_size
+from pristine_transport.layers.response_io import discard
 from pristine_transport.manifest import BackpressureSpec
 
 __all__ = ["BackpressureLayer"]
@@ -51,7 +52,7 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
             if response.status_code != spec.status:
                 return response
-            await response.aclose()
+            await discard(response)
             size = request_size(request, self._size_of)
             delay = spec.small_backoff_s if size <= spec.small_request_bytes else spec.large_backoff_s
             self._window.open(delay)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import httpx
 
-__all__ = ["read_or_close"]
+__all__ = ["discard", "read_or_close"]
 
 
 async def read_or_close(response: httpx.Response) -> None:
@@ -16,3 +16,15 @@ async def read_or_close(response: httpx.Response) -> None:
         with anyio.CancelScope(shield=True):
             await response.aclose()
         raise
+
+
+async def discard(response: httpx.Response) -> None:
+    """Read and close a response that will not be returned, so its connection goes back to the pool (closing an
+    unread response would drop the connection instead)."""
+    try:
+        await response.aread()
+    except httpx.HTTPError:
+        pass  # the body is thrown away anyway; a broken one must not stop the caller
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()

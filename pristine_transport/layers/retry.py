@@ -11,7 +11,8 @@ Two policy kinds (``RetryPolicySpec.kind``):
   for ``progress_timeout_s``, requests fail with :class:`ProgressTimeoutError` (an ``httpx.TimeoutException``).
 
 The request body is read once before the first attempt, so any body (an async generator too) is re-sent intact;
-every attempt carries ``x-stainless-retry-count`` and ``x-stainless-read-timeout`` on the wire, and its re-send
+every attempt carries the re-send count and its read timeout in the headers the manifest's ``retry_headers`` names
+(``x-stainless-retry-count`` / ``x-stainless-read-timeout`` by default), and its re-send
 count in ``request.extensions[extensions.ATTEMPT]`` for the layers beneath. The first attempt is the request itself
 (the stack's own: see :class:`~pristine_transport.stack.RouterTransport`); each re-send is a fresh copy with the
 headers as they were before the layers beneath edited the first attempt.
@@ -34,14 +35,12 @@ from opentelemetry import trace
 
 from pristine_transport import extensions
 from pristine_transport.errors import failure_name
-from pristine_transport.layers.response_io import read_or_close
+from pristine_transport.layers.response_io import discard, read_or_close
 
-from ..manifest import RetryPolicySpec
+from ..manifest import RetryHeadersSpec, RetryPolicySpec
 from .header_list import HeaderEntry, copy_request, live_entries
 
 __all__ = [
-    "READ_TIMEOUT_HEADER",
-    "RETRY_COUNT_HEADER",
     "ProgressTimeoutError",
     "ProgressTracker",
     "RetryLayer",
@@ -50,10 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("pristine_transport.retry")
 
-RETRY_COUNT_HEADER = "x-stainless-retry-count"
-READ_TIMEOUT_HEADER = "x-stainless-read-timeout"
-_RETRY_COUNT_NAME = RETRY_COUNT_HEADER.encode()
-_READ_TIMEOUT_NAME = READ_TIMEOUT_HEADER.encode()
 
 _SLACK_FRACTION = 0.01
 """A tracker pushes new deadlines to in-flight requests only when progress moved the deadline by more than this
@@ -167,25 +162,28 @@ class RetryEvent:
 
 RetryHook = Callable[[RetryEvent], None]
 
+_DEFAULT_HEADERS = RetryHeadersSpec()
+
 
 class _Attempts:
     """The attempts of one logical request. A per-attempt header the caller set is kept as is on every attempt."""
 
-    __slots__ = ("_count", "_headers", "_read_timeout", "_request")
+    __slots__ = ("_count_name", "_headers", "_read_timeout", "_request")
 
-    def __init__(self, request: httpx.Request, read_timeout: HeaderEntry | None) -> None:
+    def __init__(self, request: httpx.Request, count_name: bytes | None, read_timeout: HeaderEntry | None) -> None:
         self._request = request
         self._headers = list(live_entries(request.headers))  # as given, before the layers beneath edit attempt 0
-        self._count = True
         for entry in self._headers:
-            if entry[1] == _RETRY_COUNT_NAME:
-                self._count = False
-            elif entry[1] == _READ_TIMEOUT_NAME:
+            if entry[1] == count_name:
+                count_name = None
+            elif read_timeout is not None and entry[1] == read_timeout[1]:
                 read_timeout = None
+        self._count_name = count_name
         self._read_timeout = read_timeout
 
     def attempt(self, retries: int) -> httpx.Request:
-        extra = [(_RETRY_COUNT_NAME, _RETRY_COUNT_NAME, b"%d" % retries)] if self._count else []
+        name = self._count_name
+        extra = [(name, name, b"%d" % retries)] if name is not None else []
         if self._read_timeout is not None:
             extra.append(self._read_timeout)
         if retries == 0:
@@ -200,7 +198,7 @@ class _Attempts:
 class RetryLayer(httpx.AsyncBaseTransport):
     """Re-sends retryable failures of ``inner`` under ``policy``.
 
-    Retried: ``x-should-retry: true`` (``false`` vetoes, checked first); statuses in ``retry_statuses``; >= 500
+    Retried: ``x-should-retry: true`` (``false`` vetoes, checked first; the name is ``headers.should_retry``); statuses in ``retry_statuses``; >= 500
     with ``retry_server_errors``; ``httpx.TransportError`` (timeouts included) with ``retry_connection_errors``.
     A 2xx is never retried. Anything else is returned or raised as is; when re-sends run out, the last response
     is returned (or the last exception raised). Discarded responses are read and closed before the next attempt.
@@ -217,6 +215,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         progress: ProgressTracker | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _random.random,
+        headers: RetryHeadersSpec = _DEFAULT_HEADERS,
         buffer_body: bool = True,
         on_retry: RetryHook | None = None,
     ) -> None:
@@ -232,6 +231,9 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._buffer_body = buffer_body
         self._on_retry = on_retry
         self._read_timeout_cache: tuple[object, HeaderEntry] | None = None
+        self._count_name = headers.attempt.lower().encode() if headers.attempt else None
+        self._read_timeout_name = headers.read_timeout.lower().encode() if headers.read_timeout else None
+        self._should_retry = headers.should_retry
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -251,7 +253,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
-        attempts = _Attempts(request, self._read_timeout_entry(request))
+        attempts = _Attempts(request, self._count_name, self._read_timeout_entry(request))
         progress = self._progress
         retries = 0
         try:
@@ -278,7 +280,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                             progress.record_progress()
                         return response
                     reason, delay = status_reason, self._delay(retries, response)
-                    await _discard(response)
+                    await discard(response)
                 self._announce(request, retries + 1, delay, reason)
                 await self._sleep(delay)
                 retries += 1
@@ -288,12 +290,13 @@ class RetryLayer(httpx.AsyncBaseTransport):
     def _read_timeout_entry(self, request: httpx.Request) -> HeaderEntry | None:
         timeout = request.extensions.get("timeout")
         read_timeout = timeout.get("read") if type(timeout) is dict or isinstance(timeout, Mapping) else None
-        if read_timeout is None:
+        name = self._read_timeout_name
+        if read_timeout is None or name is None:
             return None
         # Nearly every request of an endpoint has the same timeout: encode it once (5 and 5.0 print differently).
         cached = self._read_timeout_cache
         if cached is None or cached[0] != read_timeout or type(cached[0]) is not type(read_timeout):
-            entry = (_READ_TIMEOUT_NAME, _READ_TIMEOUT_NAME, str(read_timeout).encode())
+            entry = (name, name, str(read_timeout).encode())
             cached = self._read_timeout_cache = (read_timeout, entry)
         return cached[1]
 
@@ -303,11 +306,11 @@ class RetryLayer(httpx.AsyncBaseTransport):
     def _retry_reason(self, response: httpx.Response) -> str | None:
         if response.is_success:
             return None
-        should_retry = response.headers.get("x-should-retry", "").strip().lower()
+        verdict = response.headers.get(self._should_retry, "").strip().lower() if self._should_retry else ""
         status = response.status_code
-        if should_retry == "true":
-            return f"status {status} (x-should-retry)"
-        if should_retry == "false":
+        if verdict == "true":
+            return f"status {status} ({self._should_retry})"
+        if verdict == "false":
             return None
         if status in self._policy.retry_statuses or (self._policy.retry_server_errors and status >= 500):
             return f"status {status}"
@@ -362,14 +365,3 @@ def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.tim
     if date is None:
         return None
     return float(int(email.utils.mktime_tz(date) - now()))
-
-
-async def _discard(response: httpx.Response) -> None:
-    """Read and close a response that will not be returned, so its connection goes back to the pool."""
-    try:
-        await response.aread()
-    except httpx.HTTPError:
-        pass  # the body is thrown away anyway; a broken one must not stop the retry
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()

@@ -38,7 +38,14 @@ BASE_MANIFEST: dict[str, Any] = {
     },
     "futures": {
         "retrieve_endpoint": "retrieve",
-        "metadata_only": {"budget_bytes": 10_000},
+        "allow_metadata_only_field": "allow_metadata_only",
+        "try_again": {"field": "type", "value": "try_again"},
+        "metadata_only": {
+            "field": "status",
+            "value": "complete_metadata",
+            "size_field": "response_payload_size",
+            "budget_bytes": 10_000,
+        },
         "poll_headers": {
             "iteration": "X-Request-Iteration",
             "request_type": "X-Request-Type",

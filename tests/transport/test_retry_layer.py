@@ -666,3 +666,15 @@ async def test_streaming_endpoints_leave_the_body_to_the_caller() -> None:
         async with client.stream("POST", URL, content=b"x") as response:
             with pytest.raises(httpx.RemoteProtocolError):
                 await response.aread()
+
+
+async def test_the_manifest_names_the_retry_headers_and_none_turns_one_off() -> None:
+    from pristine_transport.manifest import RetryHeadersSpec
+
+    script = Script((503, {"X-Retry": "false"}), 200)
+    headers = RetryHeadersSpec(attempt="X-Attempt", read_timeout=None, should_retry="X-Retry")
+    layer = RetryLayer(httpx.MockTransport(script), policy(), sleep=Sleeps(), headers=headers)
+    response = await post(layer, timeout=httpx.Timeout(7.0))
+    assert response.status_code == 503  # the server's own header vetoed the retry
+    assert script.header("x-attempt") == ["0"]
+    assert script.header("x-stainless-retry-count") == [None] and script.header("x-stainless-read-timeout") == [None]
