@@ -26,6 +26,7 @@ import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions as ext
+from pristine_transport.boundary import scrub_exception
 from pristine_transport.errors import (
     APIError,
     APIResponseValidationError,
@@ -194,7 +195,7 @@ class ManifestClient:
                 await self._read_and_close(response)
             error = error_for_response(response)
             self._mask_secrets(error)
-            raise error
+            raise error from None
         if spec.response == "raw":
             return response
         if streaming:
@@ -253,11 +254,14 @@ class ManifestClient:
 
     def _raise_transport_error(self, exc: httpx.RequestError, request: httpx.Request) -> NoReturn:
         error = error_for_transport_exception(exc, request)
-        # A message that had to be masked came from the httpx exception: chaining it would print the secret.
-        raise error from (None if self._mask_secrets(error) else exc)
+        self._mask_secrets(error)
+        # The cause stays for debugging, scrubbed: its message, its request copy, and every link behind it.
+        raise error from scrub_exception(exc, self.redactor)
 
     def _mask_secrets(self, error: APIError) -> bool:
-        """Mask secret values in the error's message (a server may echo a key back in a body); True if any."""
+        """Mask secret values in the error's message (a server may echo a key back in a body) and replace the
+        requests it carries with masked copies; True if the message had to be masked."""
+        scrub_exception(error, self.redactor)
         masked = self.redactor.text(error.message)
         if masked == error.message:
             return False

@@ -27,6 +27,7 @@ __all__ = [
     "PermissionDeniedError",
     "PristineError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "UnprocessableEntityError",
     "error_for_response",
     "error_for_transport_exception",
@@ -112,6 +113,17 @@ class APIConnectionError(APIError):
         super().__init__(message, request, body=None)
 
 
+class ResponseTooLargeError(APIError):
+    """A response exceeded a size limit of its endpoint (``limit_name`` is the manifest field: ``max_response_bytes``
+    or ``max_response_header_bytes``). Not retried: the same request would get the same answer."""
+
+    def __init__(self, message: str, request: httpx.Request, *, limit_name: str, limit: int, endpoint: str) -> None:
+        super().__init__(message, request, body=None)
+        self.limit_name = limit_name
+        self.limit = limit
+        self.endpoint = endpoint
+
+
 class APITimeoutError(APIConnectionError):
     def __init__(self, request: httpx.Request, message: str = "Request timed out.") -> None:
         super().__init__(request=request, message=message)
@@ -164,10 +176,16 @@ def body_excerpt(text: str) -> str:
     return text if len(text) <= _MAX_BODY_IN_MESSAGE else text[:_MAX_BODY_IN_MESSAGE] + "…"
 
 
-def error_for_transport_exception(exc: Exception, request: httpx.Request) -> APIConnectionError:
-    """Map an httpx transport failure to ``APITimeoutError`` / ``APIConnectionError``."""
+def error_for_transport_exception(exc: Exception, request: httpx.Request) -> APIConnectionError | ResponseTooLargeError:
+    """Map an httpx transport failure to ``APITimeoutError`` / ``APIConnectionError``, a response over its
+    endpoint's size limit to ``ResponseTooLargeError``."""
+    from .boundary import ResponseTooLarge
     from .layers.retry import ProgressTimeoutError
 
+    if isinstance(exc, ResponseTooLarge):
+        return ResponseTooLargeError(
+            str(exc), exc.request, limit_name=exc.limit_name, limit=exc.limit, endpoint=exc.endpoint
+        )
     if isinstance(exc, ProgressTimeoutError):
         return APITimeoutError(request, str(exc))
     failure = _actual_failure(exc)
@@ -178,7 +196,11 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
 
 
 def failure_name(exc: BaseException) -> str:
-    """The class name of a transport failure (of its cause when it was reported as a timeout, see below)."""
+    """The class name of a transport failure: the backend's own failure type the boundary recorded, or the class
+    of its cause when it was reported as a timeout (see below)."""
+    recorded = getattr(exc, "failure_type", None)
+    if isinstance(recorded, str):
+        return recorded
     return type(_actual_failure(exc)).__name__
 
 

@@ -189,6 +189,11 @@ class EndpointSpec(_Spec):
     follow_redirects: bool = False
     query_array_format: Literal["comma", "repeat", "brackets"] = "comma"
     future: EndpointFutureSpec | None = None
+    max_response_bytes: int | None = 256 * 1024 * 1024
+    """Largest response body accepted, counted after decompression (default 256 MiB); null: unlimited (for
+    streamed downloads to disk). Enforced while reading by ``pristine_transport.boundary``."""
+    max_response_header_bytes: int | None = 64 * 1024
+    """Largest response header block accepted (default 64 KiB); null: unlimited."""
 
 
 class MatchSpec(_Spec):

@@ -42,6 +42,7 @@ class Redactor:
         self._secret_values: frozenset[str] = frozenset()
         self._value_pattern: re.Pattern[str] | None = None
         self._pattern_stale = False
+        self._secret_bytes: tuple[tuple[bytes, bytes], ...] = ()
         for value in secret_values:
             self.add_secret_value(value)
 
@@ -60,6 +61,13 @@ class Redactor:
             self._registered_count += 1
             self._secret_values = self._secret_values | forms
             self._pattern_stale = True
+            longest_first = sorted(self._secret_values, key=len, reverse=True)
+            self._secret_bytes = tuple((v.encode(), self.mask(v).encode()) for v in longest_first)
+
+    def secret_bytes(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Every registered secret value as UTF-8 bytes with the bytes of its mask, longest first (for masking
+        response bodies as they stream, see ``pristine_transport.boundary``)."""
+        return self._secret_bytes
 
     def is_secret_header(self, name: str) -> bool:
         return name.lower() in self._secret_headers

@@ -10,7 +10,9 @@ Layer order, outermost first (each included only when the endpoint's manifest en
 6. ``BackpressureLayer`` (``backpressure`` set)
 7. ``QueueStateLayer`` (``queue_state`` true)
 8. ``HeadersLayer`` (always: manifest default headers, then the endpoint's own)
-9. the base transport, shared by every stack
+9. ``BoundaryTransport`` (always: backend failures typed and masked, the endpoint's response size limits, echoed
+   secrets masked; see ``pristine_transport.boundary``)
+10. the base transport, shared by every stack
 
 Stacks are built once, when the transport is built. Shared state lives on the router, never in globals: one
 ``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy. An
@@ -38,6 +40,7 @@ import httpx
 from opentelemetry import trace
 
 from pristine_transport import extensions
+from pristine_transport.boundary import BoundaryTransport, ResponseLimits
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.layers.backpressure import BackpressureLayer
@@ -141,14 +144,23 @@ def build_transport(
         layers.append(
             lambda inner: HeadersLayer(inner, merge_headers(default_headers, endpoint.headers), redactor=redactor)
         )
-        stack = base
+        limits = ResponseLimits(
+            endpoint=name,
+            max_body_bytes=endpoint.max_response_bytes,
+            max_header_bytes=endpoint.max_response_header_bytes,
+        )
+        stack: httpx.AsyncBaseTransport = BoundaryTransport(base, limits=limits, redactor=redactor)
         for layer in reversed(layers):
             stack = layer(stack)
         return stack
 
     stacks = {name: assemble(name, endpoint) for name, endpoint in spec.endpoints.items()}
+    default_boundary = BoundaryTransport(base, limits=ResponseLimits(endpoint=DEFAULT_STACK), redactor=redactor)
     default = TelemetryLayer(
-        HeadersLayer(base, default_headers, redactor=redactor), endpoint=DEFAULT_STACK, redactor=redactor, tracer=tracer
+        HeadersLayer(default_boundary, default_headers, redactor=redactor),
+        endpoint=DEFAULT_STACK,
+        redactor=redactor,
+        tracer=tracer,
     )
     return RouterTransport(
         manifest=spec,

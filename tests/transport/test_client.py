@@ -473,9 +473,9 @@ async def _serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
             method, target, _ = lines[0].split(" ", 2)
             headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             body = await reader.readexactly(int(headers.get("content-length", 0)))
-            payload = msgspec.json.encode(
-                {"method": method, "target": target, "key": headers.get("x-api-key"), "body": body.decode()}
-            )
+            # The key is echoed as a flag: an echoed secret would come back masked (pristine_transport.boundary).
+            sent_key = headers.get("x-api-key") == API_KEY
+            payload = msgspec.json.encode({"method": method, "target": target, "key": sent_key, "body": body.decode()})
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {len(payload)}\r\n\r\n".encode()
@@ -501,7 +501,7 @@ async def test_against_a_real_loopback_server_with_the_default_base_transport() 
     finally:
         server.close()
         await server.wait_closed()
-    assert echoed == {"method": "POST", "target": "/prefix/api/v1/create", "key": API_KEY, "body": '{"n":1}'}
+    assert echoed == {"method": "POST", "target": "/prefix/api/v1/create", "key": True, "body": '{"n":1}'}
     assert listed["target"] == "/prefix/api/v1/training_runs?ids=a&ids=b"
     assert raw.json()["target"] == "/prefix/api/v1/training_runs/r:1/checkpoints/weights/c/archive"
     assert raw.request.extensions.get(extensions.ENDPOINT) is None  # routed by template, not by name

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pristine_transport import extensions
+from pristine_transport.boundary import BoundaryTransport
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.layers.backpressure import BackpressureLayer
 from pristine_transport.layers.headers import HeadersLayer
@@ -150,6 +151,7 @@ def test_a_full_endpoint_gets_every_layer_in_the_architecture_order(router: Rout
         PoolLimiterLayer,
         BackpressureLayer,
         HeadersLayer,
+        BoundaryTransport,
         ClosingBase,
     ]
     assert chain(router.stacks["retrieve_future"]) == [
@@ -159,16 +161,17 @@ def test_a_full_endpoint_gets_every_layer_in_the_architecture_order(router: Rout
         AttemptTelemetryLayer,
         QueueStateLayer,
         HeadersLayer,
+        BoundaryTransport,
         ClosingBase,
     ]
 
 
 def test_layers_are_only_included_when_the_manifest_asks(router: RouterTransport) -> None:
-    assert chain(router.stacks["get_run"]) == [TelemetryLayer, HeadersLayer, ClosingBase]
-    assert chain(router.stacks["forward"]) == [TelemetryLayer, IdempotencyLayer, PoolLimiterLayer, HeadersLayer, ClosingBase]
-    assert chain(router.stacks["list_sessions"]) == [TelemetryLayer, IdempotencyLayer, HeadersLayer, ClosingBase]
+    assert chain(router.stacks["get_run"]) == [TelemetryLayer, HeadersLayer, BoundaryTransport, ClosingBase]
+    assert chain(router.stacks["forward"]) == [TelemetryLayer, IdempotencyLayer, PoolLimiterLayer, HeadersLayer, BoundaryTransport, ClosingBase]
+    assert chain(router.stacks["list_sessions"]) == [TelemetryLayer, IdempotencyLayer, HeadersLayer, BoundaryTransport, ClosingBase]
     assert IdempotencyLayer not in chain(router.stacks["delete_checkpoint"])
-    assert chain(router.default_stack) == [TelemetryLayer, HeadersLayer, ClosingBase]
+    assert chain(router.default_stack) == [TelemetryLayer, HeadersLayer, BoundaryTransport, ClosingBase]
 
 
 def test_every_stack_shares_the_one_base_transport(router: RouterTransport) -> None:
