@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import main as demo_main
 
         return demo_main(arguments[1:])
+    if arguments[:1] == ["exec"]:  # everything after `exec` belongs to the program it runs
+        from .compat.launch import exec_program
+
+        return exec_program(arguments[1:])
     try:
         # The shared options' defaults live here: in the parsers they are SUPPRESS (see _build_parser).
         args = _build_parser().parse_args(arguments, argparse.Namespace(json=False, base_url=None, api_key=None))
@@ -139,6 +143,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="run the end-to-end demo (see `tinkex demo --help`)", add_help=False)
     p.add_argument("demo_args", nargs=argparse.REMAINDER)
+
+    p = commands.add_parser(
+        "exec", help="run a program with `import tinker` served by tinkex (see `tinkex exec --help`)", add_help=False
+    )
+    p.add_argument("program_args", nargs=argparse.REMAINDER)
     return parser
 
 
