@@ -250,7 +250,7 @@ def test_wrong_type_inside_a_chunk_names_the_merged_path() -> None:
 
 def test_unknown_loss_fn_and_malformed_json_are_rejected() -> None:
     with pytest.raises(msgspec.ValidationError, match=r"\$\.loss_fn"):
-        decode(b'{"data":[],"loss_fn":"custom"}', ForwardBackwardInput)
+        decode(b'{"data":[],"loss_fn":"my_own_loss"}', ForwardBackwardInput)
     with pytest.raises(msgspec.DecodeError):
         decode(b'{"data":', ForwardBackwardInput)
 
@@ -279,7 +279,7 @@ def test_minimal_responses_decode() -> None:
         .sampling_session_id
         == "sess-b4eedb46:sample:0"
     )
-    assert decode(b"{}", SessionHeartbeatResponse).type is None
+    assert decode(b"{}", SessionHeartbeatResponse).type == "session_heartbeat"  # official default
     assert decode(b'{"status":"accepted"}', TelemetryResponse).status == "accepted"
     assert decode(b'{"status":"ok"}', HealthResponse).status == "ok"
 
@@ -313,7 +313,9 @@ def test_failure_and_metadata_only_replies_decode() -> None:
     failed = decode(b'{"error":"boom","category":"user"}', RequestFailedResponse)
     assert failed.category is RequestErrorCategory.User
     assert failed.category.name == "User"
-    assert decode(b'{"error":"boom"}', RequestFailedResponse).category is RequestErrorCategory.Unknown
+    # Required, as officially: the client reads a category-less failure from the raw body, not this type.
+    with pytest.raises(msgspec.ValidationError, match="missing required field `category`"):
+        decode(b'{"error":"boom"}', RequestFailedResponse)
     metadata = decode(b'{"status":"complete_metadata","response_payload_size":1234}', FutureMetadataOnlyResponse)
     assert metadata.response_payload_size == 1234
 
@@ -336,7 +338,7 @@ def test_responses_ignore_unknown_fields_including_038_additions() -> None:
 @pytest.mark.parametrize(
     ("body", "type_", "field"),
     [
-        (b'{"loss_fn_output_type":"x","loss_fn_outputs":[]}', ForwardBackwardOutput, "metrics"),
+        (b'{"loss_fn_output_type":"x"}', ForwardBackwardOutput, "loss_fn_outputs"),
         (b'{"type":"create_session"}', CreateSessionResponse, "session_id"),
         (b'{"model_id":"m"}', UntypedAPIFuture, "request_id"),
         (b'{"sequences":[{"stop_reason":"stop"}]}', SampleResponse, "tokens"),

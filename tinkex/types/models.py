@@ -7,6 +7,7 @@ from typing import Any, Literal
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, ResponseStruct, unset_reads_as
+from .optimizer import AdamOptimizerConfig, OptimizerConfig
 
 __all__ = [
     "CreateModelRequest",
@@ -30,19 +31,21 @@ class LoraConfig(RequestStruct, kw_only=True):
     train_attn: bool = True
 
 
-@unset_reads_as(lora_config=None, type="create_model")
+@unset_reads_as(lora_config=None, optimizer_config=AdamOptimizerConfig(), type="create_model")
 class CreateModelRequest(RequestStruct, kw_only=True):
     session_id: str
     model_seq_id: int
     base_model: str
     user_metadata: dict[str, Any] | None = None
     lora_config: LoraConfig | None | UnsetType = UNSET
+    optimizer_config: OptimizerConfig | UnsetType = UNSET
+    """[0.38] The optimizer family; sent only when set (the server's default is Adam)."""
     type: Literal["create_model"] | UnsetType = UNSET
 
 
 class CreateModelResponse(ResponseStruct, kw_only=True):
     model_id: str
-    type: Literal["create_model"] | None = None
+    type: Literal["create_model"] = "create_model"
 
 
 @unset_reads_as(type="get_info")
@@ -63,6 +66,8 @@ class GetInfoResponse(ResponseStruct, kw_only=True):
     is_lora: bool | None = None
     lora_rank: int | None = None
     model_name: str | None = None
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
+    """[0.38] The model's optimizer family (Adam when the server does not say)."""
     type: Literal["get_info"] | None = None
 
 

@@ -1,18 +1,44 @@
-"""Sampling wire types: SamplingParams and asample (`tinker-wire.md` §1.4)."""
+"""Sampling wire types: SamplingParams and asample (`tinker-wire.md` §1.4, §1.7).
+
+Responses keep the JSON shape every server sends (``tokens`` / ``logprobs`` lists); 0.38's numpy views
+(``tokens_np``, ``logprobs_np``, ``topk_logprobs_np``, ``prompt_logprobs_np``, ``topk_prompt_logprobs_np``) are
+read-only properties built from them, so numpy is imported only when one is read.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, ResponseStruct, unset_reads_as
 from .model_input import ModelInput
+from .tensor import TensorData
 
-__all__ = ["SampleRequest", "SampleResponse", "SampledSequence", "SamplingParams", "StopReason"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = [
+    "MASK_LOGPROB",
+    "PromptAltTokens",
+    "SampleRequest",
+    "SampleResponse",
+    "SampledSequence",
+    "SamplingParams",
+    "StopReason",
+    "TopkLogprobs",
+]
 
 StopReason = Literal["length", "stop"]
+
+TopkEntries = list[list[tuple[int, float]] | None]
+"""Per position: up to k ``(token_id, logprob)`` pairs, or ``None`` where the engine reported nothing."""
+
+MASK_LOGPROB = -99999.0
+"""Logprob of an empty top-k cell in the dense form (its token id is 0)."""
 
 
 @unset_reads_as(max_tokens=None, seed=None, stop=None, temperature=1.0, top_k=-1, top_p=1.0)
@@ -40,9 +66,21 @@ class SamplingParams(RequestStruct, kw_only=True):
 
 
 @unset_reads_as(
-    base_model=None, model_path=None, sampling_session_id=None, seq_id=None, type="sample"
+    base_model=None,
+    model_path=None,
+    sampling_session_id=None,
+    seq_id=None,
+    topk_sample_logprobs=0,
+    target_prompt_logprobs=None,
+    prompt_alt_tokens_k=0,
+    prompt_logprobs_last_n=None,
+    record_stability_info=None,
+    type="sample",
 )
 class SampleRequest(RequestStruct, kw_only=True):
+    """0.16's fields go out as 0.16 sends them (``prompt_logprobs`` always: the client sets it); the 0.38
+    fields only when set."""
+
     num_samples: int = 1
     prompt: ModelInput
     sampling_params: SamplingParams
@@ -50,20 +88,116 @@ class SampleRequest(RequestStruct, kw_only=True):
     model_path: str | None | UnsetType = UNSET
     sampling_session_id: str | None | UnsetType = UNSET
     seq_id: int | None | UnsetType = UNSET
-    prompt_logprobs: bool = False
+    prompt_logprobs: bool | None = None
     topk_prompt_logprobs: int = 0
+    topk_sample_logprobs: int | UnsetType = UNSET
+    """[0.38] Top-k logprobs per sampled token (``SampledSequence.topk_logprobs``)."""
+    target_prompt_logprobs: TensorData | None | UnsetType = UNSET
+    """[0.38] int64 ``[len(prompt) - 1, K]`` token ids to score at prompt position ``i + 1``; -1 asks nothing."""
+    prompt_alt_tokens_k: int | UnsetType = UNSET
+    """[0.38] Draws per prompt position after the first (``SampleResponse.prompt_alt_tokens``)."""
+    prompt_logprobs_last_n: int | None | UnsetType = UNSET
+    """[0.38] Score only the last N prompt tokens (needs ``prompt_logprobs``)."""
+    record_stability_info: bool | None | UnsetType = UNSET
+    """[0.38] Record per-sequence stability information (StableReinforce training)."""
     type: Literal["sample"] | UnsetType = UNSET
 
 
+@dataclass(frozen=True, slots=True)
+class TopkLogprobs:
+    """Top-k tokens at each position as dense ``(length, k)`` matrices; empty cells hold token 0 and
+    :data:`MASK_LOGPROB`."""
+
+    token_ids: npt.NDArray[Any]
+    """int32 token ids."""
+    logprobs: npt.NDArray[Any]
+    """float32 logprobs."""
+
+    @classmethod
+    def from_lists(cls, entries: TopkEntries) -> TopkLogprobs:
+        import numpy as np
+
+        k = max((len(row) for row in entries if row), default=0)
+        token_ids = np.zeros((len(entries), k), dtype=np.int32)
+        logprobs = np.full((len(entries), k), MASK_LOGPROB, dtype=np.float32)
+        for i, row in enumerate(entries):
+            for j, (token_id, logprob) in enumerate(row or ()):
+                token_ids[i, j] = token_id
+                logprobs[i, j] = logprob
+        return cls(token_ids=token_ids, logprobs=logprobs)
+
+    def to_lists(self) -> TopkEntries:
+        """Per position, the non-empty cells as pairs; ``None`` for a position with none."""
+        rows: TopkEntries = []
+        for ids, lps in zip(self.token_ids.tolist(), self.logprobs.tolist(), strict=True):
+            pairs = [(t, lp) for t, lp in zip(ids, lps, strict=True) if not (t == 0 and lp == MASK_LOGPROB)]
+            rows.append(pairs or None)
+        return rows
+
+
+def _array(values: list[Any], dtype: str) -> np.ndarray[Any, Any]:
+    import numpy as np
+
+    return np.asarray(values, dtype=dtype)
+
+
 class SampledSequence(ResponseStruct, kw_only=True):
+    """One sampled sequence: the JSON fields, plus 0.38's numpy views as properties."""
+
     stop_reason: StopReason
     tokens: list[int]
     logprobs: list[float] | None = None
+    sequence_id: str | None = None
+    """[0.38] Session-scoped id of this sequence (from the asample future's ``sample_sequence_ids``); reference
+    it in later requests (``PromptProvenanceSpan`` / ``SampledProvenanceSpan``). None from a 0.16 server."""
+    topk_logprobs: TopkEntries | None = None
+    """[0.38] Up to k ``(token_id, logprob)`` per generated token when ``topk_sample_logprobs`` was set."""
+
+    @property
+    def tokens_np(self) -> npt.NDArray[Any]:
+        """The tokens as a 1-D int32 array."""
+        return _array(self.tokens, "int32")
+
+    @property
+    def logprobs_np(self) -> npt.NDArray[Any] | None:
+        """The logprobs as a 1-D float32 array, or None when not requested."""
+        return None if self.logprobs is None else _array(self.logprobs, "float32")
+
+    @property
+    def topk_logprobs_np(self) -> TopkLogprobs | None:
+        return None if self.topk_logprobs is None else TopkLogprobs.from_lists(self.topk_logprobs)
+
+
+class PromptAltTokens(ResponseStruct, kw_only=True):
+    """[0.38] ``k`` independent draws at every prompt position after the first: both tensors are dense
+    ``[len(prompt) - 1, k]``; ``tokens[i]`` are alternatives to ``prompt[i + 1]``."""
+
+    tokens: TensorData
+    """int64 token ids."""
+    logprobs: TensorData
+    """float32 logprobs of those tokens."""
 
 
 class SampleResponse(ResponseStruct, kw_only=True):
     sequences: list[SampledSequence]
-    type: Literal["sample"] | None = None
+    type: Literal["sample"] = "sample"
     prompt_logprobs: list[float | None] | None = None
-    """One entry per prompt token; the first is ``None``."""
-    topk_prompt_logprobs: list[list[tuple[int, float]] | None] | None = None
+    """One entry per prompt token; ``None`` where not scored (always the first)."""
+    topk_prompt_logprobs: TopkEntries | None = None
+    prompt_cache_hit_tokens: int = 0
+    """[0.38] Prompt tokens billed as prefix-cache hits (counted once, not per sample)."""
+    target_prompt_logprobs: TensorData | None = None
+    """[0.38] float32 logprobs of ``SampleRequest.target_prompt_logprobs``, same shape; 0.0 where it had -1."""
+    prompt_alt_tokens: PromptAltTokens | None = None
+    """[0.38] The draws ``SampleRequest.prompt_alt_tokens_k`` asked for."""
+
+    @property
+    def prompt_logprobs_np(self) -> npt.NDArray[Any] | None:
+        """The prompt logprobs as a 1-D float32 array, NaN where not scored; None when not requested."""
+        if self.prompt_logprobs is None:
+            return None
+        return _array([float("nan") if lp is None else lp for lp in self.prompt_logprobs], "float32")
+
+    @property
+    def topk_prompt_logprobs_np(self) -> TopkLogprobs | None:
+        return None if self.topk_prompt_logprobs is None else TopkLogprobs.from_lists(self.topk_prompt_logprobs)

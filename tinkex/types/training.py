@@ -11,6 +11,8 @@ from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, ResponseStruct, unset_reads_as
 from .model_input import ModelInput
+from .optimizer import AdamParams, OptimParams
+from .provenance import ProvenanceSpans, check_span_tiling
 from .tensor import TensorData, TensorDtype
 
 __all__ = [
@@ -27,7 +29,10 @@ __all__ = [
     "OptimStepResponse",
 ]
 
-LossFnType = Literal["cross_entropy", "importance_sampling", "ppo", "cispo", "dro"]
+LossFnType = Literal[
+    "cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce", "custom"
+]
+"""0.16 knows the first five; 0.38 adds ``gspo``, ``stable_reinforce`` and ``custom`` (a custom-loss upload)."""
 LossFnInputs = dict[str, TensorData]
 TensorInput = TensorData | Sequence[int] | Sequence[float] | Any
 """What ``Datum.loss_fn_inputs`` accepts per key: TensorData, a (nested) list, a numpy array or a torch tensor."""
@@ -41,6 +46,7 @@ _DTYPE_BY_KEY: dict[str, TensorDtype] = {
     "logprobs": "float32",
     "clip_low_threshold": "float32",
     "clip_high_threshold": "float32",
+    "sequence_ratio_mask": "float32",
 }
 
 
@@ -81,75 +87,132 @@ def _to_tensor_data(key: str, value: Any) -> TensorData:
     )
 
 
+@unset_reads_as(model_input_spans=None, loss_fn_input_spans=None)
 class Datum(RequestStruct, kw_only=True):
     """One training example. ``loss_fn_inputs`` values may be given as TensorData, lists, numpy arrays or
-    torch tensors; they are stored as TensorData with ``shape`` filled."""
+    torch tensors; they are stored as TensorData with ``shape`` filled.
 
-    loss_fn_inputs: LossFnInputs
+    [0.38] ``model_input_spans`` / ``loss_fn_input_spans`` (set together, via :meth:`with_provenance`) say
+    which sampled sequences the tokens came from; they are sent only when set.
+    """
+
+    loss_fn_inputs: LossFnInputs = msgspec.field(default_factory=dict)
     model_input: ModelInput
+    model_input_spans: ProvenanceSpans | None | UnsetType = UNSET
+    """Consecutive runs tiling ``model_input`` (lengths sum to its length)."""
+    loss_fn_input_spans: ProvenanceSpans | None | UnsetType = UNSET
+    """Consecutive runs tiling ``loss_fn_inputs["target_tokens"]``."""
 
     if TYPE_CHECKING:
         # What the constructor accepts; __post_init__ turns every value into TensorData.
-        def __init__(self, *, loss_fn_inputs: Mapping[str, TensorInput], model_input: ModelInput) -> None: ...
+        def __init__(
+            self,
+            *,
+            loss_fn_inputs: Mapping[str, TensorInput] = ...,
+            model_input: ModelInput,
+            model_input_spans: ProvenanceSpans | None = ...,
+            loss_fn_input_spans: ProvenanceSpans | None = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
+        if (self.model_input_spans is None) != (self.loss_fn_input_spans is None):
+            raise ValueError("Datum provenance comes as a pair: set both model_input_spans and loss_fn_input_spans, or neither")
         inputs = self.loss_fn_inputs
         if all(isinstance(value, TensorData) for value in inputs.values()):
             return
         converted = {key: _to_tensor_data(key, value) for key, value in inputs.items()}
         msgspec.structs.force_setattr(self, "loss_fn_inputs", converted)
 
+    def with_provenance(self, model_input: ProvenanceSpans, loss_fn_inputs: ProvenanceSpans) -> Datum:
+        """A copy carrying provenance for both fields. ``model_input`` spans must tile the input tokens and
+        ``loss_fn_inputs`` spans ``loss_fn_inputs["target_tokens"]`` (when it is one-dimensional); a miscount
+        fails here rather than as a request error."""
+        check_span_tiling("model_input", model_input, self.model_input.length)
+        target_tokens = self.loss_fn_inputs.get("target_tokens")
+        shape = target_tokens.shape if target_tokens is not None else None
+        if isinstance(shape, list) and len(shape) == 1:
+            check_span_tiling("loss_fn_inputs", loss_fn_inputs, shape[0])
+        return msgspec.structs.replace(
+            self, model_input_spans=list(model_input), loss_fn_input_spans=list(loss_fn_inputs)
+        )
+
 
 class ForwardBackwardInput(RequestStruct, kw_only=True):
     data: list[Datum]
     loss_fn: LossFnType
-    loss_fn_config: dict[str, float] | None = None
+    loss_fn_config: dict[str, float | str] | None = None
+    """Loss parameters (e.g. PPO clip thresholds; [0.38] also strings, e.g. StableReinforce settings)."""
 
 
-@unset_reads_as(learning_rate=1e-4, beta1=0.9, beta2=0.95, eps=1e-12, weight_decay=0.0, grad_clip_norm=0.0)
-class AdamParams(RequestStruct, kw_only=True):
-    """Adam hyper-parameters. Only the ones passed are sent (the server applies the rest); reading an
-    unpassed one gives the documented default."""
-
-    learning_rate: float | UnsetType = UNSET
-    beta1: float | UnsetType = UNSET
-    beta2: float | UnsetType = UNSET
-    eps: float | UnsetType = UNSET
-    weight_decay: float | UnsetType = UNSET
-    grad_clip_norm: float | UnsetType = UNSET
-
-
-@unset_reads_as(type="forward")
 class ForwardRequest(RequestStruct, kw_only=True):
     forward_input: ForwardBackwardInput
     model_id: str
-    seq_id: int
-    type: Literal["forward"] | UnsetType = UNSET
+    seq_id: int | None = None
 
 
-@unset_reads_as(type="forward_backward")
 class ForwardBackwardRequest(RequestStruct, kw_only=True):
     forward_backward_input: ForwardBackwardInput
     model_id: str
-    seq_id: int
-    type: Literal["forward_backward"] | UnsetType = UNSET
+    seq_id: int | None = None
 
 
-@unset_reads_as(type="optim_step")
+class _ReadsOtherWhileUnset:
+    """Descriptor over a Struct slot that reads another attribute while the slot is ``UNSET``."""
+
+    __slots__ = ("_slot", "_other")
+
+    def __init__(self, slot: Any, other: str) -> None:
+        self._slot = slot
+        self._other = other
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self._slot.__get__(instance, owner)
+        return getattr(instance, self._other) if value is UNSET else value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        self._slot.__set__(instance, value)
+
+
+@unset_reads_as(adam_params=None, type="optim_step")
 class OptimStepRequest(RequestStruct, kw_only=True):
-    adam_params: AdamParams
+    """One optimizer step. Pass ``optim_params`` (0.38) or ``adam_params`` (0.16), not both.
+
+    On the wire Adam parameters go under ``adam_params`` (what every server accepts) and any other family's
+    under ``optimizer_params`` (0.38's key); an ``AdamParams`` given as ``optim_params`` is moved to
+    ``adam_params``. ``optim_params`` always reads as the step's parameters, whichever way they came.
+    """
+
+    adam_params: AdamParams | UnsetType = UNSET
+    optim_params: OptimParams | UnsetType = msgspec.field(default=UNSET, name="optimizer_params")
     model_id: str
-    seq_id: int
+    seq_id: int | None = None
     type: Literal["optim_step"] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        raw = msgspec.structs.asdict(self)
+        adam, other = raw["adam_params"], raw["optim_params"]
+        if adam is not UNSET and other is not UNSET:
+            raise ValueError("OptimStepRequest takes optim_params or the legacy adam_params, not both")
+        if adam is UNSET and other is UNSET:
+            raise ValueError("OptimStepRequest needs optim_params (or the legacy adam_params)")
+        if isinstance(other, AdamParams):
+            msgspec.structs.force_setattr(self, "adam_params", other)
+            msgspec.structs.force_setattr(self, "optim_params", UNSET)
+
+
+OptimStepRequest.optim_params = _ReadsOtherWhileUnset(  # type: ignore[assignment]
+    OptimStepRequest.__dict__["optim_params"], "adam_params"
+)
 
 
 class ForwardBackwardOutput(ResponseStruct, kw_only=True):
     loss_fn_output_type: str
     loss_fn_outputs: list[LossFnOutput]
-    metrics: dict[str, float]
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
     """Every key is ``"<name>:<reduction>"`` (see :mod:`tinkex.chunking`)."""
 
 
 class OptimStepResponse(ResponseStruct, kw_only=True):
     metrics: dict[str, float] | None = None
-    type: Literal["optim_step"] | None = None
