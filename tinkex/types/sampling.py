@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._base import RequestStruct, ResponseStruct, unset_reads_as
+from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as
 from .model_input import ModelInput
 from .tensor import TensorData
 
@@ -141,6 +141,7 @@ def _array(values: list[Any], dtype: str) -> np.ndarray[Any, Any]:
     return np.asarray(values, dtype=dtype)
 
 
+@official_dataclass
 class SampledSequence(ResponseStruct, kw_only=True):
     """One sampled sequence: the JSON fields, plus 0.38's numpy views as properties."""
 
@@ -178,6 +179,7 @@ class PromptAltTokens(ResponseStruct, kw_only=True):
     """float32 logprobs of those tokens."""
 
 
+@official_dataclass
 class SampleResponse(ResponseStruct, kw_only=True):
     sequences: list[SampledSequence]
     type: Literal["sample"] = "sample"

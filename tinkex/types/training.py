@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._base import RequestStruct, ResponseStruct, unset_reads_as
+from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as
 from .model_input import ModelInput
 from .optimizer import AdamParams, OptimParams
 from .provenance import ProvenanceSpans, check_span_tiling
@@ -87,6 +87,7 @@ def _to_tensor_data(key: str, value: Any) -> TensorData:
     )
 
 
+@official_dataclass
 @unset_reads_as(model_input_spans=None, loss_fn_input_spans=None)
 class Datum(RequestStruct, kw_only=True):
     """One training example. ``loss_fn_inputs`` values may be given as TensorData, lists, numpy arrays or
@@ -137,6 +138,7 @@ class Datum(RequestStruct, kw_only=True):
         )
 
 
+@official_dataclass
 class ForwardBackwardInput(RequestStruct, kw_only=True):
     data: list[Datum]
     loss_fn: LossFnType
@@ -144,12 +146,14 @@ class ForwardBackwardInput(RequestStruct, kw_only=True):
     """Loss parameters (e.g. PPO clip thresholds; [0.38] also strings, e.g. StableReinforce settings)."""
 
 
+@official_dataclass
 class ForwardRequest(RequestStruct, kw_only=True):
     forward_input: ForwardBackwardInput
     model_id: str
     seq_id: int | None = None
 
 
+@official_dataclass
 class ForwardBackwardRequest(RequestStruct, kw_only=True):
     forward_backward_input: ForwardBackwardInput
     model_id: str
@@ -207,6 +211,7 @@ OptimStepRequest.optim_params = _ReadsOtherWhileUnset(  # type: ignore[assignmen
 )
 
 
+@official_dataclass
 class ForwardBackwardOutput(ResponseStruct, kw_only=True):
     loss_fn_output_type: str
     loss_fn_outputs: list[LossFnOutput]
