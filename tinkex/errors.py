@@ -1,4 +1,9 @@
-"""The official SDK's exception names (``tinker-wire.md`` §9), backed by pristine_transport's taxonomy."""
+"""The official SDK's exception names (``tinker-wire.md`` §9), backed by pristine_transport's taxonomy.
+
+``TinkerError`` is the root of every error the transport and the futures raise, with the official hierarchy
+under it (``APIError`` > ``APIStatusError`` > ``BadRequestError``, ..., ``RequestFailedError``). The 0.16
+sidecar errors and 0.38's ``ExperimentalWarning`` are here so code that names them keeps importing.
+"""
 
 from pristine_transport.errors import (
     APIConnectionError,
@@ -30,6 +35,28 @@ from pristine_transport.futures import (
 TinkerError = PristineError
 """Root of every tinkex error (the official ``tinker.TinkerError``)."""
 
+
+class SidecarError(TinkerError):
+    """0.16.1's subprocess-sampling failures. tinkex samples in-process (no sidecar), so it never raises these;
+    they exist so code written for 0.16 that catches them still imports and runs."""
+
+
+class SidecarStartupError(SidecarError):
+    """0.16.1: the sampling subprocess failed to start (never raised by tinkex)."""
+
+
+class SidecarDiedError(SidecarError):
+    """0.16.1: the sampling subprocess exited with requests pending (never raised by tinkex)."""
+
+
+class SidecarIPCError(SidecarError):
+    """0.16.1: talking to the sampling subprocess failed (never raised by tinkex)."""
+
+
+class ExperimentalWarning(FutureWarning):
+    """Warned when an API that may change or go away in any release is called (0.38). A ``FutureWarning``, so
+    it is shown by default; silence it with ``warnings.filterwarnings("ignore", category=ExperimentalWarning)``."""
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -41,6 +68,7 @@ __all__ = [
     "BillingError",
     "ConfigurationError",
     "ConflictError",
+    "ExperimentalWarning",
     "FutureExpiredError",
     "FutureRetrieveError",
     "FutureTimeoutError",
@@ -51,6 +79,10 @@ __all__ = [
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",
+    "SidecarDiedError",
+    "SidecarError",
+    "SidecarIPCError",
+    "SidecarStartupError",
     "TinkerError",
     "UnprocessableEntityError",
 ]

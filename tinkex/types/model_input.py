@@ -14,8 +14,10 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from ._base import InferredUnion, RequestStruct, unset_reads_as
+from .tensor_container import tensor_container_shape
 
 __all__ = [
+    "DmelChunk",
     "EncodedTextChunk",
     "ImageAssetPointerChunk",
     "ImageChunk",
@@ -28,7 +30,7 @@ ImageFormat = Literal["png", "jpeg"]
 
 
 class ModelInputChunk(InferredUnion):
-    """The chunk union: ``EncodedTextChunk | ImageChunk | ImageAssetPointerChunk``.
+    """The chunk union: ``EncodedTextChunk | ImageChunk | ImageAssetPointerChunk | DmelChunk``.
 
     Narrow with ``isinstance`` before touching variant fields; every variant has ``length``.
     """
@@ -53,7 +55,7 @@ class ModelInputChunk(InferredUnion):
                 return variant
         raise ValueError(
             f"cannot tell the ModelInputChunk variant from keys {sorted(obj)}: "
-            "expected `tokens` (encoded_text), `data` (image) or `location` (image_asset_pointer)"
+            "expected `tokens` (encoded_text), `data` (image), `location` (image_asset_pointer) or `dmel` (dmel)"
         )
 
 
@@ -100,15 +102,33 @@ class ImageAssetPointerChunk(RequestStruct, ModelInputChunk, kw_only=True):
         return _image_length(self)
 
 
+@unset_reads_as(type="dmel")
+class DmelChunk(RequestStruct, ModelInputChunk, kw_only=True):
+    """[0.38] DMel model tokens: ``dmel`` is a serialized TensorContainer (base64 on the wire) whose first
+    dimension is the number of positions."""
+
+    dmel: bytes
+    type: Literal["dmel"] | UnsetType = UNSET
+
+    @property
+    def length(self) -> int:
+        shape = tensor_container_shape(self.dmel)
+        if not shape:
+            raise ValueError("DmelChunk.dmel holds a scalar TensorContainer, so its context length is unknown")
+        return shape[0]
+
+
 _CHUNK_BY_TYPE: dict[str, type[msgspec.Struct]] = {
     "encoded_text": EncodedTextChunk,
     "image": ImageChunk,
     "image_asset_pointer": ImageAssetPointerChunk,
+    "dmel": DmelChunk,
 }
 _CHUNK_BY_KEY: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("tokens", EncodedTextChunk),
     ("location", ImageAssetPointerChunk),
     ("data", ImageChunk),
+    ("dmel", DmelChunk),
 )
 
 

@@ -10,9 +10,14 @@ __all__ = ["TINKER_PATH_PREFIX", "CheckpointType", "ParsedCheckpointTinkerPath"]
 
 TINKER_PATH_PREFIX = "tinker://"
 
-CheckpointType = Literal["training", "sampler"]
+CheckpointType = Literal["training", "sampler", "external"]
+"""``external`` [0.38]: weights exported with ``save_weights_external``."""
 
-_CHECKPOINT_TYPE_BY_KIND: dict[str, CheckpointType] = {"weights": "training", "sampler_weights": "sampler"}
+_CHECKPOINT_TYPE_BY_KIND: dict[str, CheckpointType] = {
+    "weights": "training",
+    "sampler_weights": "sampler",
+    "external_weights": "external",
+}
 
 
 class ParsedCheckpointTinkerPath(ResponseStruct, kw_only=True):
@@ -24,7 +29,8 @@ class ParsedCheckpointTinkerPath(ResponseStruct, kw_only=True):
 
     @classmethod
     def from_tinker_path(cls, tinker_path: str) -> ParsedCheckpointTinkerPath:
-        """Parse ``tinker://<run>/weights/<name>`` or ``tinker://<run>/sampler_weights/<name>``."""
+        """Parse ``tinker://<run>/<kind>/<name>``, kind ``weights``, ``sampler_weights`` or [0.38]
+        ``external_weights``."""
         if not tinker_path.startswith(TINKER_PATH_PREFIX):
             raise ValueError(f"invalid tinker path {tinker_path!r}: must start with {TINKER_PATH_PREFIX!r}")
         segments = tinker_path[len(TINKER_PATH_PREFIX) :].split("/")
@@ -37,7 +43,8 @@ class ParsedCheckpointTinkerPath(ResponseStruct, kw_only=True):
         checkpoint_type = _CHECKPOINT_TYPE_BY_KIND.get(kind)
         if checkpoint_type is None:
             raise ValueError(
-                f"invalid tinker path {tinker_path!r}: kind {kind!r} is not 'weights' or 'sampler_weights'"
+                f"invalid tinker path {tinker_path!r}: kind {kind!r} is not 'weights' or 'sampler_weights' "
+                "(or 0.38's 'external_weights')"
             )
         return cls(
             tinker_path=tinker_path,

@@ -38,6 +38,8 @@ class Checkpoint(ResponseStruct, kw_only=True):
     tinker_path: str
     size_bytes: int | None = None
     public: bool = False
+    user_metadata: dict[str, str] | None = None
+    """[0.38] Metadata given when the checkpoint was saved."""
     expires_at: datetime | None = None
     """``None`` = never expires."""
 
@@ -68,6 +70,10 @@ class TrainingRunsResponse(ResponseStruct, kw_only=True):
 class GetSessionResponse(ResponseStruct, kw_only=True):
     training_run_ids: list[str]
     sampler_ids: list[str]
+    display_name: str | None = None
+    """[0.38]"""
+    user_metadata: dict[str, str] | None = None
+    """[0.38]"""
 
 
 class ListSessionsResponse(ResponseStruct, kw_only=True):

@@ -43,6 +43,7 @@ __all__ = [
     "SessionStatus",
     "SessionStatusQuery",
     "SessionSummary",
+    "UserSearchOwner",
 ]
 
 ClientSessionFinishReasonType = Literal["success", "errored", "interrupted"]

@@ -20,6 +20,7 @@ __all__ = [
     "SessionEndEvent",
     "SessionStartEvent",
     "Severity",
+    "TelemetryBatch",
     "TelemetryEvent",
     "TelemetryResponse",
     "TelemetrySendRequest",
@@ -103,6 +104,18 @@ class TelemetrySendRequest(RequestStruct, kw_only=True):
     session_id: str
     process_uuid: str | None | UnsetType = UNSET
     """Sent by 0.24+ SDKs only; accepted so a strict server does not reject them."""
+
+
+class TelemetryBatch(ResponseStruct, kw_only=True):
+    """[0.38] A telemetry batch as the official SDK models it (the body of ``telemetry`` is
+    :class:`TelemetrySendRequest`, which also takes 0.16's batches without ``process_uuid``)."""
+
+    events: list[TelemetryEvent]
+    platform: str
+    sdk_version: str
+    session_id: str
+    process_uuid: str
+    """Identifies the client process; shared by all its sessions."""
 
 
 class TelemetryResponse(ResponseStruct, kw_only=True, omit_defaults=False):
