@@ -123,7 +123,7 @@ class Wire:
     async def result(self, future: httpx.Response | dict[str, Any], allow_metadata_only: bool = False) -> dict[str, Any]:
         """Poll retrieve_future until the result (or a failure body) arrives."""
         handle = future.json() if isinstance(future, httpx.Response) else future
-        assert set(handle) <= {"request_id", "model_id"}, handle
+        assert set(handle) <= {"request_id", "model_id", "sample_sequence_ids"}, handle
         for _ in range(100):
             reply = await self.poll(handle["request_id"], allow_metadata_only)
             assert reply.status_code == 200, reply.text

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 async def test_service_endpoints(wire, client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/healthz")).json() == {"status": "ok"}
     models = (await client.get("/api/v1/get_server_capabilities")).json()["supported_models"]
-    assert {"model_name": "Qwen/Qwen3-8B"} in models
+    assert {"model_name": "Qwen/Qwen3-8B", "max_context_length": 32768, "trainable": True, "sampleable": True} in models
     session_id = await wire.session()
     assert session_id.startswith("sess-") and len(session_id) == len("sess-") + 8
     assert (await wire.post("session_heartbeat", {"session_id": session_id})).json() == {}

@@ -59,7 +59,9 @@ async def test_sampling_is_seeded_and_honours_max_tokens_and_stop(wire) -> None:
     params = {"max_tokens": 6, "temperature": 1.0, "seed": 42}
     first = await wire.result(await wire.post("asample", wire.sample_body(sampler_id, 0, sampling_params=params)))
     again = await wire.result(await wire.post("asample", wire.sample_body(sampler_id, 1, sampling_params=params)))
-    assert first == again
+    # The same draw; each sequence still gets its own id.
+    ids = [s.pop("sequence_id") for s in first["sequences"] + again["sequences"]]
+    assert first == again and len(set(ids)) == len(ids)
     tokens = first["sequences"][0]["tokens"]
     assert len(tokens) == 6 and set(tokens) <= {5, 6, 7}  # drawn from the prompt's vocabulary
     assert first["sequences"][0]["stop_reason"] == "length"

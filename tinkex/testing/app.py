@@ -4,7 +4,8 @@ What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is 
 
 1. route by method and path (404 / 405 otherwise) and record the request in the ledger;
 2. check ``X-API-Key`` (401);
-3. decode the body into the endpoint's request type (400 bad JSON, 422 naming the field), then apply a matching
+3. decode the body into the endpoint's request type (400 bad JSON or an unknown field, 422 naming any other
+   wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags), then apply a matching
    "before" fault (delay, status reply or dropped connection), which wins over a decode error: nothing executes;
 4. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
 5. execute, record the execution and cache the reply;
@@ -37,7 +38,8 @@ __all__ = ["TinkerApp"]
 _log = logging.getLogger("tinkex.testing.server")
 
 _RESPOND: frozenset[FaultKind] = frozenset({"respond"})
-_UNAUTHENTICATED = frozenset({"healthz", "download_archive"})
+_UNAUTHENTICATED = frozenset({"healthz", "download"})
+"""Download links are signed URLs: the token in the path is the credential, as with the hosted storage URLs."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -137,7 +139,10 @@ class TinkerApp:
         try:
             call.body = codec.decode(body, operation.request_type)
         except msgspec.ValidationError as exc:
-            return validation_error_reply(exc)
+            reply = validation_error_reply(exc)
+            # A field the server does not know is a bad request, as the hosted service answers it; other shape errors
+            # (missing or mistyped fields) stay 422 like FastAPI's. Both name the field.
+            return Reply(400, reply.body, reply.headers) if "unknown field" in str(exc) else reply
         except msgspec.DecodeError as exc:
             return error_reply(400, f"request body is not valid JSON: {exc}")
         return None

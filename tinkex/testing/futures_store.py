@@ -34,6 +34,8 @@ class FutureRecord:
     """The encoded JSON result; ``None`` when the operation failed or the future expired."""
     failure: Failure | None = None
     expired: bool = False
+    cancelled: bool = False
+    """``cancel_future`` was called: the future resolves to a cancellation failure."""
 
 
 class FutureStore:
@@ -71,6 +73,13 @@ class FutureStore:
         record.expired = True
         record.result = None
         record.failure = None
+
+    def cancel(self, record: FutureRecord, failure: Failure) -> None:
+        """The client abandoned the work: the future resolves now, to ``failure``, whatever it held."""
+        record.result = None
+        record.failure = failure
+        record.cancelled = True
+        record.ready_at = min(record.ready_at, time.monotonic())
 
     def is_ready(self, record: FutureRecord) -> bool:
         return time.monotonic() >= record.ready_at

@@ -9,6 +9,8 @@ Future endpoints execute at submission and store the encoded result in the :clas
 from __future__ import annotations
 
 import hmac
+import itertools
+import json
 import re
 import secrets
 import time
@@ -21,22 +23,27 @@ from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
+from msgspec import UNSET
 
 from tinkex import types as t
 from tinkex.types import codec
 
-from . import fake_model
+from . import custom_loss_graph, fake_model, session_search
+from .checkpoint_files import external_weights_files
 from .config import ServerConfig
 from .dedup import ReplayCache
 from .faults import FaultKind, Faults
 from .futures_store import Category, Failure, FutureRecord, FutureStore
+from .identity import principal_for
 from .ledger import Ledger
 from .registry import (
     CheckpointRecord,
+    CustomLossRecord,
     NotFound,
     Registry,
     RunRecord,
     SamplerRecord,
+    SessionRecord,
     TinkerPath,
     parse_tinker_path,
     split_checkpoint_id,
@@ -50,8 +57,35 @@ _REQUEST_FAILED: frozenset[FaultKind] = frozenset({"request_failed"})
 _POLL_OVERRIDES: frozenset[FaultKind] = frozenset({"try_again", "expire"})
 _METADATA_ONLY: frozenset[FaultKind] = frozenset({"metadata_only"})
 _ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
+_EXTERNAL_URL_LIFETIME = timedelta(hours=1)
 _ACCESS_SCOPES = ("owned", "accessible")
+_MAX_CONTEXT_LENGTH = 32768
 _T = TypeVar("_T")
+
+CANCELLED_MESSAGE = "request {request_id} was cancelled by the client (cancel_future)"
+"""What a cancelled future resolves to; tinkex's manifest lists "cancelled by the client" as a cancellation."""
+
+
+class CancelFutureRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``POST /api/v1/cancel_future`` (the official SDK posts a literal dict)."""
+
+    request_id: str
+
+
+class AssignSessionProjectRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Body of ``PUT /api/v1/sessions/{session_id}/project`` (the official SDK posts a literal dict)."""
+
+    project_id: str
+
+
+@dataclass(frozen=True)
+class _Download:
+    """What a ``/download/{token}`` link serves, until ``deadline`` (monotonic seconds)."""
+
+    produce: Callable[[], bytes]
+    content_type: str
+    filename: str
+    deadline: float
 
 
 @dataclass
@@ -85,6 +119,15 @@ class Rejection(Exception):
 
 def _reject(status: int, detail: str) -> Rejection:
     return Rejection(error_reply(status, detail))
+
+
+def _refuse_if_finished(session: SessionRecord) -> None:
+    """A session its client finished takes no new work: 410, as its heartbeat gets (the official SDK stops there)."""
+    if session.finished:
+        raise _reject(
+            410, f"session {session.session_id} was finished by its client ({session.finish_reason}); "
+            "create a new session for new work"
+        )
 
 
 @contextmanager
@@ -127,8 +170,28 @@ class RouteMatch:
     path_known: bool = False
 
 
-def _train_seq(request: Any) -> tuple[str, int]:
+def _train_seq(request: Any) -> tuple[str, int] | None:
+    if request.seq_id is None:
+        return None
     return (f"train:{request.model_id}", request.seq_id)
+
+
+def _load_seq(request: t.LoadWeightsRequest) -> tuple[str, int] | None:
+    """A create-via-load takes the model slot that ``create_model`` would have taken."""
+    if request.session_id is not None:
+        return (f"create_model:{request.session_id}", request.model_seq_id)
+    return _train_seq(request)
+
+
+def _copy_seq(request: t.CopyWeightsRequest) -> tuple[str, int] | None:
+    if request.session_id is None or request.model_seq_id is None:
+        return None
+    return (f"create_model:{request.session_id}", request.model_seq_id)
+
+
+def _explicit(request: msgspec.Struct, name: str) -> Any:
+    """A request field as sent: ``UNSET`` when the body did not carry it (reading the attribute gives its default)."""
+    return msgspec.structs.asdict(request).get(name, UNSET)
 
 
 def _sample_seq(request: t.SampleRequest) -> tuple[str, int] | None:
@@ -182,7 +245,10 @@ class TinkerApi:
         self.ledger = ledger
         self.replay = replay
         self.telemetry_batches: list[Any] = []
-        self._downloads: dict[str, tuple[TinkerPath, float]] = {}
+        self._downloads: dict[str, _Download] = {}
+        self._sequence_ids = itertools.count(1)
+        self.sequence_lengths: dict[str, tuple[int, int]] = {}
+        """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
         self.operations = self._operations()
 
     # routing and auth
@@ -237,6 +303,13 @@ class TinkerApi:
                request_type=t.CreateSamplingSessionRequest, mutates=True,
                seq_identity=lambda r: (f"sampling_session:{r.session_id}", r.sampling_session_seq_id)),
             op("telemetry", "POST", f"{v1}/telemetry", self.telemetry, request_type=t.TelemetrySendRequest),
+            op("finish_session", "POST", f"{v1}/sessions/{{session_id}}/finish", self.finish_session,
+               request_type=t.FinishSessionRequest, mutates=True),
+            op("join_sampling_session", "POST", f"{v1}/join_sampling_session", self.join_sampling_session,
+               request_type=t.JoinSamplingSessionRequest, mutates=True),
+            op("create_custom_loss", "POST", f"{v1}/create_custom_loss", self.create_custom_loss,
+               request_type=t.CreateCustomLossRequest, mutates=True,
+               seq_identity=lambda r: (f"custom_loss:{r.session_id}", r.custom_loss_seq_id)),
             op("create_model", "POST", f"{v1}/create_model", self.create_model,
                request_type=t.CreateModelRequest, mutates=True,
                seq_identity=lambda r: (f"create_model:{r.session_id}", r.model_seq_id)),
@@ -252,15 +325,22 @@ class TinkerApi:
             op("save_weights", "POST", f"{v1}/save_weights", self.save_weights,
                request_type=t.SaveWeightsRequest, mutates=True, seq_identity=_train_seq),
             op("load_weights", "POST", f"{v1}/load_weights", self.load_weights,
-               request_type=t.LoadWeightsRequest, mutates=True, seq_identity=_train_seq),
+               request_type=t.LoadWeightsRequest, mutates=True, seq_identity=_load_seq),
             op("save_weights_for_sampler", "POST", f"{v1}/save_weights_for_sampler",
                self.save_weights_for_sampler, request_type=t.SaveWeightsForSamplerRequest, mutates=True,
                seq_identity=_train_seq),
+            op("save_weights_external", "POST", f"{v1}/save_weights_external", self.save_weights_external,
+               request_type=t.SaveWeightsExternalRequest, mutates=True, seq_identity=_train_seq),
+            op("copy_weights", "POST", f"{v1}/copy_weights", self.copy_weights,
+               request_type=t.CopyWeightsRequest, mutates=True, seq_identity=_copy_seq),
             op("weights_info", "POST", f"{v1}/weights_info", self.weights_info, request_type=t.WeightsInfoRequest),
             op("asample", "POST", f"{v1}/asample", self.asample,
                request_type=t.SampleRequest, mutates=True, seq_identity=_sample_seq),
             op("retrieve_future", "POST", f"{v1}/retrieve_future", self.retrieve_future,
                request_type=t.FutureRetrieveRequest, polled_endpoint=self._polled_endpoint),
+            op("cancel_future", "POST", f"{v1}/cancel_future", self.cancel_future,
+               request_type=CancelFutureRequest, mutates=True),
+            rest("external_weights_urls", "GET", "/external_weights_urls", self.external_weights_urls),
             rest("get_checkpoint_archive_url", "GET", "/archive", self.get_checkpoint_archive_url),
             rest("publish_checkpoint", "POST", "/publish", self.publish_checkpoint, mutates=True),
             rest("unpublish_checkpoint", "DELETE", "/publish", self.unpublish_checkpoint, mutates=True),
@@ -271,10 +351,16 @@ class TinkerApi:
             op("get_training_run", "GET", f"{v1}/training_runs/{{run_id}}", self.get_training_run),
             op("list_training_runs", "GET", f"{v1}/training_runs", self.list_training_runs),
             op("list_user_checkpoints", "GET", f"{v1}/checkpoints", self.list_user_checkpoints),
+            op("search_sessions", "POST", f"{v1}/sessions/search", self.search_sessions,
+               request_type=t.SessionSearchRequest),
+            op("assign_session_project", "PUT", f"{v1}/sessions/{{session_id}}/project", self.assign_session_project,
+               request_type=AssignSessionProjectRequest, mutates=True),
+            op("export_session_trace", "GET", f"{v1}/sessions/{{session_id}}/trace_export", self.export_session_trace),
+            op("whoami", "GET", f"{v1}/auth/apikey/me", self.whoami),
             op("get_session", "GET", f"{v1}/sessions/{{session_id}}", self.get_session),
             op("list_sessions", "GET", f"{v1}/sessions", self.list_sessions),
             op("get_sampler", "GET", f"{v1}/samplers/{{sampler_id}}", self.get_sampler),
-            op("download_archive", "GET", "/download/{token}", self.download_archive),
+            op("download", "GET", "/download/{token}", self.download),
         ]
 
     # lookups that answer 404 before anything executes
@@ -285,9 +371,27 @@ class TinkerApi:
         run.last_request_time = utcnow()
         return run
 
-    def _session(self, session_id: str) -> None:
+    def _session(self, session_id: str) -> SessionRecord:
         with _answers_404():
-            self.registry.session(session_id)
+            return self.registry.session(session_id)
+
+    def _open_session(self, session_id: str) -> SessionRecord:
+        """The session, if it still takes new work: 404 when unknown, 410 once its client finished it."""
+        session = self._session(session_id)
+        _refuse_if_finished(session)
+        return session
+
+    def _live_run(self, run_id: str) -> RunRecord:
+        """A run that new work may be submitted to (its session is not finished)."""
+        run = self._run(run_id)
+        session = self.registry.sessions.get(run.session_id)
+        if session is not None:
+            _refuse_if_finished(session)
+        return run
+
+    @staticmethod
+    def _caller(call: Call) -> str:
+        return principal_for(call.headers.get("x-api-key", "")).user_urn
 
     def _checkpoint_at(self, field: str, tinker_path: str) -> tuple[TinkerPath, CheckpointRecord]:
         """The checkpoint a request field names: 400 for a malformed path, 404 when nothing is there."""
@@ -306,6 +410,7 @@ class TinkerApi:
         model_id: str | None,
         compute: Callable[[], msgspec.Struct],
         session_id: str | None = None,
+        sample_sequence_ids: list[str] | None = None,
     ) -> Result:
         """Execute ``compute`` now and publish its result (or failure) as a future after the latency."""
         result: bytes | None = None
@@ -321,8 +426,11 @@ class TinkerApi:
             except OperationFailed as exc:
                 failure = Failure(str(exc), exc.category)
         record = self.futures.create(call.endpoint, model_id, self.config.latency_for(call.endpoint), result, failure)
+        handle = t.UntypedAPIFuture(
+            request_id=record.request_id, model_id=model_id, sample_sequence_ids=sample_sequence_ids
+        )
         return Result(
-            json_reply(t.UntypedAPIFuture(request_id=record.request_id, model_id=model_id)),
+            json_reply(handle),
             request_id=record.request_id,
             model_id=model_id,
             session_id=session_id,
@@ -380,17 +488,26 @@ class TinkerApi:
         return Result(json_reply(t.HealthResponse()))
 
     def get_server_capabilities(self, call: Call) -> Result:
-        models = [t.SupportedModel(model_name=name) for name in self.registry.base_models]
+        models = [
+            t.SupportedModel(model_name=name, max_context_length=_MAX_CONTEXT_LENGTH, trainable=True, sampleable=True)
+            for name in self.registry.base_models
+        ]
         return Result(json_reply(t.GetServerCapabilitiesResponse(supported_models=models)))
 
     def create_session(self, call: Call) -> Result:
         request: t.CreateSessionRequest = call.body
-        session = self.registry.create_session(request.tags, request.user_metadata or {})
+        session = self.registry.create_session(
+            request.tags,
+            request.user_metadata or {},
+            owner=self._caller(call),
+            project_id=request.project_id,
+            display_name=request.display_name,
+        )
         return Result(json_reply(t.CreateSessionResponse(session_id=session.session_id)), session_id=session.session_id)
 
     def session_heartbeat(self, call: Call) -> Result:
         request: t.SessionHeartbeatRequest = call.body
-        self._session(request.session_id)
+        self._open_session(request.session_id)
         return Result(json_reply(t.SessionHeartbeatResponse()))
 
     def telemetry(self, call: Call) -> Result:
@@ -399,7 +516,7 @@ class TinkerApi:
 
     def create_sampling_session(self, call: Call) -> Result:
         request: t.CreateSamplingSessionRequest = call.body
-        self._session(request.session_id)
+        self._open_session(request.session_id)
         sampler_id = f"{request.session_id}:sample:{request.sampling_session_seq_id}"
         if (request.base_model is None) == (request.model_path is None):
             raise _reject(400, "exactly one of base_model and model_path must be set")
@@ -442,7 +559,7 @@ class TinkerApi:
 
     def create_model(self, call: Call) -> Result:
         request: t.CreateModelRequest = call.body
-        self._session(request.session_id)
+        self._open_session(request.session_id)
         model_id = f"{request.session_id}:train:{request.model_seq_id}"
 
         def compute() -> msgspec.Struct:
@@ -481,7 +598,7 @@ class TinkerApi:
 
     def unload_model(self, call: Call) -> Result:
         request: t.UnloadModelRequest = call.body
-        run = self._run(request.model_id)
+        run = self._live_run(request.model_id)
         return self._submit(
             call, run.run_id, lambda: t.UnloadModelResponse(model_id=run.run_id), session_id=run.session_id
         )
@@ -489,16 +606,27 @@ class TinkerApi:
     def _training(self, run: RunRecord) -> RunRecord:
         if run.corrupted:
             raise OperationFailed(f"training run {run.run_id} is corrupted; restore it from a checkpoint", "server")
+        if not run.trainable:
+            raise fake_model.FakeModelError(
+                f"training run {run.run_id} holds copied weights and cannot be trained; "
+                "sample from it or create a training client from its checkpoint"
+            )
         return run
 
     def _loss(self, call: Call, model_id: str, fb_input: t.ForwardBackwardInput, backward: bool) -> Result:
-        run = self._run(model_id)
+        run = self._live_run(model_id)
 
         def compute() -> msgspec.Struct:
             data = [_datum_input(datum, index) for index, datum in enumerate(fb_input.data)]
-            outputs, metrics = fake_model.run_loss(
-                self._training(run).state, data, fb_input.loss_fn, fb_input.loss_fn_config, backward
-            )
+            for index, datum in enumerate(fb_input.data):
+                self._check_provenance(datum, index)
+            state = self._training(run).state
+            if fb_input.loss_fn == "custom":
+                loss = self._custom_loss(run, fb_input.loss_fn_config)
+                outputs, metrics = custom_loss_graph.run_loss(state, data, loss.nodes, backward)
+            else:
+                config = {k: float(v) for k, v in (fb_input.loss_fn_config or {}).items()}
+                outputs, metrics = fake_model.run_loss(state, data, fb_input.loss_fn, config, backward)
             return t.ForwardBackwardOutput(
                 loss_fn_output_type="ArrayRecord",
                 loss_fn_outputs=[
@@ -520,15 +648,11 @@ class TinkerApi:
 
     def optim_step(self, call: Call) -> Result:
         request: t.OptimStepRequest = call.body
-        run = self._run(request.model_id)
-        params = request.adam_params
+        run = self._live_run(request.model_id)
+        params = request.optim_params  # Adam's (0.16 and 0.38) or another family's (0.38 optimizer_params)
+        defaults = fake_model.AdamSettings()
         adam = fake_model.AdamSettings(
-            learning_rate=params.learning_rate,
-            beta1=params.beta1,
-            beta2=params.beta2,
-            eps=params.eps,
-            weight_decay=params.weight_decay,
-            grad_clip_norm=params.grad_clip_norm,
+            **{name: getattr(params, name, getattr(defaults, name)) for name in defaults.__dataclass_fields__}
         )
         return self._submit(
             call,
@@ -537,39 +661,57 @@ class TinkerApi:
             session_id=run.session_id,
         )
 
-    def _checkpoint_name(self, name: str | None, seq_id: int) -> str:
+    def _checkpoint_name(self, name: str | None, seq_id: int | None) -> str:
         if name is None:
-            return f"checkpoint-{seq_id}"
+            return f"checkpoint-{seq_id if seq_id is not None else self.registry.new_id('auto')}"
         if not name or "/" in name:
             raise fake_model.FakeModelError(f"path {name!r} must be a non-empty checkpoint name without '/'")
         return name
 
     def save_weights(self, call: Call) -> Result:
         request: t.SaveWeightsRequest = call.body
-        run = self._run(request.model_id)
+        run = self._live_run(request.model_id)
 
         def compute() -> msgspec.Struct:
             name = self._checkpoint_name(request.path, request.seq_id)
-            saved = self.registry.save_checkpoint(self._training(run), "weights", name, request.ttl_seconds)
+            # 0.38 says whether an existing checkpoint may be replaced; 0.16 does not, and always replaced it.
+            if _explicit(request, "overwrite") is False and self.registry.exists(TinkerPath(run.run_id, "weights", name)):
+                raise fake_model.FakeModelError(
+                    f"checkpoint tinker://{run.run_id}/weights/{name} already exists; save with overwrite=True "
+                    "to replace it"
+                )
+            saved = self.registry.save_checkpoint(
+                self._training(run), "weights", name, request.ttl_seconds, request.user_metadata
+            )
             return t.SaveWeightsResponse(path=str(saved.path))
 
         return self._submit(call, run.run_id, compute, session_id=run.session_id)
 
+    def _loadable(self, tinker_path: str) -> CheckpointRecord:
+        """The training checkpoint a load names (a user failure otherwise)."""
+        try:
+            path = parse_tinker_path(tinker_path)
+            checkpoint = self.registry.checkpoint(path)
+        except (ValueError, NotFound) as exc:
+            raise fake_model.FakeModelError(f"path: {exc}") from None
+        if path.kind != "weights":
+            raise fake_model.FakeModelError(
+                f"cannot load {tinker_path}: {path.kind} checkpoints are not training state; "
+                "load a weights/ path saved with save_state"
+            )
+        return checkpoint
+
     def load_weights(self, call: Call) -> Result:
         request: t.LoadWeightsRequest = call.body
-        run = self._run(request.model_id)
+        if request.session_id is not None:
+            return self._create_via_load(call, request)
+        if request.model_id is None:
+            raise _reject(400, "load_weights needs model_id (load into a model) or session_id and model_seq_id "
+                               "(create the model from the checkpoint)")
+        run = self._live_run(request.model_id)
 
         def compute() -> msgspec.Struct:
-            try:
-                path = parse_tinker_path(request.path)
-                checkpoint = self.registry.checkpoint(path)
-            except (ValueError, NotFound) as exc:
-                raise fake_model.FakeModelError(f"path: {exc}") from None
-            if path.kind != "weights":
-                raise fake_model.FakeModelError(
-                    f"cannot load {request.path}: sampler_weights checkpoints are for sampling; "
-                    "load a weights/ path saved with save_state"
-                )
+            checkpoint = self._loadable(request.path)
             if checkpoint.base_model != run.base_model:
                 raise fake_model.FakeModelError(
                     f"checkpoint {request.path} is for {checkpoint.base_model}, model {run.run_id} is {run.base_model}"
@@ -580,9 +722,45 @@ class TinkerApi:
 
         return self._submit(call, run.run_id, compute, session_id=run.session_id)
 
+    def _create_via_load(self, call: Call, request: t.LoadWeightsRequest) -> Result:
+        """[0.38] The load is the model's first request: the model is made from the checkpoint (no create_model)."""
+        session = self._open_session(request.session_id)
+        if request.model_seq_id is None:
+            raise _reject(400, "load_weights with session_id needs model_seq_id")
+        model_id = f"{session.session_id}:train:{request.model_seq_id}"
+        if model_id in self.registry.runs:
+            raise _reject(400, f"model_seq_id {request.model_seq_id} of session {session.session_id} is already used")
+
+        def compute() -> msgspec.Struct:
+            checkpoint = self._loadable(request.path)
+            base_model = request.base_model or checkpoint.base_model
+            if base_model != checkpoint.base_model:
+                raise fake_model.FakeModelError(
+                    f"base_model {base_model!r} is not compatible with checkpoint {request.path} "
+                    f"({checkpoint.base_model})"
+                )
+            source = self.registry.runs.get(parse_tinker_path(request.path).run_id)
+            metadata = request.user_metadata
+            run = RunRecord(
+                run_id=model_id,
+                session_id=session.session_id,
+                base_model=base_model,
+                lora_rank=checkpoint.lora_rank,
+                train_unembed=source.train_unembed if source else True,
+                train_mlp=source.train_mlp if source else True,
+                train_attn=source.train_attn if source else True,
+                user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+                last_request_time=utcnow(),
+            )
+            run.state.restore(checkpoint.weights, with_optimizer=request.optimizer)
+            self.registry.add_run(run)
+            return t.LoadWeightsResponse(path=request.path, model_id=model_id)
+
+        return self._submit(call, model_id, compute, session_id=session.session_id)
+
     def save_weights_for_sampler(self, call: Call) -> Result:
         request: t.SaveWeightsForSamplerRequest = call.body
-        run = self._run(request.model_id)
+        run = self._live_run(request.model_id)
 
         def compute() -> msgspec.Struct:
             self._training(run)
@@ -590,7 +768,9 @@ class TinkerApi:
                 raise fake_model.FakeModelError("exactly one of path and sampling_session_seq_id must be set")
             if request.sampling_session_seq_id is None:
                 name = self._checkpoint_name(request.path, request.seq_id)
-                saved = self.registry.save_checkpoint(run, "sampler_weights", name, request.ttl_seconds)
+                saved = self.registry.save_checkpoint(
+                    run, "sampler_weights", name, request.ttl_seconds, request.user_metadata
+                )
                 return t.SaveWeightsForSamplerResponseInternal(path=str(saved.path))
             sampler_id = f"{run.session_id}:sample:{request.sampling_session_seq_id}"
             self.registry.add_sampler(
@@ -599,6 +779,60 @@ class TinkerApi:
             return t.SaveWeightsForSamplerResponseInternal(path=None, sampling_session_id=sampler_id)
 
         return self._submit(call, run.run_id, compute, session_id=run.session_id)
+
+    def save_weights_external(self, call: Call) -> Result:
+        request: t.SaveWeightsExternalRequest = call.body
+        run = self._live_run(request.model_id)
+
+        def compute() -> msgspec.Struct:
+            if request.age_encryption_recipients:
+                raise fake_model.FakeModelError("age_encryption_recipients: the local server cannot encrypt exports")
+            name = self._checkpoint_name(request.path, request.seq_id)
+            saved = self.registry.save_checkpoint(run, "external_weights", name, request.ttl_seconds)
+            size = sum(len(data) for data in self._external_files(saved).values())
+            return t.SaveWeightsExternalResponseInternal(path=str(saved.path), size_bytes=size)
+
+        return self._submit(call, run.run_id, compute, session_id=run.session_id)
+
+    @staticmethod
+    def _external_files(checkpoint: CheckpointRecord) -> dict[str, bytes]:
+        return external_weights_files(
+            checkpoint.base_model, checkpoint.lora_rank, str(checkpoint.path), checkpoint.weights
+        )
+
+    def copy_weights(self, call: Call) -> Result:
+        """[0.38] The checkpoint under a new training run that can be sampled or loaded, never trained."""
+        request: t.CopyWeightsRequest = call.body
+        _, source = self._checkpoint_at("source_path", request.source_path)
+        if request.session_id is not None:
+            if request.model_seq_id is None:
+                raise _reject(400, "copy_weights with session_id needs model_seq_id")
+            session = self._open_session(request.session_id)
+            run_id, session_id, project = (
+                f"{session.session_id}:train:{request.model_seq_id}", session.session_id, session.project_id
+            )
+            if run_id in self.registry.runs:
+                raise _reject(400, f"model_seq_id {request.model_seq_id} of session {session_id} is already used")
+        elif request.destination_project_id is not None:
+            run_id, session_id, project = self.registry.new_id("copy"), "", request.destination_project_id
+        else:
+            raise _reject(400, "copy_weights needs destination_project_id, or session_id and model_seq_id")
+        run = RunRecord(
+            run_id=run_id,
+            session_id=session_id,
+            base_model=source.base_model,
+            lora_rank=source.lora_rank,
+            train_unembed=True,
+            train_mlp=True,
+            train_attn=True,
+            user_metadata={"copied_from": request.source_path, "project_id": project},
+            last_request_time=utcnow(),
+            trainable=False,
+        )
+        run.state.restore(source.weights, with_optimizer=False)
+        self.registry.add_run(run)
+        copied = self.registry.copy_checkpoint(source, run, request.ttl_seconds)
+        return Result(json_reply(t.CopyWeightsResponse(tinker_path=str(copied.path))), session_id=session_id or None)
 
     def weights_info(self, call: Call) -> Result:
         request: t.WeightsInfoRequest = call.body
@@ -625,6 +859,12 @@ class TinkerApi:
             if in_flight >= limit:
                 raise _reject(429, f"sampling backpressure: {in_flight} samples in flight (limit {limit})")
         sampler = self._sampler_for(request)
+        session = self.registry.sessions.get(sampler.session_id)
+        if session is not None:
+            _refuse_if_finished(session)
+        sequence_ids = [
+            f"{sampler.session_id or 'adhoc'}:seq:{next(self._sequence_ids)}" for _ in range(max(request.num_samples, 0))
+        ]
 
         def compute() -> msgspec.Struct:
             if sampler.from_training_checkpoint:
@@ -652,16 +892,22 @@ class TinkerApi:
                 params.top_k,
             )
             k = request.topk_prompt_logprobs
+            for sequence_id, s in zip(sequence_ids, samples):
+                self.sequence_lengths[sequence_id] = (len(prompt), len(s.tokens))
             return t.SampleResponse(
                 sequences=[
-                    t.SampledSequence(stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs)
-                    for s in samples
+                    t.SampledSequence(
+                        stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs, sequence_id=sequence_id
+                    )
+                    for sequence_id, s in zip(sequence_ids, samples)
                 ],
                 prompt_logprobs=fake_model.prompt_logprobs(sampler.scale, prompt) if request.prompt_logprobs else None,
                 topk_prompt_logprobs=fake_model.topk_prompt_logprobs(sampler.scale, prompt, k) if k > 0 else None,
             )
 
-        return self._submit(call, sampler.sampler_id, compute, session_id=sampler.session_id)
+        return self._submit(
+            call, sampler.sampler_id, compute, session_id=sampler.session_id, sample_sequence_ids=sequence_ids
+        )
 
     def _sampler_for(self, request: t.SampleRequest) -> SamplerRecord:
         if request.sampling_session_id is not None:
@@ -701,7 +947,9 @@ class TinkerApi:
         return items[offset : offset + limit], t.Cursor(offset=offset, limit=limit, total_count=len(items))
 
     def _checkpoint_struct(self, record: CheckpointRecord) -> t.Checkpoint:
+        extra = {"user_metadata": record.user_metadata} if "user_metadata" in t.Checkpoint.__struct_fields__ else {}
         return t.Checkpoint(
+            **extra,
             checkpoint_id=record.path.checkpoint_id,
             checkpoint_type=record.checkpoint_type,
             time=record.time,
@@ -799,28 +1047,192 @@ class TinkerApi:
     def get_checkpoint_archive_url(self, call: Call) -> Result:
         """302 to a download URL on this server, valid for 15 minutes (§10.6)."""
         checkpoint = self._rest_checkpoint(call)
-        token = secrets.token_urlsafe(16)
-        lifetime = _ARCHIVE_URL_LIFETIME.total_seconds()
-        self._downloads[token] = (checkpoint.path, time.monotonic() + lifetime)
+        path = checkpoint.path
+        filename = f"{path.run_id}-{path.name}.tar.gz".replace(":", "_")
+        url = self._download_link(
+            call, lambda: self.registry.archive(path), "application/gzip", filename, _ARCHIVE_URL_LIFETIME
+        )
         expires = datetime.now(timezone.utc) + _ARCHIVE_URL_LIFETIME
         headers = (
-            (b"location", f"{call.base_url}/download/{token}".encode()),
+            (b"location", url.encode()),
             (b"expires", format_datetime(expires.replace(microsecond=0), usegmt=True).encode()),
         )
         return Result(Reply(302, b"", headers))
 
-    def download_archive(self, call: Call) -> Result:
+    def _download_link(
+        self, call: Call, produce: Callable[[], bytes], content_type: str, filename: str, lifetime: timedelta
+    ) -> str:
+        """A URL on this server that serves ``produce()`` without auth until ``lifetime`` has passed (a signed URL)."""
+        token = secrets.token_urlsafe(16)
+        self._downloads[token] = _Download(produce, content_type, filename, time.monotonic() + lifetime.total_seconds())
+        return f"{call.base_url}/download/{token}"
+
+    def download(self, call: Call) -> Result:
         entry = self._downloads.get(call.params["token"])
-        if entry is None or time.monotonic() > entry[1]:
+        if entry is None or time.monotonic() > entry.deadline:
             return Result(error_reply(404, "unknown or expired download link"))
         with _answers_404():
-            data = self.registry.archive(entry[0])
-        filename = f"{entry[0].run_id}-{entry[0].name}.tar.gz".replace(":", "_")
+            data = entry.produce()
         headers = (
-            (b"content-type", b"application/gzip"),
-            (b"content-disposition", f'attachment; filename="{filename}"'.encode()),
+            (b"content-type", entry.content_type.encode()),
+            (b"content-disposition", f'attachment; filename="{entry.filename}"'.encode()),
         )
         return Result(Reply(200, data, headers))
+
+    def external_weights_urls(self, call: Call) -> Result:
+        """[0.38] One signed URL per file of an external-weights export."""
+        checkpoint = self._rest_checkpoint(call)
+        if checkpoint.path.kind != "external_weights":
+            raise _reject(400, f"{checkpoint.path} is not an external weights checkpoint (external_weights/<name>)")
+        urls = {}
+        for name in self._external_files(checkpoint):
+            def produce(name: str = name, checkpoint: CheckpointRecord = checkpoint) -> bytes:
+                return self._external_files(self.registry.checkpoint(checkpoint.path))[name]
+
+            kind = "application/json" if name.endswith(".json") else "application/octet-stream"
+            urls[name] = self._download_link(call, produce, kind, name, _EXTERNAL_URL_LIFETIME)
+        expires = (datetime.now(timezone.utc) + _EXTERNAL_URL_LIFETIME).replace(microsecond=0)
+        return Result(json_reply(t.ExternalWeightsUrlsResponse(urls=urls, expires=expires)))
+
+    # sessions (0.38)
+
+    def finish_session(self, call: Call) -> Result:
+        request: t.FinishSessionRequest = call.body
+        with _answers_404():
+            session = self.registry.finish_session(call.params["session_id"], request.reason.type, request.detail)
+        return Result(json_reply({}), session_id=session.session_id)
+
+    def join_sampling_session(self, call: Call) -> Result:
+        request: t.JoinSamplingSessionRequest = call.body
+        with _answers_404():
+            sampler = self.registry.sampler(request.sampling_session_id)
+        session = self._open_session(sampler.session_id)
+        counter = session.sampler_clients.get(sampler.sampler_id, 0) + 1
+        session.sampler_clients[sampler.sampler_id] = counter
+        return Result(json_reply(t.JoinSamplingSessionResponse(client_counter=counter)), session_id=session.session_id)
+
+    def search_sessions(self, call: Call) -> Result:
+        request: t.SessionSearchRequest = call.body
+        caller = self._caller(call)
+        found = [s for s in self.registry.sessions.values() if session_search.matches(s, request, caller)]
+        chosen, next_cursor = session_search.page(found, request.limit, request.cursor)
+        summaries = [self._session_summary(s) for s in chosen]
+        return Result(json_reply(t.SessionSearchResponse(sessions=summaries, next_cursor=next_cursor)))
+
+    def _session_summary(self, session: SessionRecord) -> t.SessionSummary:
+        checkpoints = [c for c in self.registry.live_checkpoints() if c.path.run_id in session.training_run_ids]
+        metadata = session.user_metadata
+        return t.SessionSummary(
+            session_id=session.session_id,
+            created_at=session.created_at,
+            owner=session.owner,
+            project_id=session.project_id,
+            status=session_search.status_of(session),
+            checkpoints_count=len(checkpoints),
+            display_name=session.display_name,
+            user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+            checkpoint_storage_bytes=sum(c.size_bytes for c in checkpoints),
+        )
+
+    def assign_session_project(self, call: Call) -> Result:
+        request: AssignSessionProjectRequest = call.body
+        if not request.project_id:
+            raise _reject(400, "project_id must be a non-empty project id")
+        session = self._session(call.params["session_id"])
+        session.project_id = request.project_id
+        return Result(Reply(204), session_id=session.session_id)
+
+    def export_session_trace(self, call: Call) -> Result:
+        """The session's executed requests as a Chrome/Perfetto JSON trace, behind a download URL."""
+        session = self._session(call.params["session_id"])
+        session_id = session.session_id
+
+        def produce() -> bytes:
+            return _trace_json(session_id, self.ledger.executions())
+
+        url = self._download_link(call, produce, "application/json", f"{session_id}.json", _ARCHIVE_URL_LIFETIME)
+        return Result(json_reply({"status": "ready", "url": url}))
+
+    def whoami(self, call: Call) -> Result:
+        return Result(json_reply(principal_for(call.headers.get("x-api-key", "")).whoami_body()))
+
+    # futures (0.38)
+
+    def cancel_future(self, call: Call) -> Result:
+        """The future's work is abandoned: a later retrieve answers a failure that says it was cancelled."""
+        request: CancelFutureRequest = call.body
+        record = self.futures.get(request.request_id)
+        if record is None:
+            raise _reject(404, f"unknown request_id {request.request_id!r}")
+        if not record.expired:
+            self.futures.cancel(record, Failure(CANCELLED_MESSAGE.format(request_id=record.request_id), "user"))
+        return Result(json_reply({}), request_id=record.request_id, model_id=record.model_id)
+
+    # custom losses (0.38)
+
+    def create_custom_loss(self, call: Call) -> Result:
+        request: t.CreateCustomLossRequest = call.body
+        session = self._open_session(request.session_id)
+
+        def compute() -> msgspec.Struct:
+            inputs = [(i.name, int(i.rank)) for i in request.inputs]
+            if not inputs or inputs[0][0] != "logprobs":
+                raise fake_model.FakeModelError("inputs: the first input of a custom loss must be 'logprobs'")
+            nodes = [msgspec.to_builtins(node) for node in request.graph.nodes]
+            custom_loss_graph.check_graph(nodes, [name for name, _ in inputs])
+            loss_id = self.registry.new_id("loss")
+            self.registry.custom_losses[loss_id] = CustomLossRecord(
+                loss_id=loss_id, session_id=session.session_id, name=request.name, inputs=inputs, nodes=nodes
+            )
+            return t.CreateCustomLossResponse(loss_id=loss_id)
+
+        return self._submit(call, None, compute, session_id=session.session_id)
+
+    def _custom_loss(self, run: RunRecord, config: Mapping[str, Any] | None) -> CustomLossRecord:
+        """The uploaded loss a ``custom`` forward_backward names (by ``loss_id``, or by its name in the session)."""
+        wanted = (config or {}).get("loss_id")
+        if not isinstance(wanted, str):
+            raise fake_model.FakeModelError("loss_fn 'custom' needs loss_fn_config {'loss_id': <id from create_custom_loss>}")
+        for loss in self.registry.custom_losses.values():
+            if loss.session_id == run.session_id and wanted in (loss.loss_id, loss.name):
+                return loss
+        raise fake_model.FakeModelError(f"no custom loss {wanted!r} was uploaded in session {run.session_id}")
+
+    def _check_provenance(self, datum: t.Datum, index: int) -> None:
+        """Provenance spans may only name sequences this server sampled, within their lengths."""
+        for field_name in ("model_input_spans", "loss_fn_input_spans"):
+            spans = getattr(datum, field_name, None)
+            for position, span in enumerate(spans or ()):
+                known = self.sequence_lengths.get(span.sequence_id)
+                where = f"data[{index}].{field_name}[{position}]"
+                if known is None:
+                    raise fake_model.FakeModelError(f"{where}: unknown sequence_id {span.sequence_id!r}")
+                prompt_length, sampled_length = known
+                limit = sampled_length if isinstance(span, t.SampledProvenanceSpan) else prompt_length
+                if span.offset + span.length > limit:
+                    raise fake_model.FakeModelError(
+                        f"{where}: offset {span.offset} + length {span.length} is past the {limit} tokens "
+                        f"of sequence {span.sequence_id!r}"
+                    )
+
+
+def _trace_json(session_id: str, executions: list[Any]) -> bytes:
+    """Trace Event Format (what Perfetto and chrome://tracing open): one instant event per executed request."""
+    mine = [e for e in executions if e.session_id == session_id]
+    start = min((e.time for e in mine), default=0.0)
+    events = [
+        {
+            "name": e.endpoint,
+            "ph": "i",
+            "s": "p",
+            "ts": round((e.time - start) * 1e6),
+            "pid": 1,
+            "tid": 1,
+            "args": {"model_id": e.model_id, "seq_id": e.seq_id, "request_id": e.request_id, "outcome": e.outcome},
+        }
+        for e in mine
+    ]
+    return json.dumps({"traceEvents": events, "otherData": {"session_id": session_id}}).encode()
 
 
 def _query_error(name: str, message: str) -> Reply:

@@ -21,7 +21,11 @@ from tinkex.types import ParsedCheckpointTinkerPath
 from .fake_model import ModelState
 
 __all__ = [
+    "CHECKPOINT_KINDS",
     "CheckpointKind",
+    "CustomLossRecord",
+    "DEFAULT_PROJECT",
+    "FinishReason",
     "CheckpointRecord",
     "NotFound",
     "Registry",
@@ -32,7 +36,12 @@ __all__ = [
     "parse_tinker_path",
 ]
 
-CheckpointKind = Literal["weights", "sampler_weights"]
+CheckpointKind = Literal["weights", "sampler_weights", "external_weights"]
+CHECKPOINT_KINDS: tuple[CheckpointKind, ...] = ("weights", "sampler_weights", "external_weights")
+_CHECKPOINT_TYPES = {"weights": "training", "sampler_weights": "sampler", "external_weights": "external"}
+FinishReason = Literal["success", "errored", "interrupted"]
+DEFAULT_PROJECT = "default"
+"""The project of a session created without one (every session belongs to a project on the hosted service)."""
 _STATE_FILE = "state.json"
 
 
@@ -59,16 +68,20 @@ class TinkerPath:
 
 
 def parse_tinker_path(path: str) -> TinkerPath:
-    """``tinker://<run>/<weights|sampler_weights>/<name>``; ValueError names what is wrong."""
+    """``tinker://<run>/<weights|sampler_weights|external_weights>/<name>``; ValueError names what is wrong."""
     parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
-    kind, name = split_checkpoint_id(parsed.checkpoint_id)
+    try:
+        kind, name = split_checkpoint_id(parsed.checkpoint_id)
+    except NotFound as exc:
+        raise ValueError(f"invalid tinker path {path!r}: {exc}") from None
     return TinkerPath(parsed.training_run_id, kind, name)
 
 
 def split_checkpoint_id(checkpoint_id: str) -> tuple[CheckpointKind, str]:
     kind, _, name = checkpoint_id.partition("/")
-    if kind not in ("weights", "sampler_weights") or not name or "/" in name:
-        raise NotFound(f"checkpoint_id must be weights/<name> or sampler_weights/<name>, got {checkpoint_id!r}")
+    if kind not in CHECKPOINT_KINDS or not name or "/" in name:
+        expected = " or ".join(f"{k}/<name>" for k in CHECKPOINT_KINDS)
+        raise NotFound(f"checkpoint_id must be {expected}, got {checkpoint_id!r}")
     return kind, name  # type: ignore[return-value]
 
 
@@ -79,6 +92,33 @@ class SessionRecord:
     user_metadata: dict[str, Any]
     training_run_ids: list[str] = field(default_factory=list)
     sampler_ids: list[str] = field(default_factory=list)
+    owner: str = ""
+    """URN of the principal whose key created the session (see :mod:`tinkex.testing.identity`)."""
+    project_id: str = DEFAULT_PROJECT
+    display_name: str | None = None
+    created_at: datetime = field(default_factory=lambda: utcnow())
+    finish_reason: FinishReason | None = None
+    """Set once the client reported the session done (``sessions/{id}/finish``); it then refuses new work."""
+    finish_detail: str | None = None
+    sampler_clients: dict[str, int] = field(default_factory=dict)
+    """Per sampling session: the last client counter handed out by ``join_sampling_session`` (0 = original)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class CustomLossRecord:
+    """A custom loss uploaded by ``create_custom_loss``: usable by ``loss_id`` in its session's forward_backward."""
+
+    loss_id: str
+    session_id: str
+    name: str
+    inputs: list[tuple[str, int]]
+    """``(name, rank)`` of each input, ``logprobs`` first."""
+    nodes: list[dict[str, Any]]
+    """The traced graph's nodes as plain data (``CustomLossNode`` fields)."""
 
 
 @dataclass
@@ -94,6 +134,8 @@ class RunRecord:
     last_request_time: datetime
     state: ModelState = field(default_factory=ModelState)
     corrupted: bool = False
+    trainable: bool = True
+    """False for the run that holds a ``copy_weights`` copy: it can be sampled from or loaded, not trained."""
 
 
 @dataclass
@@ -105,10 +147,11 @@ class CheckpointRecord:
     weights: dict[str, float | int]
     public: bool = False
     expires_at: datetime | None = None
+    user_metadata: dict[str, str] | None = None
 
     @property
-    def checkpoint_type(self) -> Literal["training", "sampler"]:
-        return "training" if self.path.kind == "weights" else "sampler"
+    def checkpoint_type(self) -> Literal["training", "sampler", "external"]:
+        return _CHECKPOINT_TYPES[self.path.kind]  # type: ignore[return-value]
 
     @property
     def size_bytes(self) -> int:
@@ -140,18 +183,41 @@ class Registry:
         self.samplers: dict[str, SamplerRecord] = {}
         self.checkpoints: dict[str, CheckpointRecord] = {}
         """By ``str(tinker_path)``, in creation order."""
+        self.custom_losses: dict[str, CustomLossRecord] = {}
         if state_dir is not None and (state_dir / _STATE_FILE).exists():
             self._load(json.loads((state_dir / _STATE_FILE).read_text()))
 
     # sessions, runs, samplers
 
-    def create_session(self, tags: list[str], user_metadata: dict[str, Any]) -> SessionRecord:
-        session_id = f"sess-{self._ids.getrandbits(32):08x}"
+    def create_session(
+        self,
+        tags: list[str],
+        user_metadata: dict[str, Any],
+        *,
+        owner: str = "",
+        project_id: str | None = None,
+        display_name: str | None = None,
+    ) -> SessionRecord:
+        session_id = self.new_id("sess")
         while session_id in self.sessions:
-            session_id = f"sess-{self._ids.getrandbits(32):08x}"
-        record = SessionRecord(session_id, tags, user_metadata)
+            session_id = self.new_id("sess")
+        record = SessionRecord(
+            session_id, tags, user_metadata, owner=owner, project_id=project_id or DEFAULT_PROJECT,
+            display_name=display_name,
+        )
         self.sessions[session_id] = record
         return record
+
+    def new_id(self, prefix: str) -> str:
+        """``<prefix>-<8 hex digits>``, reproducible for a given server seed."""
+        return f"{prefix}-{self._ids.getrandbits(32):08x}"
+
+    def finish_session(self, session_id: str, reason: FinishReason, detail: str | None) -> SessionRecord:
+        """Record that the client is done; a second finish keeps the first reason (finishing is idempotent)."""
+        session = self.session(session_id)
+        if session.finish_reason is None:
+            session.finish_reason, session.finish_detail = reason, detail
+        return session
 
     def session(self, session_id: str) -> SessionRecord:
         try:
@@ -173,7 +239,13 @@ class Registry:
 
     def add_run(self, record: RunRecord) -> None:
         self.runs[record.run_id] = record
-        self.session(record.session_id).training_run_ids.append(record.run_id)
+        if record.session_id in self.sessions:  # a copy into a project has no session
+            self.session(record.session_id).training_run_ids.append(record.run_id)
+
+    def session_of(self, owner_id: str) -> SessionRecord | None:
+        """The session a run or sampler id belongs to, if any."""
+        record = self.runs.get(owner_id) or self.samplers.get(owner_id)
+        return self.sessions.get(record.session_id) if record is not None else None
 
     def add_sampler(self, record: SamplerRecord) -> None:
         self.samplers[record.sampler_id] = record
@@ -182,7 +254,12 @@ class Registry:
     # checkpoints
 
     def save_checkpoint(
-        self, run: RunRecord, kind: CheckpointKind, name: str, ttl_seconds: int | None
+        self,
+        run: RunRecord,
+        kind: CheckpointKind,
+        name: str,
+        ttl_seconds: int | None,
+        user_metadata: dict[str, str] | None = None,
     ) -> CheckpointRecord:
         now = utcnow()
         record = CheckpointRecord(
@@ -192,10 +269,30 @@ class Registry:
             lora_rank=run.lora_rank,
             weights=run.state.snapshot(with_optimizer=kind == "weights"),
             expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None,
+            user_metadata=user_metadata,
         )
         self.checkpoints.pop(str(record.path), None)
         self.checkpoints[str(record.path)] = record
         return record
+
+    def copy_checkpoint(self, source: CheckpointRecord, run: RunRecord, ttl_seconds: int | None) -> CheckpointRecord:
+        """The same weights under ``run`` with the source's kind and name; the source's expiry is not inherited."""
+        now = utcnow()
+        record = CheckpointRecord(
+            path=TinkerPath(run.run_id, source.path.kind, source.path.name),
+            time=now,
+            base_model=source.base_model,
+            lora_rank=source.lora_rank,
+            weights=dict(source.weights),
+            expires_at=now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None,
+            user_metadata=source.user_metadata,
+        )
+        self.checkpoints[str(record.path)] = record
+        return record
+
+    def exists(self, path: TinkerPath) -> bool:
+        record = self.checkpoints.get(str(path))
+        return record is not None and not record.expired(utcnow())
 
     def checkpoint(self, path: TinkerPath) -> CheckpointRecord:
         record = self.checkpoints.get(str(path))
@@ -236,7 +333,10 @@ class Registry:
         """The registry as JSON; the caller writes it to ``state_dir`` (see :meth:`write_dump`)."""
         return json.dumps(
             {
-                "sessions": [asdict(s) for s in self.sessions.values()],
+                "sessions": [
+                    {**asdict(s), "created_at": s.created_at.isoformat()} for s in self.sessions.values()
+                ],
+                "custom_losses": [asdict(loss) for loss in self.custom_losses.values()],
                 "runs": [
                     {**asdict(r), "state": asdict(r.state), "last_request_time": r.last_request_time.isoformat()}
                     for r in self.runs.values()
@@ -251,6 +351,7 @@ class Registry:
                         "weights": c.weights,
                         "public": c.public,
                         "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+                        "user_metadata": c.user_metadata,
                     }
                     for c in self.checkpoints.values()
                 ],
@@ -267,7 +368,12 @@ class Registry:
 
     def _load(self, data: dict[str, Any]) -> None:
         for session in data["sessions"]:
+            if "created_at" in session:
+                session["created_at"] = datetime.fromisoformat(session["created_at"])
             self.sessions[session["session_id"]] = SessionRecord(**session)
+        for loss in data.get("custom_losses", []):
+            loss["inputs"] = [tuple(pair) for pair in loss["inputs"]]
+            self.custom_losses[loss["loss_id"]] = CustomLossRecord(**loss)
         for run in data["runs"]:
             state = ModelState(**run.pop("state"))
             run["last_request_time"] = datetime.fromisoformat(run["last_request_time"])
@@ -284,5 +390,6 @@ class Registry:
                 weights=checkpoint["weights"],
                 public=checkpoint["public"],
                 expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+                user_metadata=checkpoint.get("user_metadata"),
             )
             self.checkpoints[str(record.path)] = record
