@@ -7,7 +7,9 @@ Training code written for the official SDK ports by changing the import: ``tinke
 from . import types
 from .api_future import APIFuture
 from .client import Client, ServiceClient
+from .client_futures import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
 from .config import TINKEX_VERSION as __version__
+from .custom_loss_handle import LossHandle, PerDatumLossFn
 from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
 from .rest_client import RestClient
@@ -29,12 +31,17 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "APIFuture",
+    "BackcompatSamplingClientFuture",
+    "BackcompatTrainingClientFuture",
     "Client",
+    "LossHandle",
+    "PerDatumLossFn",
     "RestClient",
     "RetryConfig",
     "SamplingClient",
     "ServiceClient",
     "TrainingClient",
+    "__title__",
     "__version__",
     "get_tokenizer",  # noqa: F405 - resolved lazily by __getattr__
     "types",

@@ -1,7 +1,10 @@
-"""``APIFuture``: what training calls return, awaitable or ``.result()``-able, as in the official SDK.
+"""``APIFuture``: what tinkex calls return, awaitable or ``.result()``-able, as in the official SDK.
 
-Two kinds: a future resolved on the caller's own loop (the ``*_async`` methods), and a future computed on the
-background runtime loop (the sync methods), whose ``result()`` blocks the calling thread. Both take a deadline.
+Two kinds: a future resolved on the caller's own loop (the ``*_async`` training methods), and a future computed on
+the background runtime loop (the sync methods), whose ``result()`` blocks the calling thread. Both take a deadline,
+both give a ``concurrent.futures.Future`` through ``future()`` (0.38) and a coroutine through ``coroutine()`` (for
+``asyncio.create_task``). The background kind *is* a ``concurrent.futures.Future`` as well, so 0.16-era code that
+passes ``sample()``'s result to ``concurrent.futures.wait`` / ``as_completed`` keeps working.
 """
 
 from __future__ import annotations
@@ -9,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
-from .runtime import get_runtime, running_loop, wait_result
+from .runtime import chain_task, get_runtime, running_loop, wait_result
 
-__all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future"]
+__all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future", "in_background"]
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 
 class APIFuture(ABC, Generic[T]):
@@ -31,6 +33,15 @@ class APIFuture(ABC, Generic[T]):
 
     @abstractmethod
     def done(self) -> bool: ...
+
+    @abstractmethod
+    def future(self) -> concurrent.futures.Future[T]:
+        """This operation as a ``concurrent.futures.Future`` (for ``wait``, ``as_completed``, done callbacks).
+        Cancelling it cancels the local work (the wait for the server's result), not work the server accepted."""
+
+    async def coroutine(self) -> T:
+        """This future as a coroutine, for APIs that take one rather than an awaitable (``asyncio.create_task``)."""
+        return await self
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.result_async().__await__()
@@ -51,6 +62,7 @@ class AwaitableFuture(APIFuture[T]):
     ) -> None:
         self._task: asyncio.Future[Any] = asyncio.ensure_future(_transformed(awaitable, transform, on_error))
         self._loop = asyncio.get_running_loop()
+        self._concurrent: concurrent.futures.Future[T] | None = None
 
     def result(self, timeout: float | None = None) -> T:
         if running_loop() is self._loop:
@@ -64,29 +76,47 @@ class AwaitableFuture(APIFuture[T]):
     def done(self) -> bool:
         return self._task.done()
 
+    def future(self) -> concurrent.futures.Future[T]:
+        if self._concurrent is None:  # made on first use: most futures are only awaited
+            mirror: concurrent.futures.Future[T] = concurrent.futures.Future()
+            self._concurrent = mirror
+            if running_loop() is self._loop:
+                chain_task(self._task, mirror, self._loop)
+            else:
+                self._loop.call_soon_threadsafe(chain_task, self._task, mirror, self._loop)
+        return self._concurrent
 
-class ConcurrentFuture(APIFuture[T]):
-    """A result computed on the background runtime loop."""
 
-    def __init__(self, future: concurrent.futures.Future[T]) -> None:
-        self._future = future
+class ConcurrentFuture(concurrent.futures.Future, APIFuture[T]):  # type: ignore[type-arg]
+    """A result computed on the background runtime loop (made by :func:`in_background`); a
+    ``concurrent.futures.Future`` itself, whose ``result()`` refuses to block tinkex's own loop."""
 
     def result(self, timeout: float | None = None) -> T:
-        if get_runtime().in_loop_thread():
+        if not self.done() and get_runtime().in_loop_thread():
             raise RuntimeError("result() called on tinkex's own event loop; use `await future` instead")
-        return wait_result(self._future, timeout, cancel=False)
+        try:
+            return super().result(timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            if self.done():
+                raise  # the work's own TimeoutError keeps its message
+            raise TimeoutError(f"not resolved within {timeout} s") from None
 
     async def result_async(self, timeout: float | None = None) -> T:
-        return await _wait(asyncio.wrap_future(self._future), timeout)
+        return await _wait(asyncio.wrap_future(self), timeout)
 
-    def done(self) -> bool:
-        return self._future.done()
+    def future(self) -> concurrent.futures.Future[T]:
+        return self
+
+
+def in_background(work: Coroutine[Any, Any, T]) -> ConcurrentFuture[T]:
+    """Run ``work`` on the background runtime loop; its future at once."""
+    return get_runtime().submit_into(work, ConcurrentFuture())
 
 
 def completed_future(value: T) -> ConcurrentFuture[T]:
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    future: ConcurrentFuture[T] = ConcurrentFuture()
     future.set_result(value)
-    return ConcurrentFuture(future)
+    return future
 
 
 async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:

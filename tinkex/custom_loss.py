@@ -60,8 +60,9 @@ def require_torch() -> ModuleType:
     return torch
 
 
-def validate_custom_loss_data(data: Sequence[Datum]) -> None:
-    """Each datum may carry only ``target_tokens`` (required) and ``weights``."""
+def validate_custom_loss_data(data: Sequence[Datum], *, other_inputs: bool = False) -> None:
+    """Each datum needs ``target_tokens``; besides it only ``weights``, unless ``other_inputs`` (a loss made by
+    ``create_custom_loss`` reads other keys, which stay on the client)."""
     if not data:
         raise ValueError("forward_backward_custom needs at least one datum")
     for index, datum in enumerate(data):
@@ -69,32 +70,37 @@ def validate_custom_loss_data(data: Sequence[Datum]) -> None:
         if "target_tokens" not in keys:
             raise ValueError(f"data[{index}].loss_fn_inputs has no 'target_tokens' (custom losses need it)")
         unexpected = keys - CUSTOM_LOSS_INPUT_KEYS
-        if unexpected:
+        if unexpected and not other_inputs:
             raise ValueError(
                 f"data[{index}].loss_fn_inputs has {sorted(unexpected)}; custom losses accept only "
                 f"{sorted(CUSTOM_LOSS_INPUT_KEYS)} (put other inputs in the loss function's closure)"
             )
 
 
-def prepare_forward_data(data: Sequence[Datum]) -> list[Datum]:
-    """Validated datums for the ``cross_entropy`` forward pass, with zero weights where absent."""
-    validate_custom_loss_data(data)
+def prepare_forward_data(data: Sequence[Datum], *, other_inputs: bool = False) -> list[Datum]:
+    """Validated datums for the ``cross_entropy`` forward pass: only ``target_tokens`` and ``weights`` go to the
+    server, with zero weights where absent."""
+    validate_custom_loss_data(data, other_inputs=other_inputs)
     prepared = []
     for datum in data:
-        if "weights" in datum.loss_fn_inputs:
+        inputs = datum.loss_fn_inputs
+        if "weights" in inputs and len(inputs) == 2:
             prepared.append(datum)
             continue
-        length = len(datum.loss_fn_inputs["target_tokens"].data)
-        weights = TensorData(data=[0.0] * length, dtype="float32", shape=[length])
-        prepared.append(msgspec.structs.replace(datum, loss_fn_inputs={**datum.loss_fn_inputs, "weights": weights}))
+        target = inputs["target_tokens"]
+        weights = inputs.get("weights")
+        if weights is None:
+            length = len(target.data)
+            weights = TensorData(data=[0.0] * length, dtype="float32", shape=[length])
+        prepared.append(msgspec.structs.replace(datum, loss_fn_inputs={"target_tokens": target, "weights": weights}))
     return prepared
 
 
 async def compute_weights(
-    data: Sequence[Datum], forward_output: ForwardBackwardOutput, loss_fn: LossFn
+    data: Sequence[Datum], forward_output: ForwardBackwardOutput, loss_fn: LossFn, *, other_inputs: bool = False
 ) -> tuple[list[Datum], dict[str, float]]:
     """``cross_entropy`` datums with ``weights = -grad`` of the user's loss, and its metrics."""
-    validate_custom_loss_data(data)
+    validate_custom_loss_data(data, other_inputs=other_inputs)
     torch = await anyio.to_thread.run_sync(require_torch)  # the first import of torch takes a second
     logprob_values = _forward_logprobs(data, forward_output)
     with _tracer.start_as_current_span("tinkex.custom_loss") as span:

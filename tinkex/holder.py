@@ -70,8 +70,10 @@ class Holder:
         session_id: str | None = None,
         env: Mapping[str, str] | None = None,
         tracer_provider: TracerProvider | None = None,
+        display_name: str | None = None,
     ) -> None:
         self.config = config
+        self.display_name = display_name
         self.manifest = manifest
         self.runtime: BackgroundLoop = get_runtime()
         self.redactor = Redactor(secret_values=[config.api_key])
@@ -158,6 +160,7 @@ class Holder:
             user_metadata=dict(self.config.user_metadata or {}),
             sdk_version=self.config.sdk_version,
             project_id=self.config.project_id,
+            **({"display_name": self.display_name} if self.display_name is not None else {}),  # [0.38] only when set
         )
         response = await self.clients().http.call(
             self.manifest.session.create_endpoint, json=request, result_type=CreateSessionResponse
@@ -174,18 +177,35 @@ class Holder:
 
     async def _start_background(self, session_id: str) -> None:
         assert self.manifest.session is not None
-        self._heartbeat = BackgroundHeartbeat(self.new_manifest_client, self.manifest.session, session_id)
-        self._heartbeat.start()
+        heartbeat = BackgroundHeartbeat(self.new_manifest_client, self.manifest.session, session_id)
+        with self._lock:  # a close() racing a session creation (still under way in the background) wins
+            if self._closed:
+                return
+            self._heartbeat = heartbeat
+            heartbeat.start()
         await self.telemetry.start(session_id)
+
+    def known_session_id(self) -> str | None:
+        """The session's id if it was created (never creates one)."""
+        session = self._session
+        if session is None or not session.done() or session.cancelled() or session.exception() is not None:
+            return None
+        return session.result()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # shutdown --------------------------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> None:
         """Stop the heartbeat, drain telemetry, close every loop's connections. Safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.stop(timeout)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.stop(timeout)
         self.telemetry.close(timeout)
         for loop, clients in list(self._per_loop.items()):
             if loop.is_running() and not loop.is_closed():

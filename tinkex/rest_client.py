@@ -2,38 +2,53 @@
 
 Every method has an ``*_async`` twin. The async methods run on the caller's event loop; the sync ones run the
 same coroutine on tinkex's background loop and return an :class:`~tinkex.api_future.APIFuture` at once (the
-official 0.16 sync methods return futures too), so ``rest.list_checkpoints(run_id).result()`` is the blocking form.
+official 0.16 sync methods return futures too), so ``rest.list_checkpoints(run_id).result()`` is the blocking form
+(``await rest.list_checkpoints(run_id)`` works as well, as in 0.38). The futures are ``concurrent.futures.Future``
+objects too, as 0.16's were.
+
+``RestClient()`` (0.38) needs no ``Client``: it talks to the REST API with ``base_url`` / ``api_key`` (else the
+environment) and creates no session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
+import msgspec
 
 from pristine_transport.errors import APIStatusError
 
-from .api_future import APIFuture, ConcurrentFuture
+from .api_future import APIFuture, in_background
 from .holder import Holder
+from .telemetry import Telemetry
 from .types import (
     AccessScope,
     Checkpoint,
     CheckpointArchiveUrlResponse,
     CheckpointsListResponse,
+    CopyWeightsRequest,
+    CopyWeightsResponse,
+    ExternalWeightsUrlsResponse,
     GetSamplerResponse,
+    GetServerCapabilitiesResponse,
     GetSessionResponse,
     ListSessionsResponse,
     ParsedCheckpointTinkerPath,
+    SessionSearchRequest,
+    SessionSearchResponse,
     SetCheckpointTtlRequest,
     TrainingRun,
     TrainingRunsResponse,
     WeightsInfoRequest,
     WeightsInfoResponse,
+    WhoamiResponse,
 )
 
 __all__ = ["ArchiveRetryConfig", "RestClient", "parse_tinker_path"]
@@ -46,6 +61,8 @@ _EXPIRES_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
 _DEFAULT_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
 # 503 is what the official SDK waits on; 409 "Archive creation already in progress" means the same thing.
 _ARCHIVE_NOT_READY = frozenset({409, 503})
+_WEIGHTS_ACCESS_TOKEN_HEADER = "X-Tinker-Weights-Access-Token"
+TRACE_EXPORT_POLL_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,22 +89,58 @@ def parse_tinker_path(path: str) -> ParsedCheckpointTinkerPath:
 
 
 class RestClient:
-    """REST access to runs, checkpoints, sessions and samplers; created by ``Client.create_rest_client()``."""
+    """REST access to runs, checkpoints, sessions and samplers.
+
+    ``RestClient()`` stands alone (0.38: ``base_url`` and ``api_key``, else ``TINKER_BASE_URL`` /
+    ``TINKER_API_KEY``, and no session); ``Client.create_rest_client()`` shares that client's connections.
+    """
 
     def __init__(
         self,
-        holder: Holder,
+        _holder: Holder | None = None,
         *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        holder: Holder | None = None,
         archive_retry: ArchiveRetryConfig = ArchiveRetryConfig(),
     ) -> None:
-        self.holder = holder
+        if holder is not None:  # 0.16's keyword
+            if _holder is not None:
+                raise TypeError("RestClient got a holder twice (positionally and as holder=)")
+            _holder = holder
+        if _holder is None:
+            from .config import load_tinker_manifest, resolve_config
+
+            manifest = load_tinker_manifest()
+            _holder = Holder(resolve_config(api_key=api_key, base_url=base_url, manifest=manifest), manifest)
+        elif base_url is not None or api_key is not None:
+            raise ValueError("RestClient takes a holder or base_url/api_key, not both")
+        self.holder = _holder
         self.archive_retry = archive_retry
 
     def __repr__(self) -> str:
         return f"RestClient(base_url={self.holder.config.base_url!r})"
 
     def _submit(self, work: Coroutine[Any, Any, T]) -> APIFuture[T]:
-        return ConcurrentFuture(self.holder.runtime.submit(work))
+        return in_background(work)
+
+    def get_telemetry(self) -> Telemetry | None:
+        return self.holder.telemetry
+
+    # server ----------------------------------------------------------------------------------------------
+    async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
+        return await self._call("get_server_capabilities", GetServerCapabilitiesResponse)
+
+    def get_server_capabilities(self) -> APIFuture[GetServerCapabilitiesResponse]:
+        """The models this account can use and the server's features (needs no session)."""
+        return self._submit(self.get_server_capabilities_async())
+
+    async def whoami_async(self) -> WhoamiResponse:
+        return await self._call("whoami", WhoamiResponse)
+
+    def whoami(self) -> APIFuture[WhoamiResponse]:
+        """The calling principal: user URN, organization URN and (for a user) email."""
+        return self._submit(self.whoami_async())
 
     async def _call(self, endpoint: str, result_type: Any = type(None), **kwargs: Any) -> Any:
         return await self.holder.clients().http.call(endpoint, result_type=result_type, **kwargs)
@@ -115,18 +168,18 @@ class RestClient:
         return self._submit(self.get_training_run_by_tinker_path_async(tinker_path, access_scope))
 
     async def list_training_runs_async(
-        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned", project_id: str | None = None
     ) -> TrainingRunsResponse:
-        return await self._call(
-            "list_training_runs",
-            TrainingRunsResponse,
-            params={"limit": limit, "offset": offset, "access_scope": access_scope},
-        )
+        """A page of training runs; ``project_id`` (0.38) keeps those of one project."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "access_scope": access_scope}
+        if project_id is not None:
+            params["project_id"] = project_id
+        return await self._call("list_training_runs", TrainingRunsResponse, params=params)
 
     def list_training_runs(
-        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned"
+        self, limit: int = 20, offset: int = 0, access_scope: AccessScope = "owned", project_id: str | None = None
     ) -> APIFuture[TrainingRunsResponse]:
-        return self._submit(self.list_training_runs_async(limit, offset, access_scope))
+        return self._submit(self.list_training_runs_async(limit, offset, access_scope, project_id))
 
     async def iter_training_runs(
         self, page_size: int = 100, access_scope: AccessScope = "owned"
@@ -211,6 +264,62 @@ class RestClient:
     def get_weights_info_by_tinker_path(self, tinker_path: str) -> APIFuture[WeightsInfoResponse]:
         return self._submit(self.get_weights_info_by_tinker_path_async(tinker_path))
 
+    async def copy_weights_async(
+        self,
+        path: str,
+        destination_project_id: str | None = None,
+        *,
+        ttl_seconds: int | None = None,
+        weights_access_token: str | None = None,
+    ) -> str:
+        """Copy a checkpoint (either kind) into a project (``destination_project_id``, else
+        ``TINKER_PROJECT_ID``); the copy's tinker path. Storage is shared with the source; the copy belongs to a
+        new training run that cannot be trained on. ``ttl_seconds``: 3600 to 10 years, or None for no expiry;
+        ``weights_access_token`` reads a source of another account (sent as a header, never logged)."""
+        if destination_project_id is None:
+            destination_project_id = os.environ.get("TINKER_PROJECT_ID") or None
+        if destination_project_id is None:
+            raise ValueError("copy_weights needs destination_project_id= or the TINKER_PROJECT_ID environment variable")
+        request = CopyWeightsRequest(
+            source_path=path, destination_project_id=destination_project_id, ttl_seconds=ttl_seconds
+        )
+        headers = None
+        if weights_access_token is not None:
+            self.holder.redactor.add_secret_header(_WEIGHTS_ACCESS_TOKEN_HEADER)
+            self.holder.redactor.add_secret_value(weights_access_token)
+            headers = {_WEIGHTS_ACCESS_TOKEN_HEADER: weights_access_token}
+        response: CopyWeightsResponse = await self._call("copy_weights", CopyWeightsResponse, json=request, headers=headers)
+        logger.info("Copied %s to %s", path, response.tinker_path)
+        return response.tinker_path
+
+    def copy_weights(
+        self,
+        path: str,
+        destination_project_id: str | None = None,
+        *,
+        ttl_seconds: int | None = None,
+        weights_access_token: str | None = None,
+    ) -> APIFuture[str]:
+        return self._submit(
+            self.copy_weights_async(
+                path, destination_project_id, ttl_seconds=ttl_seconds, weights_access_token=weights_access_token
+            )
+        )
+
+    async def get_external_weights_urls_async(self, tinker_path: str) -> ExternalWeightsUrlsResponse:
+        """Signed download URLs, one per file, of an external-weights checkpoint
+        (``tinker://<run>/external_weights/<name>``, made by ``TrainingClient.save_weights_external``)."""
+        parsed = parse_tinker_path(tinker_path)
+        if not parsed.checkpoint_id.startswith("external_weights/"):
+            raise ValueError(
+                "get_external_weights_urls only accepts external weights checkpoints "
+                f"(tinker://<training_run_id>/external_weights/<name>), got {tinker_path!r}"
+            )
+        return await self._call("external_weights_urls", ExternalWeightsUrlsResponse, path_params=_path_params(tinker_path))
+
+    def get_external_weights_urls(self, tinker_path: str) -> APIFuture[ExternalWeightsUrlsResponse]:
+        return self._submit(self.get_external_weights_urls_async(tinker_path))
+
     # archive ---------------------------------------------------------------------------------------------
     async def get_checkpoint_archive_url_async(
         self, training_run_id: str, checkpoint_id: str
@@ -291,11 +400,62 @@ class RestClient:
     ) -> APIFuture[ListSessionsResponse]:
         return self._submit(self.list_sessions_async(limit, offset, access_scope))
 
+    async def search_sessions_async(self, request: SessionSearchRequest) -> SessionSearchResponse:
+        return await self._call("search_sessions", SessionSearchResponse, json=request)
+
+    def search_sessions(self, request: SessionSearchRequest) -> APIFuture[SessionSearchResponse]:
+        """One page of this organization's sessions, newest first (experimental in the official SDK). Page on by
+        passing each answer's ``next_cursor`` as the next request's ``cursor``."""
+        return self._submit(self.search_sessions_async(request))
+
+    async def assign_session_project_async(self, session_id: str, project_id: str) -> None:
+        await self._call(
+            "assign_session_project",
+            path_params={"session_id": session_id},
+            json=_AssignProjectRequest(project_id=project_id),
+        )
+
+    def assign_session_project(self, session_id: str, project_id: str) -> APIFuture[None]:
+        """Move a session (and its training runs) into a project."""
+        return self._submit(self.assign_session_project_async(session_id, project_id))
+
+    async def export_session_trace_async(self, session_id: str) -> str:
+        """Have the server build a Perfetto trace of the session (or reuse an up-to-date one), wait for it, and
+        return its signed download URL (valid about an hour)."""
+        first_poll = True
+        while True:
+            state = await self._call("export_session_trace", _TraceExportState, path_params={"session_id": session_id})
+            if state.status == "ready":
+                if not state.url:
+                    raise RuntimeError(f"the trace export of session {session_id} is ready but has no URL")
+                return state.url
+            if state.status == "failed":
+                raise RuntimeError(f"Trace export failed for session {session_id}: {state.error}")
+            if first_poll:
+                logger.warning("Building trace export for session: %s (this may take a while)", session_id)
+                first_poll = False
+            await asyncio.sleep(TRACE_EXPORT_POLL_INTERVAL_S)
+
+    def export_session_trace(self, session_id: str) -> APIFuture[str]:
+        return self._submit(self.export_session_trace_async(session_id))
+
     async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
         return await self._call("get_sampler", GetSamplerResponse, path_params={"sampler_id": sampler_id})
 
     def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
         return self._submit(self.get_sampler_async(sampler_id))
+
+
+class _AssignProjectRequest(msgspec.Struct, kw_only=True):
+    project_id: str
+
+
+class _TraceExportState(msgspec.Struct, kw_only=True):
+    """The trace_export poll answer (wire only, as in the official SDK, not a public type)."""
+
+    status: Literal["pending", "ready", "failed"]
+    url: str | None = None
+    error: str | None = None
 
 
 async def _paged(

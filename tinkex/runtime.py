@@ -13,9 +13,10 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BackgroundLoop", "get_runtime", "running_loop", "wait_result"]
+__all__ = ["BackgroundLoop", "chain_task", "get_runtime", "running_loop", "wait_result"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound="concurrent.futures.Future[Any]")
 
 
 class BackgroundLoop:
@@ -35,7 +36,21 @@ class BackgroundLoop:
         return threading.current_thread() is self._thread
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return self.submit_into(coro, concurrent.futures.Future())
+
+    def submit_into(self, coro: Coroutine[Any, Any, Any], future: F) -> F:
+        """Run ``coro`` on the background loop; its outcome settles ``future`` (so callers pick the future's class),
+        and cancelling ``future`` cancels the coroutine: ``asyncio.run_coroutine_threadsafe`` with a chosen future."""
+        loop = self.loop
+
+        def start() -> None:
+            if future.cancelled():
+                coro.close()
+                return
+            chain_task(loop.create_task(coro), future, loop)
+
+        loop.call_soon_threadsafe(start)
+        return future
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the background loop and wait for it from a user thread."""
@@ -45,6 +60,29 @@ class BackgroundLoop:
                 "A blocking tinkex call was made from tinkex's own event loop; use the *_async method and await it."
             )
         return wait_result(self.submit(coro), timeout, cancel=True)
+
+
+def chain_task(task: asyncio.Future[T], future: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> None:
+    """``future`` (thread-safe) takes ``task``'s outcome; cancelling ``future`` cancels ``task`` on ``loop``.
+    Call on ``loop``'s thread."""
+
+    def settle(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            future.cancel()
+        if not future.set_running_or_notify_cancel():
+            return
+        error = done.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+
+    def cancel_task(settled: concurrent.futures.Future[T]) -> None:
+        if settled.cancelled() and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+
+    task.add_done_callback(settle)
+    future.add_done_callback(cancel_task)
 
 
 def wait_result(future: concurrent.futures.Future[T], timeout: float | None, *, cancel: bool) -> T:

@@ -8,12 +8,20 @@ holds none (official semantics).
 
 A ``SamplingClient`` pickles: the copy in another process joins the same session and sampler without creating a
 new session, and numbers its requests from a random high base so they never collide with the original's.
+``get_sampler_handle()`` / ``SamplingClient.from_sampler_handle(handle)`` (0.38) do the same through a string that
+carries no credentials.
+
+The 0.38 sampling keywords (``topk_sample_logprobs``, ``target_prompt_logprobs``, ``prompt_alt_tokens_k``,
+``prompt_logprobs_last_n``, the client's ``record_stability_info``) reach the wire only when set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
+import json
 import logging
 import threading
 import uuid
@@ -22,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from pristine_transport import extensions
 from pristine_transport.futures import FutureExpiredError
+from pristine_transport.layers.queue_state import QueueState
 
-from .api_future import APIFuture, ConcurrentFuture
+from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
 from .types import (
@@ -35,10 +44,13 @@ from .types import (
     SampleRequest,
     SampleResponse,
     SamplingParams,
+    TensorData,
 )
 
 if TYPE_CHECKING:
+    from .config import ClientConfig
     from .holder import Holder
+    from .telemetry import Telemetry
     from .tokenizer import Tokenizer
 
 __all__ = ["RetryConfig", "SamplingClient", "create_sampling_client"]
@@ -65,26 +77,35 @@ async def create_sampling_client(
     *,
     model_path: str | None = None,
     base_model: str | None = None,
+    sampling_session_id: str | None = None,
     retry_config: RetryConfig | None = None,
+    record_stability_info: bool = False,
     on_queue_state_change: QueueStateCallback | None = None,
 ) -> SamplingClient:
-    if model_path is None and base_model is None:
-        raise ValueError("create_sampling_client needs model_path= (a tinker://…/sampler_weights/… path) or base_model=")
-    if model_path is not None:
-        _check_sampler_path(model_path)
-    request = CreateSamplingSessionRequest(
-        session_id=await holder.session_id(),
-        sampling_session_seq_id=holder.next_sampling_session_seq_id(),
-        base_model=base_model,
-        model_path=model_path,
-    )
-    response = await holder.clients().http.call(
-        "create_sampling_session", json=request, result_type=CreateSamplingSessionResponse
-    )
+    """A client for an existing sampler (``sampling_session_id``) or a new one of ``model_path`` / ``base_model``."""
+    if sampling_session_id is None:
+        if model_path is None and base_model is None:
+            raise ValueError(
+                "create_sampling_client needs model_path= (a tinker://…/sampler_weights/… path) or base_model="
+            )
+        if model_path is not None:
+            _check_sampler_path(model_path)
+        request = CreateSamplingSessionRequest(
+            session_id=await holder.session_id(),
+            sampling_session_seq_id=holder.next_sampling_session_seq_id(),
+            base_model=base_model,
+            model_path=model_path,
+        )
+        response = await holder.clients().http.call(
+            "create_sampling_session", json=request, result_type=CreateSamplingSessionResponse
+        )
+        sampling_session_id = response.sampling_session_id
     return SamplingClient(
         holder,
-        response.sampling_session_id,
+        sampling_session_id=sampling_session_id,
+        base_model=base_model,
         retry_config=retry_config,
+        record_stability_info=record_stability_info,
         on_queue_state_change=on_queue_state_change,
     )
 
@@ -101,18 +122,34 @@ def _check_sampler_path(path: str) -> None:
 
 
 class SamplingClient:
+    """Samples and logprobs from one sampler.
+
+    ``base_model`` is the sampler's base model when the creator knows it (else ``get_base_model`` asks the
+    server once). ``shadow=True`` marks a copy that joins an existing sampler from elsewhere (it numbers its
+    requests from a random high base). ``subprocess_sampling`` (0.16) is accepted for compatibility: tinkex
+    never samples on the caller's thread, so there is no sidecar process to choose.
+    """
+
     def __init__(
         self,
         holder: Holder,
         sampling_session_id: str,
         *,
+        base_model: str | None = None,
+        shadow: bool = False,
         retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+        subprocess_sampling: bool | None = None,
         on_queue_state_change: QueueStateCallback | None = None,
-        seq_id_base: int = 0,
+        seq_id_base: int | None = None,
     ) -> None:
         self.holder = holder
         self.sampling_session_id = sampling_session_id
         self.retry_config = retry_config or RetryConfig()
+        self.record_stability_info = record_stability_info
+        self._base_model = base_model
+        if seq_id_base is None:
+            seq_id_base = _shadow_seq_id_base() if shadow else 0
         self._seq_ids = itertools.count(seq_id_base)
         self._seq_lock = threading.Lock()
         self._observer = QueueStateLogger.for_sampling(sampling_session_id, on_queue_state_change)
@@ -124,6 +161,33 @@ class SamplingClient:
         with self._seq_lock:
             return next(self._seq_ids)
 
+    @staticmethod
+    def create(
+        holder: Holder,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+    ) -> APIFuture[SamplingClient]:
+        """A future of a client for an existing sampler (``sampling_session_id``) or a new one."""
+        return in_background(
+            create_sampling_client(
+                holder,
+                model_path=model_path,
+                base_model=base_model,
+                sampling_session_id=sampling_session_id,
+                retry_config=retry_config,
+                record_stability_info=record_stability_info,
+            )
+        )
+
+    def on_queue_state_change(self, queue_state: QueueState | str, queue_state_reason: str | None) -> None:
+        """Called as this client's samples pause and resume (logs a warning, throttled; then the user callback)."""
+        state = queue_state if isinstance(queue_state, QueueState) else QueueState(queue_state)
+        self._observer.on_queue_state_change(state, queue_state_reason)
+
     # sampling --------------------------------------------------------------------------------------------
     async def sample_async(
         self,
@@ -132,21 +196,44 @@ class SamplingClient:
         sampling_params: SamplingParams,
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
     ) -> SampleResponse:
-        work = self._sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs)
+        """``num_samples`` completions of ``prompt``. The 0.38 options: ``topk_sample_logprobs`` (top-k logprobs
+        per sampled position), ``target_prompt_logprobs`` (int64 ``[len(prompt) - 1, K]`` token ids to score at
+        each prompt position, -1 for none), ``prompt_alt_tokens_k`` (draws per prompt position) and
+        ``prompt_logprobs_last_n`` (score only the last N prompt tokens; needs ``include_prompt_logprobs``)."""
+        extras = _new_options(
+            self.record_stability_info,
+            include_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
+        work = self._sample(
+            prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
+        )
         try:
             if self.retry_config.timeout_s is None:
-                return await work
-            deadline = asyncio.timeout(self.retry_config.timeout_s)
-            try:
-                async with deadline:
-                    return await work
-            except TimeoutError:
-                if not deadline.expired():
-                    raise  # the sample's own TimeoutError, not this deadline
-                raise TimeoutError(
-                    f"sample on sampler {self.sampling_session_id} did not finish within {self.retry_config.timeout_s} s"
-                ) from None
+                response = await work
+            else:
+                deadline = asyncio.timeout(self.retry_config.timeout_s)
+                try:
+                    async with deadline:
+                        response = await work
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # the sample's own TimeoutError, not this deadline
+                    raise TimeoutError(
+                        f"sample on sampler {self.sampling_session_id} did not finish within "
+                        f"{self.retry_config.timeout_s} s"
+                    ) from None
+            if prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
+                _check_new_options_honoured(response, prompt_alt_tokens_k, prompt_logprobs_last_n)
+            return response
         except Exception as exc:
             self.holder.telemetry.exception(exc)
             raise
@@ -158,10 +245,28 @@ class SamplingClient:
         sampling_params: SamplingParams,
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
     ) -> APIFuture[SampleResponse]:
-        return ConcurrentFuture(
-            self.holder.runtime.submit(
-                self.sample_async(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs)
+        """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned)."""
+        if target_prompt_logprobs is not None or prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
+            # Refuse bad options here, in the caller's stack, not later from the future.
+            _check_new_options(
+                include_prompt_logprobs, target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n
+            )
+        return in_background(
+            self.sample_async(
+                prompt,
+                num_samples,
+                sampling_params,
+                include_prompt_logprobs,
+                topk_prompt_logprobs,
+                topk_sample_logprobs,
+                target_prompt_logprobs,
+                prompt_alt_tokens_k,
+                prompt_logprobs_last_n,
             )
         )
 
@@ -172,6 +277,7 @@ class SamplingClient:
         sampling_params: SamplingParams,
         include_prompt_logprobs: bool,
         topk_prompt_logprobs: int,
+        extras: dict[str, Any],
     ) -> SampleResponse:
         size = estimate_model_input_bytes(prompt)
         resolver = self.holder.clients().futures
@@ -184,6 +290,7 @@ class SamplingClient:
                 seq_id=self._next_seq_id(),
                 prompt_logprobs=include_prompt_logprobs,
                 topk_prompt_logprobs=topk_prompt_logprobs,
+                **extras,
             )
             handle = await resolver.submit(
                 "asample",
@@ -202,14 +309,28 @@ class SamplingClient:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def compute_logprobs_async(self, prompt: ModelInput) -> list[float | None]:
-        response = await self.sample_async(prompt, 1, SamplingParams(max_tokens=1), include_prompt_logprobs=True)
+    async def compute_logprobs_async(
+        self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> list[float | None]:
+        """The logprob of every prompt token (None where there is none: the first, and with
+        ``prompt_logprobs_last_n`` every token before the last N)."""
+        response = await self.sample_async(
+            prompt,
+            1,
+            SamplingParams(max_tokens=1),
+            include_prompt_logprobs=True,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
+        )
         if response.prompt_logprobs is None:
             raise ValueError("compute_logprobs: the server answered without prompt_logprobs")
         return response.prompt_logprobs
 
-    def compute_logprobs(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
-        return ConcurrentFuture(self.holder.runtime.submit(self.compute_logprobs_async(prompt)))
+    def compute_logprobs(
+        self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> APIFuture[list[float | None]]:
+        if prompt_logprobs_last_n is not None:
+            _check_new_options(True, None, 0, prompt_logprobs_last_n)
+        return in_background(self.compute_logprobs_async(prompt, prompt_logprobs_last_n))
 
     # sampler info ----------------------------------------------------------------------------------------
     async def get_sampler_async(self) -> GetSamplerResponse:
@@ -218,9 +339,14 @@ class SamplingClient:
         )
 
     async def get_base_model_async(self) -> str:
-        return (await self.get_sampler_async()).base_model
+        if self._base_model is None:
+            self._base_model = (await self.get_sampler_async()).base_model
+        return self._base_model
 
     def get_base_model(self) -> str:
+        """The sampler's base model; asks the server only the first time, and only if the creator did not know it."""
+        if self._base_model is not None:
+            return self._base_model
         return self.holder.runtime.run(self.get_base_model_async())
 
     async def get_tokenizer_async(self) -> Tokenizer:
@@ -231,22 +357,150 @@ class SamplingClient:
     def get_tokenizer(self) -> Tokenizer:
         return self.holder.runtime.run(self.get_tokenizer_async())
 
-    # pickling --------------------------------------------------------------------------------------------
+    def get_telemetry(self) -> Telemetry | None:
+        return self.holder.telemetry
+
+    # handing the client to other processes ---------------------------------------------------------------
+    def _handle_state(self) -> dict[str, Any]:
+        session_id = self.holder.known_session_id()
+        if session_id is None:
+            raise RuntimeError("a SamplingClient can be handed to another process once its session exists")
+        return {
+            "session_id": session_id,
+            "sampling_session_id": self.sampling_session_id,
+            "base_url": self.holder.config.base_url,
+            "base_model": self._base_model,
+            "record_stability_info": self.record_stability_info,
+        }
+
     def __reduce__(self) -> tuple[Any, ...]:
-        session = self.holder._session
-        if session is None or not session.done():
-            raise RuntimeError("a SamplingClient can be pickled once its session exists")
+        state = self._handle_state()
         return (
             _rebuild_sampling_client,
-            (self.holder.config, session.result(), self.sampling_session_id, self.retry_config),
+            (self.holder.config, state["session_id"], self.sampling_session_id, self.retry_config, state["base_model"],
+             self.record_stability_info),
         )
+
+    def get_sampler_handle(self) -> str:
+        """A string naming this client's sampler, for another process: ``SamplingClient.from_sampler_handle``
+        makes a new client of the same sampler from it, any number of times. It carries no credentials."""
+        payload = json.dumps(self._handle_state(), separators=(",", ":"), sort_keys=True)
+        return base64.urlsafe_b64encode(payload.encode()).decode()
+
+    @staticmethod
+    def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
+        """A client of the sampler behind ``handle`` (from :meth:`get_sampler_handle`), authenticated with
+        ``api_key`` or this process's ``TINKER_API_KEY``."""
+        from .config import resolve_config
+
+        try:
+            state = json.loads(base64.urlsafe_b64decode(handle.encode()))
+            session_id, sampling_session_id, base_url = state["session_id"], state["sampling_session_id"], state["base_url"]
+        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a sampler handle (from SamplingClient.get_sampler_handle()): {handle[:40]!r}…") from exc
+        config = resolve_config(api_key=api_key, base_url=base_url)
+        return _rebuild_sampling_client(
+            config,
+            session_id,
+            sampling_session_id,
+            RetryConfig(),
+            state.get("base_model"),
+            bool(state.get("record_stability_info", False)),
+        )
+
+
+def _shadow_seq_id_base() -> int:
+    """A copy's first seq_id: a random block of a billion, so copies never collide with each other or the original."""
+    return 1_000_000_000 * (uuid.uuid4().int % 1_000_000_000 + 1)
+
+
+_NO_OPTIONS: dict[str, Any] = {}
+
+
+def _new_options(
+    record_stability_info: bool,
+    include_prompt_logprobs: bool,
+    topk_sample_logprobs: int,
+    target_prompt_logprobs: TensorData | None,
+    prompt_alt_tokens_k: int,
+    prompt_logprobs_last_n: int | None,
+) -> dict[str, Any]:
+    """The 0.38 fields of a sample request that the caller set (checked); 0.16's calls send none of them."""
+    if not (
+        record_stability_info
+        or topk_sample_logprobs
+        or target_prompt_logprobs is not None
+        or prompt_alt_tokens_k
+        or prompt_logprobs_last_n is not None
+    ):
+        return _NO_OPTIONS
+    _check_new_options(include_prompt_logprobs, target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n)
+    extras: dict[str, Any] = {}
+    if topk_sample_logprobs:
+        extras["topk_sample_logprobs"] = topk_sample_logprobs
+    if target_prompt_logprobs is not None:
+        extras["target_prompt_logprobs"] = target_prompt_logprobs
+    if prompt_alt_tokens_k:
+        extras["prompt_alt_tokens_k"] = prompt_alt_tokens_k
+    if prompt_logprobs_last_n is not None:
+        extras["prompt_logprobs_last_n"] = prompt_logprobs_last_n
+    if record_stability_info:
+        extras["record_stability_info"] = True
+    return extras
+
+
+def _check_new_options(
+    include_prompt_logprobs: bool,
+    target_prompt_logprobs: TensorData | None,
+    prompt_alt_tokens_k: int,
+    prompt_logprobs_last_n: int | None,
+) -> None:
+    """Refuse the 0.38 sampling options the server would refuse (the same checks as the official SDK)."""
+    if target_prompt_logprobs is not None:
+        if target_prompt_logprobs.dtype != "int64":
+            raise ValueError(
+                f"target_prompt_logprobs must be an int64 tensor of token ids, got {target_prompt_logprobs.dtype}"
+            )
+        shape = target_prompt_logprobs.shape
+        if shape is None or len(shape) != 2:
+            raise ValueError(f"target_prompt_logprobs must be 2-D, [len(prompt) - 1, K], got shape {shape}")
+    if prompt_alt_tokens_k < 0:
+        raise ValueError(f"prompt_alt_tokens_k must be 0 or greater, got {prompt_alt_tokens_k}")
+    if prompt_logprobs_last_n is not None:
+        if prompt_logprobs_last_n < 1:
+            raise ValueError(f"prompt_logprobs_last_n must be 1 or greater, got {prompt_logprobs_last_n}")
+        if not include_prompt_logprobs:
+            raise ValueError("prompt_logprobs_last_n applies to prompt logprobs; set include_prompt_logprobs")
+
+
+def _check_new_options_honoured(response: SampleResponse, prompt_alt_tokens_k: int, last_n: int | None) -> None:
+    """A server older than an option ignores it: say so rather than return less than was asked for."""
+    if prompt_alt_tokens_k > 0 and getattr(response, "prompt_alt_tokens", None) is None:
+        raise RuntimeError(
+            f"prompt_alt_tokens_k={prompt_alt_tokens_k} was requested but the server returned no prompt_alt_tokens; "
+            "it may predate this feature"
+        )
+    if last_n is not None and response.prompt_logprobs is not None:
+        scored_early = response.prompt_logprobs[: len(response.prompt_logprobs) - last_n]
+        if any(logprob is not None for logprob in scored_early):
+            raise RuntimeError(
+                f"prompt_logprobs_last_n={last_n} was requested but the server returned prompt logprobs before that "
+                "suffix; it may predate this feature"
+            )
 
 
 _SHADOW_HOLDERS: dict[tuple[str, str], Holder] = {}
 _SHADOW_LOCK = threading.Lock()
 
 
-def _rebuild_sampling_client(config: Any, session_id: str, sampling_session_id: str, retry_config: RetryConfig) -> SamplingClient:
+def _rebuild_sampling_client(
+    config: ClientConfig,
+    session_id: str,
+    sampling_session_id: str,
+    retry_config: RetryConfig,
+    base_model: str | None = None,
+    record_stability_info: bool = False,
+) -> SamplingClient:
     """Unpickling side: join the session through one shadow holder per (base URL, session) in this process."""
     from .config import load_tinker_manifest
     from .holder import Holder
@@ -257,5 +511,11 @@ def _rebuild_sampling_client(config: Any, session_id: str, sampling_session_id: 
         if holder is None:
             holder = Holder(config, load_tinker_manifest(), session_id=session_id)
             _SHADOW_HOLDERS[key] = holder
-    seq_base = 1_000_000_000 * (uuid.uuid4().int % 1_000_000_000 + 1)
-    return SamplingClient(holder, sampling_session_id, retry_config=retry_config, seq_id_base=seq_base)
+    return SamplingClient(
+        holder,
+        sampling_session_id,
+        base_model=base_model,
+        shadow=True,
+        retry_config=retry_config,
+        record_stability_info=record_stability_info,
+    )

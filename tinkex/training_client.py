@@ -5,6 +5,9 @@ dispatched only once the previous one has its future id — not once it complete
 ``optim_step`` can be submitted back to back and the server still sees them in order (official ``_take_turn``).
 The ``*_async`` methods run on the caller's loop and return an :class:`APIFuture` (await twice, as in the
 official SDK); the sync ones return at once with an ``APIFuture`` computed on the background loop.
+
+The 0.38 keywords (``overwrite``, ``user_metadata``, ``weights_access_token``, ``kind``, ``optim_params``, ...) are
+accepted everywhere; each reaches the wire only when the caller set it, so a 0.16 call sends 0.16's bytes.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
 from pristine_transport import extensions
 from pristine_transport.futures import FutureHandle, combine
 
-from .api_future import APIFuture, AwaitableFuture, ConcurrentFuture, completed_future
+from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
 from .chunking import chunk_data, combine_forward_backward_outputs
+from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
@@ -37,18 +41,26 @@ from .types import (
     LoadWeightsRequest,
     LoadWeightsResponse,
     LossFnType,
+    OptimParams,
     OptimStepRequest,
     OptimStepResponse,
+    SaveWeightsExternalRequest,
+    SaveWeightsExternalResponse,
+    SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerRequest,
     SaveWeightsForSamplerResponse,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
     SaveWeightsResponse,
+    SamplingClientKind,
 )
 
 if TYPE_CHECKING:
+    from .client_futures import BackcompatSamplingClientFuture
+    from .custom_loss_handle import LossHandle
     from .holder import Holder
     from .sampling_client import RetryConfig, SamplingClient
+    from .telemetry import Telemetry
     from .tokenizer import Tokenizer
 
 __all__ = ["TrainingClient"]
@@ -87,17 +99,27 @@ class _Turns:
 
 
 class TrainingClient:
+    """One LoRA training model; made by ``Client.create_lora_training_client`` (or ``*_from_state``).
+
+    ``model_seq_id`` is the creation number of the model in its session (0.16 and 0.38 both take it); ``info``
+    (0.38) is the model's ``get_info`` answer when the creator already has it.
+    """
+
     def __init__(
         self,
         holder: Holder,
+        model_seq_id: int,
         model_id: str,
         *,
+        info: GetInfoResponse | None = None,
         base_model: str | None = None,
         on_queue_state_change: QueueStateCallback | None = None,
     ) -> None:
         self.holder = holder
         self.model_id = model_id
-        self.base_model = base_model
+        self.model_seq_id = model_seq_id
+        self._info = info
+        self.base_model = base_model if base_model is not None or info is None else info.model_data.model_name
         self._turns = _Turns()
         self._on_queue_state_change = on_queue_state_change  # handed on to the samplers this client makes
         self._observer = QueueStateLogger.for_training("Training", model_id, on_queue_state_change)
@@ -135,7 +157,7 @@ class TrainingClient:
             future = await work
             return await future
 
-        return ConcurrentFuture(self.holder.runtime.submit(resolve()))
+        return in_background(resolve())
 
     # forward / backward ----------------------------------------------------------------------------------
     async def forward_backward_async(
@@ -193,68 +215,149 @@ class TrainingClient:
         return self._future(combine(handles, combine_forward_backward_outputs))
 
     async def forward_backward_custom_async(
-        self, data: list[Datum], loss_fn: CustomLossFn
+        self,
+        data: list[Datum],
+        loss_fn: CustomLossFn | LossHandle,
+        *,
+        loss_type_input: Literal["logprobs"] | None = None,
     ) -> APIFuture[ForwardBackwardOutput]:
         """Client-side custom loss (official SDK flow): forward for logprobs, the user's loss and its gradient
-        with respect to the logprobs in torch, then a ``cross_entropy`` forward_backward with ``weights = -grad``."""
-        forward_future = await self.forward_async(prepare_forward_data(data), "cross_entropy")
+        with respect to the logprobs in torch, then a ``cross_entropy`` forward_backward with ``weights = -grad``.
+
+        ``loss_fn`` is a batch loss ``(data, logprobs_list) -> (loss, metrics)`` or (0.38) a :class:`LossHandle`
+        from ``Client.create_custom_loss``, which may read other ``loss_fn_inputs`` keys (they stay on the client).
+        ``loss_type_input``: the loss always receives logprobs; ``"logprobs"`` (0.16's default) and ``None``
+        (0.38's) mean the same, anything else is refused."""
+        _check_loss_type_input(loss_type_input)
+        from .custom_loss_handle import LossHandle, check_loss_inputs, run_loss_handle
+
+        batch_loss: CustomLossFn
+        if isinstance(loss_fn, LossHandle):
+            check_loss_inputs(loss_fn, data, await self.holder.session_id())
+            handle = loss_fn
+
+            def batch_loss(batch: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+                return run_loss_handle(handle, batch, logprobs)
+
+        else:
+            batch_loss = loss_fn
+        other_inputs = isinstance(loss_fn, LossHandle)
+        forward_future = await self.forward_async(prepare_forward_data(data, other_inputs=other_inputs), "cross_entropy")
         forward_output = await forward_future
-        weighted, metrics = await compute_weights(data, forward_output, loss_fn)
+        weighted, metrics = await compute_weights(data, forward_output, batch_loss, other_inputs=other_inputs)
         backward_future = await self.forward_backward_async(weighted, "cross_entropy")
         return AwaitableFuture(backward_future.result_async(), lambda out: merge_metrics(out, metrics))
 
-    def forward_backward_custom(self, data: list[Datum], loss_fn: CustomLossFn) -> APIFuture[ForwardBackwardOutput]:
+    def forward_backward_custom(
+        self,
+        data: list[Datum],
+        loss_fn: CustomLossFn | LossHandle,
+        *,
+        loss_type_input: Literal["logprobs"] | None = None,
+    ) -> APIFuture[ForwardBackwardOutput]:
+        _check_loss_type_input(loss_type_input)
         return self._in_background(self.forward_backward_custom_async(data, loss_fn))
 
     # optimizer and weights -------------------------------------------------------------------------------
-    async def optim_step_async(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
-        return await self._optim_step(self._turns.reserve(1)[0], adam_params)
+    async def optim_step_async(
+        self, optim_params: OptimParams | None = None, *, adam_params: AdamParams | None = None
+    ) -> APIFuture[OptimStepResponse]:
+        """One optimizer step with the family's parameters (``AdamParams``, or e.g. ``DimuonParams`` for a model
+        created with that optimizer). ``adam_params=`` is the 0.16 keyword; passing both is an error."""
+        params = _optim_params(optim_params, adam_params)
+        return await self._optim_step(self._turns.reserve(1)[0], params)
 
-    def optim_step(self, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
-        return self._in_background(self._optim_step(self._turns.reserve(1)[0], adam_params))
+    def optim_step(
+        self, optim_params: OptimParams | None = None, *, adam_params: AdamParams | None = None
+    ) -> APIFuture[OptimStepResponse]:
+        params = _optim_params(optim_params, adam_params)
+        return self._in_background(self._optim_step(self._turns.reserve(1)[0], params))
 
-    async def _optim_step(self, request_id: int, adam_params: AdamParams) -> APIFuture[OptimStepResponse]:
-        body = OptimStepRequest(adam_params=adam_params, model_id=self.model_id, seq_id=request_id + 1)
+    async def _optim_step(self, request_id: int, params: OptimParams) -> APIFuture[OptimStepResponse]:
+        body = _optim_step_request(params, self.model_id, request_id + 1)
         return self._future(await self._dispatch(request_id, "optim_step", body, OptimStepResponse))
 
-    async def save_state_async(self, name: str, ttl_seconds: int | None = None) -> APIFuture[SaveWeightsResponse]:
-        return await self._save_state(self._turns.reserve(1)[0], name, ttl_seconds)
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> APIFuture[SaveWeightsResponse]:
+        """Save weights and optimizer state as ``tinker://<run>/weights/<name>``; ``overwrite`` replaces an
+        existing checkpoint of that name."""
+        return await self._save_state(self._turns.reserve(1)[0], name, ttl_seconds, overwrite, user_metadata)
 
-    def save_state(self, name: str, ttl_seconds: int | None = None) -> APIFuture[SaveWeightsResponse]:
-        return self._in_background(self._save_state(self._turns.reserve(1)[0], name, ttl_seconds))
+    def save_state(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> APIFuture[SaveWeightsResponse]:
+        request_id = self._turns.reserve(1)[0]
+        return self._in_background(self._save_state(request_id, name, ttl_seconds, overwrite, user_metadata))
 
-    async def _save_state(self, request_id: int, name: str, ttl: int | None) -> APIFuture[SaveWeightsResponse]:
-        body = SaveWeightsRequest(model_id=self.model_id, path=name, seq_id=request_id + 1, ttl_seconds=ttl)
+    async def _save_state(
+        self, request_id: int, name: str, ttl: int | None, overwrite: bool, user_metadata: dict[str, str] | None
+    ) -> APIFuture[SaveWeightsResponse]:
+        extras = _set_only(overwrite=overwrite or None, user_metadata=user_metadata)
+        body = SaveWeightsRequest(model_id=self.model_id, path=name, seq_id=request_id + 1, ttl_seconds=ttl, **extras)
         return self._future(await self._dispatch(request_id, "save_weights", body, SaveWeightsResponse))
 
-    async def load_state_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
-        return await self._load_state(self._turns.reserve(1)[0], path, optimizer=False)
+    async def load_state_async(self, path: str, weights_access_token: str | None = None) -> APIFuture[LoadWeightsResponse]:
+        """Load weights (not the optimizer state) from a ``save_state`` checkpoint; ``weights_access_token``
+        reads one saved under another account."""
+        return await self._load_state(self._turns.reserve(1)[0], path, False, weights_access_token)
 
-    def load_state(self, path: str) -> APIFuture[LoadWeightsResponse]:
-        return self._in_background(self._load_state(self._turns.reserve(1)[0], path, optimizer=False))
+    def load_state(self, path: str, weights_access_token: str | None = None) -> APIFuture[LoadWeightsResponse]:
+        request_id = self._turns.reserve(1)[0]
+        return self._in_background(self._load_state(request_id, path, False, weights_access_token))
 
-    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
-        return await self._load_state(self._turns.reserve(1)[0], path, optimizer=True)
+    async def load_state_with_optimizer_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> APIFuture[LoadWeightsResponse]:
+        return await self._load_state(self._turns.reserve(1)[0], path, True, weights_access_token)
 
-    def load_state_with_optimizer(self, path: str) -> APIFuture[LoadWeightsResponse]:
-        return self._in_background(self._load_state(self._turns.reserve(1)[0], path, optimizer=True))
+    def load_state_with_optimizer(
+        self, path: str, weights_access_token: str | None = None
+    ) -> APIFuture[LoadWeightsResponse]:
+        request_id = self._turns.reserve(1)[0]
+        return self._in_background(self._load_state(request_id, path, True, weights_access_token))
 
-    async def _load_state(self, request_id: int, path: str, *, optimizer: bool) -> APIFuture[LoadWeightsResponse]:
-        body = LoadWeightsRequest(model_id=self.model_id, path=path, optimizer=optimizer, seq_id=request_id + 1)
+    async def _load_state(
+        self, request_id: int, path: str, optimizer: bool, weights_access_token: str | None
+    ) -> APIFuture[LoadWeightsResponse]:
+        body = LoadWeightsRequest(
+            model_id=self.model_id,
+            path=path,
+            optimizer=optimizer,
+            seq_id=request_id + 1,
+            **_set_only(weights_access_token=weights_access_token),
+        )
         return self._future(await self._dispatch(request_id, "load_weights", body, LoadWeightsResponse))
 
     async def save_weights_for_sampler_async(
-        self, name: str, ttl_seconds: int | None = None
+        self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        return await self._save_for_sampler(self._turns.reserve(1)[0], name, ttl_seconds)
+        return await self._save_for_sampler(self._turns.reserve(1)[0], name, ttl_seconds, user_metadata)
 
-    def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None) -> APIFuture[SaveWeightsForSamplerResponse]:
-        return self._in_background(self._save_for_sampler(self._turns.reserve(1)[0], name, ttl_seconds))
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
+    ) -> APIFuture[SaveWeightsForSamplerResponse]:
+        request_id = self._turns.reserve(1)[0]
+        return self._in_background(self._save_for_sampler(request_id, name, ttl_seconds, user_metadata))
 
     async def _save_for_sampler(
-        self, request_id: int, name: str, ttl: int | None
+        self, request_id: int, name: str, ttl: int | None, user_metadata: dict[str, str] | None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        body = SaveWeightsForSamplerRequest(model_id=self.model_id, path=name, seq_id=request_id + 1, ttl_seconds=ttl)
+        body = SaveWeightsForSamplerRequest(
+            model_id=self.model_id,
+            path=name,
+            seq_id=request_id + 1,
+            ttl_seconds=ttl,
+            **_set_only(user_metadata=user_metadata),
+        )
         handle = await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
 
         def named(result: SaveWeightsForSamplerResponseInternal) -> SaveWeightsForSamplerResponse:
@@ -264,25 +367,72 @@ class TrainingClient:
 
         return self._future(handle, named)
 
+    async def save_weights_external_async(
+        self, name: str, ttl_seconds: int | None = None, age_encryption_recipients: list[str] | None = None
+    ) -> APIFuture[SaveWeightsExternalResponse]:
+        """Save the weights in an external (e.g. Hugging Face) format as ``tinker://<run>/external_weights/<name>``
+        (0.38); download them with ``RestClient.get_external_weights_urls``. ``age_encryption_recipients`` (at
+        most 10 age or SSH public keys) encrypts every file to them."""
+        return await self._save_external(self._turns.reserve(1)[0], name, ttl_seconds, age_encryption_recipients)
+
+    def save_weights_external(
+        self, name: str, ttl_seconds: int | None = None, age_encryption_recipients: list[str] | None = None
+    ) -> APIFuture[SaveWeightsExternalResponse]:
+        request_id = self._turns.reserve(1)[0]
+        return self._in_background(self._save_external(request_id, name, ttl_seconds, age_encryption_recipients))
+
+    async def _save_external(
+        self, request_id: int, name: str, ttl: int | None, recipients: list[str] | None
+    ) -> APIFuture[SaveWeightsExternalResponse]:
+        if recipients is not None and len(recipients) > 10:
+            self._turns.mark_dispatched(request_id)
+            raise ValueError(f"age_encryption_recipients takes at most 10 keys, got {len(recipients)}")
+        body = SaveWeightsExternalRequest(
+            model_id=self.model_id,
+            path=name,
+            seq_id=request_id + 1,
+            ttl_seconds=ttl,
+            **_set_only(age_encryption_recipients=recipients),
+        )
+        handle = await self._dispatch(request_id, "save_weights_external", body, SaveWeightsExternalResponseInternal)
+
+        def external(result: SaveWeightsExternalResponseInternal) -> SaveWeightsExternalResponse:
+            if result.path is None:
+                raise ValueError(f"save_weights_external({name!r}) answered without a path: {result!r}")
+            return SaveWeightsExternalResponse(path=result.path)
+
+        return self._future(handle, external)
+
     async def save_weights_and_get_sampling_client_async(
-        self, name: str | None = None, retry_config: RetryConfig | None = None
+        self,
+        name: str | None = None,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+        kind: SamplingClientKind = "snapshot",
     ) -> SamplingClient:
         """Snapshot the weights for sampling and return a client for them.
 
-        Without ``name`` this is the official ephemeral snapshot (no checkpoint is kept). Unlike the official SDK,
-        which silently ignores ``name``, a given name saves a named sampler checkpoint and samples from it.
+        Without ``name`` this is the official ephemeral snapshot (no checkpoint is kept); ``kind="inflight"``
+        (0.38) publishes mutable weights shared by this model's inflight samplers instead. Unlike the official
+        SDK, which ignores ``name``, a given name saves a named sampler checkpoint and samples from it.
+        ``record_stability_info`` (0.38) makes every sample of the new client record stability information.
         """
         from .sampling_client import SamplingClient
 
+        if kind not in ("snapshot", "inflight"):
+            raise ValueError(f"kind must be 'snapshot' or 'inflight', got {kind!r}")
         if name is not None:
+            if kind != "snapshot":
+                raise ValueError("a named sampler checkpoint is a snapshot; kind='inflight' takes no name")
             saved = await (await self.save_weights_for_sampler_async(name))
-            return await self.create_sampling_client_async(saved.path, retry_config)
+            return await self.create_sampling_client_async(saved.path, retry_config, record_stability_info)
         request_id = self._turns.reserve(1)[0]
         body = SaveWeightsForSamplerRequest(
             model_id=self.model_id,
             seq_id=request_id + 1,
             sampling_session_seq_id=self.holder.next_sampling_session_seq_id(),
             ttl_seconds=None,
+            **_set_only(kind=None if kind == "snapshot" else kind),  # 0.16 knows only snapshots, and sends no kind
         )
         result: SaveWeightsForSamplerResponseInternal = await self._future(
             await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
@@ -291,28 +441,56 @@ class TrainingClient:
             raise ValueError(f"ephemeral save_weights_for_sampler answered without a sampling_session_id: {result!r}")
         return SamplingClient(
             self.holder,
-            result.sampling_session_id,
+            sampling_session_id=result.sampling_session_id,
+            base_model=self.base_model,
             retry_config=retry_config,
+            record_stability_info=record_stability_info,
             on_queue_state_change=self._on_queue_state_change,
         )
 
     def save_weights_and_get_sampling_client(
-        self, name: str | None = None, retry_config: RetryConfig | None = None
-    ) -> SamplingClient:
-        return self.holder.runtime.run(self.save_weights_and_get_sampling_client_async(name, retry_config))
+        self,
+        name: str | None = None,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+        kind: SamplingClientKind = "snapshot",
+    ) -> BackcompatSamplingClientFuture:
+        """Returns at once: a future of the client (``.result()`` / ``await``) that also works as the client."""
+        from .client_futures import BackcompatSamplingClientFuture
 
-    async def create_sampling_client_async(self, model_path: str, retry_config: RetryConfig | None = None) -> SamplingClient:
+        return BackcompatSamplingClientFuture(
+            in_background(
+                self.save_weights_and_get_sampling_client_async(name, retry_config, record_stability_info, kind)
+            )
+        )
+
+    def save_weights_and_get_sampling_client_submit(
+        self, retry_config: RetryConfig | None = None
+    ) -> APIFuture[SamplingClient]:
+        """0.16's non-blocking form of :meth:`save_weights_and_get_sampling_client`."""
+        return in_background(self.save_weights_and_get_sampling_client_async(retry_config=retry_config))
+
+    async def create_sampling_client_async(
+        self, model_path: str, retry_config: RetryConfig | None = None, record_stability_info: bool = False
+    ) -> SamplingClient:
         from .sampling_client import create_sampling_client
 
         return await create_sampling_client(
             self.holder,
             model_path=model_path,
             retry_config=retry_config,
+            record_stability_info=record_stability_info,
             on_queue_state_change=self._on_queue_state_change,
         )
 
-    def create_sampling_client(self, model_path: str, retry_config: RetryConfig | None = None) -> SamplingClient:
-        return self.holder.runtime.run(self.create_sampling_client_async(model_path, retry_config))
+    def create_sampling_client(
+        self, model_path: str, retry_config: RetryConfig | None = None, record_stability_info: bool = False
+    ) -> BackcompatSamplingClientFuture:
+        from .client_futures import BackcompatSamplingClientFuture
+
+        return BackcompatSamplingClientFuture(
+            in_background(self.create_sampling_client_async(model_path, retry_config, record_stability_info))
+        )
 
     # info ------------------------------------------------------------------------------------------------
     async def get_info_async(self) -> GetInfoResponse:
@@ -332,3 +510,37 @@ class TrainingClient:
 
     def get_tokenizer(self) -> Tokenizer:
         return self.holder.runtime.run(self.get_tokenizer_async())
+
+    def get_console_url(self) -> str:
+        """The Tinker Console page of this training run."""
+        return training_run_console_url(self.model_id)
+
+    def get_telemetry(self) -> Telemetry | None:
+        return self.holder.telemetry
+
+
+def _set_only(**fields: Any) -> dict[str, Any]:
+    """The 0.38 request fields the caller set (not None): a 0.16 call sends none of them."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _check_loss_type_input(loss_type_input: str | None) -> None:
+    if loss_type_input not in (None, "logprobs"):
+        raise ValueError(f"Unsupported loss_type_input={loss_type_input!r}; the only one is 'logprobs'")
+
+
+def _optim_params(optim_params: OptimParams | None, adam_params: AdamParams | None) -> OptimParams:
+    """The one step-parameter object of ``optim_step(optim_params, *, adam_params)``."""
+    if optim_params is not None and adam_params is not None:
+        raise ValueError("Specify optim_params or legacy adam_params, not both")
+    params = optim_params if optim_params is not None else adam_params
+    if not isinstance(params, OptimParams):
+        raise TypeError(f"optim_step needs AdamParams or another OptimParams (e.g. DimuonParams), got {params!r}")
+    return params
+
+
+def _optim_step_request(params: OptimParams, model_id: str, seq_id: int) -> OptimStepRequest:
+    """Adam parameters go under 0.16's ``adam_params``; another family's under 0.38's ``optim_params``."""
+    if isinstance(params, AdamParams):
+        return OptimStepRequest(adam_params=params, model_id=model_id, seq_id=seq_id)
+    return OptimStepRequest(optim_params=params, model_id=model_id, seq_id=seq_id)

@@ -52,10 +52,14 @@ def test_bad_base_url_from_the_environment_is_reported_too() -> None:
 
 
 def test_unknown_keyword_arguments_are_rejected() -> None:
-    with pytest.raises(TypeError):
-        build(api_key=API_KEY, max_retries=3)  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        build(api_key=API_KEY, base_ulr="http://127.0.0.1:1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="base_ulr"):
+        build(api_key=API_KEY, base_ulr="http://127.0.0.1:1")
+
+
+def test_official_http_client_keywords_are_ignored_with_a_warning_as_in_038() -> None:
+    with pytest.warns(FutureWarning, match="max_retries, timeout"):
+        client = build(api_key=API_KEY, max_retries=3, timeout=60)
+    assert client.holder.config.api_key == API_KEY
 
 
 def test_explicit_arguments_beat_the_environment() -> None:
@@ -118,7 +122,7 @@ def test_construction_does_no_network_io() -> None:
         sampling = router.post("/api/v1/create_sampling_session").respond(
             200, json={"sampling_session_id": f"{SESSION_ID}:sample:0"}
         )
-        client.create_sampling_client(base_model=BASE_MODEL)  # first use creates the session
+        client.create_sampling_client(base_model=BASE_MODEL).result()  # first use creates the session
         client.close()
     assert session.call_count == 1
     assert sampling.call_count == 1
@@ -139,9 +143,9 @@ async def test_construction_inside_a_running_event_loop_works(wire: WireFake) ->
 def test_the_session_is_created_once_for_every_client_of_one_service_client(wire: WireFake) -> None:
     client = fake_client(wire)
     try:
-        client.create_lora_training_client(BASE_MODEL)
-        client.create_sampling_client(base_model=BASE_MODEL)
-        client.create_lora_training_client(BASE_MODEL)
+        client.create_lora_training_client(BASE_MODEL).result()
+        client.create_sampling_client(base_model=BASE_MODEL).result()
+        client.create_lora_training_client(BASE_MODEL).result()
     finally:
         client.close()
     assert len(wire.sent("create_session")) == 1
@@ -162,8 +166,8 @@ def test_a_failed_session_creation_is_retried_on_next_use(wire: WireFake) -> Non
     client = fake_client(wire)
     try:
         with pytest.raises(tinkex.PermissionDeniedError):
-            client.create_sampling_client(base_model=BASE_MODEL)
-        client.create_sampling_client(base_model=BASE_MODEL)
+            client.create_sampling_client(base_model=BASE_MODEL).result()
+        client.create_sampling_client(base_model=BASE_MODEL).result()
     finally:
         client.close()
     assert len(wire.sent("create_session")) == 2

@@ -67,7 +67,7 @@ def test_blocking_calls_from_tinkex_own_loop_raise_instead_of_deadlocking(server
 
         async def misuse() -> list[str]:
             errors = []
-            for blocking in (background_future.result, lambda: client.create_sampling_client(base_model=BASE_MODEL)):
+            for blocking in (background_future.result, lambda: client.create_sampling_client(base_model=BASE_MODEL).result()):
                 try:
                     blocking()
                 except RuntimeError as exc:
@@ -98,7 +98,7 @@ def test_queue_state_changes_reach_the_callback_while_the_future_is_pending(
     with LocalServer(long_poll_timeout=0.2, latency_by_endpoint={"forward_backward": 0.5}) as server:
         client = server_client(server, on_queue_state_change=on_change)
         try:
-            training = client.create_lora_training_client(BASE_MODEL)
+            training = client.create_lora_training_client(BASE_MODEL).result()
             server.faults.add(paused)
             with caplog.at_level(logging.WARNING, logger="tinkex.queue_state"):
                 future = training.forward_backward([datum([1, 2])], "cross_entropy")

@@ -50,7 +50,7 @@ def busy(seconds: float) -> None:
 def test_the_heartbeat_sends_the_session_id_without_retries(wire: WireFake) -> None:
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
         wait_until(lambda: len(wire.sent("session_heartbeat")) >= 2, what="two heartbeats")
     finally:
         client.close()
@@ -67,7 +67,7 @@ def test_a_failed_beat_is_not_retried_and_the_next_beat_comes_on_schedule(wire: 
     wire.overrides["session_heartbeat"] = unavailable
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
         wait_until(lambda: len(wire.sent("session_heartbeat")) >= 3, what="three beats")
     finally:
         client.close()
@@ -83,7 +83,7 @@ def test_a_finished_session_stops_the_heartbeat(wire: WireFake) -> None:
     wire.overrides["session_heartbeat"] = gone
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
         wait_until(lambda: len(wire.sent("session_heartbeat")) >= 1, what="a heartbeat")
         wait_until(lambda: not heartbeat_threads(), what="the heartbeat thread to end")
         time.sleep(INTERVAL_S * 3)
@@ -95,7 +95,7 @@ def test_a_finished_session_stops_the_heartbeat(wire: WireFake) -> None:
 def test_the_heartbeat_keeps_beating_while_the_main_thread_is_cpu_bound(server: LocalServer) -> None:
     client = server_client(server)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
         start = time.monotonic()
         busy(1.0)
         end = time.monotonic()
@@ -121,7 +121,7 @@ async def test_the_heartbeat_keeps_beating_while_the_user_event_loop_is_blocked(
 def test_closing_the_client_stops_the_heartbeat_thread(server: LocalServer) -> None:
     before = set(heartbeat_threads())
     client = server_client(server)
-    client.create_sampling_client(base_model=BASE_MODEL)
+    client.create_sampling_client(base_model=BASE_MODEL).result()
     assert set(heartbeat_threads()) - before, "the session has a heartbeat thread"
     client.close()
     assert set(heartbeat_threads()) <= before

@@ -259,10 +259,10 @@ def test_a_training_state_path_is_rejected_with_a_hint(wire: WireFake, path: str
     client = fake_client(wire)
     try:
         with pytest.raises(ValueError) as caught:
-            client.create_sampling_client(model_path=path)
+            client.create_sampling_client(model_path=path).result()
         training = client.create_lora_training_client(BASE_MODEL)
         with pytest.raises(ValueError, match="sampler_weights"):
-            training.create_sampling_client(path)
+            training.create_sampling_client(path).result()
     finally:
         client.close()
     message = str(caught.value)
@@ -275,8 +275,8 @@ def test_sampling_needs_a_model(wire: WireFake) -> None:
     client = fake_client(wire)
     try:
         with pytest.raises(ValueError, match="model_path=.*base_model="):
-            client.create_sampling_client()
+            client.create_sampling_client().result()
         with pytest.raises(ValueError, match="tinker://"):
-            client.create_sampling_client(model_path="/local/sampler_weights/x")
+            client.create_sampling_client(model_path="/local/sampler_weights/x").result()
     finally:
         client.close()

@@ -72,7 +72,7 @@ def test_a_rejected_request_is_a_user_error_and_no_secret_leaks(server: LocalSer
 def test_the_context_manager_reports_a_fatal_exception_and_ends_the_session(server: LocalServer) -> None:
     with pytest.raises(ZeroDivisionError):
         with server_client(server, telemetry=True) as client:
-            client.create_sampling_client(base_model=BASE_MODEL)
+            client.create_sampling_client(base_model=BASE_MODEL).result()
             1 / 0  # noqa: B018
     kinds = [e.event for e in events(server)]
     assert kinds == ["SESSION_START", "UNHANDLED_EXCEPTION", "SESSION_END"]

@@ -124,7 +124,7 @@ def test_the_observed_recipe_sends_the_observed_bodies(wire: WireFake) -> None:
 def test_create_session_takes_tags_from_tinker_tags_and_sends_empty_metadata(wire: WireFake) -> None:
     client = fake_client(wire, env={"TINKER_TAGS": "exp-1, nightly,exp-1,", "TINKER_PROJECT_ID": "proj-7"})
     try:
-        client.create_lora_training_client(BASE_MODEL)
+        client.create_lora_training_client(BASE_MODEL).result()
     finally:
         client.close()
     (session,) = wire.sent("create_session")
@@ -168,7 +168,7 @@ def test_training_client_from_state_asks_weights_info_then_loads(wire: WireFake)
     path = f"tinker://{MODEL_ID}/weights/ckpt-1"
     client = fake_client(wire)
     try:
-        client.create_training_client_from_state_with_optimizer(path)
+        client.create_training_client_from_state_with_optimizer(path).result()
     finally:
         client.close()
     (info,) = wire.sent("weights_info")
@@ -181,7 +181,7 @@ def test_training_client_from_state_asks_weights_info_then_loads(wire: WireFake)
 def test_sampling_session_from_a_base_model_sends_both_model_keys(wire: WireFake) -> None:
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
     finally:
         client.close()
     (created,) = wire.sent("create_sampling_session")
@@ -221,7 +221,7 @@ def test_later_polls_count_iterations_and_drop_the_roundtrip_header(wire: WireFa
     wire.overrides["retrieve_future"] = try_again_twice
     client = fake_client(wire)
     try:
-        client.create_lora_training_client(BASE_MODEL)
+        client.create_lora_training_client(BASE_MODEL).result()
     finally:
         client.close()
     polls = wire.sent("retrieve_future")
@@ -248,8 +248,9 @@ def test_every_request_carries_the_sdk_headers(wire: WireFake) -> None:
         headers = sent.headers
         assert headers["X-API-Key"] == API_KEY
         assert headers["Accept"] == "application/json"
-        assert headers["User-Agent"] == "AsyncTinker/Python 0.16.1"
-        assert headers["X-Stainless-Package-Version"] == "0.16.1"
+        # The API version tinkex serves (the manifest's headers): 0.38.0's, with tinkex named.
+        assert headers["User-Agent"] == "AsyncTinker/Python 0.38.0 (tinkex)"
+        assert headers["X-Stainless-Package-Version"] == "0.38.0"
         if expected_os is not None:
             assert headers["X-Stainless-OS"] == expected_os
         arch = headers["X-Stainless-Arch"]
@@ -276,7 +277,7 @@ def test_every_request_carries_the_sdk_headers(wire: WireFake) -> None:
 def test_no_cloudflare_headers_without_the_environment(wire: WireFake) -> None:
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
     finally:
         client.close()
     for sent in wire.sent():
@@ -297,7 +298,7 @@ def test_an_http_retry_reuses_the_idempotency_key_and_counts_attempts(wire: Wire
     wire.overrides["create_session"] = fail_twice
     client = fake_client(wire)
     try:
-        client.create_sampling_client(base_model=BASE_MODEL)
+        client.create_sampling_client(base_model=BASE_MODEL).result()
     finally:
         client.close()
     attempts = wire.sent("create_session")
@@ -341,7 +342,7 @@ def test_a_metadata_only_reply_flips_allow_metadata_only_for_the_next_poll(wire:
     wire.overrides["retrieve_future"] = metadata_first
     client = fake_client(wire)
     try:
-        client.create_lora_training_client(BASE_MODEL)
+        client.create_lora_training_client(BASE_MODEL).result()
     finally:
         client.close()
     assert [p.body["allow_metadata_only"] for p in wire.sent("retrieve_future")] == [True, False]
