@@ -92,15 +92,18 @@ def evaluate(nodes: Sequence[Mapping[str, Any]], inputs: Mapping[str, np.ndarray
     env: dict[str, Any] = {}
     for node in nodes:
         op, name, target = node["op"], node["name"], node["target"]
-        args = _decode(node.get("args", []), env)
-        kwargs = _decode(node.get("kwargs", {}), env)
-        if op == "placeholder":
-            env[name] = inputs[target]
-        elif op == "call_function":
-            env[name] = _FUNCTIONS[target](*args, **kwargs)
-        elif op == "call_method":
-            env[name] = _METHODS[target](*args, **kwargs)
-        else:
+        args = _decode(node.get("args") or [], env)
+        kwargs = {key: _decode(value, env) for key, value in (node.get("kwargs") or {}).items()}
+        try:
+            if op == "placeholder":
+                env[name] = inputs[target]
+            elif op == "call_function":
+                env[name] = _FUNCTIONS[target](*args, **kwargs)
+            elif op == "call_method":
+                env[name] = _METHODS[target](*args, **kwargs)
+        except (ArithmeticError, KeyError, TypeError, ValueError) as exc:
+            raise FakeModelError(f"custom loss node {name!r} ({target}) failed: {type(exc).__name__}: {exc}") from None
+        if op == "output":
             result = float(np.sum(args[0]))
             if not math.isfinite(result):
                 raise FakeModelError(f"custom loss produced a non-finite value ({result})")
