@@ -208,6 +208,9 @@ class FailureSpec(_Spec):
     """Case-insensitive substrings of a failure message that mean a rate or concurrency limit was hit."""
     capacity_patterns: list[str] = msgspec.field(default_factory=list)
     """Case-insensitive substrings of a failure message that mean the service is out of capacity."""
+    cancelled_patterns: list[str] = msgspec.field(default_factory=list)
+    """Case-insensitive substrings of a failure message that mean the request was cancelled at the client's
+    request (a cancel endpoint was called for it), so its work was abandoned rather than failed."""
 
 
 class MetadataOnlySpec(_Spec):

@@ -93,3 +93,15 @@ def test_headers_never_claim_to_be_the_official_0_16_sdk() -> None:
     headers = _headers({"api_key": "tml-abcdefgh12345678", "sdk_version": "0.16.1", "tinkex_version": "1.2.3"})
     assert "0.16.1" not in headers.values()
     assert all("AsyncTinker/Python 0.16" not in value for value in headers.values())
+
+
+def test_a_cancelled_future_is_recognisable_from_the_manifest() -> None:
+    """LocalServer resolves a cancelled future to a failure whose message the manifest lists as a cancellation,
+    so the future resolver can raise a typed cancellation instead of a generic failure."""
+    from tinkex.testing.handlers import CANCELLED_MESSAGE
+
+    assert MANIFEST.futures is not None
+    message = CANCELLED_MESSAGE.format(request_id="req-1").lower()
+    failure = MANIFEST.futures.failure
+    assert any(pattern.lower() in message for pattern in failure.cancelled_patterns)
+    assert not any(p.lower() in message for p in failure.rate_limit_patterns + failure.capacity_patterns)
