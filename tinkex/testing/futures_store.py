@@ -34,8 +34,6 @@ class FutureRecord:
     """The encoded JSON result; ``None`` when the operation failed or the future expired."""
     failure: Failure | None = None
     expired: bool = False
-    cancelled: bool = False
-    """``cancel_future`` was called: the future resolves to a cancellation failure."""
 
 
 class FutureStore:
@@ -78,7 +76,6 @@ class FutureStore:
         """The client abandoned the work: the future resolves now, to ``failure``, whatever it held."""
         record.result = None
         record.failure = failure
-        record.cancelled = True
         record.ready_at = min(record.ready_at, time.monotonic())
 
     def is_ready(self, record: FutureRecord) -> bool:

@@ -1,4 +1,9 @@
-"""The Tinker endpoints of the local server (wire spec §1.2–1.5, §2, §4.2, §10.6), typed with ``tinkex.types``.
+"""The Tinker endpoints of the local server (wire spec §1.2–1.5, §1.7, §2, §4.2, §10.6), typed with ``tinkex.types``.
+
+Both dialects decode into the same request types: 0.16's minimal bodies and 0.38's, which carry ``type`` tags and
+every default and omit nulls. 0.38's endpoints do their work here too: a finished session refuses new work (410),
+``cancel_future`` resolves a future to a cancellation, ``copy_weights`` makes a checkpoint of a new untrainable run,
+external weights are downloadable files, sessions are searchable, custom losses run by id.
 
 Each endpoint is an :class:`Operation`: its route, request type, whether it writes (then the app replays
 re-sends instead of running them twice, and ``seq_identity`` says which seq_id it counts in), and a handler.

@@ -242,11 +242,6 @@ class Registry:
         if record.session_id in self.sessions:  # a copy into a project has no session
             self.session(record.session_id).training_run_ids.append(record.run_id)
 
-    def session_of(self, owner_id: str) -> SessionRecord | None:
-        """The session a run or sampler id belongs to, if any."""
-        record = self.runs.get(owner_id) or self.samplers.get(owner_id)
-        return self.sessions.get(record.session_id) if record is not None else None
-
     def add_sampler(self, record: SamplerRecord) -> None:
         self.samplers[record.sampler_id] = record
         self.session(record.session_id).sampler_ids.append(record.sampler_id)
