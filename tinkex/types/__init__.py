@@ -8,6 +8,7 @@ bare ``msgspec.json.decode`` cannot). Where 0.16 and 0.38 differ, 0.38's names a
 0.16 forms stay accepted; requests keep 0.16's JSON shapes, adding a 0.38 field only when the caller set it.
 """
 
+from ._base import ValidationError  # noqa: F401 - tinkex.types.ValidationError; not in __all__, so tinkex's star re-export keeps it off the top level
 from .billing import (
     AuditLogEntry,
     AuditLogResponse,

@@ -235,7 +235,8 @@ def _member_test(member: Any, index: int, namespace: dict[str, Any]) -> str | No
 def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
     """``cls``'s field check as one generated function (as dataclasses generates ``__init__``): per field, a
     chain of exact-type tests, and a call to :func:`_convert_field` when none holds or the field is a
-    container (always copied)."""
+    container (always copied). Then the class's ``_after_conversion`` method, if it has one: a check across
+    converted values (pydantic's "after" validator), where a class's own ``__post_init__`` runs before."""
     convert = _convert_field_leniently if cls in _LENIENT else _convert_field
     namespace: dict[str, Any] = {"UNSET": UNSET, "convert": convert, "set": msgspec.structs.force_setattr}
     namespace["owner"] = cls
@@ -267,6 +268,10 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
             lines.append(f"    {fix}")
         else:
             lines.append(f"    if not ({' or '.join(tests)}):\n        {fix}")
+    after = getattr(cls, "_after_conversion", None)
+    if after is not None:
+        namespace["after"] = after
+        lines.append("    after(self)")
     if len(lines) == 1:
         lines.append("    pass")
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from the class's own field types only

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as
+from ._base import RequestStruct, ResponseStruct, ValidationError, official_dataclass, unset_reads_as
 from .model_input import ModelInput
 from .tensor import TensorData
 
@@ -55,14 +54,14 @@ class SamplingParams(RequestStruct, kw_only=True):
     top_k: int | UnsetType = UNSET
     top_p: float | UnsetType = UNSET
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
+        # After construction-time conversion (tuples are lists, numpy ids ints by now). msgspec cannot express
+        # "a list of str or a list of int" as a union, hence this check.
         stop = self.stop
-        if not isinstance(stop, (list, tuple)):
-            return
-        if not (all(isinstance(s, str) for s in stop) or all(type(s) is int for s in stop)):
-            raise ValueError("stop must be a string, a list of strings or a list of token ids, not a mix")
-        if isinstance(stop, tuple):
-            msgspec.structs.force_setattr(self, "stop", list(stop))
+        if type(stop) is list and not (all(type(s) is str for s in stop) or all(type(s) is int for s in stop)):
+            raise ValidationError(
+                "SamplingParams", "stop", stop, "a string, a list of strings or a list of token ids, not a mix"
+            )
 
 
 @unset_reads_as(
