@@ -1,4 +1,4 @@
-"""The ``tinkex`` command line: checkpoints, training runs, one-off sampling, version, demo.
+"""The ``tinkex`` command line: checkpoints, training runs, one-off sampling, version, demo, exec.
 
 Exit codes: 0 success; 1 the operation failed (API error, network, download); 2 usage error (bad arguments or
 paths, missing configuration, a destructive command without confirmation, an existing destination). Expected

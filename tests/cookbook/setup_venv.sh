@@ -29,12 +29,19 @@ fi
 echo "setting up the cookbook venv in $venv (tinker-cookbook==$cookbook_version, no official tinker)"
 rm -f "$stamp_file"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
-"${pip[@]}" "$torch_pin"
-"${pip[@]}" -r "$here/requirements.txt"
-"${pip[@]}" --no-deps "tinker-cookbook==$cookbook_version"
+pip_install() {
+    # This machine's pip configuration names local index folders that may be absent; pip warns about each one on
+    # every install. Those lines are dropped, everything else pip says is kept, and pip's own status is returned.
+    local status=0
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } || status=$?
+    return "$status"
+}
+pip_install "$torch_pin"
+pip_install -r "$here/requirements.txt"
+pip_install --no-deps "tinker-cookbook==$cookbook_version"
 # This checkout of tinkex, editable, without dependencies: requirements.txt already pins every one of them.
-"${pip[@]}" --no-deps -e "$repo"
+pip_install --no-deps -e "$repo"
 # The official SDK must not be there: if it were, `import tinker` would no longer be a test of tinkex.compat.
 if "$venv/bin/python" -m pip show -q tinker >/dev/null 2>&1; then
     echo "the official 'tinker' package is installed in $venv; remove it (pip uninstall tinker)" >&2
