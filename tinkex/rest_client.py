@@ -50,6 +50,7 @@ from .types import (
     WeightsInfoResponse,
     WhoamiResponse,
 )
+from .types.codec import convert
 
 __all__ = ["ArchiveRetryConfig", "RestClient", "parse_tinker_path"]
 
@@ -276,19 +277,17 @@ class RestClient:
         ``TINKER_PROJECT_ID``); the copy's tinker path. Storage is shared with the source; the copy belongs to a
         new training run that cannot be trained on. ``ttl_seconds``: 3600 to 10 years, or None for no expiry;
         ``weights_access_token`` reads a source of another account (sent as a header, never logged)."""
-        if destination_project_id is None:
-            destination_project_id = os.environ.get("TINKER_PROJECT_ID") or None
-        if destination_project_id is None:
-            raise ValueError("copy_weights needs destination_project_id= or the TINKER_PROJECT_ID environment variable")
         request = CopyWeightsRequest(
-            source_path=path, destination_project_id=destination_project_id, ttl_seconds=ttl_seconds
+            source_path=path, destination_project_id=_copy_destination(destination_project_id), ttl_seconds=ttl_seconds
         )
         headers = None
         if weights_access_token is not None:
             self.holder.redactor.add_secret_header(_WEIGHTS_ACCESS_TOKEN_HEADER)
             self.holder.redactor.add_secret_value(weights_access_token)
             headers = {_WEIGHTS_ACCESS_TOKEN_HEADER: weights_access_token}
-        response: CopyWeightsResponse = await self._call("copy_weights", CopyWeightsResponse, json=request, headers=headers)
+        response: CopyWeightsResponse = await self._call(
+            "copy_weights", CopyWeightsResponse, json=_without_none(request), headers=headers
+        )
         logger.info("Copied %s to %s", path, response.tinker_path)
         return response.tinker_path
 
@@ -300,6 +299,7 @@ class RestClient:
         ttl_seconds: int | None = None,
         weights_access_token: str | None = None,
     ) -> APIFuture[str]:
+        destination_project_id = _copy_destination(destination_project_id)  # refused here, in the caller's stack
         return self._submit(
             self.copy_weights_async(
                 path, destination_project_id, ttl_seconds=ttl_seconds, weights_access_token=weights_access_token
@@ -401,7 +401,10 @@ class RestClient:
         return self._submit(self.list_sessions_async(limit, offset, access_scope))
 
     async def search_sessions_async(self, request: SessionSearchRequest) -> SessionSearchResponse:
-        return await self._call("search_sessions", SessionSearchResponse, json=request)
+        # Decoded here with the wire types' hook: a session's status is a tagged union, which the manifest
+        # client's plain decoder cannot resolve.
+        found = await self._call("search_sessions", None, json=_without_none(request))
+        return convert(found, SessionSearchResponse)
 
     def search_sessions(self, request: SessionSearchRequest) -> APIFuture[SessionSearchResponse]:
         """One page of this organization's sessions, newest first (experimental in the official SDK). Page on by
@@ -471,6 +474,18 @@ async def _paged(
         offset += len(items)
         if not items or (offset >= total if total is not None else len(items) < page_size):
             return
+
+
+def _without_none(request: msgspec.Struct) -> dict[str, Any]:
+    """The body of a 0.38-only request as the official SDK sends it (``exclude_none``): unset options absent."""
+    return {key: value for key, value in msgspec.to_builtins(request).items() if value is not None}
+
+
+def _copy_destination(destination_project_id: str | None) -> str:
+    destination = destination_project_id or os.environ.get("TINKER_PROJECT_ID") or None
+    if destination is None:
+        raise ValueError("copy_weights needs destination_project_id= or the TINKER_PROJECT_ID environment variable")
+    return destination
 
 
 def _checkpoint_params(training_run_id: str, checkpoint_id: str) -> dict[str, str]:

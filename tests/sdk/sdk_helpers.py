@@ -38,6 +38,7 @@ class Sent:
     raw: bytes
     body: Any
     time: float
+    query: httpx.QueryParams = httpx.QueryParams()
 
 
 class WireFake:
@@ -82,7 +83,8 @@ class WireFake:
         endpoint = request.url.path.rsplit("/api/v1/", 1)[-1]
         with self._lock:
             self._sent.append(
-                Sent(endpoint, request.method, request.url.path, request.headers, raw, body, time.monotonic())
+                Sent(endpoint, request.method, request.url.path, request.headers, raw, body, time.monotonic(),
+                     request.url.params)
             )
         override = self.overrides.get(endpoint)
         if override is not None:
@@ -154,6 +156,19 @@ class WireFake:
             return httpx.Response(200, json={"supported_models": [{"model_name": BASE_MODEL}]})
         if endpoint == "weights_info":
             return httpx.Response(200, json={"base_model": BASE_MODEL, "is_lora": True, "lora_rank": 8})
+        # 0.38 endpoints
+        if endpoint.startswith("sessions/") and endpoint.endswith("/finish"):
+            return httpx.Response(200, json={})
+        if endpoint == "save_weights_external":
+            return self._future(endpoint, {"path": f"tinker://{body['model_id']}/external_weights/{body['path']}"})
+        if endpoint == "copy_weights":
+            return httpx.Response(200, json={"tinker_path": "tinker://copy-1/weights/copied"})
+        if endpoint == "auth/apikey/me":
+            return httpx.Response(200, json={"user_urn": "tml:user:u1", "org_urn": "tml:organization:o1", "email": None})
+        if endpoint == "training_runs":
+            return httpx.Response(200, json={"training_runs": [], "cursor": {"offset": 0, "limit": 20, "total_count": 0}})
+        if endpoint == "sessions/search":
+            return httpx.Response(200, json={"sessions": [], "next_cursor": None})
         return httpx.Response(404, json={"detail": f"wire fake has no endpoint {endpoint}"})
 
 
