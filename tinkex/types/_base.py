@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-import operator
+import functools
 import re
 import sys
 import types as pytypes
@@ -170,21 +170,30 @@ def _convert_error(type_name: str, field: str, value: Any, exc: Exception) -> Va
     match = _PATH.match(message)
     path = ""
     if match is not None:
-        message, path = match["head"], match["path"]
+        # The value was converted inside a one-field holder (see _holder): its path starts with "[0]".
+        message, path = match["head"], match["path"].removeprefix("[0]")
     if message.startswith("invalid "):  # a nested type's own ValidationError, re-wrapped by msgspec
         message = message[len("invalid ") :]
-    return ValidationError(type_name, f"{field}{path}", value, message)
+    return ValidationError(type_name, f"{field}{path}".lstrip("."), value, message)
+
+
+@functools.lru_cache(maxsize=None)
+def _holder(type_: Any) -> type[msgspec.Struct]:
+    """A one-field array-like Struct around ``type_``. msgspec caches what it learns about a Struct type but not
+    about a bare ``list[int]``, so converting ``(value,)`` to the holder costs about half as much."""
+    return msgspec.defstruct("_Holder", [("value", type_)], array_like=True)
 
 
 def _convert_field(owner: type, name: str, value: Any, type_: Any) -> Any:
     """``value`` as a fresh object of ``type_``: a strict (cheap, copying) conversion first, a lax one after
     :func:`_plain` if that fails."""
+    holder = _holder(type_)
     try:
-        return msgspec.convert(value, type_, dec_hook=decode_hook)
+        return msgspec.convert((value,), holder, dec_hook=decode_hook).value
     except (msgspec.ValidationError, TypeError, ValueError):
         pass
     try:
-        return msgspec.convert(_plain(value), type_, strict=False, dec_hook=_lax_decode_hook)
+        return msgspec.convert((_plain(value),), holder, strict=False, dec_hook=_lax_decode_hook).value
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise _convert_error(owner.__name__, name, value, exc) from None
 
@@ -238,14 +247,25 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
     container (always copied). Then the class's ``_after_conversion`` method, if it has one: a check across
     converted values (pydantic's "after" validator), where a class's own ``__post_init__`` runs before."""
     convert = _convert_field_leniently if cls in _LENIENT else _convert_field
-    namespace: dict[str, Any] = {"UNSET": UNSET, "convert": convert, "set": msgspec.structs.force_setattr}
-    namespace["owner"] = cls
+    namespace: dict[str, Any] = {
+        "UNSET": UNSET,
+        "convert": convert,
+        "strict": msgspec.convert,
+        "hook": decode_hook,
+        "owner": cls,
+    }
     lines = ["def validate(self):"]
+    fields = msgspec.structs.fields(cls)
+    wrapped = {info.name for info in fields if not isinstance(vars(cls).get(info.name), pytypes.MemberDescriptorType)}
+    if wrapped:
+        # Some slots sit under a descriptor (unset_reads_as): read every raw slot at once, UNSET stays UNSET.
+        lines.append("    raw = astuple(self)")
+        namespace["astuple"] = msgspec.structs.astuple
     counter = 0
-    for info in msgspec.structs.fields(cls):
+    for position, info in enumerate(fields):
         tests: list[str] = []
         container = False
-        for member in _union_members(info.type):
+        for member in sorted(_union_members(info.type), key=_test_order):
             test = _member_test(member, counter, namespace)
             counter += 1
             if test is None:
@@ -254,20 +274,30 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
                 tests.append(test)
         if "True" in tests:
             continue
-        getter = f"G{counter}"
-        # Checked on the raw slot: a field read through a descriptor (unset_reads_as) must stay UNSET.
-        namespace[getter] = _slot_getter(cls, info.name)
-        namespace[f"T{counter}"] = info.type
+        index = counter
         counter += 1
-        lines.append(f"    v = {getter}(self)")
-        fix = f"set(self, {info.name!r}, convert(owner, {info.name!r}, v, T{counter - 1}))"
-        if container and tests:
-            # Scalars of the union pass as they are; any other value (a list) is copied or converted.
-            lines.append(f"    if not ({' or '.join(tests)}):\n        {fix}")
-        elif container:
-            lines.append(f"    {fix}")
+        namespace[f"T{index}"] = info.type
+        # Written straight into the slot (frozen or not, under any descriptor): a C call.
+        namespace[f"S{index}"] = _slot(cls, info.name).__set__
+        lines.append(f"    v = raw[{position}]" if wrapped else f"    v = self.{info.name}")
+        indent = "    "
+        if tests:
+            lines.append(f"    if not ({' or '.join(tests)}):")
+            indent = "        "
+        if container:
+            # A container is always copied; the strict conversion (inline, the common case) checks and copies.
+            # The decode hook is passed only where needed: msgspec is slower with one.
+            namespace[f"H{index}"] = _holder(info.type)
+            hook = ", dec_hook=hook" if _needs_decode_hook(info.type) else ""
+            lines += [
+                f"{indent}try:",
+                f"{indent}    v = strict((v,), H{index}{hook}).value",
+                f"{indent}except Exception:",
+                f"{indent}    v = convert(owner, {info.name!r}, v, T{index})",
+                f"{indent}S{index}(self, v)",
+            ]
         else:
-            lines.append(f"    if not ({' or '.join(tests)}):\n        {fix}")
+            lines.append(f"{indent}S{index}(self, convert(owner, {info.name!r}, v, T{index}))")
     after = getattr(cls, "_after_conversion", None)
     if after is not None:
         namespace["after"] = after
@@ -279,9 +309,26 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
     return validator
 
 
-def _slot_getter(cls: type, name: str) -> Callable[[Any], Any]:
-    """The raw getter of field ``name``'s slot, under any descriptor that wraps it (``_ReadDefault`` and the
-    like keep the slot they wrap as ``_slot``)."""
+def _test_order(member: Any) -> int:
+    # The cheapest and most frequent tests first: an unset or None field is the common case.
+    return 0 if member is UnsetType else 1 if member is type(None) else 2
+
+
+def _needs_decode_hook(type_: Any) -> bool:
+    """Whether converting to ``type_`` may need :func:`decode_hook` (a union base, or a type msgspec does not
+    know); Struct fields inside are handled by their own ``__post_init__``."""
+    if type_ is Any or type_ is type(None) or type_ is UnsetType or type_ is datetime or type_ in _SCALAR_NAMES:
+        return False
+    if isinstance(type_, type):
+        return issubclass(type_, InferredUnion) or not issubclass(type_, (msgspec.Struct, enum.Enum))
+    if typing.get_origin(type_) is Literal:
+        return False
+    return any(_needs_decode_hook(arg) for arg in typing.get_args(type_))
+
+
+def _slot(cls: type, name: str) -> pytypes.MemberDescriptorType:
+    """The member descriptor of field ``name``'s slot, under any descriptor that wraps it (``_ReadDefault`` and
+    the like keep the slot they wrap as ``_slot``)."""
     for klass in cls.__mro__:
         descriptor = vars(klass).get(name)
         if descriptor is None:
@@ -289,10 +336,9 @@ def _slot_getter(cls: type, name: str) -> Callable[[Any], Any]:
         while not isinstance(descriptor, pytypes.MemberDescriptorType) and hasattr(descriptor, "_slot"):
             descriptor = descriptor._slot
         if isinstance(descriptor, pytypes.MemberDescriptorType):
-            getter: Callable[[Any], Any] = descriptor.__get__
-            return getter
+            return descriptor
         break
-    return operator.attrgetter(name)
+    raise TypeError(f"{cls.__name__}.{name} is not a Struct field slot")
 
 
 _GETTERS: dict[tuple[type, str], Callable[[Any], Any]] = {}
@@ -302,7 +348,7 @@ def _raw(obj: msgspec.Struct, name: str) -> Any:
     key = (type(obj), name)
     getter = _GETTERS.get(key)
     if getter is None:
-        getter = _GETTERS[key] = _slot_getter(type(obj), name)
+        getter = _GETTERS[key] = _slot(type(obj), name).__get__
     return getter(obj)
 
 
@@ -452,9 +498,20 @@ def _dump_value(value: Any, options: _DumpOptions, include: Any, exclude: Any) -
     if isinstance(value, msgspec.Struct):
         return _dump_struct(value, options, include, exclude)
     if type(value) is list:
-        return [_dump_value(item, options, None, None) for item in value]
+        # pydantic's {index: ...} selections on a list ("__all__" for every item).
+        include = include.get("__all__", include) if isinstance(include, Mapping) else include
+        exclude = exclude.get("__all__", exclude) if isinstance(exclude, Mapping) else exclude
+        return [
+            _dump_value(item, options, _nested(include, index), _nested(exclude, index))
+            for index, item in enumerate(value)
+            if _field_selected(index, include, exclude)  # type: ignore[arg-type]
+        ]
     if type(value) is dict:
-        return {key: _dump_value(item, options, None, None) for key, item in value.items()}
+        return {
+            key: _dump_value(item, options, _nested(include, key), _nested(exclude, key))
+            for key, item in value.items()
+            if _field_selected(key, include, exclude)
+        }
     return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, unset_reads_as
@@ -17,9 +18,36 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-__all__ = ["TensorData", "TensorDtype"]
+__all__ = ["TensorData", "TensorDtype", "flat_tensor_data"]
 
 TensorDtype = Literal["int64", "float32"]
+
+class _FlatInts(msgspec.Struct, array_like=True):
+    value: list[int]
+
+
+class _FlatFloats(msgspec.Struct, array_like=True):
+    value: list[float]
+
+
+_FLAT_BY_DTYPE: dict[str, type[_FlatInts] | type[_FlatFloats]] = {"int64": _FlatInts, "float32": _FlatFloats}
+
+
+def flat_tensor_data(values: list[Any] | tuple[Any, ...], dtype: TensorDtype | None) -> TensorData | None:
+    """A one-dimensional TensorData of plain Python numbers, converted in C by msgspec (ints to floats for
+    ``float32``); ``dtype=None`` takes the values' kind (all ints: int64, else float32). ``None`` when the
+    values need numpy: nested lists, bools, numpy scalars, floats for ``int64``, anything not a number."""
+    try:
+        if dtype is None:
+            try:
+                return TensorData(data=msgspec.convert((values,), _FlatInts).value, dtype="int64", shape=[len(values)])
+            except msgspec.ValidationError:
+                dtype = "float32"
+        data = msgspec.convert((values,), _FLAT_BY_DTYPE[dtype]).value
+    except msgspec.ValidationError:
+        return None
+    return TensorData(data=data, dtype=dtype, shape=[len(data)])
+
 
 def _tensor_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
     """Wire dtype for a numpy dtype: kind ``f`` -> float32, kind ``i`` -> int64, anything else is an error."""

@@ -13,7 +13,7 @@ from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_read
 from .model_input import ModelInput
 from .optimizer import AdamParams, OptimParams
 from .provenance import ProvenanceSpans, check_span_tiling
-from .tensor import TensorData, TensorDtype
+from .tensor import TensorData, TensorDtype, flat_tensor_data
 
 __all__ = [
     "AdamParams",
@@ -51,11 +51,9 @@ _DTYPE_BY_KEY: dict[str, TensorDtype] = {
 
 
 def _tensor_from_sequence(key: str, values: list[Any] | tuple[Any, ...]) -> TensorData:
-    kinds = {type(v) for v in values}
-    if kinds <= {int, float}:  # the common flat case needs no numpy
-        dtype = _DTYPE_BY_KEY.get(key) or ("float32" if float in kinds else "int64")
-        data: list[int | float] = [float(v) for v in values] if dtype == "float32" else [int(v) for v in values]
-        return TensorData(data=data, dtype=dtype, shape=[len(data)])
+    flat = flat_tensor_data(values, _DTYPE_BY_KEY.get(key))  # the common flat case needs no numpy
+    if flat is not None:
+        return flat
     import numpy as np
 
     try:
