@@ -79,6 +79,10 @@ def test_a_nested_error_names_the_path_inside_the_field() -> None:
     with pytest.raises(ValidationError) as info:
         types.ModelInput(chunks=[{"tokens": [1]}, {"tokens": [1, None]}])
     assert info.value.field == "chunks[1].tokens[1]"
+    with pytest.raises(ValidationError) as info:
+        types.SampleRequest(prompt=types.ModelInput.from_ints([1]), sampling_params={"stop": ["a", 1]})
+    assert info.value.field == "sampling_params.stop"
+    assert str(info.value).startswith("invalid SampleRequest.sampling_params.stop: a string, a list of strings")
 
 
 def test_a_long_value_is_shortened_in_the_message() -> None:

@@ -172,9 +172,13 @@ def _convert_error(type_name: str, field: str, value: Any, exc: Exception) -> Va
     if match is not None:
         # The value was converted inside a one-field holder (see _holder): its path starts with "[0]".
         message, path = match["head"], match["path"].removeprefix("[0]")
-    if message.startswith("invalid "):  # a nested type's own ValidationError, re-wrapped by msgspec
-        message = message[len("invalid ") :]
+    nested = _NESTED_ERROR.match(message)
+    if nested is not None:  # a nested type's own ValidationError, re-raised by msgspec as its message
+        path, message = f"{path}.{nested['field']}", nested["reason"]
     return ValidationError(type_name, f"{field}{path}".lstrip("."), value, message)
+
+
+_NESTED_ERROR = re.compile(r"^invalid \w+\.(?P<field>[^:]+): (?P<reason>.*); given .*$", re.DOTALL)
 
 
 @functools.lru_cache(maxsize=None)
