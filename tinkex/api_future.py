@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
-from .runtime import chain_task, get_runtime, running_loop, wait_result
+from .runtime import get_runtime, running_loop, wait_result
 
 __all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future", "in_background"]
 
@@ -81,15 +81,38 @@ class AwaitableFuture(APIFuture[T]):
             mirror: concurrent.futures.Future[T] = concurrent.futures.Future()
             self._concurrent = mirror
             if running_loop() is self._loop:
-                chain_task(self._task, mirror, self._loop)
+                _chain_task(self._task, mirror, self._loop)
             else:
-                self._loop.call_soon_threadsafe(chain_task, self._task, mirror, self._loop)
+                self._loop.call_soon_threadsafe(_chain_task, self._task, mirror, self._loop)
         return self._concurrent
 
 
 class ConcurrentFuture(concurrent.futures.Future, APIFuture[T]):  # type: ignore[type-arg]
     """A result computed on the background runtime loop (made by :func:`in_background`); a
-    ``concurrent.futures.Future`` itself, whose ``result()`` refuses to block tinkex's own loop."""
+    ``concurrent.futures.Future`` itself, mirroring the runtime's future of the work, whose ``result()`` refuses to
+    block tinkex's own loop. Cancelling it cancels the work."""
+
+    def __init__(self, work: concurrent.futures.Future[T] | None = None) -> None:
+        super().__init__()
+        self._work = work
+        if work is not None:
+            work.add_done_callback(self._mirror)
+
+    def _mirror(self, work: concurrent.futures.Future[T]) -> None:
+        if work.cancelled():
+            concurrent.futures.Future.cancel(self)
+            self.set_running_or_notify_cancel()  # wakes concurrent.futures.wait / as_completed
+        elif not self.set_running_or_notify_cancel():
+            return
+        elif (error := work.exception()) is not None:
+            self.set_exception(error)
+        else:
+            self.set_result(work.result())
+
+    def cancel(self) -> bool:
+        if self._work is not None:
+            return self._work.cancel()  # the mirror follows
+        return super().cancel()
 
     def result(self, timeout: float | None = None) -> T:
         if not self.done() and get_runtime().in_loop_thread():
@@ -110,13 +133,36 @@ class ConcurrentFuture(concurrent.futures.Future, APIFuture[T]):  # type: ignore
 
 def in_background(work: Coroutine[Any, Any, T]) -> ConcurrentFuture[T]:
     """Run ``work`` on the background runtime loop; its future at once."""
-    return get_runtime().submit_into(work, ConcurrentFuture())
+    return ConcurrentFuture(get_runtime().submit(work))
 
 
 def completed_future(value: T) -> ConcurrentFuture[T]:
     future: ConcurrentFuture[T] = ConcurrentFuture()
     future.set_result(value)
     return future
+
+
+def _chain_task(task: asyncio.Future[T], future: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> None:
+    """``future`` (thread-safe) takes ``task``'s outcome; cancelling ``future`` cancels ``task`` on ``loop``.
+    Call on ``loop``'s thread."""
+
+    def settle(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            future.cancel()
+        if not future.set_running_or_notify_cancel():
+            return
+        error = done.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+
+    def cancel_task(settled: concurrent.futures.Future[T]) -> None:
+        if settled.cancelled() and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+
+    task.add_done_callback(settle)
+    future.add_done_callback(cancel_task)
 
 
 async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:
