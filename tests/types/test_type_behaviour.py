@@ -295,3 +295,19 @@ def test_types_that_are_dataclasses_in_the_official_sdk_keep_what_they_cannot_co
     np = pytest.importorskip("numpy")
     config = types.ForwardBackwardInput(data=[], loss_fn="ppo", loss_fn_config={"clip": np.float64(0.2)})
     assert config.loss_fn_config == {"clip": 0.2} and type(config.loss_fn_config["clip"]) is float
+
+
+def _wire_types() -> list[type]:
+    return sorted(
+        {obj for name in dir(types) if isinstance(obj := getattr(types, name), type) and issubclass(obj, msgspec.Struct)},
+        key=lambda cls: cls.__name__,
+    )
+
+
+@pytest.mark.parametrize("cls", _wire_types(), ids=lambda cls: cls.__name__)
+def test_every_wire_type_has_a_field_check_and_model_fields(cls: type) -> None:
+    # A check that cannot be compiled (an annotation that never resolves) would silently check nothing.
+    from tinkex.types import _base
+
+    _base._compile_validator(cls)
+    assert set(cls.model_fields) == set(cls.__struct_fields__)  # type: ignore[attr-defined]
