@@ -7,8 +7,10 @@ Without it the tests skip, naming the command that creates it, except under ``CI
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,28 @@ def cookbook_venv_path() -> Path:
     return Path(os.environ.get("TINKEX_COOKBOOK_VENV") or HERE / ".venv")
 
 
+@functools.cache
+def network_isolation_prefix() -> tuple[str, ...] | None:
+    """A command prefix that runs a program in a network namespace of its own, where only loopback is up, so that
+    any attempt to reach the internet fails at once; ``None`` where this machine does not allow it (no ``unshare``
+    or ``ip``, or no privilege to make a namespace)."""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        return None
+    prefix = (unshare, "--net", "sh", "-c", f'"{ip}" link set lo up && exec "$@"', "sh")
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def offline_note() -> str:
+    if network_isolation_prefix() is not None:
+        return "in a network namespace with only loopback up"
+    return "network not isolated here (no unshare); Hugging Face offline mode only"
+
+
 @dataclass(frozen=True)
 class CookbookVenv:
     path: Path
@@ -38,13 +62,12 @@ class CookbookVenv:
         return self.path / "bin" / "tinkex"
 
     def run(self, argv: Sequence[str | Path], *, timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` offline: the Hugging Face libraries are told not to reach the Hub, so a test that would need
-        the network fails at once instead of hanging on a download."""
+        """Run ``argv`` offline: in a network namespace with only loopback where the machine allows it, and with the
+        Hugging Face libraries told not to reach the Hub, so anything that would need the internet fails at once."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         env.pop("PYTHONPATH", None)  # the venv has this checkout of tinkex installed; nothing else may leak in
-        return subprocess.run(
-            [str(part) for part in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        command = [*(network_isolation_prefix() or ()), *(str(part) for part in argv)]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
     def run_for_json(self, argv: Sequence[str | Path], *, marker: str, what: str, timeout: float) -> dict:
         """Run ``argv``; it must exit 0 and print a ``marker`` line, whose JSON is returned. On failure the
@@ -75,6 +98,12 @@ def cookbook_venv() -> CookbookVenv:
 
 def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def offline() -> str:
+    """How the cookbook programs are kept offline on this machine (for the report)."""
+    return offline_note()
 
 
 @pytest.fixture

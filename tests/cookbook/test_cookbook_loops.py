@@ -31,7 +31,9 @@ def _figure(value: float) -> str:
     return f"{value:.4f}"
 
 
-def test_cookbook_supervised_loop_trains_on_tinkex(cookbook_venv: Any, tmp_path: Path, cookbook_report: list[str]) -> None:
+def test_cookbook_supervised_loop_trains_on_tinkex(
+    cookbook_venv: Any, tmp_path: Path, cookbook_report: list[str], offline: str
+) -> None:
     result = _run_loop(cookbook_venv, "sl", tmp_path / "sl")
     steps = result["metrics"]
     # 8 conversations in batches of 2 for 2 epochs.
@@ -48,14 +50,16 @@ def test_cookbook_supervised_loop_trains_on_tinkex(cookbook_venv: Any, tmp_path:
     checkpoints = (tmp_path / "sl" / "checkpoints.jsonl").read_text()
     assert '"name": "final"' in checkpoints and "tinker://" in checkpoints
 
-    cookbook_report.append("supervised loop (tinker_cookbook.supervised.train.main), 8 steps:")
+    cookbook_report.append(f"supervised loop (tinker_cookbook.supervised.train.main), 8 steps, {offline}:")
     cookbook_report.append("  step  train_mean_nll  test/nll")
     for row in steps:
         test_nll = _figure(row["test/nll"]) if "test/nll" in row else ""
         cookbook_report.append(f"  {row['step']:>4}  {_figure(row['train_mean_nll']):>14}  {test_nll:>8}")
 
 
-def test_cookbook_rl_loop_trains_on_tinkex(cookbook_venv: Any, tmp_path: Path, cookbook_report: list[str]) -> None:
+def test_cookbook_rl_loop_trains_on_tinkex(
+    cookbook_venv: Any, tmp_path: Path, cookbook_report: list[str], offline: str
+) -> None:
     result = _run_loop(cookbook_venv, "rl", tmp_path / "rl")
     steps = [row for row in result["metrics"] if "env/all/reward/total" in row]
     # 3 batches of 2 groups of 4 rollouts each.
@@ -69,7 +73,7 @@ def test_cookbook_rl_loop_trains_on_tinkex(cookbook_venv: Any, tmp_path: Path, c
     checkpoints = (tmp_path / "rl" / "checkpoints.jsonl").read_text()
     assert '"name": "final"' in checkpoints
 
-    cookbook_report.append("RL loop (tinker_cookbook.rl.train.main), 3 steps of 2 groups x 4 rollouts:")
+    cookbook_report.append(f"RL loop (tinker_cookbook.rl.train.main), 3 steps of 2 groups x 4 rollouts, {offline}:")
     cookbook_report.append("  step  reward/total  frac_mixed  sampled_tokens")
     for row in steps:
         cookbook_report.append(
