@@ -257,6 +257,7 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
         "strict": msgspec.convert,
         "hook": decode_hook,
         "owner": cls,
+        "all_of": _all_instances,
     }
     lines = ["def validate(self):"]
     fields = msgspec.structs.fields(cls)
@@ -288,7 +289,18 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
         if tests:
             lines.append(f"    if not ({' or '.join(tests)}):")
             indent = "        "
-        if container:
+        items = _struct_list_items(info.type)
+        if items is not None:
+            # A list of Structs (chunks, datums, sequences): short, so checking the items here beats msgspec.
+            namespace[f"I{index}"] = items
+            namespace[f"H{index}"] = _holder(info.type)
+            lines += [
+                f"{indent}if type(v) is list and all_of(v, I{index}):",
+                f"{indent}    S{index}(self, v.copy())",
+                f"{indent}else:",
+                f"{indent}    S{index}(self, convert(owner, {info.name!r}, v, T{index}))",
+            ]
+        elif container:
             # A container is always copied; the strict conversion (inline, the common case) checks and copies.
             # The decode hook is passed only where needed: msgspec is slower with one.
             namespace[f"H{index}"] = _holder(info.type)
@@ -316,6 +328,24 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
 def _test_order(member: Any) -> int:
     # The cheapest and most frequent tests first: an unset or None field is the common case.
     return 0 if member is UnsetType else 1 if member is type(None) else 2
+
+
+def _struct_list_items(type_: Any) -> tuple[type, ...] | None:
+    """For ``list[A]`` / ``list[A | B]`` of Struct or union-base classes, those classes (else ``None``)."""
+    if typing.get_origin(type_) is not list:
+        return None
+    (item,) = typing.get_args(type_)
+    members = _union_members(item)
+    if all(isinstance(m, type) and issubclass(m, (msgspec.Struct, InferredUnion)) for m in members):
+        return tuple(members)
+    return None
+
+
+def _all_instances(values: list[Any], classes: tuple[type, ...]) -> bool:
+    for value in values:
+        if not isinstance(value, classes):
+            return False
+    return True
 
 
 def _needs_decode_hook(type_: Any) -> bool:
