@@ -39,6 +39,7 @@ def hook() -> Iterator[None]:
         ("tinker.types.tensor_data", ModuleRoute("tinkex.types")),
         ("tinker.types.datum", ModuleRoute("tinkex.types")),
         ("tinker.types.provenance_spans", ModuleRoute("tinkex.types")),
+        ("tinker.types.checkpoint_archive_url_response", ModuleRoute("tinkex.types")),  # 0.16.1's
         ("tinker.lib", ModuleRoute(None, is_package=True)),
         ("tinker.lib.public_interfaces", ModuleRoute("tinkex", is_package=True)),
         ("tinker.lib.public_interfaces.rest_client", ModuleRoute("tinkex")),

@@ -30,7 +30,8 @@ class ModuleRoute:
     is_package: bool = False
 
 
-# The official 0.38 SDK's modules under tinker/types/: one per type (plus private helpers, which are not served).
+# The official SDK's modules under tinker/types/ (0.38, plus the one 0.16.1 had that 0.38 dropped): one per type.
+# Its private helpers (_pydantic_types, ...) are not served.
 _OFFICIAL_TYPE_MODULES = frozenset(
     """
     audit_log_entry audit_log_response auth_token_response billing_usage_request billing_usage_response checkpoint
@@ -56,6 +57,8 @@ _OFFICIAL_TYPE_MODULES = frozenset(
     topk_logprobs training_run training_runs_response try_again_response unhandled_exception_event
     unload_model_request unload_model_response weights_info_response whoami_response
     """.split()
+    # In 0.16.1 only; tinkex still has its type (code written for 0.16 keeps importing it from there).
+    + ["checkpoint_archive_url_response"]
 )
 
 # The official modules under tinker/lib/public_interfaces/: each holds one client or future class, all of which
