@@ -300,7 +300,8 @@ def signature_problem(official: dict[str, Any], ours: dict[str, Any] | None) -> 
             param["kind"] == "KEYWORD_ONLY" and own["kind"] == "POSITIONAL_OR_KEYWORD"
         ):
             return f"parameter {param['name']!r} is {own['kind']}, official {param['kind']}"
-        if own["default"] != param["default"]:
+        if own["default"] != param["default"] and param["default"] != REQUIRED:
+            # A default where the official requires the argument accepts every official call.
             return f"parameter {param['name']!r} defaults to {own['default']}, official {param['default']}"
     official_names = {p["name"] for p in theirs}
     for param in ours["params"]:
@@ -311,8 +312,16 @@ def signature_problem(official: dict[str, Any], ours: dict[str, Any] | None) -> 
     return None
 
 
-def fields_problem(official: dict[str, Any], ours: dict[str, Any] | None) -> str | None:
-    """Why the type ``ours`` does not have the official fields and defaults (None when it does)."""
+def fields_problem(
+    official: dict[str, Any], ours: dict[str, Any] | None, other_version: dict[str, Any] | None = None
+) -> str | None:
+    """Why the type ``ours`` does not have the official fields and defaults (None when it does).
+
+    ``other_version`` is the same type in the other official release tinkex serves at once: a field of
+    ours that only that release has is no mismatch when it is optional (0.16 code never sets a field 0.38
+    added; 0.38 code never sets a 0.16 field that 0.38 renamed). A default where the official field is
+    required accepts every official construction, so it is no mismatch either.
+    """
     if ours is None:
         return "missing"
     if official["kind"] != "model":
@@ -320,12 +329,15 @@ def fields_problem(official: dict[str, Any], ours: dict[str, Any] | None) -> str
     if ours.get("kind") != "model":
         return f"is a {ours.get('kind')}, official a model"
     theirs, mine = official["fields"], ours["fields"]
+    elsewhere = (other_version or {}).get("fields") or {}
     missing = sorted(set(theirs) - set(mine))
-    extra = sorted(set(mine) - set(theirs))
+    extra = sorted(
+        name for name in set(mine) - set(theirs) if name not in elsewhere or mine[name]["default"] == REQUIRED
+    )
     if missing or extra:
         return f"fields missing {missing}, extra {extra}"
     for name, field in theirs.items():
-        if mine[name]["default"] != field["default"]:
+        if mine[name]["default"] != field["default"] and field["default"] != REQUIRED:
             return f"field {name!r} defaults to {mine[name]['default']}, official {field['default']}"
     return None
 
@@ -340,8 +352,14 @@ def field_type_problems(official: dict[str, Any], ours: dict[str, Any] | None) -
     ]
 
 
-def compare(official: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
-    """Method and type coverage of ``ours`` against ``official``, with every mismatch named."""
+def compare(
+    official: dict[str, Any], ours: dict[str, Any], other_version: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Method and type coverage of ``ours`` against ``official``, with every mismatch named.
+
+    ``other_version``: the other official surface tinkex serves at the same time (see ``fields_problem``).
+    """
+    other_types = (other_version or {}).get("types", {})
     method_problems: dict[str, str] = {}
     method_total = 0
     for cls_name, methods in official["clients"].items():
@@ -353,7 +371,7 @@ def compare(official: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
                 method_problems[f"{cls_name}.{name}"] = problem
     type_problems: dict[str, str] = {}
     for name, spec in official["types"].items():
-        problem = fields_problem(spec, ours["types"].get(name))
+        problem = fields_problem(spec, ours["types"].get(name), other_types.get(name))
         if problem is not None:
             type_problems[name] = problem
     for name, bases in official["exceptions"].items():
@@ -377,14 +395,17 @@ def main(argv: list[str]) -> int:
         json.dump(dump(argv[1]), sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
         return 0
-    if len(argv) == 3 and argv[0] == "compare":
-        with open(argv[1]) as a, open(argv[2]) as b:
-            report = compare(json.load(a), json.load(b))
+    if len(argv) in (3, 4) and argv[0] == "compare":
+        surfaces = []
+        for path in argv[1:]:
+            with open(path) as file:
+                surfaces.append(json.load(file))
+        report = compare(surfaces[0], surfaces[1], surfaces[2] if len(surfaces) == 3 else None)
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     print(__doc__, file=sys.stderr)
-    print("usage: api_surface.py dump PACKAGE | compare OFFICIAL.json OURS.json", file=sys.stderr)
+    print("usage: api_surface.py dump PACKAGE | compare OFFICIAL.json OURS.json [OTHER_OFFICIAL.json]", file=sys.stderr)
     return 2
 
 

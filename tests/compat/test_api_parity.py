@@ -42,7 +42,8 @@ def _differences(version: str) -> dict[str, str]:
 
 def _mismatches(version: str, ours: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     official = json.loads((SURFACE / f"tinker-{version}.json").read_text())
-    report = api_surface.compare(official, ours)
+    (other,) = (v for v in VERSIONS if v != version)
+    report = api_surface.compare(official, ours, json.loads((SURFACE / f"tinker-{other}.json").read_text()))
     found = {
         **{f"method {k}": v for k, v in report["method_problems"].items()},
         **{f"type {k}": v for k, v in report["type_problems"].items()},
