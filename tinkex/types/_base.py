@@ -27,6 +27,7 @@ import enum
 import functools
 import re
 import sys
+import threading
 import types as pytypes
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ __all__ = [
     "decode_hook",
     "full_path_message",
     "official_dataclass",
+    "DECODING",
     "unset_reads_as",
 ]
 
@@ -389,6 +391,17 @@ def _raw(obj: msgspec.Struct, name: str) -> Any:
 _OWN_POST_INIT: dict[type, Callable[[Any], None]] = {}
 
 
+class DecodingState(threading.local):
+    """Per thread: whether Structs are being built by msgspec from data it has just validated."""
+
+    trusted = False
+    """While true (set by :mod:`codec`'s decode and convert), Structs built on this thread skip the field
+    check: msgspec has checked every value against the field types, and its lists are fresh."""
+
+
+DECODING = DecodingState()
+
+
 def _install_post_init(cls: type) -> None:
     """Give ``cls`` a ``__post_init__`` that runs the class's own one (if it or a base defines one) and then
     the generated field check, compiled on first use (the field annotations may name types defined later)."""
@@ -398,10 +411,18 @@ def _install_post_init(cls: type) -> None:
     if own is not None:
         _OWN_POST_INIT[cls] = own
     compiled: list[Callable[[Any], None]] = []
+    after = getattr(cls, "_after_conversion", None)
+    decoding = DECODING
 
     def __post_init__(self: Any) -> None:
         if own is not None:
             own(self)
+        if decoding.trusted:
+            # Built by msgspec from JSON it has just validated: fresh lists, exact types. Only the checks
+            # across fields remain.
+            if after is not None:
+                after(self)
+            return
         if compiled:
             compiled[0](self)
             return

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ._base import decode_hook, full_path_message
+from ._base import DECODING, decode_hook, full_path_message
 
 __all__ = ["convert", "decode", "encode"]
 
@@ -41,17 +41,23 @@ def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
 def decode(data: bytes | str, type_: type[T]) -> T:
     """Decode JSON into ``type_``. Malformed JSON raises ``msgspec.DecodeError``; a shape mismatch
     (unknown field in a request, missing required field, wrong type) raises ``msgspec.ValidationError``."""
+    previous, DECODING.trusted = DECODING.trusted, True  # msgspec validates: Structs skip their own check
     try:
         result: T = _decoder(type_).decode(data)
     except msgspec.ValidationError as exc:
         raise _invalid(type_, exc) from None
+    finally:
+        DECODING.trusted = previous
     return result
 
 
 def convert(obj: Any, type_: type[T]) -> T:
     """Like :func:`decode` but from already-parsed builtins (dicts, lists, base64 strings for bytes)."""
+    previous, DECODING.trusted = DECODING.trusted, True
     try:
         result: T = msgspec.convert(obj, type_, dec_hook=decode_hook)
     except msgspec.ValidationError as exc:
         raise _invalid(type_, exc) from None
+    finally:
+        DECODING.trusted = previous
     return result
