@@ -27,10 +27,16 @@ def _tinkex_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from tinkex.cli import main; sys.exit(main())"]
 
 
-def _exec(*program: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _exec(
+    *program: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*_tinkex_command(), "exec", "--", *program],
-        cwd=cwd, env=env if env is not None else dict(os.environ), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env if env is not None else dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -62,8 +68,12 @@ def test_exec_runs_the_program_with_import_tinker_served_by_tinkex(tmp_path: Pat
     )
     completed = _exec(sys.executable, "-c", program, "--steps", "3", cwd=tmp_path)
     assert completed.returncode == 7, completed.stderr  # the program's own exit status
-    assert completed.stdout.split(None, 3) == ["TinkerModule", SERVED_TINKER_VERSION, SERVED_TINKER_VERSION,
-                                               "['--steps', '3']\n"]
+    assert completed.stdout.split(None, 3) == [
+        "TinkerModule",
+        SERVED_TINKER_VERSION,
+        SERVED_TINKER_VERSION,
+        "['--steps', '3']\n",
+    ]
 
 
 def _fake_official_package(root: Path) -> Path:
@@ -111,7 +121,9 @@ def test_a_sitecustomize_the_bootstrap_shadows_still_runs(tmp_path: Path) -> Non
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "sitecustomize.py").write_text("import builtins\nbuiltins.OWN_SITECUSTOMIZE = True\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "own")}
-    completed = _exec(sys.executable, "-c", "import tinker; print(OWN_SITECUSTOMIZE, tinker.__version__)", cwd=tmp_path, env=env)
+    completed = _exec(
+        sys.executable, "-c", "import tinker; print(OWN_SITECUSTOMIZE, tinker.__version__)", cwd=tmp_path, env=env
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["True", SERVED_TINKER_VERSION]
 

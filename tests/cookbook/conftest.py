@@ -61,7 +61,9 @@ class CookbookVenv:
     def tinkex(self) -> Path:
         return self.path / "bin" / "tinkex"
 
-    def run(self, argv: Sequence[str | Path], *, timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str | Path], *, timeout: float, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` offline: in a network namespace with only loopback where the machine allows it, and with the
         Hugging Face libraries told not to reach the Hub, so anything that would need the internet fails at once."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -74,7 +76,9 @@ class CookbookVenv:
         assertion message carries the end of the program's output, so the reason shows in the test report."""
         completed = self.run(argv, timeout=timeout)
         output = completed.stdout + completed.stderr
-        assert completed.returncode == 0, f"{what} failed (exit {completed.returncode}); its last output:\n{tail(output)}"
+        assert completed.returncode == 0, (
+            f"{what} failed (exit {completed.returncode}); its last output:\n{tail(output)}"
+        )
         lines = [line for line in completed.stdout.splitlines() if line.startswith(marker)]
         assert lines, f"{what} printed no {marker!r} line; its last output:\n{tail(output)}"
         return json.loads(lines[-1][len(marker) :])

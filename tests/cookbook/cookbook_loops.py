@@ -256,8 +256,12 @@ def main(argv: Sequence[str]) -> int:
     with LocalServer(base_models=(MODEL,), api_key=API_KEY) as server:
         (run_supervised if args.loop == "sl" else run_rl)(server.base_url, args.log_dir)
         duplicates = server.ledger.duplicates_executed()
-    result = {"loop": args.loop, "tinker_version": tinker.__version__, "duplicates_executed": len(duplicates),
-              "metrics": _metrics(args.log_dir)}
+    result = {
+        "loop": args.loop,
+        "tinker_version": tinker.__version__,
+        "duplicates_executed": len(duplicates),
+        "metrics": _metrics(args.log_dir),
+    }
     print("COOKBOOK_RESULT " + json.dumps(result, default=str))
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-
 from typing import Any
 
 LOOPS = Path(__file__).resolve().with_name("cookbook_loops.py")

@@ -58,17 +58,27 @@ class _Holder:
 @pytest.mark.parametrize(
     ("make_error", "expected"),
     [
-        (lambda: ImportError("cannot import name 'AuditLogEntry' from 'tinker.types' (unknown location)",
-                             name="tinker.types"), ("missing-tinker-name", "tinker.types.AuditLogEntry")),
-        (lambda: ModuleNotFoundError("No module named 'tinker.cli'", name="tinker.cli"),
-         ("missing-tinker-name", "module tinker.cli")),
+        (
+            lambda: ImportError(
+                "cannot import name 'AuditLogEntry' from 'tinker.types' (unknown location)", name="tinker.types"
+            ),
+            ("missing-tinker-name", "tinker.types.AuditLogEntry"),
+        ),
+        (
+            lambda: ModuleNotFoundError("No module named 'tinker.cli'", name="tinker.cli"),
+            ("missing-tinker-name", "module tinker.cli"),
+        ),
         (lambda: ModuleNotFoundError("No module named 'modal'", name="modal"), ("dependency", "needs modal")),
-        (lambda: ModuleNotFoundError("No module named 'google.genai'", name="google.genai"),
-         ("dependency", "needs google")),
+        (
+            lambda: ModuleNotFoundError("No module named 'google.genai'", name="google.genai"),
+            ("dependency", "needs google"),
+        ),
         # A failure inside the cookbook's own package is not a third-party dependency.
         (lambda: ModuleNotFoundError("x", name="tinker_cookbook.gone"), None),
-        (lambda: AttributeError("no", name="from_torch_sparse", obj=__import__("tinkex").TensorData),
-         ("missing-tinker-name", "tinker.TensorData.from_torch_sparse")),
+        (
+            lambda: AttributeError("no", name="from_torch_sparse", obj=__import__("tinkex").TensorData),
+            ("missing-tinker-name", "tinker.TensorData.from_torch_sparse"),
+        ),
         (lambda: AttributeError("no", name="x", obj=_Holder()), None),
         (lambda: ValueError("bad"), None),
     ],

@@ -9,4 +9,12 @@ tinkex even if the official package is installed too.
 from .hook import CompatError, TinkerModule, install, is_installed, uninstall
 from .modules import SERVED_TINKER_VERSION, served_paths
 
-__all__ = ["SERVED_TINKER_VERSION", "CompatError", "TinkerModule", "install", "is_installed", "served_paths", "uninstall"]
+__all__ = [
+    "SERVED_TINKER_VERSION",
+    "CompatError",
+    "TinkerModule",
+    "install",
+    "is_installed",
+    "served_paths",
+    "uninstall",
+]

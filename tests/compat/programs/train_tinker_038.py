@@ -70,12 +70,17 @@ async def train(base_model: str, steps: int, group_size: int) -> None:
             optim_step = await training_client.optim_step_async(types.AdamParams(learning_rate=1e-4))
             result = await forward_backward
             await optim_step
-            print(json.dumps({
-                "step": step,
-                "mean_reward": mean_reward,
-                "sequence_ids": [seq.sequence_id for seq in response.sequences],
-                "metrics": result.metrics,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "mean_reward": mean_reward,
+                        "sequence_ids": [seq.sequence_id for seq in response.sequences],
+                        "metrics": result.metrics,
+                    }
+                ),
+                flush=True,
+            )
     except BaseException as exc:
         await service_client.close("errored", detail=f"{type(exc).__name__}: {exc}")
         raise
