@@ -35,6 +35,7 @@ from tinker_cookbook.supervised.types import ChatDatasetBuilder, ChatDatasetBuil
 from tinker_cookbook.utils import cost_estimation
 
 import tinkex
+import tinkex.compat
 from tinkex.testing import LocalServer
 
 MODEL = "tinkex/fake-tiny"  # LocalServer's fake model; tinkex has an offline tokenizer for it
