@@ -66,12 +66,15 @@ def test_every_served_path_has_a_route_and_its_target_imports() -> None:
             importlib.import_module(route.target)
 
 
-def test_the_served_version_is_the_official_surface_tinkex_is_gated_on() -> None:
+def test_the_served_version_is_the_official_surface_tinkex_is_gated_on_and_sends() -> None:
     newest = max(
         (json.loads(path.read_text())["version"] for path in SURFACE.glob("tinker-*.json")),
         key=lambda version: tuple(int(part) for part in version.split(".")),
     )
     assert SERVED_TINKER_VERSION == newest
+    # ... and the SDK version tinkex announces on the wire (the manifest's package-version header).
+    manifest = json.loads((Path(__file__).resolve().parents[2] / "manifest.json").read_text())
+    assert manifest["headers"]["X-Stainless-Package-Version"]["value"] == SERVED_TINKER_VERSION
 
 
 def test_import_tinker_is_tinkex_with_the_served_version(hook: None) -> None:
