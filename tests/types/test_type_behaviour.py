@@ -275,9 +275,10 @@ def test_dataclasses_replace_on_a_datum_encodes_like_a_datum_built_directly() ->
     assert codec.encode(replaced) == codec.encode(direct)
     assert b"spans" not in codec.encode(replaced), "unset provenance stays unset (absent on the wire)"
     assert dataclasses.is_dataclass(datum) and not dataclasses.is_dataclass(types.SamplingParams())
-    assert [f.name for f in dataclasses.fields(types.Datum)] == [
-        "model_input", "loss_fn_inputs", "model_input_spans", "loss_fn_input_spans"
-    ]
+    fields = {f.name: f for f in dataclasses.fields(types.Datum)}
+    assert list(fields) == ["model_input", "loss_fn_inputs", "model_input_spans", "loss_fn_input_spans"]
+    assert fields["model_input_spans"].default is None and fields["loss_fn_inputs"].default_factory() == {}
+    assert pickle.loads(pickle.dumps(replaced)) == replaced
 
 
 def test_dataclasses_replace_keeps_and_sets_provenance() -> None:

@@ -788,8 +788,10 @@ def _shadow_fields(cls: type[msgspec.Struct], unset: frozenset[str]) -> dict[str
             field: dataclasses.Field[Any] = dataclasses.field(default_factory=info.default_factory)
         elif info.default is Ellipsis:
             field = dataclasses.field()
+        elif type(info.default).__hash__ is None:  # dataclasses refuses a mutable default: give it as a factory
+            field = dataclasses.field(default_factory=functools.partial(copy.copy, info.default))
         else:
-            field = dataclasses.field(default=None)  # the value itself is never read by dataclasses.replace
+            field = dataclasses.field(default=info.default)
         specs.append((name, annotation, field))
     # Required fields first, as a dataclass demands; kw_only so the order does not matter to callers.
     specs.sort(key=lambda spec: spec[2].default is not dataclasses.MISSING or spec[2].default_factory is not dataclasses.MISSING)  # type: ignore[misc]
