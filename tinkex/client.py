@@ -57,6 +57,10 @@ logger = logging.getLogger("tinkex")
 
 FinishStatus = Literal["success", "errored", "interrupted"]
 
+FINISH_ON_EXIT_TIMEOUT_S = 30.0
+"""How long leaving a ``with`` block waits for the session to be finished (an unreachable server must not hold
+the program's exit through every retry); the resources are released either way."""
+
 IGNORED_HTTP_CLIENT_ARGUMENTS = frozenset(
     {"timeout", "max_retries", "default_query", "http_client", "_strict_response_validation"}
 )
@@ -421,9 +425,10 @@ class Client:
             await self.aclose()
             return
         try:
-            await self.close(_exit_status(exc_type))
+            await self.close(_exit_status(exc_type)).result_async(FINISH_ON_EXIT_TIMEOUT_S)
         except Exception as error:  # leaving the block must not hide its own outcome
             _log_finish_failure(error)
+            await self._holder.aclose()
 
     def _finish_on_exit(self, status: FinishStatus) -> None:
         """As the official SDK, leaving the ``with`` block finishes the session with the block's outcome; a
@@ -432,9 +437,10 @@ class Client:
             self.close()
             return
         try:
-            self.close(status).result()
+            self.close(status).result(FINISH_ON_EXIT_TIMEOUT_S)
         except Exception as error:
             _log_finish_failure(error)
+            self._holder.close()  # released now even if the finish is still retrying
 
 
 def _check_pass_through_arguments(kwargs: Mapping[str, Any]) -> None:

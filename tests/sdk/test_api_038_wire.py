@@ -216,3 +216,14 @@ def test_016_forms_of_changed_signatures(wire: WireFake) -> None:
     assert wire.sent("optim_step")[0].body["adam_params"] == {"learning_rate": 0.3}
     with pytest.raises(TypeError, match="twice"):
         fake_client(wire).create_training_client_from_state("p", {"a": "b"}, user_metadata={"c": "d"}).result()
+
+
+@pytest.mark.anyio
+async def test_leaving_the_async_with_block_finishes_the_session(wire: WireFake) -> None:
+    async with fake_client(wire) as client:
+        await client.create_sampling_client(base_model=BASE_MODEL)
+    [sent] = [s for s in wire.sent() if s.endpoint.endswith("/finish")]
+    assert sent.body == {"reason": {"type": "success"}, "detail": None}
+    async with fake_client(wire) as unused:
+        assert unused.get_console_url().endswith("/sessions")  # no session yet: the sessions list
+    assert len([s for s in wire.sent() if s.endpoint.endswith("/finish")]) == 1
