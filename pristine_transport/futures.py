@@ -20,21 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import random as random_module
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
+import httpx
 import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
 from pristine_transport.client import ManifestClient
+from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effective_deadlines
 from pristine_transport.errors import APIConnectionError, PristineError, body_excerpt
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
 from pristine_transport.logs import get_logger
 from pristine_transport.manifest import FuturesSpec
+from pristine_transport.policy import (
+    DEFAULT_DEADLINES,
+    Deadlines,
+    PollAnswer,
+    is_bare_400,
+    poll_delay,
+    poll_is_progress,
+)
 from pristine_transport.request import NOT_GIVEN
 
 __all__ = [
@@ -312,6 +323,7 @@ class _Poll:
         self.bad_requests = 0
         self.rate_limited = 0
         self.last_answer = "no answer yet"
+        self.last_progress = 0.0
 
 
 class FutureResolver:
@@ -332,6 +344,7 @@ class FutureResolver:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random_module.random,
+        deadlines: Deadlines | None = None,
     ) -> None:
         spec = spec if spec is not None else client.manifest.futures
         if spec is None:
@@ -346,6 +359,9 @@ class FutureResolver:
         self._sleep = sleep
         self._random = random
         self._live: set[asyncio.Task[Any]] = set()
+        self.deadlines = deadlines if deadlines is not None else DEFAULT_DEADLINES
+        """This resolver's default deadlines (a ``with deadlines(...)`` scope around a call wins); every request it
+        sends carries them, the submit included."""
 
     async def submit(
         self,
@@ -366,6 +382,9 @@ class FutureResolver:
         span = self._tracer.start_span(f"future {endpoint}", attributes={"pristine.future.endpoint": endpoint})
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                if DEADLINES not in (send_kwargs.get("extensions") or {}):
+                    given = effective_deadlines({}, self.deadlines)
+                    send_kwargs["extensions"] = {**(send_kwargs.get("extensions") or {}), DEADLINES: given}
                 body = await self.client.call(endpoint, json=json, **send_kwargs)
             request_id = _request_id_of(body, self.spec.request_id_field, endpoint)
         except BaseException as exc:
@@ -453,6 +472,9 @@ class FutureResolver:
         spec = self.spec
         started = self._clock()
         warn_at = spec.warn_after_s
+        deadlines = effective_deadlines({}, self.deadlines)
+        no_progress = deadlines.no_progress_s
+        state.last_progress = started
         while True:
             sent_at = self._clock()
             if warn_at is not None and sent_at - started >= warn_at:
@@ -465,20 +487,24 @@ class FutureResolver:
                     state.last_answer,
                 )
                 warn_at *= 2
+            poll_deadlines = deadlines
+            if no_progress is not None:
+                # One poll may not outlast the future's own no-progress deadline.
+                remaining = max(state.last_progress + no_progress - sent_at, 0.001)
+                poll_deadlines = dataclasses.replace(deadlines, no_progress_s=remaining)
             try:
                 response = await self.client.send(
                     spec.retrieve_endpoint,
                     json=self._poll_body(state),
                     headers=self._poll_headers(state),
-                    extensions={extensions.QUEUE_OBSERVER: observer},
+                    extensions={extensions.QUEUE_OBSERVER: observer, DEADLINES: poll_deadlines},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
                 state.last_answer = type(exc).__name__
                 state.iteration += 1
                 state.connection_errors += 1
-                delay = self._refusal_delay(state.connection_errors)
-                logger.debug("future %s: poll failed (%s); re-polling in %.1f s", state.request_id, exc, delay)
-                await self._sleep(delay)
+                logger.debug("future %s: poll failed (%s)", state.request_id, exc)
+                await self._wait(state, deadlines, PollAnswer.NO_ANSWER, held=False, streak=state.connection_errors)
                 continue
             state.iteration += 1
             state.connection_errors = 0
@@ -489,19 +515,20 @@ class FutureResolver:
                 state.bad_requests = 0
             if status == 429:  # the server sheds polls: back off as for connection errors
                 state.rate_limited += 1
-                await self._sleep(self._refusal_delay(state.rate_limited))
+                await self._wait(state, deadlines, PollAnswer.SHED, held=held, streak=state.rate_limited)
                 continue
             state.rate_limited = 0
             if status == 408 or status >= 500:
-                await self._pace(state, held)
+                answer = PollAnswer.SERVER_ERROR if status >= 500 else _answer_of_408(response.content, spec)
+                await self._wait(state, deadlines, answer, held=held, streak=state.fast_repolls + 1)
                 continue
             if status == spec.expiry_status:
                 raise FutureExpiredError(state.request_id, status)
-            if status == 400 and _is_bare(response.content):
+            if status == 400 and is_bare_400(status, response.content):
                 state.bad_requests += 1
                 if state.bad_requests > spec.bad_request_retries:
                     raise self._status_error(state, status, response.content, "repeated bare 400")
-                await self._pace(state, held)
+                await self._wait(state, deadlines, PollAnswer.BARE_400, held=held, streak=state.fast_repolls + 1)
                 continue
             if not 200 <= status < 300:
                 raise self._status_error(state, status, response.content, "fatal status")
@@ -513,9 +540,11 @@ class FutureResolver:
                 try_again = spec.try_again
                 if try_again is not None and body.get(try_again.field) == try_again.value:
                     state.last_answer = f"{try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
-                    await self._pace(state, held)
+                    await self._wait(state, deadlines, PollAnswer.TRY_AGAIN, held=held, streak=state.fast_repolls + 1)
                     continue
-                if await self._took_metadata_only(span, state, body):
+                answer = await self._metadata_only(span, state, body)
+                if answer is not None:
+                    await self._wait(state, deadlines, answer, held=held, streak=state.fast_repolls + 1)
                     continue
                 if spec.failure.field in body:
                     raise self._request_failed(state, body)
@@ -529,6 +558,34 @@ class FutureResolver:
                     status_code=status,
                     body=body,
                 ) from None
+
+    async def _wait(self, state: _Poll, deadlines: Deadlines, answer: PollAnswer, *, held: bool, streak: int) -> None:
+        """Record the answer, then wait as :func:`~pristine_transport.policy.poll_delay` says, unless the next poll
+        would start after the no-progress deadline: then fail with :class:`DeadlineExceededError`."""
+        now = self._clock()
+        if poll_is_progress(answer):
+            state.last_progress = now
+        delay = poll_delay(answer, held=held, streak=streak, spec=self.spec.backoff, random=self._random())
+        if answer not in (PollAnswer.NO_ANSWER, PollAnswer.SHED):
+            state.fast_repolls = 0 if delay == 0.0 else state.fast_repolls + 1
+        no_progress = deadlines.no_progress_s
+        if no_progress is not None and now + delay >= state.last_progress + no_progress:
+            raise self._deadline_error(state, now, no_progress)
+        if delay > 0:
+            await self._sleep(delay)
+
+    def _deadline_error(self, state: _Poll, now: float, no_progress: float) -> DeadlineExceededError:
+        what = f"future {state.request_id}" + (f" ({state.request_type})" if state.request_type else "")
+        return DeadlineExceededError(
+            httpx.Request("POST", self.client.url_for(self.spec.retrieve_endpoint)),
+            waited_on=what,
+            waited_s=now - state.last_progress,
+            deadline="no_progress",
+            last_seen=state.last_answer,
+            may_have_run=True,
+            request_id=state.request_id,
+            detail=f"no-progress deadline {no_progress:g} s; the next poll would start after it",
+        )
 
     def _poll_body(self, state: _Poll) -> dict[str, Any]:
         body: dict[str, Any] = {self.spec.request_id_field: state.request_id}
@@ -547,25 +604,12 @@ class FutureResolver:
             headers[names.roundtrip] = repr(state.roundtrip_s)
         return headers
 
-    def _refusal_delay(self, refusals: int) -> float:
-        """After the ``refusals``-th poll in a row that got no answer or was shed: 1, 2, 4 ... s, capped."""
-        return min(2.0 ** (refusals - 1), self.spec.backoff.connection_error_max_s)
-
-    async def _pace(self, state: _Poll, held: bool) -> None:
-        """After a not-yet answer: at once if the server held the poll (it paces us), else a short backoff."""
-        if held:
-            state.fast_repolls = 0
-            return
-        backoff = self.spec.backoff
-        delay = min(backoff.initial_s * 2.0**state.fast_repolls, backoff.max_s)
-        delay *= 1.0 + backoff.jitter * (2.0 * self._random() - 1.0)
-        state.fast_repolls += 1
-        await self._sleep(max(delay, 0.0))
-
-    async def _took_metadata_only(self, span: trace.Span, state: _Poll, body: dict[str, Any]) -> bool:
+    async def _metadata_only(self, span: trace.Span, state: _Poll, body: dict[str, Any]) -> PollAnswer | None:
+        """A metadata-only reply: the first one takes its bytes from the budget and asks for the full result; a
+        repeat (the server ignored that) is a quick answer that backs off. None for any other body."""
         meta = self.spec.metadata_only
         if meta is None or body.get(meta.field) != meta.value:
-            return False
+            return None
         size = body.get(meta.size_field)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise FutureRetrieveError(
@@ -575,13 +619,16 @@ class FutureResolver:
                 status_code=200,
                 body=body,
             )
+        if not state.allow_metadata_only:
+            state.last_answer = f"{meta.value} again, although the full result was asked for"
+            return PollAnswer.METADATA_AGAIN
         span.add_event("metadata_only", {"pristine.future.response_bytes": size})
-        if state.allow_metadata_only and self.response_budget is not None:
+        if self.response_budget is not None:
             await self.response_budget.acquire(size)
             state.held_bytes = size
         state.allow_metadata_only = False
-        state.fast_repolls = 0
-        return True
+        state.last_answer = meta.value
+        return PollAnswer.METADATA_FIRST
 
     def _request_failed(self, state: _Poll, body: dict[str, Any]) -> RequestFailedError:
         failure = self.spec.failure
@@ -622,17 +669,11 @@ def _request_id_of(body: Any, field: str, endpoint: str) -> str:
     return value
 
 
-def _is_bare(content: bytes) -> bool:
-    """A 400 that says nothing: an empty body, or JSON whose every value is empty."""
-    if not content.strip():
-        return True
-    try:
-        body = msgspec.json.decode(content)
-    except msgspec.DecodeError:
-        return False
-    if isinstance(body, dict):
-        return not any(body.values())
-    return not body
+def _answer_of_408(content: bytes, spec: FuturesSpec) -> PollAnswer:
+    """A 408 carrying a queue state is a live server's "queued"; a bare one says nothing more than a timeout."""
+    if spec.queue_state_field.encode() in content:
+        return PollAnswer.QUEUED
+    return PollAnswer.NOT_YET
 
 
 def _type_name(tp: Any) -> str:

@@ -4,6 +4,10 @@ sent again once the window has passed.
 A backpressure response is flow control, not a failure: it is not counted as a retry and the loop ends only with
 another status. The layer sits inside the pool limiter, so a request keeps its pool permits while it waits, as the
 official SDK does; the burst after a window is then bounded by the pool.
+
+Under a ``RetryLayer`` the waits are bounded by the request's no-progress deadline (a 429 is not progress): the
+layer tells the request's :class:`~pristine_transport.deadlines.OperationClock` when it waits and when it sends
+again, so each exchange gets its own whole-attempt deadline and a window wait only the no-progress one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import anyio
 import httpx
 from opentelemetry import trace
 
+from pristine_transport.deadlines import CLOCK, OperationClock
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.layers.header_list import header_entry, set_header
 from pristine_transport.layers.pool_limiter import SizeOf, request_size
@@ -46,13 +51,20 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         spec = self._spec
         set_header(request.headers, self._header)
+        clock: OperationClock | None = request.extensions.get(CLOCK)
         while True:
             if self._window.is_open():
+                if clock is not None:
+                    clock.waiting()
                 await self._window.wait(sleep=self._sleep)
+                if clock is not None:
+                    clock.sending()
             response = await self._inner.handle_async_request(request)
             if response.status_code != spec.status:
                 return response
             await discard(response)
+            if clock is not None:
+                clock.last_seen = f"HTTP {spec.status} (backpressure)"
             size = request_size(request, self._size_of)
             delay = spec.small_backoff_s if size <= spec.small_request_bytes else spec.large_backoff_s
             self._window.open(delay)

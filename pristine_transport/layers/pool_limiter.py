@@ -18,6 +18,7 @@ import httpx
 from opentelemetry import trace
 
 from pristine_transport import extensions
+from pristine_transport.deadlines import CLOCK, OperationClock
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.manifest import PoolSpec
 
@@ -251,7 +252,15 @@ class PoolLimiterLayer(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         size = request_size(request, self._size_of)
-        permit = self._limiter.try_acquire(size) or await self._limiter.acquire(size)
+        permit = self._limiter.try_acquire(size)
+        if permit is None:
+            # A local wait: the request's deadlines stop while it queues for a permit.
+            clock: OperationClock | None = request.extensions.get(CLOCK)
+            if clock is not None:
+                clock.pause()
+            permit = await self._limiter.acquire(size)
+            if clock is not None:
+                clock.resume()
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:

@@ -16,10 +16,20 @@ every attempt carries the re-send count and its read timeout in the headers the 
 count in ``request.extensions[extensions.ATTEMPT]`` for the layers beneath. The first attempt is the request itself
 (the stack's own: see :class:`~pristine_transport.stack.RouterTransport`); each re-send is a fresh copy with the
 headers as they were before the layers beneath edited the first attempt.
+
+Deadlines (:mod:`pristine_transport.deadlines`, table in docs/deadlines.md): each attempt, body included, ends at
+its whole-attempt deadline (the request's timeout unless set), a failure retried like any timeout; the logical
+request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` once it has made no progress for
+``no_progress_s`` (backpressure waits included, local admission waits not). Within that, a ``standard`` policy whose
+``max_retries`` are spent starts further rounds after ``min(2**n, 30)`` s (the official 300 s budget), an empty-body
+400 is re-sent while the layer's budget of 16 tokens lasts, and a request of an unlimited policy that fails
+``failed_attempts`` times in a row while other requests of the policy succeed is given up. Every verdict comes from
+:func:`pristine_transport.policy.decide_retry`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
@@ -28,14 +38,32 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 import httpx
 from opentelemetry import trace
 
 from pristine_transport import extensions
+from pristine_transport.deadlines import (
+    CLOCK,
+    AttemptDeadlineError,
+    DeadlineExceededError,
+    OperationClock,
+    effective_deadlines,
+)
 from pristine_transport.errors import failure_name
 from pristine_transport.layers.response_io import discard, read_or_close
+from pristine_transport.policy import (
+    CALL_DEADLINES,
+    Attempt,
+    Deadlines,
+    GiveUp,
+    RetryState,
+    decide_retry,
+    is_bare_400,
+    may_have_run,
+)
 
 from ..manifest import RetryHeadersSpec, RetryPolicySpec
 from .header_list import HeaderEntry, copy_request, live_entries
@@ -90,6 +118,8 @@ class ProgressTracker:
         self._pushed_deadline = -math.inf
         """Deadline (tracker clock) last given to the watching scopes; never earlier than the true deadline."""
         self._watchers: set[anyio.CancelScope] = set()
+        self.successes = 0
+        """Requests of the policy that succeeded so far (a request failing while this grows is a "poison" one)."""
 
     @property
     def in_flight(self) -> int:
@@ -98,6 +128,10 @@ class ProgressTracker:
     def stalled(self) -> bool:
         timeout = self.progress_timeout_s
         return timeout is not None and self._clock() > self._last_progress + timeout
+
+    def record_success(self) -> None:
+        self.successes += 1
+        self.record_progress()
 
     def record_progress(self) -> None:
         self._last_progress = now = self._clock()
@@ -218,6 +252,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
         headers: RetryHeadersSpec = _DEFAULT_HEADERS,
         buffer_body: bool = True,
         on_retry: RetryHook | None = None,
+        deadlines: Deadlines = CALL_DEADLINES,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if progress is None and (policy.progress_timeout_s is not None or policy.max_in_flight is not None):
             progress = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
@@ -234,6 +270,9 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._count_name = headers.attempt.lower().encode() if headers.attempt else None
         self._read_timeout_name = headers.read_timeout.lower().encode() if headers.read_timeout else None
         self._should_retry = headers.should_retry
+        self._deadlines = deadlines
+        self._clock = clock
+        self._bare_400 = _Tokens(deadlines.budget.bare_400_retries)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -254,38 +293,114 @@ class RetryLayer(httpx.AsyncBaseTransport):
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
         attempts = _Attempts(request, self._count_name, self._read_timeout_entry(request))
+        deadlines = effective_deadlines(request.extensions, self._deadlines)
         progress = self._progress
+        now = self._clock or asyncio.get_running_loop().time
+        started = now()
+        no_progress = deadlines.no_progress_s
+        clock = OperationClock(
+            deadlines.attempt_s if deadlines.attempt_s is not None else _read_timeout(request),
+            math.inf if no_progress is None else started + no_progress,
+            now,
+        )
+        state = _Operation(progress.successes if progress is not None else 0)
         retries = 0
         try:
             while True:
                 if progress is not None and progress.stalled():
                     # The deadline scope cancels in real time; this check also covers injected clocks.
                     raise ProgressTimeoutError(progress.progress_timeout_s or 0.0, request)
+                sent = attempts.attempt(retries)
+                sent.extensions[CLOCK] = clock
+                attempt: Attempt
                 try:
-                    response = await self._inner.handle_async_request(attempts.attempt(retries))
-                    if self._buffer_body and not response.is_closed:
-                        # A connection that dies after the headers must count as a failed attempt, not reach the
-                        # caller as a broken body (under HTTP/2 one dropped connection breaks every open stream).
-                        await read_or_close(response)
+                    async with asyncio.timeout(None) as timer:
+                        clock.arm(timer)
+                        response = await self._inner.handle_async_request(sent)
+                        if self._buffer_body and not response.is_closed:
+                            # A connection that dies after the headers must count as a failed attempt, not reach
+                            # the caller as a broken body (under HTTP/2 one dropped connection breaks every stream).
+                            await read_or_close(response)
                 except httpx.TransportError as exc:
-                    if not (self._policy.retry_connection_errors and self._has_retries_left(retries)):
-                        raise
-                    reason, delay = failure_name(exc), self._backoff(retries)
+                    if timer.expired() and clock.passed():  # an inner layer turned our cancellation into this
+                        state.may_have_run = state.may_have_run or clock.in_exchange
+                        raise self._deadline_error(request, state, clock, started, "no_progress") from None
+                    failure: httpx.TransportError = exc
+                    attempt = Attempt(failure=failure_name(exc))
+                except TimeoutError:
+                    if not timer.expired():
+                        raise  # not ours
+                    state.may_have_run = state.may_have_run or clock.in_exchange
+                    if clock.passed():
+                        raise self._deadline_error(request, state, clock, started, "no_progress") from None
+                    failure = AttemptDeadlineError(
+                        f"the attempt outlived its whole-attempt deadline of {clock.attempt_s:g} s", request=sent
+                    )
+                    attempt = Attempt(failure="AttemptDeadline")
                 else:
-                    if 200 <= response.status_code < 300 and progress is None:
-                        return response  # the common case, without the checks below
-                    status_reason = self._retry_reason(response)
-                    if status_reason is None or not self._has_retries_left(retries):
-                        if progress is not None and response.is_success:
-                            progress.record_progress()
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        self._bare_400.give_back()
+                        if progress is not None:
+                            progress.record_success()
                         return response
-                    reason, delay = status_reason, self._delay(retries, response)
+                    attempt = self._attempt_of(response)
+                    failure = None  # type: ignore[assignment]
+                state.saw(attempt, clock)
+                verdict = decide_retry(
+                    self._policy,
+                    deadlines,
+                    state.view(retries, clock, progress, self._bare_400.tokens),
+                    attempt,
+                    self._random(),
+                )
+                if isinstance(verdict, GiveUp):
+                    if verdict.deadline is not None:
+                        if failure is None:
+                            await discard(response)
+                        raise self._deadline_error(request, state, clock, started, verdict.deadline, verdict.reason)
+                    if failure is not None:
+                        raise failure
+                    return response
+                if failure is None:
                     await discard(response)
-                self._announce(request, retries + 1, delay, reason)
-                await self._sleep(delay)
+                if verdict.takes_bare_400_token:
+                    self._bare_400.take()
+                state.next(verdict.new_round)
+                self._announce(request, retries + 1, verdict.delay_s, verdict.reason)
+                await self._sleep(verdict.delay_s)
                 retries += 1
         finally:
             trace.get_current_span().set_attribute("pristine.retries", retries)
+
+    def _attempt_of(self, response: httpx.Response) -> Attempt:
+        verdict = response.headers.get(self._should_retry) if self._should_retry else None
+        status = response.status_code
+        return Attempt(
+            status=status,
+            should_retry=verdict.strip().lower() if verdict else None,
+            bare=status == 400 and is_bare_400(status, response.content if response.is_closed else b"x"),
+            retry_after_s=retry_after_s(response.headers) if self._policy.respect_retry_after else None,
+        )
+
+    def _deadline_error(
+        self,
+        request: httpx.Request,
+        state: _Operation,
+        clock: OperationClock,
+        started: float,
+        kind: Literal["no_progress", "failed_attempts"],
+        detail: str | None = None,
+    ) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            request,
+            waited_on=f"{request.method} {request.url.path}",
+            waited_s=clock.now() - started,
+            deadline=kind,
+            last_seen=clock.last_seen or "no answer",
+            may_have_run=state.may_have_run,
+            detail=detail,
+        )
 
     def _read_timeout_entry(self, request: httpx.Request) -> HeaderEntry | None:
         timeout = request.extensions.get("timeout")
@@ -300,37 +415,6 @@ class RetryLayer(httpx.AsyncBaseTransport):
             cached = self._read_timeout_cache = (read_timeout, entry)
         return cached[1]
 
-    def _has_retries_left(self, retries: int) -> bool:
-        return self._policy.max_retries is None or retries < self._policy.max_retries
-
-    def _retry_reason(self, response: httpx.Response) -> str | None:
-        if response.is_success:
-            return None
-        verdict = response.headers.get(self._should_retry, "").strip().lower() if self._should_retry else ""
-        status = response.status_code
-        if verdict == "true":
-            return f"status {status} ({self._should_retry})"
-        if verdict == "false":
-            return None
-        if status in self._policy.retry_statuses or (self._policy.retry_server_errors and status >= 500):
-            return f"status {status}"
-        return None
-
-    def _delay(self, retries: int, response: httpx.Response) -> float:
-        if self._policy.respect_retry_after:
-            server_delay = retry_after_s(response.headers)
-            if server_delay is not None and 0 < server_delay <= self._policy.max_retry_after_s:
-                return server_delay
-        return self._backoff(retries)
-
-    def _backoff(self, retries: int) -> float:
-        policy = self._policy
-        base = min(policy.initial_delay_s * 2.0 ** min(retries, 1000), policy.max_delay_s)
-        if policy.kind == "standard":
-            return base * (1 - policy.jitter * self._random())
-        jittered = base + base * policy.jitter * (2 * self._random() - 1)
-        return min(max(jittered, 0.0), policy.max_delay_s)
-
     def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
         logger.info(
             "retrying %s %s: re-send %d in %.3fs after %s", request.method, request.url.path, attempt, delay, reason
@@ -343,6 +427,69 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 self._on_retry(RetryEvent(request.method, request.url.path, attempt, delay, reason))
             except Exception:  # a broken hook must not break the request
                 logger.exception("retry hook failed")
+
+
+
+class _Tokens:
+    """The empty-body-400 budget of one layer: one token per such re-send, one given back per success."""
+
+    __slots__ = ("limit", "tokens")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tokens = limit
+
+    def take(self) -> None:
+        self.tokens -= 1
+
+    def give_back(self) -> None:
+        if self.tokens < self.limit:
+            self.tokens += 1
+
+
+class _Operation:
+    """Counters of one logical request between decisions."""
+
+    __slots__ = ("may_have_run", "failures", "round_retries", "rounds", "successes_at_first_failure")
+
+    def __init__(self, successes: int) -> None:
+        self.may_have_run = False
+        self.failures = 0
+        self.round_retries = 0
+        self.rounds = 0
+        self.successes_at_first_failure = successes
+
+    def saw(self, attempt: Attempt, clock: OperationClock) -> None:
+        self.failures += 1
+        self.may_have_run = self.may_have_run or may_have_run(attempt)
+        clock.last_seen = f"HTTP {attempt.status}" if attempt.status is not None else attempt.failure
+
+    def view(
+        self, retries: int, clock: OperationClock, progress: ProgressTracker | None, tokens: int
+    ) -> RetryState:
+        return RetryState(
+            retries=retries,
+            round_retries=self.round_retries,
+            rounds=self.rounds,
+            failures_in_a_row=self.failures,
+            others_succeeded=progress is not None and progress.successes > self.successes_at_first_failure,
+            remaining_s=None if math.isinf(clock.deadline) else clock.deadline - clock.now(),
+            bare_400_tokens=tokens,
+        )
+
+    def next(self, new_round: bool) -> None:
+        if new_round:
+            self.rounds += 1
+            self.round_retries = 0
+        self.round_retries += 1
+
+
+def _read_timeout(request: httpx.Request) -> float | None:
+    timeout = request.extensions.get("timeout")
+    if type(timeout) is dict or isinstance(timeout, Mapping):
+        value = timeout.get("read")
+        return float(value) if value is not None else None
+    return None
 
 
 def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.time) -> float | None:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pristine_transport import extensions
 from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracker, RetryLayer, retry_after_s
 from pristine_transport.manifest import RetryPolicySpec
+from pristine_transport.policy import Deadlines, RetryBudget
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +70,10 @@ class FakeClock:
         return self.now
 
 
+POLICY_ONLY = Deadlines(budget=RetryBudget(rounds=False))
+"""The policy's own re-sends, without the official budget's further rounds (tests/deadlines covers those)."""
+
+
 def policy(**overrides: Any) -> RetryPolicySpec:
     return RetryPolicySpec(**overrides)
 
@@ -84,6 +89,8 @@ def layer_for(
     sleeps: Sleeps | None = None,
     random: Callable[[], float] = lambda: 0.0,
     progress: ProgressTracker | None = None,
+    deadlines: Deadlines = POLICY_ONLY,
+    clock: Callable[[], float] | None = None,
 ) -> RetryLayer:
     return RetryLayer(
         httpx.MockTransport(script),
@@ -91,6 +98,8 @@ def layer_for(
         progress=progress,
         sleep=sleeps or Sleeps(),
         random=random,
+        deadlines=deadlines,
+        clock=clock,
     )
 
 
@@ -611,7 +620,7 @@ def one_connection_client(spec: RetryPolicySpec) -> httpx.AsyncClient:
     base = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
     # A leaked response would hold the only connection, so the next attempt would hit the pool timeout,
     # which these policies do not retry.
-    layer = RetryLayer(base, msgspec.structs.replace(spec, retry_connection_errors=False), sleep=Sleeps())
+    layer = RetryLayer(base, msgspec.structs.replace(spec, retry_connection_errors=False), sleep=Sleeps(), deadlines=POLICY_ONLY)
     return httpx.AsyncClient(transport=layer, timeout=httpx.Timeout(5, pool=0.5))
 
 

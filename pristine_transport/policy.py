@@ -1,0 +1,284 @@
+"""Retry and polling decisions as pure functions: "retry this outcome? after how long? is it progress?".
+
+Everything here is data in, verdict out, with no clock, no I/O and no randomness of its own (``random`` is a
+number in [0, 1) handed in), so each rule is tested by a table. The mechanisms that apply the verdicts are
+:class:`~pristine_transport.layers.retry.RetryLayer` (one logical HTTP request) and
+:class:`~pristine_transport.futures.FutureResolver` (polling a future). There is one backoff formula,
+:func:`backoff_delay`, and every wait of either mechanism is computed by it.
+
+The defaults follow the official SDK's budget (tinker-wire.md §3.1-3.4): re-sends at the Stainless pace
+(``max_retries`` of the policy, 0.5 s doubling to 10 s), then further rounds after ``min(2**n, 30)`` s until the
+operation has made no progress for 300 s; an empty-body 400 counts as a connection failure while a budget of 16
+lasts (one given back per success).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from pristine_transport.manifest import PollBackoffSpec, RetryPolicySpec
+
+__all__ = [
+    "Attempt",
+    "CALL_DEADLINES",
+    "DEFAULT_DEADLINES",
+    "Deadlines",
+    "GiveUp",
+    "PollAnswer",
+    "Retry",
+    "RetryBudget",
+    "RetryState",
+    "backoff_delay",
+    "decide_retry",
+    "is_bare_400",
+    "may_have_run",
+    "poll_delay",
+    "poll_is_progress",
+]
+
+JitterMode = Literal["none", "down", "both"]
+
+
+def backoff_delay(
+    step: int, *, initial_s: float, max_s: float, jitter: float = 0.0, mode: JitterMode = "none", random: float = 0.5
+) -> float:
+    """``min(initial_s * 2**step, max_s)``, then jittered: ``down`` multiplies by [1 - jitter, 1] (Stainless),
+    ``both`` adds ±jitter of itself and clamps to [0, max_s] (the sampling RetryHandler), ``none`` leaves it."""
+    base = min(initial_s * 2.0 ** min(step, 1000), max_s)
+    if mode == "down":
+        return base * (1.0 - jitter * random)
+    if mode == "both":
+        return min(max(base + base * jitter * (2.0 * random - 1.0), 0.0), max_s)
+    return base
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """How long a logical request keeps being re-sent after its policy's ``max_retries`` (the official
+    ``execute_with_retries``), and the empty-body-400 rule. Rounds go on until the no-progress deadline."""
+
+    rounds: bool = True
+    """After ``max_retries`` re-sends, start another round after ``min(round_initial_s * 2**n, round_max_s)``."""
+    round_initial_s: float = 1.0
+    round_max_s: float = 30.0
+    bare_400_retries: int = 16
+    """Empty-body 400s (a proxy's rejection) re-sent as connection failures while this many tokens last; each
+    success gives one back. 0 turns the rule off."""
+
+
+DEFAULT_BUDGET = RetryBudget()
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Every bound on waiting, settable per client and per call (docs/deadlines.md has the table)."""
+
+    attempt_s: float | None = None
+    """One attempt, headers and body together (a trickling body cannot extend it). None: the request's own
+    timeout, i.e. the endpoint's ``timeout_s``."""
+    no_progress_s: float | None = 300.0
+    """A logical operation (a write with its re-sends, backpressure waits included; a future's polling) that
+    makes no progress for this long fails. None: no limit."""
+    failed_attempts: int | None = 10
+    """Consecutive failed attempts of one request of an unlimited (sampling) policy after which it fails
+    although other requests of the policy succeed (a "poison" request). None: no cap."""
+    budget: RetryBudget = DEFAULT_BUDGET
+
+
+DEFAULT_DEADLINES = Deadlines()
+"""What an SDK operation declares (the future resolver on every submit, a ``deadlines(...)`` scope): the official
+budget."""
+
+CALL_DEADLINES = Deadlines(budget=RetryBudget(rounds=False))
+"""A bare HTTP call through a retry layer that no operation declared deadlines for: every bound, but only the
+policy's own re-sends (the official budget wraps SDK operations, not single HTTP calls)."""
+
+
+# --- one logical request --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt ended with, as the decision needs it."""
+
+    status: int | None = None
+    """The response status; None when no response came (``failure`` says why)."""
+    failure: str | None = None
+    """The transport failure's class name (``ConnectError``, ``ReadTimeout``, ``AttemptDeadline`` …)."""
+    should_retry: str | None = None
+    """The server's retry verdict header, lowercased (``true`` / ``false``), if any."""
+    bare: bool = False
+    """The body is empty (for a 400: a proxy's rejection, not the API's)."""
+    retry_after_s: float | None = None
+    backpressure: bool = False
+    """The answer was the endpoint's backpressure status (a 429 the server sent to slow us down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """Where a logical request stands before the decision."""
+
+    retries: int = 0
+    """Re-sends so far."""
+    round_retries: int = 0
+    """Re-sends in the current round (the policy's ``max_retries`` bounds it)."""
+    rounds: int = 0
+    """Rounds started after the first (the budget's ``min(2**n, 30)`` pauses)."""
+    failures_in_a_row: int = 1
+    """Failed attempts in a row, this one included."""
+    others_succeeded: bool = False
+    """Another request of the same (sampling) policy succeeded since this one's failures began."""
+    remaining_s: float | None = None
+    """Time left before the no-progress deadline; None: no deadline."""
+    bare_400_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay_s: float
+    reason: str
+    new_round: bool = False
+    takes_bare_400_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str | None
+    """Why, when a deadline or cap ended it (then the caller raises a deadline error); None: the outcome is
+    final by the rules (not retryable, or no re-sends allowed), handed back as it is."""
+    deadline: Literal["no_progress", "failed_attempts"] | None = None
+
+
+_NEVER_REACHED = frozenset(
+    {"ConnectError", "ConnectTimeout", "PoolTimeout", "ClientConnectorError", "ConnectionRefusedError", "gaierror"}
+)
+"""Failures that happen before the request reaches the server (after ``failure_name`` unwrapped httpx-aiohttp's
+"disconnect reported as ConnectTimeout")."""
+
+
+def may_have_run(attempt: Attempt) -> bool:
+    """Whether the server may have executed the request in this attempt. False only when it surely did not:
+    no connection, the backpressure status, a proxy's empty 400, or a 4xx the API answers before executing."""
+    if attempt.status is None:
+        return attempt.failure not in _NEVER_REACHED
+    if attempt.backpressure or (attempt.status == 400 and attempt.bare):
+        return False
+    if attempt.status in (408, 409):  # a 409 after a re-send may mean the first one ran
+        return True
+    return not 400 <= attempt.status < 500
+
+
+def is_bare_400(status: int, content: bytes) -> bool:
+    """A 400 that says nothing: an empty body (the official rule), or JSON whose every value is empty."""
+    if status != 400:
+        return False
+    stripped = content.strip()
+    return not stripped or stripped in (b"{}", b"[]", b"null", b'""') or _all_values_empty(stripped)
+
+
+def _all_values_empty(content: bytes) -> bool:
+    import msgspec
+
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return False
+    return not any(body.values()) if isinstance(body, dict) else not body
+
+
+def _retry_reason(policy: RetryPolicySpec, budget: RetryBudget, attempt: Attempt, tokens: int) -> tuple[str, bool] | None:
+    """Why this attempt may be re-sent (and whether it spends a bare-400 token), or None."""
+    if attempt.status is None:
+        return (attempt.failure or "transport failure", False) if policy.retry_connection_errors else None
+    if 200 <= attempt.status < 300:
+        return None
+    if attempt.should_retry == "true":
+        return f"status {attempt.status} (server says retry)", False
+    if attempt.should_retry == "false":
+        return None
+    if attempt.status in policy.retry_statuses or (policy.retry_server_errors and attempt.status >= 500):
+        return f"status {attempt.status}", False
+    if attempt.status == 400 and attempt.bare and budget.bare_400_retries > 0 and tokens > 0:
+        return "status 400 with an empty body (counted as a connection failure)", True
+    return None
+
+
+def decide_retry(
+    policy: RetryPolicySpec, deadlines: Deadlines, state: RetryState, attempt: Attempt, random: float
+) -> Retry | GiveUp:
+    """Re-send this failed attempt, and after how long; or give up, and why."""
+    found = _retry_reason(policy, deadlines.budget, attempt, state.bare_400_tokens)
+    if found is None or policy.max_retries == 0:
+        return GiveUp(None)
+    reason, token = found
+    unlimited = policy.max_retries is None
+    cap = deadlines.failed_attempts
+    if unlimited and cap is not None and state.failures_in_a_row >= cap and state.others_succeeded:
+        return GiveUp(f"{state.failures_in_a_row} failed attempts in a row while other requests succeed", "failed_attempts")
+    new_round = not unlimited and state.round_retries >= (policy.max_retries or 0)
+    server_delay = attempt.retry_after_s
+    if new_round:
+        if not deadlines.budget.rounds or state.remaining_s is None:
+            return GiveUp(None)  # the policy's re-sends are spent and no budget extends them
+        budget = deadlines.budget
+        delay = backoff_delay(state.rounds, initial_s=budget.round_initial_s, max_s=budget.round_max_s)
+    elif policy.respect_retry_after and server_delay is not None and 0 < server_delay <= policy.max_retry_after_s:
+        delay = server_delay
+    else:
+        delay = backoff_delay(
+            state.retries if unlimited else state.round_retries,
+            initial_s=policy.initial_delay_s,
+            max_s=policy.max_delay_s,
+            jitter=policy.jitter,
+            mode="down" if policy.kind == "standard" else "both",
+            random=random,
+        )
+    if state.remaining_s is not None and delay >= state.remaining_s:
+        return GiveUp(f"no progress for the deadline (next re-send would start after it): {reason}", "no_progress")
+    return Retry(delay, reason, new_round=new_round, takes_bare_400_token=token)
+
+
+# --- polling a future -------------------------------------------------------------------------------------------
+
+
+class PollAnswer(enum.Enum):
+    """What one poll of a not-yet-resolved future got."""
+
+    NO_ANSWER = "no answer"
+    """A connection failure or an attempt that timed out: the server may be gone."""
+    SHED = "shed (429)"
+    SERVER_ERROR = "server error"
+    BARE_400 = "empty 400"
+    QUEUED = "queued (408)"
+    """A 408 with a queue state: a live server says the work is waiting."""
+    NOT_YET = "not yet (408)"
+    TRY_AGAIN = "try again"
+    METADATA_FIRST = "metadata only"
+    """The result is ready but large: fetch it in full next (once)."""
+    METADATA_AGAIN = "metadata only, again"
+    """Metadata-only although the full result was asked for."""
+
+
+_PROGRESS = frozenset({PollAnswer.QUEUED, PollAnswer.TRY_AGAIN, PollAnswer.METADATA_FIRST})
+
+
+def poll_is_progress(answer: PollAnswer) -> bool:
+    """A live server saying the work is queued, running or ready counts; failures and repeats do not."""
+    return answer in _PROGRESS
+
+
+def poll_delay(answer: PollAnswer, *, held: bool, streak: int, spec: PollBackoffSpec, random: float) -> float:
+    """The wait before the next poll, after ``streak`` answers of the same family in a row (from 1).
+
+    A poll the server held open paces itself (re-poll at once); so does the one re-poll that fetches a
+    metadata-only result. Every other quick answer backs off: no answer and shedding by whole seconds up to
+    ``connection_error_max_s`` (the official ``min(2**n, 30)``), the rest by ``initial_s`` doubling to ``max_s``."""
+    if answer is PollAnswer.METADATA_FIRST:
+        return 0.0
+    if answer in (PollAnswer.NO_ANSWER, PollAnswer.SHED):
+        return backoff_delay(streak - 1, initial_s=1.0, max_s=spec.connection_error_max_s)
+    if held:
+        return 0.0
+    return backoff_delay(streak - 1, initial_s=spec.initial_s, max_s=spec.max_s, jitter=spec.jitter, mode="both", random=random)

@@ -1,0 +1,125 @@
+"""A client inherited through ``os.fork()`` (``multiprocessing``'s fork start method) works in the child; only the
+calls that were in flight in the parent fail there, at once, with ``InFlightAtForkError``.
+
+The local server runs in a thread of the parent process, which keeps serving while the child (a real process) is
+a client of it over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+import tinkex
+from tinkex import types
+from tinkex.runtime import InFlightAtForkError
+from tinkex.testing import LocalServer
+
+MODEL = "tinkex/fake-tiny"
+PROMPT = types.ModelInput.from_ints([5, 6, 7])
+PARAMS = types.SamplingParams(max_tokens=3, seed=1)
+CHILD_LIMIT_S = 30.0
+
+pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+
+
+def _datum() -> types.Datum:
+    return types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2, 3, 4]),
+        loss_fn_inputs={"target_tokens": [2, 3, 4, 5], "weights": [1.0] * 4},
+    )
+
+
+def _run_child(target: Any, *args: Any) -> dict[str, Any]:
+    """Fork a child running ``target(queue, *args)`` (objects are inherited, not pickled); its report."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(queue, *args), daemon=True)
+    started = time.monotonic()
+    process.start()
+    try:
+        report: dict[str, Any] = queue.get(timeout=CHILD_LIMIT_S)
+    finally:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+    report["wall_s"] = time.monotonic() - started
+    assert process.exitcode == 0, report
+    return report
+
+
+def _sync_child(queue: Any, training: Any, sampler: Any, pending: Any) -> None:
+    report: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        try:
+            pending.result(timeout=10)
+            report["pending"] = "resolved"
+        except InFlightAtForkError as exc:
+            report["pending"] = f"InFlightAtForkError: {exc}"
+        report["pending_s"] = time.monotonic() - started
+        report["tokens"] = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
+        report["loss"] = training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        report["error"] = repr(exc)
+    queue.put(report)
+
+
+def test_sync_client_created_before_fork_works_in_the_child() -> None:
+    with LocalServer(base_models=(MODEL,), long_poll_timeout=0.2, latency_by_endpoint={"optim_step": 3.0}) as server:
+        client = tinkex.Client(api_key="tml-fork", base_url=server.base_url, telemetry=False)
+        try:
+            training = client.create_lora_training_client(MODEL, rank=4)
+            sampler = training.save_weights_and_get_sampling_client()
+            expected = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
+            pending = training.optim_step(types.AdamParams(learning_rate=1e-4))  # resolves 3 s later
+            time.sleep(0.5)  # dispatched (it has its future id), not resolved: in flight at the fork
+            report = _run_child(_sync_child, training, sampler, pending)
+            assert "error" not in report, report
+            assert report["pending"].startswith("InFlightAtForkError: this call was in flight in process")
+            assert report["pending_s"] < 1.0  # at once, not after a timeout
+            assert report["tokens"] == expected  # same session and sampler, same seeded answer
+            assert report["loss"]
+            assert pending.result(timeout=20) is not None  # the parent still gets its own result
+            assert sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens == expected
+        finally:
+            client.close()
+
+
+def _async_child(queue: Any, sampler: Any, training: Any) -> None:
+    async def main() -> dict[str, Any]:
+        response = await sampler.sample_async(PROMPT, 1, PARAMS)
+        future = await training.forward_backward_async([_datum()], "cross_entropy")
+        output = await future
+        return {"tokens": response.sequences[0].tokens, "loss": output.metrics}
+
+    try:
+        report = asyncio.run(asyncio.wait_for(main(), 20))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        report = {"error": repr(exc)}
+    queue.put(report)
+
+
+def test_async_client_created_before_fork_works_in_the_child() -> None:
+    with LocalServer(base_models=(MODEL,), long_poll_timeout=0.2) as server:
+
+        async def parent() -> None:
+            client = tinkex.Client(api_key="tml-fork", base_url=server.base_url, telemetry=False)
+            try:
+                training = await client.create_lora_training_client_async(MODEL, rank=4)
+                sampler = await training.save_weights_and_get_sampling_client_async()
+                expected = (await sampler.sample_async(PROMPT, 1, PARAMS)).sequences[0].tokens
+                # Forked from inside the running loop, as multiprocessing does when started from async code.
+                report = _run_child(_async_child, sampler, training)
+                assert "error" not in report, report
+                assert report["tokens"] == expected and report["loss"]
+                # The parent's loop and connections are untouched by the child.
+                assert (await sampler.sample_async(PROMPT, 1, PARAMS)).sequences[0].tokens == expected
+            finally:
+                await client.aclose()
+
+        asyncio.run(asyncio.wait_for(parent(), 60))
