@@ -28,6 +28,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from pristine_transport import extensions
 from pristine_transport.futures import FutureExpiredError
 from pristine_transport.layers.queue_state import QueueState
@@ -301,6 +303,9 @@ class SamplingClient:
             )
             try:
                 return await handle
+            except asyncio.CancelledError:
+                self._cancel_on_server(handle.request_id)
+                raise
             except FutureExpiredError:
                 if resubmit >= self.retry_config.max_resubmits:
                     raise
@@ -308,6 +313,20 @@ class SamplingClient:
                 logger.info("sample %s expired on the server; sending it again in %.2fs", handle.request_id, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _cancel_on_server(self, request_id: str) -> None:
+        """A sample its caller cancelled (``future().cancel()``, a cancelled task, the ``RetryConfig`` deadline) is
+        abandoned on the server too (0.38's ``cancel_future``), freeing its place; best effort, in the background."""
+
+        async def cancel() -> None:
+            try:
+                await self.holder.clients().http.call("cancel_future", json=_CancelFutureRequest(request_id=request_id))
+            except Exception as exc:  # an older server without cancel_future, a closed client: the sample just runs
+                logger.debug("could not cancel sample %s on the server: %s", request_id, exc)
+
+        task = asyncio.get_running_loop().create_task(cancel(), name=f"tinkex: cancel sample {request_id}")
+        _CANCELLING.add(task)
+        task.add_done_callback(_CANCELLING.discard)
 
     async def compute_logprobs_async(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
@@ -409,6 +428,14 @@ class SamplingClient:
         )
 
 
+class _CancelFutureRequest(msgspec.Struct, kw_only=True):
+    request_id: str
+
+
+_CANCELLING: set[asyncio.Task[None]] = set()
+"""Cancellations under way (the loop keeps only weak references to tasks)."""
+
+
 def _shadow_seq_id_base() -> int:
     """A copy's first seq_id: a random block of a billion, so copies never collide with each other or the original."""
     return 1_000_000_000 * (uuid.uuid4().int % 1_000_000_000 + 1)
@@ -508,7 +535,7 @@ def _rebuild_sampling_client(
     with _SHADOW_LOCK:
         key = (config.base_url, session_id)
         holder = _SHADOW_HOLDERS.get(key)
-        if holder is None:
+        if holder is None or holder.closed:
             holder = Holder(config, load_tinker_manifest(), session_id=session_id)
             _SHADOW_HOLDERS[key] = holder
     return SamplingClient(

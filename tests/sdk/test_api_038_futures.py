@@ -41,7 +41,9 @@ def test_a_creation_future_is_the_client_for_016_code(server: LocalServer) -> No
         assert sampler.sample(PROMPT, 1, PARAMS).result(5).sequences  # 0.16: used as the client
         assert len(sampler.compute_logprobs(PROMPT).result(5)) == 3
         assert sampler.get_base_model() == BASE_MODEL
-        assert pickle.loads(pickle.dumps(sampler)).sampling_session_id == sampler.result().sampling_session_id
+        copy = pickle.loads(pickle.dumps(sampler))
+        assert copy.sampling_session_id == sampler.result().sampling_session_id
+        copy.holder.close()  # the copy's own connections and heartbeat
     finally:
         client.close()
 

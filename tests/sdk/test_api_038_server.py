@@ -3,9 +3,11 @@ the effect the call had (a later request sees it), not only that the request was
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
-from sdk_helpers import API_KEY, BASE_MODEL, datum, server_client
+from sdk_helpers import API_KEY, BASE_MODEL, datum, server_client, wait_until
 
 import tinkex
 from tinkex import types
@@ -24,10 +26,13 @@ def test_a_session_closed_with_a_status_refuses_further_work(server: LocalServer
     client.close("success", "done").result(10)
     # The same sampler, joined from elsewhere (a handle carries no credentials), is refused by the server.
     joined = tinkex.SamplingClient.from_sampler_handle(handle, api_key=API_KEY)
-    assert joined.sampling_session_id == sampler.sampling_session_id
-    with pytest.raises(tinkex.APIStatusError) as refused:
-        joined.sample(PROMPT, 1, PARAMS).result(10)
-    assert refused.value.status_code == 410
+    try:
+        assert joined.sampling_session_id == sampler.sampling_session_id
+        with pytest.raises(tinkex.APIStatusError) as refused:
+            joined.sample(PROMPT, 1, PARAMS).result(10)
+        assert refused.value.status_code == 410
+    finally:
+        joined.holder.close()  # the copy's own connections and heartbeat
     rest = tinkex.RestClient(base_url=server.base_url, api_key=API_KEY)
     assert rest.get_session(session_id).result(5).sampler_ids == [sampler.sampling_session_id]
 
@@ -39,8 +44,11 @@ def test_a_sampler_handle_makes_a_working_client_without_pickling(server: LocalS
         handle = sampler.get_sampler_handle()
         assert API_KEY not in handle and API_KEY[4:] not in repr(handle)
         copy = tinkex.SamplingClient.from_sampler_handle(handle, api_key=API_KEY)
-        assert copy.get_base_model() == BASE_MODEL
-        assert copy.sample(PROMPT, 1, PARAMS).result(10).sequences
+        try:
+            assert copy.get_base_model() == BASE_MODEL
+            assert copy.sample(PROMPT, 1, PARAMS).result(10).sequences
+        finally:
+            copy.holder.close()
         created = tinkex.SamplingClient.create(client.holder, base_model=BASE_MODEL).result(10)
         assert created.sample(PROMPT, 1, PARAMS).result(10).sequences
         with pytest.raises(ValueError, match="sampler handle"):
@@ -162,3 +170,19 @@ def test_custom_loss_handle_runs_per_datum_on_the_client(server: LocalServer) ->
             client.create_custom_loss(weighted_nll, {"logprobs": 1}).result(10)
     finally:
         client.close()
+
+
+def test_cancelling_a_sample_cancels_it_on_the_server() -> None:
+    with LocalServer(long_poll_timeout=0.2, latency_by_endpoint={"asample": 3.0}) as server:
+        client = server_client(server)
+        try:
+            sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+            future = sampler.sample(PROMPT, 1, PARAMS)
+            wait_until(lambda: len(server.ledger.executions("asample")) == 1, what="the sample reaching the server")
+            time.sleep(0.3)  # its answer (the future's request id) reaches the client, which now polls
+            assert future.future().cancel()
+            assert future.cancelled()
+            wait_until(lambda: len(server.ledger.executions("cancel_future")) == 1, what="the server-side cancel")
+            assert sampler.sample(PROMPT, 1, types.SamplingParams(max_tokens=1)).result(10).sequences
+        finally:
+            client.close()
