@@ -92,7 +92,8 @@ def test_the_toggle_turns_on_basic_config_with_the_sdk_format(tmp_path: Path) ->
         "from pristine_transport.logs import configure_logging\n"
         "from pristine_transport.manifest import LoggingSpec\n"
         "from pristine_transport.redaction import Redactor\n"
-        f"configure_logging(LoggingSpec(logger='demo_sdk', env='DEMO_LOG'), redactor=Redactor(secret_values=[{SECRET!r}]))\n"
+        f"redactor = Redactor(secret_values=[{SECRET!r}])\n"  # a client holds its redactor; masking lives as long
+        "configure_logging(LoggingSpec(logger='demo_sdk', env='DEMO_LOG'), redactor=redactor)\n"
         f"logging.getLogger('demo_sdk.part').info('hello %s', {SECRET!r})\n"
         "logging.getLogger('demo_sdk.part').debug('not shown at info')\n"
     )
@@ -103,7 +104,7 @@ def test_the_toggle_turns_on_basic_config_with_the_sdk_format(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("[") and " - demo_sdk.part:6 - INFO] hello tml-" in lines[0]
+    assert lines[0].startswith("[") and " - demo_sdk.part:7 - INFO] hello tml-" in lines[0]
     assert SECRET not in result.stderr
     assert LOG_FORMAT.startswith("[%(asctime)s - %(name)s:%(lineno)d - %(levelname)s]")
 
@@ -111,7 +112,8 @@ def test_the_toggle_turns_on_basic_config_with_the_sdk_format(tmp_path: Path) ->
 def test_a_handler_the_application_adds_later_still_sees_masked_records(restore_logging: None) -> None:
     secret = "tml-added-later-secret-0123456789"
     sdk_logger = logging.getLogger("svcsdk.flows")  # an SDK logger that exists before configuration
-    configure_logging(LoggingSpec(logger="svcsdk"), env={}, redactor=Redactor(secret_values=[secret]))
+    redactor = Redactor(secret_values=[secret])  # held, as a client holds its own
+    configure_logging(LoggingSpec(logger="svcsdk"), env={}, redactor=redactor)
 
     seen: list[str] = []
 
@@ -130,3 +132,46 @@ def test_a_handler_the_application_adds_later_still_sees_masked_records(restore_
         for logger in (sdk_logger, get_logger("retry")):
             logger.removeHandler(capture)
     assert len(seen) == 2 and all(secret not in line for line in seen)
+
+
+def test_a_dropped_redactor_is_released_and_a_held_one_keeps_masking(restore_logging: None) -> None:
+    import gc
+
+    from pristine_transport.logs import masking_filter
+
+    before = masking_filter().redactor_count
+    held = Redactor(secret_values=["tml-held-secret-0123456789abcdef"])
+    for index in range(200):
+        configure_logging(None, env={}, redactor=Redactor(secret_values=[f"tml-dropped-{index:04d}-0123456789"]))
+    configure_logging(None, env={}, redactor=held)
+    gc.collect()
+    assert masking_filter().redactor_count == before + 1
+    record = logging.LogRecord("pristine_transport.x", logging.INFO, __file__, 1, "%s", ("tml-held-secret-0123456789abcdef",), None)
+    masking_filter().filter(record)
+    assert "tml-held-secret-0123456789abcdef" not in record.getMessage()
+
+
+def test_http_library_records_are_masked_when_the_application_turns_them_on_later(restore_logging: None) -> None:
+    secret = "tml-library-secret-0123456789abcdef"
+    redactor = Redactor(secret_values=[secret])
+    configure_logging(None, env={}, redactor=redactor)
+    # Afterwards, as an application would: a new handler, DEBUG, on loggers that may not exist yet.
+    seen: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    capture = Capture(level=logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in ("hpack.hpack", "h2.connection", "aiohttp.client", "httpcore.http2")]
+    for logger in loggers:
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+    try:
+        for logger in loggers:
+            logger.debug("Encoding %s", (b"x-api-key", secret.encode()))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(capture)
+            logger.setLevel(logging.NOTSET)
+    assert len(seen) == 4 and all(secret not in line and "tml-…cdef" in line for line in seen)
