@@ -295,7 +295,6 @@ def _compile_validator(cls: type[msgspec.Struct]) -> Callable[[Any], None]:
         if items is not None:
             # A list of Structs (chunks, datums, sequences): short, so checking the items here beats msgspec.
             namespace[f"I{index}"] = items
-            namespace[f"H{index}"] = _holder(info.type)
             lines += [
                 f"{indent}if type(v) is list and all_of(v, I{index}):",
                 f"{indent}    S{index}(self, v.copy())",
