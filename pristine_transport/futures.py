@@ -570,7 +570,9 @@ class FutureResolver:
             state.fast_repolls = 0 if delay == 0.0 else state.fast_repolls + 1
         no_progress = deadlines.no_progress_s
         if no_progress is not None and now + delay >= state.last_progress + no_progress:
-            raise self._deadline_error(state, now, no_progress)
+            if state.last_progress != now:
+                raise self._deadline_error(state, now, no_progress)
+            delay = no_progress / 2  # a live server just said "not yet": ask again within the deadline
         if delay > 0:
             await self._sleep(delay)
 
