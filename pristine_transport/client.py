@@ -13,8 +13,11 @@ the call's. ``omit`` as a call value removes a client-level header or param (htt
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import warnings
+import weakref
 from collections.abc import AsyncIterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -109,6 +112,10 @@ class ManifestClient:
             for name, spec in self.manifest.endpoints.items()
         }
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+        # Dropped without aclose(): warn as an unclosed file does, and close the connections on the loop that
+        # opened them. The finalizer holds the base transport and that loop only, never this client.
+        self._used_on: list[asyncio.AbstractEventLoop] = []
+        self._finalizer = weakref.finalize(self, _close_abandoned, self.transport.base, self._used_on, repr(self))
 
     def url_for(self, endpoint: str, path_params: Mapping[str, object] | None = None) -> str:
         """The endpoint's full URL: the base URL (path prefix kept) + the path with parameters filled in as is."""
@@ -170,6 +177,8 @@ class ManifestClient:
         for name, value in (headers or {}).items():
             if isinstance(value, Omit):
                 request.headers.pop(name, None)
+        if not self._used_on:
+            self._note_loop()
         try:
             return await self.http.send(request, stream=stream, follow_redirects=spec.follow_redirects)
         except httpx.RequestError as exc:
@@ -203,7 +212,18 @@ class ManifestClient:
         return self._parse(response, result_type)
 
     async def aclose(self) -> None:
+        self._finalizer.detach()
         await self.http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return self.http.is_closed
+
+    def _note_loop(self) -> None:
+        try:
+            self._used_on.append(asyncio.get_running_loop())
+        except RuntimeError:  # not asyncio (trio): nothing the finalizer could schedule on
+            pass
 
     async def __aenter__(self) -> ManifestClient:
         return self
@@ -268,6 +288,32 @@ class ManifestClient:
         error.message = masked
         error.args = (masked,)
         return True
+
+
+_ABANDONED_CLOSES: set[asyncio.Task[None]] = set()
+"""Close tasks of abandoned clients, kept until done (the loop only holds tasks weakly)."""
+
+
+def _close_abandoned(base: httpx.AsyncBaseTransport, used_on: list[asyncio.AbstractEventLoop], name: str) -> None:
+    if not used_on:
+        return  # never sent a request: no connection to close
+    warnings.warn(f"{name} was garbage-collected without aclose(); closing its connections", ResourceWarning, 2)
+    loop = used_on[0]
+    if loop.is_closed():
+        return  # the loop closed its sockets' transports when it ended
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if running is loop:
+            task = loop.create_task(base.aclose())
+            _ABANDONED_CLOSES.add(task)
+            task.add_done_callback(_ABANDONED_CLOSES.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(base.aclose(), loop)
+    except RuntimeError:  # the loop closed meanwhile
+        pass
 
 
 class EventStream:

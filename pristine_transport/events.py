@@ -3,7 +3,9 @@
 ``enqueue`` never blocks and may be called from any thread. A task on the loop where :meth:`EventReporter.start`
 was called sends batches every ``flush_interval_s`` and as soon as ``batch_size`` events wait. A batch that fails
 is re-sent ``failed_batch_retries`` times (1 s, 2 s, 4 s ... apart) and then dropped with a warning, so a server
-that rejects events can neither block the caller nor keep the reporter busy forever. To run the reporter off the
+that rejects events can neither block the caller nor keep the reporter busy forever. That is the batch's whole
+budget: the stack gives the events endpoint no retry layer of its own unless the manifest names one for it (see
+``pristine_transport.stack``), so HTTP re-sends do not multiply it. To run the reporter off the
 caller's thread, start it on a background loop (``loop.call_soon_threadsafe(reporter.start)``) and close it there
 (``asyncio.run_coroutine_threadsafe(reporter.aclose(), loop)``); ``enqueue`` stays usable from every thread.
 """
@@ -45,15 +47,18 @@ class EventReporter:
         *,
         envelope: Callable[[list[Any]], Any],
         env: Mapping[str, str] = os.environ,
+        enabled: bool | None = None,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``enabled``: the caller's decision, which wins over the manifest's ``env_toggle`` (None: the toggle
+        in ``env`` decides)."""
         spec = spec if spec is not None else client.manifest.events
         if spec is None:
             raise ValueError(f"manifest {client.manifest.name!r} has no events block")
         self.client = client
         self.spec = spec
-        self.enabled = toggle_enabled(env, spec.env_toggle)
+        self.enabled = toggle_enabled(env, spec.env_toggle) if enabled is None else enabled
         self._envelope = envelope
         self._logger = logger if logger is not None else get_logger("events")
         self._sleep = sleep

@@ -151,9 +151,11 @@ class SessionLifecycle:
 class BackgroundHeartbeat:
     """The heartbeat loop in a daemon thread with its own event loop and its own client.
 
-    ``client_factory`` is called in that thread, so the client's connections belong to the thread's loop. The
-    beat keeps going while the user's loop is blocked or busy; CPU-bound Python code in other threads only delays
-    it by the interpreter's switch interval.
+    ``client_factory`` is called in that thread, so the client's connections belong to the thread's loop; the
+    factory is dropped once called, so the thread keeps nothing of its owner but that client (an owner that wants
+    to be garbage-collected while its session beats must give a factory, and a client, that do not refer to it).
+    The beat keeps going while the user's loop is blocked or busy; CPU-bound Python code in other threads only
+    delays it by the interpreter's switch interval.
     """
 
     def __init__(
@@ -164,7 +166,7 @@ class BackgroundHeartbeat:
         *,
         logger: logging.Logger | None = None,
     ) -> None:
-        self._client_factory = client_factory
+        self._client_factory: Callable[[], ManifestClient] | None = client_factory
         self.spec = spec
         self.session_id = session_id
         self._logger = logger if logger is not None else get_logger("session")
@@ -172,14 +174,19 @@ class BackgroundHeartbeat:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = threading.Event()
+        self._cancelled = threading.Event()
         self._startup_error: BaseException | None = None
 
-    def start(self) -> None:
-        """Start the thread and return once its loop runs the heartbeat (or raise what stopped it starting)."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start the thread. With ``wait``, return once its loop runs the heartbeat (or raise what stopped it
+        starting); without, return at once (a failure to start is logged): the caller, often an event loop, is
+        never held up by building the thread's client."""
         if self._thread is not None:
             raise RuntimeError("BackgroundHeartbeat.start() called twice")
         self._thread = threading.Thread(target=self._run, name=f"pristine-heartbeat-{self.session_id}", daemon=True)
         self._thread.start()
+        if not wait:
+            return
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
@@ -188,15 +195,22 @@ class BackgroundHeartbeat:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float | None = 5.0) -> bool:
-        """Cancel the heartbeat, close the thread's client and join the thread. True if the thread ended."""
-        if self._thread is None:
-            return True
+    def cancel(self) -> None:
+        """Ask the heartbeat to stop, without waiting (safe from any thread, a finalizer included); the thread
+        closes its client and ends by itself."""
+        self._cancelled.set()
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
             with suppress(RuntimeError):  # the loop already finished (e.g. stop_on_status ended the beat)
                 loop.call_soon_threadsafe(task.cancel)
-        self._thread.join(timeout)
+
+    def stop(self, timeout: float | None = 5.0) -> bool:
+        """Cancel the heartbeat, close the thread's client and join the thread. True if the thread ended."""
+        if self._thread is None:
+            return True
+        self.cancel()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _run(self) -> None:
@@ -206,17 +220,20 @@ class BackgroundHeartbeat:
             if not self._ready.is_set():
                 self._startup_error = exc
                 self._ready.set()
-            else:
-                self._logger.exception("background heartbeat of session %s crashed", self.session_id)
+            self._logger.error(
+                "background heartbeat of session %s stopped: %s", self.session_id, type(exc).__name__, exc_info=exc
+            )
 
     async def _main(self) -> None:
-        client = self._client_factory()
+        factory, self._client_factory = self._client_factory, None
+        assert factory is not None
+        client = factory()
         try:
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.create_task(
-                run_heartbeat(client, self.spec, self.session_id, logger=self._logger)
-            )
+            self._task = asyncio.create_task(run_heartbeat(client, self.spec, self.session_id, logger=self._logger))
             self._ready.set()
+            if self._cancelled.is_set():  # cancelled before the task existed
+                self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
         finally:

@@ -1,6 +1,7 @@
 """Tinker's backend telemetry (``tinker-wire.md`` §7): the event schemas, sent through pristine's EventReporter.
 
-Toggle: ``TINKER_TELEMETRY`` (on unless ``0/false/no/off``). Events go out in batches from the background runtime
+Toggle: ``TINKER_TELEMETRY`` (on unless ``0/false/no/off``), read once by the client's config, where an explicit
+``telemetry=`` argument wins over it; the reporter does not read the environment again. Events go out in batches from the background runtime
 loop, so reporting never blocks the caller. Exceptions are classified as the official SDK does: a user error
 (``RequestFailedError`` with category ``user``, or a 4xx other than 408 anywhere in the cause chain) becomes a
 ``user_error`` generic event; anything else an ``UNHANDLED_EXCEPTION``. Every retry the transport makes becomes a
@@ -9,12 +10,14 @@ generic event too, so the backend sees what the client went through.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import platform
 import threading
 import traceback
 import uuid
+import weakref
 from contextlib import suppress
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -62,23 +65,32 @@ def _now() -> datetime:
 
 
 class Telemetry:
+    """Tinker's event reporting for one client. Holds its client weakly: the reporter's task on the runtime loop
+    must not keep a client that its user dropped alive (the client's finalizer closes this reporter)."""
+
     def __init__(self, holder: Holder) -> None:
-        self._holder = holder
+        self._holder_ref = weakref.ref(holder)
+        self._enabled = holder.config.telemetry
+        self._sdk_version = holder.config.sdk_version
+        self._events_spec = holder.manifest.events
+        self._redactor = holder.redactor
+        self._runtime = holder.runtime
         self._reporter: EventReporter | None = None
         self._session_id: str | None = None
         self._index = itertools.count()
         self._started_at = _now()
         self._lock = threading.Lock()
+        self._closing: set[asyncio.Task[bool]] = set()
+        """Close tasks scheduled on the runtime loop, kept so they are not garbage-collected mid-way."""
 
     async def start(self, session_id: str) -> None:
         """Start reporting for ``session_id``. Runs on the background runtime loop, where the reporter lives."""
-        holder = self._holder
-        if not holder.config.telemetry or holder.manifest.events is None or self._reporter is not None:
+        holder = self._holder_ref()
+        if holder is None or not self._enabled or self._events_spec is None or self._reporter is not None:
             return
         self._session_id = session_id
-        self._reporter = EventReporter(
-            holder.clients().http, holder.manifest.events, envelope=self._envelope, env=holder._env
-        )
+        # ``enabled=True``: the config already decided (an explicit argument over TINKER_TELEMETRY).
+        self._reporter = EventReporter(holder.clients().http, self._events_spec, envelope=self._envelope, enabled=True)
         self._reporter.start()
         self._record(SessionStartEvent(**self._common("INFO"), timestamp=self._started_at))
 
@@ -87,7 +99,7 @@ class Telemetry:
         return TelemetrySendRequest(
             events=events,
             platform=platform.system(),
-            sdk_version=self._holder.config.sdk_version,
+            sdk_version=self._sdk_version,
             session_id=self._session_id,
         )
 
@@ -134,7 +146,7 @@ class Telemetry:
             self._record(SessionEndEvent(**self._common("INFO"), timestamp=_now(), duration=duration))
 
     def _classify(self, exc: BaseException) -> None:
-        redact = self._holder.redactor.text
+        redact = self._redactor.text
         if is_user_error(exc):
             data: dict[str, Any] = {"error_type": type(exc).__name__, "message": redact(str(exc))}
             status = getattr(exc, "status_code", None)
@@ -152,12 +164,37 @@ class Telemetry:
             )
         )
 
+    @property
+    def reporter(self) -> EventReporter | None:
+        return self._reporter
+
     def close(self, timeout: float) -> None:
+        """Send what is queued (at most ``timeout`` s) and stop. From the runtime loop's own thread (or a finalizer
+        running there) the close is scheduled, not awaited."""
         reporter, self._reporter = self._reporter, None
         if reporter is None:
             return
-        runtime = self._holder.runtime
+        runtime = self._runtime
         if runtime.in_loop_thread():
-            runtime.loop.create_task(reporter.aclose(timeout))
+            task = runtime.loop.create_task(reporter.aclose(timeout))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         else:
             runtime.run(reporter.aclose(timeout), timeout + 1.0)
+
+    def close_soon(self, timeout: float = 1.0) -> None:
+        """Schedule the close on the runtime loop without waiting (safe from a finalizer on any thread)."""
+        reporter, self._reporter = self._reporter, None
+        if reporter is None or self._runtime.loop.is_closed():
+            return
+        closing = self._closing
+
+        def schedule() -> None:
+            task = asyncio.get_running_loop().create_task(reporter.aclose(timeout))
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+        try:
+            self._runtime.loop.call_soon_threadsafe(schedule)
+        except RuntimeError:  # the runtime loop closed meanwhile (interpreter exit): nothing left to flush to
+            pass
