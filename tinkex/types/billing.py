@@ -7,7 +7,7 @@ request types are query parameters, not JSON bodies.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -38,7 +38,7 @@ class AuditLogEntry(ResponseStruct, kw_only=True):
     timestamp: datetime
     event: str
     """``<resource>_<action>``, e.g. ``checkpoint_read``."""
-    event_details: dict[str, Any] = msgspec.field(default_factory=dict)
+    event_details: dict[str, object] = msgspec.field(default_factory=dict)
     model_id: str | None = None
     """Deprecated upstream in favour of ``event_details``; set on checkpoint events only."""
     tinker_path: str | None = None
