@@ -1,4 +1,4 @@
-"""Fixtures of the deadline tests; ``raw_server`` (the scripted raw-socket server) is importable from here."""
+"""Fixtures of the deadline tests; ``scripted_server`` (the scripted raw-socket server) is importable from here."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from raw_server import RawServer, Request, Writer, endless_chunks, reply, trickle
+from scripted_server import RawServer, Request, Writer, endless_chunks, reply, trickle
 
 from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DeadlineExceededError, deadlines
