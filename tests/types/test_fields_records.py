@@ -37,6 +37,8 @@ from tinkex.types import (
     SamplingPrefillBillingEvent,
     SamplingSessionFuturesTarget,
     SaveWeightsExternalResponse,
+    SaveWeightsForSamplerResponse,
+    SaveWeightsResponse,
     SessionActive,
     SessionFailed,
     SessionFailedRequestReason,
@@ -258,3 +260,36 @@ def test_experimental_warning_is_a_future_warning() -> None:
         warnings.simplefilter("default")
         warnings.warn("x", tinkex.ExperimentalWarning, stacklevel=1)
     assert caught[0].category is tinkex.ExperimentalWarning
+
+
+# --- helper methods the official types expose ----------------------------------------------------------------
+def test_checkpoint_responses_link_to_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TINKER_CONSOLE_URL", "http://console.local/")
+    saved = SaveWeightsResponse(path="tinker://run-1/weights/step 2")
+    assert saved.get_console_url() == "http://console.local/checkpoints/run-1/weights%2Fstep%202"
+    sampler = SaveWeightsForSamplerResponse(path="tinker://run-1/sampler_weights/final")
+    assert sampler.get_console_url() == "http://console.local/checkpoints/run-1/sampler_weights%2Ffinal"
+    assert sampler.get_playground_url() == (
+        "http://console.local/playground?mode=checkpoint&checkpoint=tinker%3A%2F%2Frun-1%2Fsampler_weights%2Ffinal"
+    )
+    with pytest.raises(ValueError, match="invalid tinker path"):
+        SaveWeightsResponse(path="not-a-path").get_console_url()
+
+
+@pytest.mark.parametrize("chunk_type", ["ImageChunk", "DmelChunk"])
+def test_bytes_fields_have_the_official_base64_hooks(chunk_type: str) -> None:
+    cls = getattr(tinkex.types, chunk_type)
+    field = "data" if chunk_type == "ImageChunk" else "dmel"
+    validate, serialize = getattr(cls, f"validate_{field}"), f"serialize_{field}"
+    assert validate("AQID") == b"\x01\x02\x03" and validate(b"\x01") == b"\x01"
+    chunk = cls(data=b"\x01", format="png") if chunk_type == "ImageChunk" else cls(dmel=b"\x01\x00")
+    assert getattr(chunk, serialize)(b"\x01\x02\x03") == "AQID"
+    with pytest.raises(ValueError):
+        validate("not base64!")
+
+
+def test_datum_convert_tensors_is_016s_pre_validation_hook() -> None:
+    data = {"loss_fn_inputs": {"target_tokens": [1, 2], "weights": [1, 0]}, "model_input": ModelInput.empty()}
+    converted = tinkex.types.Datum.convert_tensors(data)
+    assert converted["loss_fn_inputs"]["weights"].dtype == "float32" and data["loss_fn_inputs"]["weights"] == [1, 0]
+    assert tinkex.types.Datum.convert_tensors("as is") == "as is"

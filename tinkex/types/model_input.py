@@ -7,6 +7,7 @@ the wire (msgspec's native ``bytes`` encoding).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any, Literal, cast
 
@@ -69,6 +70,14 @@ class EncodedTextChunk(RequestStruct, ModelInputChunk, kw_only=True):
         return len(self.tokens)
 
 
+def _bytes_from_wire(value: bytes | str) -> bytes:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+def _bytes_to_wire(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
 def _image_length(chunk: ImageChunk | ImageAssetPointerChunk) -> int:
     expected = cast("int | None", chunk.expected_tokens)  # reads as None while unset (``unset_reads_as``)
     if expected is None:
@@ -84,6 +93,15 @@ class ImageChunk(RequestStruct, ModelInputChunk, kw_only=True):
     format: ImageFormat
     expected_tokens: int | None | UnsetType = UNSET
     type: Literal["image"] | UnsetType = UNSET
+
+    @classmethod
+    def validate_data(cls, value: bytes | str) -> bytes:
+        """The image bytes from raw bytes or their base64 text (the official validator's contract)."""
+        return _bytes_from_wire(value)
+
+    def serialize_data(self, value: bytes) -> str:
+        """``value`` as the base64 text the JSON carries."""
+        return _bytes_to_wire(value)
 
     @property
     def length(self) -> int:
@@ -109,6 +127,15 @@ class DmelChunk(RequestStruct, ModelInputChunk, kw_only=True):
 
     dmel: bytes
     type: Literal["dmel"] | UnsetType = UNSET
+
+    @classmethod
+    def validate_dmel(cls, value: bytes | str) -> bytes:
+        """The TensorContainer bytes from raw bytes or their base64 text (the official validator's contract)."""
+        return _bytes_from_wire(value)
+
+    def serialize_dmel(self, value: bytes) -> str:
+        """``value`` as the base64 text the JSON carries."""
+        return _bytes_to_wire(value)
 
     @property
     def length(self) -> int:

@@ -122,6 +122,15 @@ class Datum(RequestStruct, kw_only=True):
         converted = {key: _to_tensor_data(key, value) for key, value in inputs.items()}
         msgspec.structs.force_setattr(self, "loss_fn_inputs", converted)
 
+    @classmethod
+    def convert_tensors(cls, data: Any) -> Any:
+        """0.16's pre-validation hook, callable directly: a copy of the ``data`` mapping (Datum's keyword
+        arguments) with every ``loss_fn_inputs`` value turned into TensorData; anything else is returned as is."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("loss_fn_inputs"), Mapping):
+            return data
+        converted = {key: _to_tensor_data(key, value) for key, value in data["loss_fn_inputs"].items()}
+        return {**data, "loss_fn_inputs": converted}
+
     def with_provenance(self, model_input: ProvenanceSpans, loss_fn_inputs: ProvenanceSpans) -> Datum:
         """A copy carrying provenance for both fields. ``model_input`` spans must tile the input tokens and
         ``loss_fn_inputs`` spans ``loss_fn_inputs["target_tokens"]`` (when it is one-dimensional); a miscount

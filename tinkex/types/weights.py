@@ -9,6 +9,7 @@ and the 0.38 additions: copy_weights, save_weights_external and its signed downl
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 from typing import Any, Literal
 
 from msgspec import UNSET, UnsetType
@@ -16,6 +17,7 @@ from msgspec import UNSET, UnsetType
 from ._base import RequestStruct, ResponseStruct, unset_reads_as
 from ._secret import repr_masking
 from .optimizer import AdamOptimizerConfig, OptimizerConfig
+from .paths import ParsedCheckpointTinkerPath
 
 __all__ = [
     "CopyWeightsRequest",
@@ -35,6 +37,17 @@ __all__ = [
     "WeightsInfoRequest",
     "WeightsInfoResponse",
 ]
+
+def _checkpoint_console_url(tinker_path: str) -> str:
+    """``<console>/checkpoints/<run>/<kind>%2F<name>`` (``TINKER_CONSOLE_URL`` moves the console)."""
+    from tinkex.console import console_base_url
+
+    parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
+    return (
+        f"{console_base_url()}/checkpoints/{quote(parsed.training_run_id, safe='')}/"
+        f"{quote(parsed.checkpoint_id, safe='')}"
+    )
+
 
 _SECRET_FIELDS = frozenset({"weights_access_token"})
 
@@ -60,6 +73,10 @@ class SaveWeightsRequest(RequestStruct, kw_only=True):
 class SaveWeightsResponse(ResponseStruct, kw_only=True):
     path: str
     type: Literal["save_weights"] | None = None
+
+    def get_console_url(self) -> str:
+        """The Tinker Console page of this checkpoint."""
+        return _checkpoint_console_url(self.path)
 
 
 @unset_reads_as(
@@ -132,6 +149,16 @@ class SaveWeightsForSamplerResponse(ResponseStruct, kw_only=True):
 
     path: str
     type: Literal["save_weights_for_sampler"] | None = None
+
+    def get_console_url(self) -> str:
+        """The Tinker Console page of this sampler checkpoint."""
+        return _checkpoint_console_url(self.path)
+
+    def get_playground_url(self) -> str:
+        """The Tinker Playground, set up to sample from this checkpoint."""
+        from tinkex.console import console_base_url
+
+        return f"{console_base_url()}/playground?mode=checkpoint&checkpoint={quote(self.path, safe='')}"
 
 
 class WeightsInfoRequest(RequestStruct, kw_only=True):
