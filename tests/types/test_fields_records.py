@@ -209,11 +209,10 @@ def test_external_checkpoints_parse_and_carry_metadata() -> None:
     assert decode(body, Checkpoint).user_metadata == {"a": "b"}
 
 
-def test_telemetry_batch_is_the_038_shape() -> None:
+def test_telemetry_batches_of_both_releases_read() -> None:
     batch = decode(b'{"events":[],"platform":"Linux","sdk_version":"0.38.0","session_id":"s","process_uuid":"u"}', TelemetryBatch)
     assert batch.process_uuid == "u"
-    with pytest.raises(msgspec.ValidationError, match="process_uuid"):
-        decode(b'{"events":[],"platform":"Linux","sdk_version":"0.38.0","session_id":"s"}', TelemetryBatch)
+    assert decode(b'{"events":[],"platform":"Linux","sdk_version":"0.16.1","session_id":"s"}', TelemetryBatch).process_uuid is None
 
 
 # --- exceptions ----------------------------------------------------------------------------------------------

@@ -107,15 +107,16 @@ class TelemetrySendRequest(RequestStruct, kw_only=True):
 
 
 class TelemetryBatch(ResponseStruct, kw_only=True):
-    """[0.38] A telemetry batch as the official SDK models it (the body of ``telemetry`` is
-    :class:`TelemetrySendRequest`, which also takes 0.16's batches without ``process_uuid``)."""
+    """A telemetry batch as the official SDK models it (the body of ``telemetry`` is
+    :class:`TelemetrySendRequest`)."""
 
     events: list[TelemetryEvent]
     platform: str
     sdk_version: str
     session_id: str
-    process_uuid: str
-    """Identifies the client process; shared by all its sessions."""
+    process_uuid: str | None = None
+    """[0.24+] Identifies the client process, shared by all its sessions. 0.38 requires it and 0.16 has no such
+    field, so it is optional here: both releases' batches read."""
 
 
 class TelemetryResponse(ResponseStruct, kw_only=True, omit_defaults=False):
