@@ -243,6 +243,14 @@ def test_the_parity_tool_reads_model_fields_with_the_official_defaults() -> None
     assert described["stop"]["default"] == "None"
 
 
+def test_model_construct_keeps_the_values_as_given() -> None:
+    tokens = (1, 2)
+    chunk = types.EncodedTextChunk.model_construct(tokens=tokens)  # type: ignore[arg-type]
+    assert chunk.tokens is tokens, "no check, no copy, as pydantic's model_construct"
+    assert types.EncodedTextChunk(tokens=tokens).tokens == [1, 2]
+    assert codec.encode(types.SamplingParams.model_construct(max_tokens=3)) == b'{"max_tokens":3}'
+
+
 def test_unset_fields_survive_pickling() -> None:
     params = types.SamplingParams(max_tokens=8, stop=["x"])
     restored = pickle.loads(pickle.dumps(params))

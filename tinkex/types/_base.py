@@ -391,11 +391,12 @@ _OWN_POST_INIT: dict[type, Callable[[Any], None]] = {}
 
 
 class DecodingState(threading.local):
-    """Per thread: whether Structs are being built by msgspec from data it has just validated."""
+    """Per thread: whether the Structs being built have values that are already checked."""
 
     trusted = False
-    """While true (set by :mod:`codec`'s decode and convert), Structs built on this thread skip the field
-    check: msgspec has checked every value against the field types, and its lists are fresh."""
+    """While true, Structs built on this thread skip the field check: set by :mod:`codec`'s decode and convert
+    (msgspec has just checked every value against the field types, and its lists are fresh) and by
+    ``model_construct`` (the caller vouches for the values)."""
 
 
 DECODING = DecodingState()
@@ -679,9 +680,15 @@ class _Model(msgspec.Struct):
 
     @classmethod
     def model_construct(cls: type[_ModelT], _fields_set: set[str] | None = None, **values: Any) -> _ModelT:
-        """An instance from ``values``. Unlike pydantic, the values are still checked and converted: a msgspec
-        Struct always runs its ``__post_init__``; for values that fit, the result is the same."""
-        return cls(**values)
+        """An instance from ``values`` without the field check or conversion, as in pydantic: for values that
+        are already right (tinkex's own constructors use it for numbers fresh from ``ndarray.tolist()``).
+        A type's own ``__post_init__`` and cross-field checks still run; missing fields take their defaults;
+        ``_fields_set`` is accepted for pydantic's signature (unset request fields are those not passed)."""
+        previous, DECODING.trusted = DECODING.trusted, True
+        try:
+            return cls(**values)
+        finally:
+            DECODING.trusted = previous
 
     def __repr__(self) -> str:
         # pydantic's form: every field, unset request fields as their official default.

@@ -22,6 +22,7 @@ __all__ = ["TensorData", "TensorDtype", "flat_tensor_data"]
 
 TensorDtype = Literal["int64", "float32"]
 
+
 class _FlatInts(msgspec.Struct, array_like=True):
     value: list[int]
 
@@ -40,13 +41,14 @@ def flat_tensor_data(values: list[Any] | tuple[Any, ...], dtype: TensorDtype | N
     try:
         if dtype is None:
             try:
-                return TensorData(data=msgspec.convert((values,), _FlatInts).value, dtype="int64", shape=[len(values)])
+                data = msgspec.convert((values,), _FlatInts).value
+                return TensorData.model_construct(data=data, dtype="int64", shape=[len(data)])
             except msgspec.ValidationError:
                 dtype = "float32"
         data = msgspec.convert((values,), _FLAT_BY_DTYPE[dtype]).value
     except msgspec.ValidationError:
         return None
-    return TensorData(data=data, dtype=dtype, shape=[len(data)])
+    return TensorData.model_construct(data=data, dtype=dtype, shape=[len(data)])
 
 
 def _tensor_dtype_for_numpy(dtype: np.dtype[Any]) -> TensorDtype:
@@ -68,19 +70,16 @@ class TensorData(RequestStruct, kw_only=True):
 
     @classmethod
     def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
-        return cls(
-            data=array.reshape(-1).tolist(),
-            dtype=_tensor_dtype_for_numpy(array.dtype),
-            shape=list(array.shape),
+        # tolist() gives fresh Python numbers: nothing to check or convert.
+        return cls.model_construct(
+            data=array.reshape(-1).tolist(), dtype=_tensor_dtype_for_numpy(array.dtype), shape=list(array.shape)
         )
 
     @classmethod
     def from_torch(cls, tensor: torch.Tensor) -> TensorData:
         dtype: TensorDtype = "float32" if tensor.dtype.is_floating_point else "int64"
-        return cls(
-            data=tensor.detach().cpu().reshape(-1).tolist(),
-            dtype=dtype,
-            shape=list(tensor.shape),
+        return cls.model_construct(
+            data=tensor.detach().cpu().reshape(-1).tolist(), dtype=dtype, shape=list(tensor.shape)
         )
 
     def _shape(self) -> list[int] | None:
