@@ -184,7 +184,7 @@ def _train_seq(request: Any) -> tuple[str, int] | None:
 def _load_seq(request: t.LoadWeightsRequest) -> tuple[str, int] | None:
     """A create-via-load takes the model slot that ``create_model`` would have taken."""
     if request.session_id is not None:
-        return (f"create_model:{request.session_id}", request.model_seq_id)
+        return None if request.model_seq_id is None else (f"create_model:{request.session_id}", request.model_seq_id)
     return _train_seq(request)
 
 
