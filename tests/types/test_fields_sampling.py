@@ -21,6 +21,7 @@ from tinkex.types import (
     TensorData,
     TopkLogprobs,
     UntypedAPIFuture,
+    topk_to_lists,
 )
 from tinkex.types.codec import decode, encode
 
@@ -76,6 +77,7 @@ def test_topk_from_lists_pads_ragged_rows_with_the_mask() -> None:
     topk = TopkLogprobs.from_lists([[(1, -0.1), (2, -0.2)], [(3, -0.3)], None])
     assert topk.token_ids.tolist() == [[1, 2], [3, 0], [0, 0]]
     assert topk.to_lists() == [[(1, pytest.approx(-0.1)), (2, pytest.approx(-0.2))], [(3, pytest.approx(-0.3))], None]
+    assert topk_to_lists(topk) == topk.to_lists()
 
 
 def test_the_asample_future_carries_sequence_ids() -> None:

@@ -117,6 +117,7 @@ from .sampling import (
     StopReason,
     TopkLogprobs,
 )
+from .sampling import topk_to_lists  # noqa: F401 - served as tinker.types.topk_logprobs.topk_to_lists; kept off the top level
 from .session import (
     AuthTokenResponse,
     ClientConfigRequest,

@@ -29,6 +29,7 @@ __all__ = [
     "SamplingParams",
     "StopReason",
     "TopkLogprobs",
+    "topk_to_lists",
 ]
 
 StopReason = Literal["length", "stop"]
@@ -127,11 +128,17 @@ class TopkLogprobs:
 
     def to_lists(self) -> TopkEntries:
         """Per position, the non-empty cells as pairs; ``None`` for a position with none."""
-        rows: TopkEntries = []
-        for ids, lps in zip(self.token_ids.tolist(), self.logprobs.tolist(), strict=True):
-            pairs = [(t, lp) for t, lp in zip(ids, lps, strict=True) if not (t == 0 and lp == MASK_LOGPROB)]
-            rows.append(pairs or None)
-        return rows
+        return topk_to_lists(self)
+
+
+def topk_to_lists(topk: TopkLogprobs) -> TopkEntries:
+    """The list form of ``topk`` (official function of the same name): per position, the non-empty cells as
+    ``(token_id, logprob)`` pairs, or ``None`` for a position with none."""
+    rows: TopkEntries = []
+    for ids, lps in zip(topk.token_ids.tolist(), topk.logprobs.tolist(), strict=True):
+        pairs = [(t, lp) for t, lp in zip(ids, lps, strict=True) if not (t == 0 and lp == MASK_LOGPROB)]
+        rows.append(pairs or None)
+    return rows
 
 
 def _array(values: list[Any], dtype: str) -> np.ndarray[Any, Any]:
