@@ -160,3 +160,12 @@ def test_load_weights_optimizer_config_reads_none_until_set() -> None:
         optimizer_config=DimuonOptimizerConfig(),
     )
     assert decode(encode(with_config), LoadWeightsRequest).optimizer_config == DimuonOptimizerConfig()
+
+
+def test_step_params_given_as_a_dict_are_converted_before_they_are_placed() -> None:
+    adam = OptimStepRequest(optim_params={"learning_rate": 0.1}, model_id="m")  # type: ignore[arg-type]
+    assert json.loads(encode(adam))["adam_params"] == {"learning_rate": 0.1}
+    dimuon = OptimStepRequest(optim_params={"type": "dimuon", "learning_rate": 0.1}, model_id="m")  # type: ignore[arg-type]
+    assert dimuon.optim_params == DimuonParams(learning_rate=0.1)
+    with pytest.raises(ValueError, match="learning_rate must be >= 0"):
+        OptimStepRequest(optim_params={"type": "dimuon", "learning_rate": -1}, model_id="m")  # type: ignore[arg-type]

@@ -94,7 +94,7 @@ class DimuonParams(OptimParamsBase, kw_only=True, forbid_unknown_fields=True):
     beta1: float = 0.9
     """EMA coefficient of the momentum, in [0, 1)."""
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         _check_finite(self, ("learning_rate", "grad_clip_norm", "beta1"))
         if self.learning_rate < 0:
             raise ValueError(f"DimuonParams.learning_rate must be >= 0, got {self.learning_rate}")

@@ -34,7 +34,7 @@ class PromptProvenanceSpan(RequestStruct, kw_only=True, tag_field="type", tag="p
     offset: int = 0
     length: int
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         _check_span(self)
 
 
@@ -46,7 +46,7 @@ class SampledProvenanceSpan(RequestStruct, kw_only=True, tag_field="type", tag="
     offset: int = 0
     length: int
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         _check_span(self)
 
 

@@ -202,7 +202,7 @@ class ClientFinishedSessionStatusQuery(RequestStruct, SessionStatusQuery, kw_onl
     type: Literal["client_finished"] = "client_finished"
     reasons: list[ClientSessionFinishReasonType] | None = None
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         if self.reasons is not None and not self.reasons:
             raise ValueError("ClientFinishedSessionStatusQuery.reasons must be None or non-empty")
 
@@ -238,7 +238,7 @@ class UserSearchOwner(RequestStruct, SearchOwner, kw_only=True):
     type: Literal["user"] = "user"
     owner_urns: list[str]
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         if not 1 <= len(self.owner_urns) <= 10:
             raise ValueError(f"UserSearchOwner.owner_urns must list 1 to 10 URNs, got {len(self.owner_urns)}")
 
@@ -253,7 +253,7 @@ class SessionSearchCursor(ResponseStruct, kw_only=True):
     """Timezone-aware."""
     last_session_id: str
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         if self.last_created_at.tzinfo is None:
             raise ValueError("SessionSearchCursor.last_created_at must be timezone-aware")
 
@@ -270,7 +270,7 @@ class SessionSearchRequest(RequestStruct, kw_only=True):
     limit: int = 50
     cursor: SessionSearchCursor | None = None
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         if self.display_name is not None and not self.display_name:
             raise ValueError("SessionSearchRequest.display_name must be None or non-empty")
         if self.statuses is not None and not self.statuses:

@@ -201,7 +201,7 @@ class OptimStepRequest(RequestStruct, kw_only=True):
     seq_id: int | None = None
     type: Literal["optim_step"] | UnsetType = UNSET
 
-    def __post_init__(self) -> None:
+    def _after_conversion(self) -> None:
         raw = msgspec.structs.asdict(self)
         adam, other = raw["adam_params"], raw["optim_params"]
         if adam is not UNSET and other is not UNSET:
