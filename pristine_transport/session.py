@@ -228,6 +228,7 @@ class BackgroundHeartbeat:
         factory, self._client_factory = self._client_factory, None
         assert factory is not None
         client = factory()
+        del factory  # this coroutine lives as long as the beat: it must not keep the factory's owner alive
         try:
             self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(run_heartbeat(client, self.spec, self.session_id, logger=self._logger))
