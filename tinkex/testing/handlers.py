@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import json
 import re
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -33,13 +29,14 @@ from msgspec import UNSET
 from tinkex import types as t
 from tinkex.types import codec
 
-from . import custom_loss_graph, fake_model, session_search
+from . import custom_loss_graph, fake_model
+from .calls import Call, Rejection, Result, answers_404, open_session, refuse_if_finished, reject, session_or_404
 from .checkpoint_files import external_weights_files
 from .config import ServerConfig
 from .dedup import ReplayCache
+from .downloads import Downloads
 from .faults import FaultKind, Faults
 from .futures_store import Category, Failure, FutureRecord, FutureStore
-from .identity import principal_for
 from .ledger import Ledger
 from .registry import (
     CheckpointRecord,
@@ -55,8 +52,9 @@ from .registry import (
     utcnow,
 )
 from .replies import Reply, error_reply, json_reply
+from .session_endpoints import AssignSessionProjectRequest, SessionEndpoints, caller_urn
 
-__all__ = ["Call", "Operation", "Rejection", "Result", "RouteMatch", "TinkerApi"]
+__all__ = ["CANCELLED_MESSAGE", "Call", "Operation", "Rejection", "Result", "RouteMatch", "TinkerApi"]
 
 _REQUEST_FAILED: frozenset[FaultKind] = frozenset({"request_failed"})
 _POLL_OVERRIDES: frozenset[FaultKind] = frozenset({"try_again", "expire"})
@@ -76,72 +74,6 @@ class CancelFutureRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
 
     request_id: str
 
-
-class AssignSessionProjectRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Body of ``PUT /api/v1/sessions/{session_id}/project`` (the official SDK posts a literal dict)."""
-
-    project_id: str
-
-
-@dataclass(frozen=True)
-class _Download:
-    """What a ``/download/{token}`` link serves, until ``deadline`` (monotonic seconds)."""
-
-    produce: Callable[[], bytes]
-    content_type: str
-    filename: str
-    deadline: float
-
-
-@dataclass
-class Call:
-    """One request as a handler sees it. ``body`` is the decoded request Struct (``None`` without one)."""
-
-    endpoint: str
-    params: Mapping[str, str]
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
-    base_url: str
-    body: Any = None
-
-
-@dataclass(frozen=True)
-class Result:
-    reply: Reply
-    request_id: str | None = None
-    model_id: str | None = None
-    session_id: str | None = None
-    failed: bool = False
-
-
-class Rejection(Exception):
-    """Raised by a handler to answer an error before anything executed."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.status)
-        self.reply = reply
-
-
-def _reject(status: int, detail: str) -> Rejection:
-    return Rejection(error_reply(status, detail))
-
-
-def _refuse_if_finished(session: SessionRecord) -> None:
-    """A session its client finished takes no new work: 410, as its heartbeat gets (the official SDK stops there)."""
-    if session.finished:
-        raise _reject(
-            410, f"session {session.session_id} was finished by its client ({session.finish_reason}); "
-            "create a new session for new work"
-        )
-
-
-@contextmanager
-def _answers_404(prefix: str = "") -> Iterator[None]:
-    """A lookup that names nothing the server knows answers 404 before anything executes."""
-    try:
-        yield
-    except NotFound as exc:
-        raise _reject(404, f"{prefix}{exc}") from None
 
 
 class OperationFailed(Exception):
@@ -250,7 +182,8 @@ class TinkerApi:
         self.ledger = ledger
         self.replay = replay
         self.telemetry_batches: list[Any] = []
-        self._downloads: dict[str, _Download] = {}
+        self.downloads = Downloads()
+        self.session_endpoints = SessionEndpoints(registry, ledger, self.downloads)
         self._sequence_ids = itertools.count(1)
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
@@ -297,6 +230,7 @@ class TinkerApi:
             return Operation(endpoint, method, re.compile(path), handler, **options)
 
         v1 = "/api/v1"
+        sessions = self.session_endpoints
         return [
             op("healthz", "GET", f"{v1}/healthz", self.healthz),
             op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
@@ -308,9 +242,9 @@ class TinkerApi:
                request_type=t.CreateSamplingSessionRequest, mutates=True,
                seq_identity=lambda r: (f"sampling_session:{r.session_id}", r.sampling_session_seq_id)),
             op("telemetry", "POST", f"{v1}/telemetry", self.telemetry, request_type=t.TelemetrySendRequest),
-            op("finish_session", "POST", f"{v1}/sessions/{{session_id}}/finish", self.finish_session,
+            op("finish_session", "POST", f"{v1}/sessions/{{session_id}}/finish", sessions.finish_session,
                request_type=t.FinishSessionRequest, mutates=True),
-            op("join_sampling_session", "POST", f"{v1}/join_sampling_session", self.join_sampling_session,
+            op("join_sampling_session", "POST", f"{v1}/join_sampling_session", sessions.join_sampling_session,
                request_type=t.JoinSamplingSessionRequest, mutates=True),
             op("create_custom_loss", "POST", f"{v1}/create_custom_loss", self.create_custom_loss,
                request_type=t.CreateCustomLossRequest, mutates=True,
@@ -356,12 +290,12 @@ class TinkerApi:
             op("get_training_run", "GET", f"{v1}/training_runs/{{run_id}}", self.get_training_run),
             op("list_training_runs", "GET", f"{v1}/training_runs", self.list_training_runs),
             op("list_user_checkpoints", "GET", f"{v1}/checkpoints", self.list_user_checkpoints),
-            op("search_sessions", "POST", f"{v1}/sessions/search", self.search_sessions,
+            op("search_sessions", "POST", f"{v1}/sessions/search", sessions.search_sessions,
                request_type=t.SessionSearchRequest),
-            op("assign_session_project", "PUT", f"{v1}/sessions/{{session_id}}/project", self.assign_session_project,
+            op("assign_session_project", "PUT", f"{v1}/sessions/{{session_id}}/project", sessions.assign_session_project,
                request_type=AssignSessionProjectRequest, mutates=True),
-            op("export_session_trace", "GET", f"{v1}/sessions/{{session_id}}/trace_export", self.export_session_trace),
-            op("whoami", "GET", f"{v1}/auth/apikey/me", self.whoami),
+            op("export_session_trace", "GET", f"{v1}/sessions/{{session_id}}/trace_export", sessions.export_session_trace),
+            op("whoami", "GET", f"{v1}/auth/apikey/me", sessions.whoami),
             op("get_session", "GET", f"{v1}/sessions/{{session_id}}", self.get_session),
             op("list_sessions", "GET", f"{v1}/sessions", self.list_sessions),
             op("get_sampler", "GET", f"{v1}/samplers/{{sampler_id}}", self.get_sampler),
@@ -371,40 +305,32 @@ class TinkerApi:
     # lookups that answer 404 before anything executes
 
     def _run(self, run_id: str) -> RunRecord:
-        with _answers_404():
+        with answers_404():
             run = self.registry.run(run_id)
         run.last_request_time = utcnow()
         return run
 
     def _session(self, session_id: str) -> SessionRecord:
-        with _answers_404():
-            return self.registry.session(session_id)
+        return session_or_404(self.registry, session_id)
 
     def _open_session(self, session_id: str) -> SessionRecord:
-        """The session, if it still takes new work: 404 when unknown, 410 once its client finished it."""
-        session = self._session(session_id)
-        _refuse_if_finished(session)
-        return session
+        return open_session(self.registry, session_id)
 
     def _live_run(self, run_id: str) -> RunRecord:
         """A run that new work may be submitted to (its session is not finished)."""
         run = self._run(run_id)
         session = self.registry.sessions.get(run.session_id)
         if session is not None:
-            _refuse_if_finished(session)
+            refuse_if_finished(session)
         return run
-
-    @staticmethod
-    def _caller(call: Call) -> str:
-        return principal_for(call.headers.get("x-api-key", "")).user_urn
 
     def _checkpoint_at(self, field: str, tinker_path: str) -> tuple[TinkerPath, CheckpointRecord]:
         """The checkpoint a request field names: 400 for a malformed path, 404 when nothing is there."""
-        with _answers_404(f"{field}: "):
+        with answers_404(f"{field}: "):
             try:
                 path = parse_tinker_path(tinker_path)
             except ValueError as exc:
-                raise _reject(400, f"{field}: {exc}") from None
+                raise reject(400, f"{field}: {exc}") from None
             return path, self.registry.checkpoint(path)
 
     # futures
@@ -504,7 +430,7 @@ class TinkerApi:
         session = self.registry.create_session(
             request.tags,
             request.user_metadata or {},
-            owner=self._caller(call),
+            owner=caller_urn(call),
             project_id=request.project_id,
             display_name=request.display_name,
         )
@@ -524,7 +450,7 @@ class TinkerApi:
         self._open_session(request.session_id)
         sampler_id = f"{request.session_id}:sample:{request.sampling_session_seq_id}"
         if (request.base_model is None) == (request.model_path is None):
-            raise _reject(400, "exactly one of base_model and model_path must be set")
+            raise reject(400, "exactly one of base_model and model_path must be set")
         if request.model_path is not None:
             sampler = self._sampler_from_path(sampler_id, request.session_id, request.model_path)
         else:
@@ -544,7 +470,7 @@ class TinkerApi:
     def _supported(self, base_model: str | None) -> str:
         problem = self._unsupported(base_model)
         if problem is not None:
-            raise _reject(400, problem)
+            raise reject(400, problem)
         assert base_model is not None
         return base_model
 
@@ -711,7 +637,7 @@ class TinkerApi:
         if request.session_id is not None:
             return self._create_via_load(call, request)
         if request.model_id is None:
-            raise _reject(400, "load_weights needs model_id (load into a model) or session_id and model_seq_id "
+            raise reject(400, "load_weights needs model_id (load into a model) or session_id and model_seq_id "
                                "(create the model from the checkpoint)")
         run = self._live_run(request.model_id)
 
@@ -731,10 +657,10 @@ class TinkerApi:
         """[0.38] The load is the model's first request: the model is made from the checkpoint (no create_model)."""
         session = self._open_session(request.session_id)
         if request.model_seq_id is None:
-            raise _reject(400, "load_weights with session_id needs model_seq_id")
+            raise reject(400, "load_weights with session_id needs model_seq_id")
         model_id = f"{session.session_id}:train:{request.model_seq_id}"
         if model_id in self.registry.runs:
-            raise _reject(400, f"model_seq_id {request.model_seq_id} of session {session.session_id} is already used")
+            raise reject(400, f"model_seq_id {request.model_seq_id} of session {session.session_id} is already used")
 
         def compute() -> msgspec.Struct:
             checkpoint = self._loadable(request.path)
@@ -811,17 +737,17 @@ class TinkerApi:
         _, source = self._checkpoint_at("source_path", request.source_path)
         if request.session_id is not None:
             if request.model_seq_id is None:
-                raise _reject(400, "copy_weights with session_id needs model_seq_id")
+                raise reject(400, "copy_weights with session_id needs model_seq_id")
             session = self._open_session(request.session_id)
             run_id, session_id, project = (
                 f"{session.session_id}:train:{request.model_seq_id}", session.session_id, session.project_id
             )
             if run_id in self.registry.runs:
-                raise _reject(400, f"model_seq_id {request.model_seq_id} of session {session_id} is already used")
+                raise reject(400, f"model_seq_id {request.model_seq_id} of session {session_id} is already used")
         elif request.destination_project_id is not None:
             run_id, session_id, project = self.registry.new_id("copy"), "", request.destination_project_id
         else:
-            raise _reject(400, "copy_weights needs destination_project_id, or session_id and model_seq_id")
+            raise reject(400, "copy_weights needs destination_project_id, or session_id and model_seq_id")
         run = RunRecord(
             run_id=run_id,
             session_id=session_id,
@@ -842,7 +768,7 @@ class TinkerApi:
     def weights_info(self, call: Call) -> Result:
         request: t.WeightsInfoRequest = call.body
         path, _ = self._checkpoint_at("tinker_path", request.tinker_path)
-        with _answers_404("tinker_path: "):
+        with answers_404("tinker_path: "):
             run = self.registry.run(path.run_id)
         info = t.WeightsInfoResponse(
             base_model=run.base_model,
@@ -862,11 +788,11 @@ class TinkerApi:
         if limit is not None and "x-tinker-sampling-backpressure" in call.headers:
             in_flight = self.futures.unfinished("asample")
             if in_flight >= limit:
-                raise _reject(429, f"sampling backpressure: {in_flight} samples in flight (limit {limit})")
+                raise reject(429, f"sampling backpressure: {in_flight} samples in flight (limit {limit})")
         sampler = self._sampler_for(request)
         session = self.registry.sessions.get(sampler.session_id)
         if session is not None:
-            _refuse_if_finished(session)
+            refuse_if_finished(session)
         sequence_ids = [
             f"{sampler.session_id or 'adhoc'}:seq:{next(self._sequence_ids)}" for _ in range(max(request.num_samples, 0))
         ]
@@ -916,13 +842,13 @@ class TinkerApi:
 
     def _sampler_for(self, request: t.SampleRequest) -> SamplerRecord:
         if request.sampling_session_id is not None:
-            with _answers_404():
+            with answers_404():
                 return self.registry.sampler(request.sampling_session_id)
         if request.model_path is not None:
             return self._sampler_from_path(f"adhoc:{request.model_path}", "", request.model_path)
         if request.base_model is not None:
             return SamplerRecord(f"adhoc:{request.base_model}", "", self._supported(request.base_model), None, 1.0)
-        raise _reject(400, "one of sampling_session_id, model_path and base_model must be set")
+        raise reject(400, "one of sampling_session_id, model_path and base_model must be set")
 
     # REST
 
@@ -981,12 +907,12 @@ class TinkerApi:
         )
 
     def _rest_run(self, call: Call) -> RunRecord:
-        with _answers_404():
+        with answers_404():
             return self.registry.run(call.params["run_id"])
 
     def _rest_checkpoint(self, call: Call) -> CheckpointRecord:
         run = self._rest_run(call)
-        with _answers_404():
+        with answers_404():
             kind, name = split_checkpoint_id(call.params["checkpoint_id"])
             return self.registry.checkpoint(TinkerPath(run.run_id, kind, name))
 
@@ -1031,7 +957,7 @@ class TinkerApi:
 
     def get_session(self, call: Call) -> Result:
         self._access_scope(call)
-        with _answers_404():
+        with answers_404():
             session = self.registry.session(call.params["session_id"])
         reply = t.GetSessionResponse(training_run_ids=session.training_run_ids, sampler_ids=session.sampler_ids)
         return Result(json_reply(reply))
@@ -1042,7 +968,7 @@ class TinkerApi:
         return Result(json_reply(t.ListSessionsResponse(sessions=sessions)))
 
     def get_sampler(self, call: Call) -> Result:
-        with _answers_404():
+        with answers_404():
             sampler = self.registry.sampler(call.params["sampler_id"])
         reply = t.GetSamplerResponse(
             sampler_id=sampler.sampler_id, base_model=sampler.base_model, model_path=sampler.model_path
@@ -1054,8 +980,8 @@ class TinkerApi:
         checkpoint = self._rest_checkpoint(call)
         path = checkpoint.path
         filename = f"{path.run_id}-{path.name}.tar.gz".replace(":", "_")
-        url = self._download_link(
-            call, lambda: self.registry.archive(path), "application/gzip", filename, _ARCHIVE_URL_LIFETIME
+        url = self.downloads.link(
+            call.base_url, lambda: self.registry.archive(path), "application/gzip", filename, _ARCHIVE_URL_LIFETIME
         )
         expires = datetime.now(timezone.utc) + _ARCHIVE_URL_LIFETIME
         headers = (
@@ -1064,102 +990,23 @@ class TinkerApi:
         )
         return Result(Reply(302, b"", headers))
 
-    def _download_link(
-        self, call: Call, produce: Callable[[], bytes], content_type: str, filename: str, lifetime: timedelta
-    ) -> str:
-        """A URL on this server that serves ``produce()`` without auth until ``lifetime`` has passed (a signed URL)."""
-        token = secrets.token_urlsafe(16)
-        self._downloads[token] = _Download(produce, content_type, filename, time.monotonic() + lifetime.total_seconds())
-        return f"{call.base_url}/download/{token}"
-
     def download(self, call: Call) -> Result:
-        entry = self._downloads.get(call.params["token"])
-        if entry is None or time.monotonic() > entry.deadline:
-            return Result(error_reply(404, "unknown or expired download link"))
-        with _answers_404():
-            data = entry.produce()
-        headers = (
-            (b"content-type", entry.content_type.encode()),
-            (b"content-disposition", f'attachment; filename="{entry.filename}"'.encode()),
-        )
-        return Result(Reply(200, data, headers))
+        return Result(self.downloads.serve(call.params["token"]))
 
     def external_weights_urls(self, call: Call) -> Result:
         """[0.38] One signed URL per file of an external-weights export."""
         checkpoint = self._rest_checkpoint(call)
         if checkpoint.path.kind != "external_weights":
-            raise _reject(400, f"{checkpoint.path} is not an external weights checkpoint (external_weights/<name>)")
+            raise reject(400, f"{checkpoint.path} is not an external weights checkpoint (external_weights/<name>)")
         urls = {}
         for name in self._external_files(checkpoint):
             def produce(name: str = name, checkpoint: CheckpointRecord = checkpoint) -> bytes:
                 return self._external_files(self.registry.checkpoint(checkpoint.path))[name]
 
             kind = "application/json" if name.endswith(".json") else "application/octet-stream"
-            urls[name] = self._download_link(call, produce, kind, name, _EXTERNAL_URL_LIFETIME)
+            urls[name] = self.downloads.link(call.base_url, produce, kind, name, _EXTERNAL_URL_LIFETIME)
         expires = (datetime.now(timezone.utc) + _EXTERNAL_URL_LIFETIME).replace(microsecond=0)
         return Result(json_reply(t.ExternalWeightsUrlsResponse(urls=urls, expires=expires)))
-
-    # sessions (0.38)
-
-    def finish_session(self, call: Call) -> Result:
-        request: t.FinishSessionRequest = call.body
-        with _answers_404():
-            session = self.registry.finish_session(call.params["session_id"], request.reason.type, request.detail)
-        return Result(json_reply({}), session_id=session.session_id)
-
-    def join_sampling_session(self, call: Call) -> Result:
-        request: t.JoinSamplingSessionRequest = call.body
-        with _answers_404():
-            sampler = self.registry.sampler(request.sampling_session_id)
-        session = self._open_session(sampler.session_id)
-        counter = session.sampler_clients.get(sampler.sampler_id, 0) + 1
-        session.sampler_clients[sampler.sampler_id] = counter
-        return Result(json_reply(t.JoinSamplingSessionResponse(client_counter=counter)), session_id=session.session_id)
-
-    def search_sessions(self, call: Call) -> Result:
-        request: t.SessionSearchRequest = call.body
-        caller = self._caller(call)
-        found = [s for s in self.registry.sessions.values() if session_search.matches(s, request, caller)]
-        chosen, next_cursor = session_search.page(found, request.limit, request.cursor)
-        summaries = [self._session_summary(s) for s in chosen]
-        return Result(json_reply(t.SessionSearchResponse(sessions=summaries, next_cursor=next_cursor)))
-
-    def _session_summary(self, session: SessionRecord) -> t.SessionSummary:
-        checkpoints = [c for c in self.registry.live_checkpoints() if c.path.run_id in session.training_run_ids]
-        metadata = session.user_metadata
-        return t.SessionSummary(
-            session_id=session.session_id,
-            created_at=session.created_at,
-            owner=session.owner,
-            project_id=session.project_id,
-            status=session_search.status_of(session),
-            checkpoints_count=len(checkpoints),
-            display_name=session.display_name,
-            user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
-            checkpoint_storage_bytes=sum(c.size_bytes for c in checkpoints),
-        )
-
-    def assign_session_project(self, call: Call) -> Result:
-        request: AssignSessionProjectRequest = call.body
-        if not request.project_id:
-            raise _reject(400, "project_id must be a non-empty project id")
-        session = self._session(call.params["session_id"])
-        session.project_id = request.project_id
-        return Result(Reply(204), session_id=session.session_id)
-
-    def export_session_trace(self, call: Call) -> Result:
-        """The session's executed requests as a Chrome/Perfetto JSON trace, behind a download URL."""
-        session = self._session(call.params["session_id"])
-        session_id = session.session_id
-
-        def produce() -> bytes:
-            return _trace_json(session_id, self.ledger.executions())
-
-        url = self._download_link(call, produce, "application/json", f"{session_id}.json", _ARCHIVE_URL_LIFETIME)
-        return Result(json_reply({"status": "ready", "url": url}))
-
-    def whoami(self, call: Call) -> Result:
-        return Result(json_reply(principal_for(call.headers.get("x-api-key", "")).whoami_body()))
 
     # futures (0.38)
 
@@ -1168,7 +1015,7 @@ class TinkerApi:
         request: CancelFutureRequest = call.body
         record = self.futures.get(request.request_id)
         if record is None:
-            raise _reject(404, f"unknown request_id {request.request_id!r}")
+            raise reject(404, f"unknown request_id {request.request_id!r}")
         if not record.expired:
             self.futures.cancel(record, Failure(CANCELLED_MESSAGE.format(request_id=record.request_id), "user"))
         return Result(json_reply({}), request_id=record.request_id, model_id=record.model_id)
@@ -1219,25 +1066,6 @@ class TinkerApi:
                         f"{where}: offset {span.offset} + length {span.length} is past the {limit} tokens "
                         f"of sequence {span.sequence_id!r}"
                     )
-
-
-def _trace_json(session_id: str, executions: list[Any]) -> bytes:
-    """Trace Event Format (what Perfetto and chrome://tracing open): one instant event per executed request."""
-    mine = [e for e in executions if e.session_id == session_id]
-    start = min((e.time for e in mine), default=0.0)
-    events = [
-        {
-            "name": e.endpoint,
-            "ph": "i",
-            "s": "p",
-            "ts": round((e.time - start) * 1e6),
-            "pid": 1,
-            "tid": 1,
-            "args": {"model_id": e.model_id, "seq_id": e.seq_id, "request_id": e.request_id, "outcome": e.outcome},
-        }
-        for e in mine
-    ]
-    return json.dumps({"traceEvents": events, "otherData": {"session_id": session_id}}).encode()
 
 
 def _query_error(name: str, message: str) -> Reply:
