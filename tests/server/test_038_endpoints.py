@@ -128,6 +128,11 @@ async def test_a_copy_is_listed_and_a_sampler_can_load_it_but_it_cannot_be_train
 
     again = await wire.post("copy_weights", body, headers={"X-Idempotency-Key": "copy-once"})
     assert again.json() == copied.json() and len(server.ledger.executions("copy_weights")) == 1
+    token = "wat-secret-token-value"
+    with_token = await wire.post("copy_weights", {**body, "weights_access_token": token},
+                                 headers={"X-Tinker-Weights-Access-Token": token})
+    assert with_token.status_code == 200 and token not in with_token.text
+    assert all("x-tinker-weights-access-token" not in r.headers for r in server.ledger.received("copy_weights"))
 
     listed = (await client.get(f"/api/v1/training_runs/{copy_run}/checkpoints")).json()["checkpoints"]
     [checkpoint] = listed

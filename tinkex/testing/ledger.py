@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 
 __all__ = ["Execution", "Ledger", "ReceivedRequest"]
 
-_SECRET_HEADERS = frozenset({"x-api-key", "authorization", "cf-access-client-secret", "cookie"})
+_SECRET_HEADERS = frozenset(
+    {"x-api-key", "authorization", "cf-access-client-secret", "cookie", "x-tinker-weights-access-token"}
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class ReceivedRequest:
     http_version: str
     idempotency_key: str | None
     headers: Mapping[str, str]
-    """Lower-case names; secret headers (API key, authorization, Cloudflare secret) are not kept."""
+    """Lower-case names; secret headers (API key, authorization, Cloudflare secret, weights access token) are not
+    kept."""
     time: float
     status: int | None = None
     """The status answered, ``None`` while pending or when the connection was dropped."""
