@@ -1,5 +1,9 @@
 """The local Tinker-compatible server: a real HTTP server on 127.0.0.1 with a deterministic fake model,
-a ledger of what it executed, and fault injection. See :class:`LocalServer`."""
+a ledger of what it executed, and fault injection. See :class:`LocalServer`.
+
+It speaks the JSON of official 0.16 and of 0.38 (tags, defaults, no nulls) and does the work of 0.38's endpoints:
+finished sessions, future cancellation, weight copies, external-weights downloads, session search and projects,
+trace export, ``auth/apikey/me`` and server-side custom losses."""
 
 from .config import ServerConfig
 from .fake_model import ModelState
