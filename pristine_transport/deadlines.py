@@ -160,9 +160,16 @@ class OperationClock:
         self._timer: asyncio.Timeout | None = None
         self._paused_at: float | None = None
 
+    def first_deadline(self) -> float | None:
+        """Loop time at which a new attempt ends (None: never); marks an exchange under way."""
+        self.in_exchange = True
+        now = self.now()
+        when = self.deadline if self.attempt_s is None else min(now + self.attempt_s, self.deadline)
+        return None if math.isinf(when) else asyncio.get_running_loop().time() + (when - now)
+
     def arm(self, timer: asyncio.Timeout) -> None:
+        """The attempt's timer, already set to :meth:`first_deadline`."""
         self._timer = timer
-        self.sending()
 
     def sending(self) -> None:
         """A new HTTP exchange starts: the whole-attempt deadline counts from now."""

@@ -292,18 +292,19 @@ class RetryLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     async def _send_with_retries(self, request: httpx.Request) -> httpx.Response:
-        attempts = _Attempts(request, self._count_name, self._read_timeout_entry(request))
+        read_timeout, read_timeout_entry = self._read_timeout_of(request)
+        attempts = _Attempts(request, self._count_name, read_timeout_entry)
         deadlines = effective_deadlines(request.extensions, self._deadlines)
         progress = self._progress
         now = self._clock or asyncio.get_running_loop().time
         started = now()
         no_progress = deadlines.no_progress_s
         clock = OperationClock(
-            deadlines.attempt_s if deadlines.attempt_s is not None else _read_timeout(request),
+            deadlines.attempt_s if deadlines.attempt_s is not None else read_timeout,
             math.inf if no_progress is None else started + no_progress,
             now,
         )
-        state = _Operation(progress.successes if progress is not None else 0)
+        state: _Operation | None = None  # made on the first failure: the common success needs none
         retries = 0
         try:
             while True:
@@ -314,7 +315,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 sent.extensions[CLOCK] = clock
                 attempt: Attempt
                 try:
-                    async with asyncio.timeout(None) as timer:
+                    async with asyncio.timeout_at(clock.first_deadline()) as timer:
                         clock.arm(timer)
                         response = await self._inner.handle_async_request(sent)
                         if self._buffer_body and not response.is_closed:
@@ -323,6 +324,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                             await read_or_close(response)
                 except httpx.TransportError as exc:
                     if timer.expired() and clock.passed():  # an inner layer turned our cancellation into this
+                        state = state or _Operation(0)
                         state.may_have_run = state.may_have_run or clock.in_exchange
                         raise self._deadline_error(request, state, clock, started, "no_progress") from None
                     failure: httpx.TransportError = exc
@@ -330,11 +332,12 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 except TimeoutError:
                     if not timer.expired():
                         raise  # not ours
+                    state = state or _Operation(progress.successes if progress is not None else 0)
                     state.may_have_run = state.may_have_run or clock.in_exchange
                     if clock.passed():
                         raise self._deadline_error(request, state, clock, started, "no_progress") from None
                     failure = AttemptDeadlineError(
-                        f"the attempt outlived its whole-attempt deadline of {clock.attempt_s:g} s", request=sent
+                        f"the attempt outlived its whole-attempt deadline of {clock.attempt_s or 0:g} s", request=sent
                     )
                     attempt = Attempt(failure="AttemptDeadline")
                 else:
@@ -346,6 +349,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                         return response
                     attempt = self._attempt_of(response)
                     failure = None  # type: ignore[assignment]
+                if state is None:
+                    state = _Operation(progress.successes if progress is not None else 0)
                 state.saw(attempt, clock)
                 verdict = decide_retry(
                     self._policy,
@@ -402,18 +407,21 @@ class RetryLayer(httpx.AsyncBaseTransport):
             detail=detail,
         )
 
-    def _read_timeout_entry(self, request: httpx.Request) -> HeaderEntry | None:
+    def _read_timeout_of(self, request: httpx.Request) -> tuple[float | None, HeaderEntry | None]:
+        """The request's read timeout (the whole-attempt deadline unless one is set) and its header entry."""
         timeout = request.extensions.get("timeout")
         read_timeout = timeout.get("read") if type(timeout) is dict or isinstance(timeout, Mapping) else None
+        if read_timeout is None:
+            return None, None
         name = self._read_timeout_name
-        if read_timeout is None or name is None:
-            return None
+        if name is None:
+            return float(read_timeout), None
         # Nearly every request of an endpoint has the same timeout: encode it once (5 and 5.0 print differently).
         cached = self._read_timeout_cache
         if cached is None or cached[0] != read_timeout or type(cached[0]) is not type(read_timeout):
             entry = (name, name, str(read_timeout).encode())
             cached = self._read_timeout_cache = (read_timeout, entry)
-        return cached[1]
+        return float(read_timeout), cached[1]
 
     def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
         logger.info(
@@ -482,14 +490,6 @@ class _Operation:
             self.rounds += 1
             self.round_retries = 0
         self.round_retries += 1
-
-
-def _read_timeout(request: httpx.Request) -> float | None:
-    timeout = request.extensions.get("timeout")
-    if type(timeout) is dict or isinstance(timeout, Mapping):
-        value = timeout.get("read")
-        return float(value) if value is not None else None
-    return None
 
 
 def retry_after_s(headers: httpx.Headers, *, now: Callable[[], float] = time.time) -> float | None:
