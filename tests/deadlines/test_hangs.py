@@ -19,6 +19,7 @@ from scripted_server import RawServer, Request, Writer, endless_chunks, reply, t
 from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DeadlineExceededError, deadlines
 from pristine_transport.futures import FutureResolver
+from pristine_transport.policy import Deadlines
 from tinkex.config import load_tinker_manifest
 from tinkex.request_size import SIZE_ESTIMATORS
 
@@ -216,3 +217,18 @@ async def test_empty_body_400s_on_a_write_are_re_sent_with_the_same_key_and_seq_
     assert len(sends) == 3
     assert len({r.headers["x-idempotency-key"] for r in sends}) == 1
     assert [r.json()["seq_id"] for r in sends] == [4, 4, 4]
+
+
+async def test_deadlines_per_client_and_per_call() -> None:
+    async with RawServer(lambda request: reply(503, {"detail": "down"})) as server:
+        client = ManifestClient(load_tinker_manifest(), base_url=server.url, env=ENV, size_estimators=SIZE_ESTIMATORS)
+        resolver = FutureResolver(client, deadlines=Deadlines(no_progress_s=1.5))  # this client's default
+        try:
+            elapsed, error = await timed(resolver.submit("optim_step", result_type=dict, json={"seq_id": 1}))
+            assert isinstance(error, DeadlineExceededError) and 1.0 < elapsed < 1.5 + SLACK_S, (elapsed, error)
+            with deadlines(no_progress_s=0.6):  # a call's scope wins over the client's default
+                elapsed, error = await timed(resolver.submit("optim_step", result_type=dict, json={"seq_id": 2}))
+            assert isinstance(error, DeadlineExceededError) and elapsed < 0.6 + SLACK_S, (elapsed, error)
+        finally:
+            await resolver.aclose()
+            await client.aclose()
