@@ -54,7 +54,7 @@ def deadlines(
 ) -> Iterator[Deadlines]:
     """Within the block, calls use these deadlines (fields not given keep the enclosing scope's, else the
     defaults): ``with deadlines(no_progress_s=30): ...``."""
-    changes = {
+    changes: dict[str, Any] = {
         name: value
         for name, value in (
             ("attempt_s", attempt_s),
@@ -65,9 +65,10 @@ def deadlines(
         if value is not dataclasses.MISSING
     }
     enclosing = _scope.get() or DEFAULT_DEADLINES
-    token = _scope.set(dataclasses.replace(enclosing, **changes))
+    scoped = dataclasses.replace(enclosing, **changes)
+    token = _scope.set(scoped)
     try:
-        yield _scope.get()  # type: ignore[misc]
+        yield scoped
     finally:
         _scope.reset(token)
 

@@ -542,9 +542,9 @@ class FutureResolver:
                     state.last_answer = f"{try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
                     await self._wait(state, deadlines, PollAnswer.TRY_AGAIN, held=held, streak=state.fast_repolls + 1)
                     continue
-                answer = await self._metadata_only(span, state, body)
-                if answer is not None:
-                    await self._wait(state, deadlines, answer, held=held, streak=state.fast_repolls + 1)
+                metadata = await self._metadata_only(span, state, body)
+                if metadata is not None:
+                    await self._wait(state, deadlines, metadata, held=held, streak=state.fast_repolls + 1)
                     continue
                 if spec.failure.field in body:
                     raise self._request_failed(state, body)
@@ -722,4 +722,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-

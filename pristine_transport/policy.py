@@ -188,7 +188,9 @@ def _all_values_empty(content: bytes) -> bool:
     return not any(body.values()) if isinstance(body, dict) else not body
 
 
-def _retry_reason(policy: RetryPolicySpec, budget: RetryBudget, attempt: Attempt, tokens: int) -> tuple[str, bool] | None:
+def _retry_reason(
+    policy: RetryPolicySpec, budget: RetryBudget, attempt: Attempt, tokens: int
+) -> tuple[str, bool] | None:
     """Why this attempt may be re-sent (and whether it spends a bare-400 token), or None."""
     if attempt.status is None:
         return (attempt.failure or "transport failure", False) if policy.retry_connection_errors else None
@@ -216,7 +218,9 @@ def decide_retry(
     unlimited = policy.max_retries is None
     cap = deadlines.failed_attempts
     if unlimited and cap is not None and state.failures_in_a_row >= cap and state.others_succeeded:
-        return GiveUp(f"{state.failures_in_a_row} failed attempts in a row while other requests succeed", "failed_attempts")
+        return GiveUp(
+            f"{state.failures_in_a_row} failed attempts in a row while other requests succeed", "failed_attempts"
+        )
     new_round = not unlimited and state.round_retries >= (policy.max_retries or 0)
     server_delay = attempt.retry_after_s
     if new_round:
@@ -281,4 +285,6 @@ def poll_delay(answer: PollAnswer, *, held: bool, streak: int, spec: PollBackoff
         return backoff_delay(streak - 1, initial_s=1.0, max_s=spec.connection_error_max_s)
     if held:
         return 0.0
-    return backoff_delay(streak - 1, initial_s=spec.initial_s, max_s=spec.max_s, jitter=spec.jitter, mode="both", random=random)
+    return backoff_delay(
+        streak - 1, initial_s=spec.initial_s, max_s=spec.max_s, jitter=spec.jitter, mode="both", random=random
+    )

@@ -243,9 +243,7 @@ class _PermitReleasingStream(httpx.AsyncByteStream):
 class PoolLimiterLayer(httpx.AsyncBaseTransport):
     """Holds the pool's permits from before the send until the response is closed."""
 
-    def __init__(
-        self, inner: httpx.AsyncBaseTransport, limiter: PoolLimiter, *, size_of: SizeOf | None = None
-    ) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, limiter: PoolLimiter, *, size_of: SizeOf | None = None) -> None:
         self._inner = inner
         self._limiter = limiter
         self._size_of = size_of

@@ -421,7 +421,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         if cached is None or cached[0] != read_timeout or type(cached[0]) is not type(read_timeout):
             entry = (name, name, str(read_timeout).encode())
             cached = self._read_timeout_cache = (read_timeout, entry)
-        return float(read_timeout), cached[1]
+        return float(read_timeout), cached[1]  # type: ignore[arg-type]
 
     def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
         logger.info(
@@ -435,7 +435,6 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 self._on_retry(RetryEvent(request.method, request.url.path, attempt, delay, reason))
             except Exception:  # a broken hook must not break the request
                 logger.exception("retry hook failed")
-
 
 
 class _Tokens:
@@ -472,9 +471,7 @@ class _Operation:
         self.may_have_run = self.may_have_run or may_have_run(attempt)
         clock.last_seen = f"HTTP {attempt.status}" if attempt.status is not None else attempt.failure
 
-    def view(
-        self, retries: int, clock: OperationClock, progress: ProgressTracker | None, tokens: int
-    ) -> RetryState:
+    def view(self, retries: int, clock: OperationClock, progress: ProgressTracker | None, tokens: int) -> RetryState:
         return RetryState(
             retries=retries,
             round_retries=self.round_retries,

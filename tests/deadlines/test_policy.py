@@ -57,32 +57,80 @@ R = 0.0  # random: no jitter below the base
     [
         # retryable outcomes within the policy's own re-sends: the Stainless pace
         (STANDARD, OFFICIAL, RetryState(remaining_s=300), Attempt(status=503), Retry(0.5, "status 503")),
-        (STANDARD, OFFICIAL, RetryState(round_retries=3, remaining_s=300), Attempt(status=429), Retry(4.0, "status 429")),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(round_retries=3, remaining_s=300),
+            Attempt(status=429),
+            Retry(4.0, "status 429"),
+        ),
         (STANDARD, OFFICIAL, RetryState(remaining_s=300), Attempt(failure="ConnectError"), Retry(0.5, "ConnectError")),
-        (STANDARD, OFFICIAL, RetryState(remaining_s=300), Attempt(status=503, retry_after_s=7.0), Retry(7.0, "status 503")),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(remaining_s=300),
+            Attempt(status=503, retry_after_s=7.0),
+            Retry(7.0, "status 503"),
+        ),
         # not retryable: handed back as it is
         (STANDARD, OFFICIAL, RetryState(remaining_s=300), Attempt(status=404), GiveUp(None)),
         (STANDARD, OFFICIAL, RetryState(remaining_s=300), Attempt(status=503, should_retry="false"), GiveUp(None)),
         (NONE, OFFICIAL, RetryState(remaining_s=300), Attempt(status=503), GiveUp(None)),
         # the policy's re-sends are spent: the official budget starts another round after min(2**n, 30) s
-        (STANDARD, OFFICIAL, RetryState(round_retries=10, rounds=0, remaining_s=250), Attempt(status=503),
-         Retry(1.0, "status 503", new_round=True)),
-        (STANDARD, OFFICIAL, RetryState(round_retries=10, rounds=6, remaining_s=250), Attempt(status=503),
-         Retry(30.0, "status 503", new_round=True)),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(round_retries=10, rounds=0, remaining_s=250),
+            Attempt(status=503),
+            Retry(1.0, "status 503", new_round=True),
+        ),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(round_retries=10, rounds=6, remaining_s=250),
+            Attempt(status=503),
+            Retry(30.0, "status 503", new_round=True),
+        ),
         (STANDARD, NO_ROUNDS, RetryState(round_retries=10, remaining_s=250), Attempt(status=503), GiveUp(None)),
         # the next re-send would start after the no-progress deadline
-        (STANDARD, OFFICIAL, RetryState(round_retries=10, rounds=6, remaining_s=20), Attempt(status=503),
-         GiveUp("no progress for the deadline (next re-send would start after it): status 503", "no_progress")),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(round_retries=10, rounds=6, remaining_s=20),
+            Attempt(status=503),
+            GiveUp("no progress for the deadline (next re-send would start after it): status 503", "no_progress"),
+        ),
         # an empty-body 400 counts as a connection failure while tokens last
-        (STANDARD, OFFICIAL, RetryState(remaining_s=300, bare_400_tokens=16), Attempt(status=400, bare=True),
-         Retry(0.5, "status 400 with an empty body (counted as a connection failure)", takes_bare_400_token=True)),
-        (STANDARD, OFFICIAL, RetryState(remaining_s=300, bare_400_tokens=0), Attempt(status=400, bare=True), GiveUp(None)),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(remaining_s=300, bare_400_tokens=16),
+            Attempt(status=400, bare=True),
+            Retry(0.5, "status 400 with an empty body (counted as a connection failure)", takes_bare_400_token=True),
+        ),
+        (
+            STANDARD,
+            OFFICIAL,
+            RetryState(remaining_s=300, bare_400_tokens=0),
+            Attempt(status=400, bare=True),
+            GiveUp(None),
+        ),
         (STANDARD, OFFICIAL, RetryState(remaining_s=300, bare_400_tokens=16), Attempt(status=400), GiveUp(None)),
         # a poison request of an unlimited policy: capped only while others succeed
-        (SAMPLING, OFFICIAL, RetryState(retries=9, failures_in_a_row=10, others_succeeded=True, remaining_s=200),
-         Attempt(status=500), GiveUp("10 failed attempts in a row while other requests succeed", "failed_attempts")),
-        (SAMPLING, OFFICIAL, RetryState(retries=9, failures_in_a_row=10, others_succeeded=False, remaining_s=200),
-         Attempt(status=500), Retry(7.5, "status 500")),  # 10 s, jittered -25 %
+        (
+            SAMPLING,
+            OFFICIAL,
+            RetryState(retries=9, failures_in_a_row=10, others_succeeded=True, remaining_s=200),
+            Attempt(status=500),
+            GiveUp("10 failed attempts in a row while other requests succeed", "failed_attempts"),
+        ),
+        (
+            SAMPLING,
+            OFFICIAL,
+            RetryState(retries=9, failures_in_a_row=10, others_succeeded=False, remaining_s=200),
+            Attempt(status=500),
+            Retry(7.5, "status 500"),
+        ),  # 10 s, jittered -25 %
     ],
 )
 def test_decide_retry(
@@ -111,7 +159,8 @@ def test_may_have_run(attempt: Attempt, ran: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "bare"), [(b"", True), (b"  ", True), (b"{}", True), (b'{"detail": ""}', True), (b'{"detail": "x"}', False)]
+    ("content", "bare"),
+    [(b"", True), (b"  ", True), (b"{}", True), (b'{"detail": ""}', True), (b'{"detail": "x"}', False)],
 )
 def test_is_bare_400(content: bytes, bare: bool) -> None:
     assert is_bare_400(400, content) is bare

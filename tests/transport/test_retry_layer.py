@@ -620,7 +620,9 @@ def one_connection_client(spec: RetryPolicySpec) -> httpx.AsyncClient:
     base = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
     # A leaked response would hold the only connection, so the next attempt would hit the pool timeout,
     # which these policies do not retry.
-    layer = RetryLayer(base, msgspec.structs.replace(spec, retry_connection_errors=False), sleep=Sleeps(), deadlines=POLICY_ONLY)
+    layer = RetryLayer(
+        base, msgspec.structs.replace(spec, retry_connection_errors=False), sleep=Sleeps(), deadlines=POLICY_ONLY
+    )
     return httpx.AsyncClient(transport=layer, timeout=httpx.Timeout(5, pool=0.5))
 
 
