@@ -52,7 +52,7 @@ def _run_child(target: Any, *args: Any) -> dict[str, Any]:
     return report
 
 
-def _sync_child(queue: Any, training: Any, sampler: Any, pending: Any) -> None:
+def _sync_child(queue: Any, client: Any, training: Any, sampler: Any, pending: Any) -> None:
     report: dict[str, Any] = {}
     try:
         started = time.monotonic()
@@ -64,6 +64,9 @@ def _sync_child(queue: Any, training: Any, sampler: Any, pending: Any) -> None:
         report["pending_s"] = time.monotonic() - started
         report["tokens"] = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
         report["loss"] = training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
+        started = time.monotonic()
+        client.close()  # closes what the child made; leaves the parent's connections alone
+        report["close_s"] = time.monotonic() - started
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         report["error"] = repr(exc)
     queue.put(report)
@@ -78,12 +81,13 @@ def test_sync_client_created_before_fork_works_in_the_child() -> None:
             expected = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
             pending = training.optim_step(types.AdamParams(learning_rate=1e-4))  # resolves 3 s later
             time.sleep(0.5)  # dispatched (it has its future id), not resolved: in flight at the fork
-            report = _run_child(_sync_child, training, sampler, pending)
+            report = _run_child(_sync_child, client, training, sampler, pending)
             assert "error" not in report, report
             assert report["pending"].startswith("InFlightAtForkError: this call was in flight in process")
             assert report["pending_s"] < 1.0  # at once, not after a timeout
             assert report["tokens"] == expected  # same session and sampler, same seeded answer
             assert report["loss"]
+            assert report["close_s"] < 2.0
             assert pending.result(timeout=20) is not None  # the parent still gets its own result
             assert sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens == expected
         finally:
