@@ -27,9 +27,9 @@ ECHO = f"you sent {API_KEY} with {CF_SECRET}"
 
 
 class Capture(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, lines: list[str] | None = None) -> None:
         super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
+        self.lines: list[str] = [] if lines is None else lines
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(logging.Formatter("%(name)s %(message)s").format(record))
@@ -43,7 +43,19 @@ def debug_everything() -> Iterator[Capture]:
     root = logging.getLogger()
     levels = {name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict)}
     root_level = root.level
+    # The root's handlers so far (pytest's own) carry the masking filter installed when the client was created,
+    # which would mask records in place before ours sees them: set them aside, as an application starting its
+    # logging afresh would have none.
+    earlier = list(root.handlers)
+    for handler in earlier:
+        root.removeHandler(handler)
     root.addHandler(capture)
+    # Also right on the HTTP libraries' loggers: a handler there is one no client ever saw, so only masking at
+    # record creation can protect it (a root handler gets the masking filter when a later client is created).
+    libraries = [logging.getLogger(name) for name in ("hpack", "h2", "httpx", "httpcore", "aiohttp", "h11")]
+    on_libraries = Capture(capture.lines)
+    for library in libraries:
+        library.addHandler(on_libraries)
     root.setLevel(logging.DEBUG)
     for name in levels:
         logging.getLogger(name).setLevel(logging.DEBUG)
@@ -51,6 +63,10 @@ def debug_everything() -> Iterator[Capture]:
         yield capture
     finally:
         root.removeHandler(capture)
+        for library in libraries:
+            library.removeHandler(on_libraries)
+        for handler in earlier:
+            root.addHandler(handler)
         root.setLevel(root_level)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
