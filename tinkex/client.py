@@ -405,6 +405,8 @@ class Client:
             await asyncio.to_thread(self._holder.close)
 
     def __enter__(self) -> Client:
+        if self._holder.closed:
+            raise RuntimeError("this tinkex client is closed")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -413,7 +415,7 @@ class Client:
         self._finish_on_exit(_exit_status(exc_type))
 
     async def __aenter__(self) -> Client:
-        return self
+        return self.__enter__()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -110,10 +111,7 @@ class RestClient:
                 raise TypeError("RestClient got a holder twice (positionally and as holder=)")
             _holder = holder
         if _holder is None:
-            from .config import load_tinker_manifest, resolve_config
-
-            manifest = load_tinker_manifest()
-            _holder = Holder(resolve_config(api_key=api_key, base_url=base_url, manifest=manifest), manifest)
+            _holder = _standalone_holder(base_url, api_key)
         elif base_url is not None or api_key is not None:
             raise ValueError("RestClient takes a holder or base_url/api_key, not both")
         self.holder = _holder
@@ -474,6 +472,25 @@ async def _paged(
         offset += len(items)
         if not items or (offset >= total if total is not None else len(items) < page_size):
             return
+
+
+_STANDALONE_HOLDERS: dict[tuple[str, str], Holder] = {}
+_STANDALONE_LOCK = threading.Lock()
+
+
+def _standalone_holder(base_url: str | None, api_key: str | None) -> Holder:
+    """The session-less holder of ``RestClient()``: one per base URL and key in the process, as in the official
+    SDK, so constructing many REST clients shares their connections (which stay open and need no closing)."""
+    from .config import load_tinker_manifest, resolve_config
+
+    manifest = load_tinker_manifest()
+    config = resolve_config(api_key=api_key, base_url=base_url, manifest=manifest)
+    key = (config.base_url, config.api_key)
+    with _STANDALONE_LOCK:
+        holder = _STANDALONE_HOLDERS.get(key)
+        if holder is None or holder.closed:
+            holder = _STANDALONE_HOLDERS[key] = Holder(config, manifest)
+        return holder
 
 
 def _without_none(request: msgspec.Struct) -> dict[str, Any]:

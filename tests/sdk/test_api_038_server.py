@@ -118,6 +118,8 @@ def test_overwrite_user_metadata_and_a_standalone_rest_client(server: LocalServe
         training.save_weights_for_sampler("samp", user_metadata={"stage": "2"}).result(10)
         rest = tinkex.RestClient(base_url=server.base_url, api_key=API_KEY)
         assert rest.get_server_capabilities().result(5).supported_models
+        assert tinkex.RestClient(base_url=server.base_url, api_key=API_KEY).holder is rest.holder, "shared"
+        assert rest.holder.known_session_id() is None, "a standalone REST client makes no session"
         listed = rest.list_checkpoints(training.model_id).result(5)
         by_id = {c.checkpoint_id: c for c in listed.checkpoints}
         assert by_id["weights/ckpt"].user_metadata == {"stage": "2"}

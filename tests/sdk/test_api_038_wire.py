@@ -138,6 +138,9 @@ def test_close_with_a_status_finishes_the_session(wire: WireFake) -> None:
     assert sent.body == {"reason": {"type": "errored"}, "detail": "out of memory"}
     with pytest.raises(RuntimeError, match="closed"):
         client.create_sampling_client(base_model=BASE_MODEL).result()
+    with pytest.raises(RuntimeError, match="closed"):
+        with client:
+            pass
 
 
 def test_close_without_a_status_sends_nothing_and_a_client_without_session_finishes_nothing(wire: WireFake) -> None:
