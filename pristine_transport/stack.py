@@ -4,7 +4,8 @@ Layer order, outermost first (each included only when the endpoint's manifest en
 
 1. ``TelemetryLayer`` (always)
 2. ``IdempotencyLayer`` (``idempotency`` true, or null and the method is not GET/HEAD/OPTIONS)
-3. ``RetryLayer`` (the endpoint has an effective retry policy; the ``events`` endpoint only with its own ``retry``)
+3. ``RetryLayer`` (the endpoint has an effective retry policy; the ``events`` endpoint sends once unless it names
+   a ``retry`` of its own)
 4. ``AttemptTelemetryLayer`` (with the retry layer: without re-sends an attempt span would repeat the request's)
 5. ``PoolLimiterLayer`` (the endpoint names a pool)
 6. ``BackpressureLayer`` (``backpressure`` set)
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
@@ -111,7 +113,10 @@ def build_transport(
     def assemble(name: str, endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
         """The endpoint's stack, listed outermost first, then wrapped around the base from the inside out."""
         size_of = estimators.get(name)
-        policy = None if _is_unretried_events_endpoint(spec, name) else spec.retry_policy_for(name)
+        policy = spec.retry_policy_for(name)
+        if policy is not None and _is_unretried_events_endpoint(spec, name):
+            # Still a retry layer, for the per-attempt headers the wire expects (read timeout), sending once.
+            policy = msgspec.structs.replace(policy, max_retries=0)
         pool, backpressure = endpoint.pool, endpoint.backpressure
         layers: list[Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]] = [
             lambda inner: TelemetryLayer(inner, endpoint=name, redactor=redactor, tracer=tracer)
