@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ._base import RequestStruct
+from ._base import RequestStruct, official_dataclass
 
 __all__ = ["PromptProvenanceSpan", "ProvenanceSpans", "SampledProvenanceSpan", "check_span_tiling"]
 
@@ -26,6 +26,7 @@ def _check_span(span: PromptProvenanceSpan | SampledProvenanceSpan) -> None:
         raise ValueError(f"{name}.offset must be >= 0, got {span.offset}")
 
 
+@official_dataclass  # 0.38 declares it a frozen dataclass; the cookbook calls dataclasses.replace on spans
 class PromptProvenanceSpan(RequestStruct, kw_only=True, tag_field="type", tag="prompt_tokens"):
     """A run of tokens that were given as sampling input: positions ``[offset, offset + length)`` of the
     prompt of the request whose sequence is ``sequence_id``."""
@@ -38,6 +39,7 @@ class PromptProvenanceSpan(RequestStruct, kw_only=True, tag_field="type", tag="p
         _check_span(self)
 
 
+@official_dataclass
 class SampledProvenanceSpan(RequestStruct, kw_only=True, tag_field="type", tag="sampled_tokens"):
     """A run of tokens produced by one sampled sequence: positions ``[offset, offset + length)`` of that
     sequence's sampled tokens."""
