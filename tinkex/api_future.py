@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
-from .runtime import get_runtime, running_loop, wait_result
+from .runtime import chain_task, get_runtime, running_loop, wait_result
 
 __all__ = ["APIFuture", "AwaitableFuture", "ConcurrentFuture", "completed_future", "in_background"]
 
@@ -81,7 +81,7 @@ class AwaitableFuture(APIFuture[T]):
             mirror: concurrent.futures.Future[T] = concurrent.futures.Future()
             self._concurrent = mirror
             if running_loop() is self._loop:
-                _chain_task(self._task, mirror, self._loop)
+                chain_task(self._task, mirror, self._loop)
             else:
                 self._loop.call_soon_threadsafe(_chain_task, self._task, mirror, self._loop)
         return self._concurrent
@@ -140,29 +140,6 @@ def completed_future(value: T) -> ConcurrentFuture[T]:
     future: ConcurrentFuture[T] = ConcurrentFuture()
     future.set_result(value)
     return future
-
-
-def _chain_task(task: asyncio.Future[T], future: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> None:
-    """``future`` (thread-safe) takes ``task``'s outcome; cancelling ``future`` cancels ``task`` on ``loop``.
-    Call on ``loop``'s thread."""
-
-    def settle(done: asyncio.Future[T]) -> None:
-        if done.cancelled():
-            future.cancel()
-        if not future.set_running_or_notify_cancel():
-            return
-        error = done.exception()
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(done.result())
-
-    def cancel_task(settled: concurrent.futures.Future[T]) -> None:
-        if settled.cancelled() and not task.done():
-            loop.call_soon_threadsafe(task.cancel)
-
-    task.add_done_callback(settle)
-    future.add_done_callback(cancel_task)
 
 
 async def _wait(work: asyncio.Future[T], timeout: float | None) -> T:
