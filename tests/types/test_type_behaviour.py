@@ -320,3 +320,21 @@ def test_every_wire_type_has_a_field_check_and_model_fields(cls: type) -> None:
 
     _base._compile_validator(cls)
     assert set(cls.model_fields) == set(cls.__struct_fields__)  # type: ignore[attr-defined]
+
+
+def test_the_cookbooks_replace_calls_work_unchanged() -> None:
+    # tinker_cookbook 0.6.1, rl/data_processing.py (_drop_first_position) and rl/train.py (_remove_mask).
+    spans = [types.SampledProvenanceSpan(sequence_id="seq-1", length=3)]
+    first = spans[0]
+    dropped = [dataclasses.replace(first, offset=first.offset + 1, length=first.length - 1), *spans[1:]]
+    assert dropped == [types.SampledProvenanceSpan(sequence_id="seq-1", offset=1, length=2)]
+    datum = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2, 3]),
+        loss_fn_inputs={"target_tokens": [2, 3, 4], "mask": [1.0, 1.0, 0.0]},
+    ).with_provenance(model_input=spans, loss_fn_inputs=spans)
+    removed = dataclasses.replace(datum, loss_fn_inputs={k: v for k, v in datum.loss_fn_inputs.items() if k != "mask"})
+    assert removed.model_input_spans == spans and set(removed.loss_fn_inputs) == {"target_tokens"}
+    direct = types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3, 4]}
+    ).with_provenance(model_input=spans, loss_fn_inputs=spans)
+    assert codec.encode(removed) == codec.encode(direct)
