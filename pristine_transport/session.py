@@ -13,6 +13,8 @@ import asyncio
 import logging
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
@@ -156,6 +158,10 @@ class BackgroundHeartbeat:
     to be garbage-collected while its session beats must give a factory, and a client, that do not refer to it).
     The beat keeps going while the user's loop is blocked or busy; CPU-bound Python code in other threads only
     delays it by the interpreter's switch interval.
+
+    A factory that is a bound method makes its object the heartbeat's owner: when the owner is garbage-collected
+    while the beat runs (an SDK client dropped without ``close()``), the heartbeat warns (``ResourceWarning``, as an
+    unclosed file does) and stops, instead of beating for a session nobody can use any more.
     """
 
     def __init__(
@@ -176,6 +182,10 @@ class BackgroundHeartbeat:
         self._ready = threading.Event()
         self._cancelled = threading.Event()
         self._startup_error: BaseException | None = None
+        owner = getattr(client_factory, "__self__", None)
+        if owner is not None:
+            with suppress(TypeError):  # an owner without weak-reference support cannot be watched
+                weakref.finalize(owner, _owner_collected, weakref.ref(self))
 
     def start(self, *, wait: bool = True) -> None:
         """Start the thread. With ``wait``, return once its loop runs the heartbeat (or raise what stopped it
@@ -213,6 +223,17 @@ class BackgroundHeartbeat:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _owner_collected(self) -> None:
+        if self._thread is None or self._cancelled.is_set() or not self._thread.is_alive():
+            return
+        warnings.warn(
+            f"the owner of session {self.session_id}'s heartbeat was garbage-collected without being closed; "
+            "stopping the heartbeat",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        self.cancel()
+
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
@@ -239,3 +260,9 @@ class BackgroundHeartbeat:
                 await self._task
         finally:
             await client.aclose()
+
+
+def _owner_collected(heartbeat: weakref.ref[BackgroundHeartbeat]) -> None:
+    found = heartbeat()
+    if found is not None:
+        found._owner_collected()

@@ -82,6 +82,8 @@ class Telemetry:
         self._lock = threading.Lock()
         self._closing: set[asyncio.Task[bool]] = set()
         """Close tasks scheduled on the runtime loop, kept so they are not garbage-collected mid-way."""
+        # A client dropped without close(): send what is queued and stop the reporter's task.
+        weakref.finalize(holder, self.close_soon)
 
     async def start(self, session_id: str) -> None:
         """Start reporting for ``session_id``. Runs on the background runtime loop, where the reporter lives."""

@@ -9,10 +9,11 @@ import gc
 import os
 import resource
 import threading
+import time
 import warnings
 
 import pytest
-from boundary_helpers import client_env, fast_manifest
+from boundary_helpers import API_KEY, client_env, fast_manifest
 
 from pristine_transport.client import ManifestClient
 from pristine_transport.logs import masking_filter
@@ -103,3 +104,55 @@ async def test_thousands_of_closed_and_dropped_clients_leave_nothing_behind(back
     assert rss_growth < 24 * 2**20, f"RSS grew by {rss_growth / 2**20:.1f} MiB"
     dropped_warnings = [w for w in caught if issubclass(w.category, ResourceWarning) and "aclose()" in str(w.message)]
     assert len(dropped_warnings) >= LIFETIMES // 2 * 0.9  # every dropped client said so (as files do)
+
+
+SDK_LIFETIMES = 400
+"""tinkex.Client lifetimes, each with a session (a heartbeat thread, telemetry): half closed, half dropped."""
+
+
+def sdk_lifetime(url: str, *, close: bool) -> None:
+    import tinkex
+
+    client = tinkex.Client(api_key=API_KEY, base_url=url, env={}, telemetry=True)
+    client.create_lora_training_client("Qwen/Qwen3-8B").result()
+    if close:
+        client.close()
+    # Dropped otherwise: the heartbeat stops, telemetry closes, connections close, each with a ResourceWarning.
+
+
+def settle_threads(limit: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        count = threading.active_count()
+        if count <= limit or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
+def test_hundreds_of_sdk_clients_closed_or_dropped_release_threads_descriptors_and_redactors() -> None:
+    with LocalServer(long_poll_timeout=0.2) as server, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
+        for index in range(20):
+            sdk_lifetime(server.base_url, close=index % 2 == 0)
+        threads_before = settle_threads(0, timeout=2.0)
+        before = (rss_bytes(), threads_before, open_fds(port), masking_filter().redactor_count)
+        started = time.monotonic()
+        for index in range(SDK_LIFETIMES):
+            sdk_lifetime(server.base_url, close=index % 2 == 0)
+        threads_after = settle_threads(threads_before)
+        time.sleep(0.2)
+        gc.collect()
+        after = (rss_bytes(), threads_after, open_fds(port), masking_filter().redactor_count)
+        elapsed = time.monotonic() - started
+    print(
+        f"\nsdk: {SDK_LIFETIMES} lifetimes in {elapsed:.1f} s: RSS {before[0] / 2**20:.1f} -> {after[0] / 2**20:.1f} "
+        f"MiB, threads {before[1]} -> {after[1]}, fds {before[2]} -> {after[2]}, redactors {before[3]} -> {after[3]}"
+    )
+    assert after[1] <= before[1], "heartbeat threads piled up"
+    assert after[2] <= before[2] + 4, "file descriptors piled up"
+    assert after[3] <= before[3], "redactors piled up in the logging filter"
+    assert after[0] - before[0] < 48 * 2**20, "RSS grew"
+    heartbeat_warnings = [w for w in caught if "heartbeat" in str(w.message)]
+    assert len(heartbeat_warnings) >= SDK_LIFETIMES // 2 * 0.9  # every dropped client said so
