@@ -23,6 +23,7 @@ import concurrent.futures
 import dataclasses
 import random as random_module
 import time
+import types
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
@@ -56,6 +57,7 @@ __all__ = [
     "FutureResolver",
     "FutureRetrieveError",
     "FutureTimeoutError",
+    "RequestCancelledError",
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",
@@ -91,6 +93,11 @@ class RequestRateLimitedError(RequestFailedError):
 
 class RequestCapacityError(RequestFailedError):
     """A failed request whose message says the service is out of capacity (``capacity_patterns``): retry later."""
+
+
+class RequestCancelledError(RequestFailedError):
+    """A failed request whose message says it was cancelled at the client's request (``cancelled_patterns``): its
+    work was abandoned on purpose, so there is no result to wait for; send it again if it is still wanted."""
 
 
 class FutureExpiredError(PristineError):
@@ -220,15 +227,27 @@ class ResultHandle(Generic[T]):
 class FutureHandle(ResultHandle[T]):
     """One submitted request's future result: ``await handle``, ``handle.result()`` from another thread."""
 
-    def __init__(self, request_id: str, task: asyncio.Task[T], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        task: asyncio.Task[T],
+        loop: asyncio.AbstractEventLoop,
+        submit_reply: Mapping[str, Any] | None = None,
+    ) -> None:
         self.request_id = request_id
         self._task = task
         self._loop = loop
         self._description = request_id
+        self.submit_reply: Mapping[str, Any] = submit_reply if submit_reply is not None else _NO_REPLY
+        """The submit's decoded JSON reply (the request id and whatever else the server said when it accepted the
+        request, e.g. ids it assigned up front); empty for a handle made by :meth:`FutureResolver.handle`."""
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"FutureHandle(request_id={self.request_id!r}, {state})"
+
+
+_NO_REPLY: Mapping[str, Any] = types.MappingProxyType({})
 
 
 class CombinedHandle(ResultHandle[R]):
@@ -375,7 +394,7 @@ class FutureResolver:
     ) -> FutureHandle[T]:
         """Send ``endpoint`` (its own retries and limits apply), read the request id, start polling on the
         current loop. ``deadline_s`` bounds the polling, counted from when the handle is created; when it passes,
-        polling stops with :class:`FutureTimeoutError`."""
+        polling stops with :class:`FutureTimeoutError`. The submit's reply is the handle's ``submit_reply``."""
         started = self._clock()
         future_spec = self.client.manifest.endpoint(endpoint).future
         request_type = future_spec.request_type if future_spec is not None else None
@@ -390,7 +409,10 @@ class FutureResolver:
         except BaseException as exc:
             _end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
-        return self._start(span, request_id, result_type, request_type, observer, deadline_s, self._clock() - started)
+        reply = body if isinstance(body, Mapping) else None
+        return self._start(
+            span, request_id, result_type, request_type, observer, deadline_s, self._clock() - started, reply
+        )
 
     def handle(
         self,
@@ -428,6 +450,7 @@ class FutureResolver:
         observer: QueueStateObserver | None,
         deadline_s: float | None,
         roundtrip_s: float,
+        submit_reply: Mapping[str, Any] | None = None,
     ) -> FutureHandle[T]:
         span.set_attribute("pristine.future.request_id", request_id)
         loop = asyncio.get_running_loop()
@@ -441,7 +464,7 @@ class FutureResolver:
         # Ended from the task's outcome, not inside the coroutine: a task cancelled before its first step never
         # runs any of its code.
         task.add_done_callback(lambda done: _end_future_span(span, state, done))
-        return FutureHandle(request_id, task, loop)
+        return FutureHandle(request_id, task, loop, submit_reply)
 
     async def _resolve(
         self,
@@ -642,7 +665,9 @@ class FutureResolver:
         message = f"Request failed: {reported} for request_id={state.request_id}"
         lowered = reported.lower()
         kind: type[RequestFailedError] = RequestFailedError
-        if any(pattern.lower() in lowered for pattern in failure.rate_limit_patterns):
+        if any(pattern.lower() in lowered for pattern in failure.cancelled_patterns):
+            kind = RequestCancelledError
+        elif any(pattern.lower() in lowered for pattern in failure.rate_limit_patterns):
             kind = RequestRateLimitedError
         elif any(pattern.lower() in lowered for pattern in failure.capacity_patterns):
             kind = RequestCapacityError

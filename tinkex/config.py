@@ -55,6 +55,7 @@ class ClientConfig:
         return {
             "api_key": self.api_key,
             "sdk_version": self.sdk_version,
+            "tinkex_version": TINKEX_VERSION,  # the manifest's X-Tinkex-Version header
             "cloudflare_client_id": self.cloudflare_client_id,
             "cloudflare_client_secret": self.cloudflare_client_secret,
         }

@@ -3,6 +3,11 @@
 ``TinkerError`` is the root of every error the transport and the futures raise, with the official hierarchy
 under it (``APIError`` > ``APIStatusError`` > ``BadRequestError``, ..., ``RequestFailedError``). The 0.16
 sidecar errors and 0.38's ``ExperimentalWarning`` are here so code that names them keeps importing.
+
+tinkex's own, all under ``TinkerError`` too: ``DeadlineExceededError`` (a bound of docs/deadlines.md passed; also an
+``APITimeoutError`` and a built-in ``TimeoutError``), ``InFlightAtForkError`` (a call in flight in the parent when
+the process forked) and ``RequestCancelledError`` (a ``RequestFailedError`` whose request was cancelled on purpose,
+e.g. a sample whose caller cancelled it).
 """
 
 from pristine_transport.errors import (
@@ -23,14 +28,18 @@ from pristine_transport.errors import (
     RateLimitError,
     UnprocessableEntityError,
 )
+from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.futures import (
     FutureExpiredError,
     FutureRetrieveError,
     FutureTimeoutError,
+    RequestCancelledError,
     RequestCapacityError,
     RequestFailedError,
     RequestRateLimitedError,
 )
+
+from .runtime import InFlightAtForkError
 
 TinkerError = PristineError
 """Root of every tinkex error (the official ``tinker.TinkerError``)."""
@@ -68,14 +77,17 @@ __all__ = [
     "BillingError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
     "ExperimentalWarning",
     "FutureExpiredError",
     "FutureRetrieveError",
     "FutureTimeoutError",
+    "InFlightAtForkError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestCancelledError",
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",

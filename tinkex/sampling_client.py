@@ -302,7 +302,7 @@ class SamplingClient:
                 extensions={extensions.SIZE_BYTES: size},
             )
             try:
-                return await handle
+                return _attach_sequence_ids(await handle, handle.submit_reply.get("sample_sequence_ids"))
             except asyncio.CancelledError:
                 self._cancel_on_server(handle.request_id)
                 raise
@@ -442,6 +442,18 @@ def _shadow_seq_id_base() -> int:
 
 
 _NO_OPTIONS: dict[str, Any] = {}
+
+
+def _attach_sequence_ids(response: SampleResponse, sequence_ids: object) -> SampleResponse:
+    """Each sequence's ``sequence_id`` from the asample submit's ``sample_sequence_ids`` (0.38: the server fixes
+    them when it accepts the request; the result need not repeat them), where the result did not carry one. A
+    reply without them (a 0.16 server) or with a count that does not match leaves the response as it is."""
+    if not isinstance(sequence_ids, list) or len(sequence_ids) != len(response.sequences):
+        return response
+    for sequence, sequence_id in zip(response.sequences, sequence_ids):
+        if sequence.sequence_id is None and isinstance(sequence_id, str):
+            sequence.sequence_id = sequence_id
+    return response
 
 
 def _new_options(
