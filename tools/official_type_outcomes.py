@@ -80,6 +80,7 @@ CONSTRUCTION_CASES: dict[str, str] = {
     "tensor_list": "T.TensorData(data=[1, 2, 3], dtype='int64', shape=[3])",
     "tensor_numpy_array": "T.TensorData(data=np.array([0.5, 0.25]), dtype='float32')",
     "tensor_from_numpy_2d": "T.TensorData.from_numpy(np.arange(4, dtype=np.int32).reshape(2, 2))",
+    "tensor_ints_for_float32": "T.TensorData(data=[1, 2], dtype='float32').tolist()",
     "tensor_unknown_dtype": "T.TensorData(data=[1], dtype='int32')",
     "tensor_missing_dtype": "T.TensorData(data=[1])",
     # Datum (a frozen dataclass with its own __post_init__ in 0.38)
@@ -137,6 +138,8 @@ METHOD_CASES: dict[str, str] = {
     "dump_adam": "T.AdamParams(learning_rate=0.5).model_dump()",
     "dump_adam_exclude_unset": "T.AdamParams(learning_rate=0.5).model_dump(exclude_unset=True)",
     "dump_lora": "T.LoraConfig(rank=4).model_dump()",
+    "dump_image_chunk": "T.ImageChunk(data=b'\\x00\\x01', format='png').model_dump()",
+    "dump_image_chunk_json": "T.ImageChunk(data=b'\\x00\\x01', format='png').model_dump(mode='json')",
     "dump_json_text": "T.SamplingParams(max_tokens=16, temperature=0.5, top_p=0.5).model_dump_json()",
     "dump_json_text_exclude_unset": "T.SamplingParams(max_tokens=16).model_dump_json(exclude_unset=True)",
     "dump_json_text_indent": "T.LoraConfig(rank=4).model_dump_json(indent=2)",

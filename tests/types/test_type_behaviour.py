@@ -185,7 +185,7 @@ def test_model_dump_reports_official_values_for_unset_fields_and_exclude_unset_l
 
 def test_model_dump_json_mode_gives_json_values() -> None:
     chunk = types.ImageChunk(data=b"\x00\x01", format="png")
-    assert chunk.model_dump()["data"] == b"\x00\x01"
+    assert chunk.model_dump()["data"] == "AAE="  # base64 in both modes, as the official field serializer
     assert chunk.model_dump(mode="json")["data"] == "AAE="
     with pytest.raises(ValueError, match="mode"):
         chunk.model_dump(mode="yaml")

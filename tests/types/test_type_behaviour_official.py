@@ -53,11 +53,22 @@ DELIBERATE: dict[str, str] = {
 }
 
 
+def _strictly_equal(a: Any, b: Any) -> bool:
+    """Equality that tells ``1`` from ``1.0`` (and ``True`` from ``1``), at any depth."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_strictly_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
 def _same(official: dict[str, Any], ours: dict[str, Any]) -> bool:
     if official["outcome"] != ours["outcome"]:
         return False
     if official["outcome"] == "accepted":
-        return bool(official["value"] == ours["value"])
+        return _strictly_equal(official["value"], ours["value"])
     if official["error"] == "ValueError":  # tinkex's ValidationError is a ValueError too
         return ours["error"] in ("ValueError", "ValidationError")
     return bool(official["error"] == ours["error"])

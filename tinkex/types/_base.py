@@ -21,6 +21,7 @@ too, written on msgspec.
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import enum
@@ -526,6 +527,9 @@ class _DumpOptions(typing.NamedTuple):
     exclude_unset: bool
     exclude_defaults: bool
     exclude_none: bool
+    json: bool
+    """JSON mode: a float field holding an int (an official default such as ``temperature = 1``) dumps as a
+    float, as pydantic's float serializer writes it."""
 
 
 def _dump_struct(obj: msgspec.Struct, options: _DumpOptions, include: Any, exclude: Any) -> dict[str, Any]:
@@ -545,11 +549,16 @@ def _dump_struct(obj: msgspec.Struct, options: _DumpOptions, include: Any, exclu
             continue
         if options.exclude_defaults and field.default is not Ellipsis and value == field.default:
             continue
+        if options.json and type(value) is int and field.annotation is float:
+            value = float(value)
         out[name] = _dump_value(value, options, _nested(include, name), _nested(exclude, name))
     return out
 
 
 def _dump_value(value: Any, options: _DumpOptions, include: Any, exclude: Any) -> Any:
+    if type(value) is bytes:
+        # The official types serialize every bytes field (ImageChunk.data, DmelChunk.dmel) as base64 text.
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, msgspec.Struct):
         return _dump_struct(value, options, include, exclude)
     if type(value) is list:
@@ -597,7 +606,7 @@ class _Model(msgspec.Struct):
         (left out with ``exclude_unset``). ``mode="json"`` gives JSON values (ISO datetimes, base64 bytes).
         ``by_alias``, ``round_trip`` and ``warnings`` are accepted for pydantic's signature: no field has an
         alias and nothing here warns."""
-        options = _DumpOptions(exclude_unset, exclude_defaults, exclude_none)
+        options = _DumpOptions(exclude_unset, exclude_defaults, exclude_none, mode == "json")
         include = set(include) if include is not None and not isinstance(include, Mapping) else include
         exclude = set(exclude) if exclude is not None and not isinstance(exclude, Mapping) else exclude
         dumped = _dump_struct(self, options, include, exclude)

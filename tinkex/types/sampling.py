@@ -41,7 +41,7 @@ MASK_LOGPROB = -99999.0
 """Logprob of an empty top-k cell in the dense form (its token id is 0)."""
 
 
-@unset_reads_as(max_tokens=None, seed=None, stop=None, temperature=1.0, top_k=-1, top_p=1.0)
+@unset_reads_as(max_tokens=None, seed=None, stop=None, temperature=1, top_k=-1, top_p=1)  # official: int 1
 class SamplingParams(RequestStruct, kw_only=True):
     """Only the parameters passed are sent; reading an unpassed one gives the documented default.
 
