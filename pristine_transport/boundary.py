@@ -98,10 +98,9 @@ class BoundaryTransport(httpx.AsyncBaseTransport):
                 raise self._too_large(request, "max_response_header_bytes", limit, f"headers of {size} bytes")
         decoders = _decoders_for(response.headers.get_list("content-encoding", split_commas=True))
         if decoders is not None:
-            # Decoded here, under the limit; httpx must not decode a second time.
+            # Decoded here, under the limit; httpx must not decode a second time, and the length is the wire's.
             del response.headers["content-encoding"]
-        if decoders or self._redactor.secret_bytes():
-            response.headers.pop("content-length", None)  # the body handed on is not the one the server sized
+            response.headers.pop("content-length", None)
         response.stream = _BoundedStream(response, request, self, decoders or [])
         return response
 
