@@ -4,7 +4,8 @@ Training code written for the official SDK ports by changing the import: ``tinke
 ``ServiceClient`` (also exported under that name), and the clients, futures, types and errors keep their names.
 """
 
-from . import types
+from . import auth, types
+from .admin_client import AdminClient
 from .api_future import APIFuture
 from .client import Client, ServiceClient
 from .client_futures import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
@@ -12,6 +13,7 @@ from .config import TINKEX_VERSION as __version__
 from .custom_loss_handle import LossHandle, PerDatumLossFn
 from .errors import *  # noqa: F403
 from .errors import __all__ as _error_names
+from .request_options import RequestOptions, Timeout
 from .rest_client import RestClient
 from .sampling_client import RetryConfig, SamplingClient
 from .training_client import TrainingClient
@@ -31,18 +33,22 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "APIFuture",
+    "AdminClient",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
     "Client",
     "LossHandle",
     "PerDatumLossFn",
+    "RequestOptions",
     "RestClient",
     "RetryConfig",
     "SamplingClient",
     "ServiceClient",
+    "Timeout",
     "TrainingClient",
     "__title__",
     "__version__",
+    "auth",
     "get_tokenizer",  # noqa: F405 - resolved lazily by __getattr__
     "types",
     *_error_names,

@@ -18,8 +18,8 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeVar
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -31,11 +31,14 @@ from .holder import Holder
 from .telemetry import Telemetry
 from .types import (
     AccessScope,
+    AuditLogResponse,
+    BillingUsageResponse,
     Checkpoint,
     CheckpointArchiveUrlResponse,
     CheckpointsListResponse,
     CopyWeightsRequest,
     CopyWeightsResponse,
+    CurrentCheckpointStorageUsageResponse,
     ExternalWeightsUrlsResponse,
     GetSamplerResponse,
     GetServerCapabilitiesResponse,
@@ -53,11 +56,17 @@ from .types import (
 )
 from .types.codec import convert
 
-__all__ = ["ArchiveRetryConfig", "RestClient", "parse_tinker_path"]
+if TYPE_CHECKING:
+    from .admin_client import AdminClient
+
+__all__ = ["ArchiveRetryConfig", "AuditEventType", "RestClient", "parse_tinker_path", "rest_holder"]
 
 logger = logging.getLogger("tinkex.rest")
 
 T = TypeVar("T")
+
+AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizations"]
+"""Which resource's events an audit log query returns (``AdminClient.get_audit_log``)."""
 
 _EXPIRES_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
 _DEFAULT_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
@@ -110,11 +119,7 @@ class RestClient:
             if _holder is not None:
                 raise TypeError("RestClient got a holder twice (positionally and as holder=)")
             _holder = holder
-        if _holder is None:
-            _holder = _standalone_holder(base_url, api_key)
-        elif base_url is not None or api_key is not None:
-            raise ValueError("RestClient takes a holder or base_url/api_key, not both")
-        self.holder = _holder
+        self.holder = rest_holder("RestClient", _holder, base_url=base_url, api_key=api_key)
         self.archive_retry = archive_retry
 
     def __repr__(self) -> str:
@@ -446,6 +451,44 @@ class RestClient:
     def get_sampler(self, sampler_id: str) -> APIFuture[GetSamplerResponse]:
         return self._submit(self.get_sampler_async(sampler_id))
 
+    # admin reports: official 0.38 moved them to AdminClient and keeps these as deprecated delegates -------------
+    def _admin_client(self) -> AdminClient:
+        from .admin_client import AdminClient
+
+        return AdminClient(self.holder)
+
+    def get_audit_log(
+        self, event_type: AuditEventType = "all", day: date | None = None
+    ) -> APIFuture[AuditLogResponse]:
+        """Use :meth:`AdminClient.get_audit_log <tinkex.admin_client.AdminClient.get_audit_log>`."""
+        return self._admin_client().get_audit_log(event_type, day)
+
+    async def get_audit_log_async(self, event_type: AuditEventType = "all", day: date | None = None) -> AuditLogResponse:
+        return await self._admin_client().get_audit_log_async(event_type, day)
+
+    def get_billing_usage(
+        self, starting_on: datetime | str, ending_before: datetime | str
+    ) -> APIFuture[BillingUsageResponse]:
+        """Use :meth:`AdminClient.get_billing_usage <tinkex.admin_client.AdminClient.get_billing_usage>`."""
+        return self._admin_client().get_billing_usage(starting_on, ending_before)
+
+    async def get_billing_usage_async(
+        self, starting_on: datetime | str, ending_before: datetime | str
+    ) -> BillingUsageResponse:
+        return await self._admin_client().get_billing_usage_async(starting_on, ending_before)
+
+    def get_current_checkpoint_storage_usage(
+        self, project_id: str | None = None
+    ) -> APIFuture[CurrentCheckpointStorageUsageResponse]:
+        """Use :meth:`AdminClient.get_current_checkpoint_storage_usage
+        <tinkex.admin_client.AdminClient.get_current_checkpoint_storage_usage>`."""
+        return self._admin_client().get_current_checkpoint_storage_usage(project_id)
+
+    async def get_current_checkpoint_storage_usage_async(
+        self, project_id: str | None = None
+    ) -> CurrentCheckpointStorageUsageResponse:
+        return await self._admin_client().get_current_checkpoint_storage_usage_async(project_id)
+
 
 class _AssignProjectRequest(msgspec.Struct, kw_only=True):
     project_id: str
@@ -476,6 +519,16 @@ async def _paged(
 
 _STANDALONE_HOLDERS: dict[tuple[str, str], Holder] = {}
 _STANDALONE_LOCK = threading.Lock()
+
+
+def rest_holder(client_name: str, holder: Holder | None, *, base_url: str | None, api_key: str | None) -> Holder:
+    """The holder a REST-only client (``RestClient``, ``AdminClient``) talks through: the one it was handed (a
+    ``Client``'s, sharing its connections), else the process-wide session-less one of its base URL and key."""
+    if holder is None:
+        return _standalone_holder(base_url, api_key)
+    if base_url is not None or api_key is not None:
+        raise ValueError(f"{client_name} takes a holder or base_url/api_key, not both")
+    return holder
 
 
 def _standalone_holder(base_url: str | None, api_key: str | None) -> Holder:

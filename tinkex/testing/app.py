@@ -8,7 +8,7 @@ What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is 
    wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags), then apply a matching
    "before" fault (delay, status reply or dropped connection), which wins over a decode error: nothing executes;
 4. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
-5. execute, record the execution and cache the reply;
+5. execute, record the execution (in the ledger and the account journal of the admin endpoints) and cache the reply;
 6. apply a matching "after" fault: the operation ran but its answer is lost.
 """
 
@@ -177,6 +177,7 @@ class TinkerApp:
                 seq_scope=seq[0] if seq else None,
             )
         )
+        self.api.admin_endpoints.observe(call, result)
         return result.reply
 
     async def _fault(self, endpoint: str, phase: FaultPhase, polled: str | None, scope: Scope) -> Reply | None:

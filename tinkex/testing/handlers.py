@@ -30,6 +30,7 @@ from tinkex import types as t
 from tinkex.types import codec
 
 from . import custom_loss_graph, fake_model
+from .admin_endpoints import AdminEndpoints
 from .calls import Call, Rejection, Result, answers_404, open_session, refuse_if_finished, reject, session_or_404
 from .checkpoint_files import external_weights_files
 from .config import ServerConfig
@@ -184,6 +185,7 @@ class TinkerApi:
         self.telemetry_batches: list[Any] = []
         self.downloads = Downloads()
         self.session_endpoints = SessionEndpoints(registry, ledger, self.downloads)
+        self.admin_endpoints = AdminEndpoints(registry, futures)
         self._sequence_ids = itertools.count(1)
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
@@ -231,6 +233,7 @@ class TinkerApi:
 
         v1 = "/api/v1"
         sessions = self.session_endpoints
+        admin = self.admin_endpoints
         return [
             op("healthz", "GET", f"{v1}/healthz", self.healthz),
             op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
@@ -296,6 +299,10 @@ class TinkerApi:
                request_type=AssignSessionProjectRequest, mutates=True),
             op("export_session_trace", "GET", f"{v1}/sessions/{{session_id}}/trace_export", sessions.export_session_trace),
             op("whoami", "GET", f"{v1}/auth/apikey/me", sessions.whoami),
+            op("get_audit_log", "GET", f"{v1}/audit", admin.get_audit_log),
+            op("get_billing_usage", "GET", f"{v1}/billing/usage/events", admin.get_billing_usage),
+            op("get_current_checkpoint_storage_usage", "GET", f"{v1}/billing/usage/checkpoints/current",
+               admin.get_current_checkpoint_storage_usage),
             op("get_session", "GET", f"{v1}/sessions/{{session_id}}", self.get_session),
             op("list_sessions", "GET", f"{v1}/sessions", self.list_sessions),
             op("get_sampler", "GET", f"{v1}/samplers/{{sampler_id}}", self.get_sampler),

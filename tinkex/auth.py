@@ -1,0 +1,62 @@
+"""Is tinkex set up to reach Tinker? The official ``tinker.auth`` helpers, on tinkex's own credential resolution
+(:func:`tinkex.config.resolve_config`: the ``api_key`` argument, else ``TINKER_API_KEY``).
+
+tinkex reads no stored credentials and runs no ``TINKER_CREDENTIAL_CMD``, so a credential is configured exactly when
+``TINKER_API_KEY`` holds a well-formed key. No function here puts the key in a message.
+"""
+
+from __future__ import annotations
+
+from .api_future import in_background
+from .config import ClientConfig, load_tinker_manifest, resolve_config
+from .errors import TinkerError
+from .rest_client import rest_holder
+from .types import GetServerCapabilitiesResponse
+
+__all__ = ["get_tinker_token", "raise_if_tinker_not_accessible", "tinker_has_credentials"]
+
+_ACCESS_CHECK_ENDPOINT = "check_accessible"
+"""``get_server_capabilities`` under the manifest's ``none`` retry policy: one request, so a failure surfaces as an
+error at once rather than as minutes of re-sends."""
+
+
+def _configured_credentials() -> ClientConfig:
+    """tinkex's resolution of the key alone: the base URL is pinned to the manifest's default so that a bad
+    ``TINKER_BASE_URL`` does not hide a configured key (the official lookup does not read the URL either)."""
+    manifest = load_tinker_manifest()
+    return resolve_config(base_url=manifest.base_url.default, manifest=manifest)
+
+
+def get_tinker_token() -> str | None:
+    """The API key tinkex would send (``TINKER_API_KEY``), or ``None`` when none (or a malformed one) is set.
+    A local lookup: nothing is sent."""
+    try:
+        return _configured_credentials().api_key
+    except (OSError, ValueError, TinkerError):
+        return None
+
+
+def tinker_has_credentials() -> bool:
+    """Whether tinkex can resolve a Tinker credential (a local check: nothing is sent)."""
+    return get_tinker_token() is not None
+
+
+def raise_if_tinker_not_accessible() -> None:
+    """Return if the server accepts the configured credential, else raise a :class:`~tinkex.TinkerError`.
+
+    Blocking: one request to ``get_server_capabilities`` (which needs billing set up), not retried. Raises
+    ``ConfigurationError`` (a ``TinkerError``) when no usable key or base URL is configured,
+    ``AuthenticationError`` when the key is rejected, ``BillingError`` when the account is not fully set up (402),
+    ``APIConnectionError`` when the server cannot be reached, and the matching ``APIStatusError`` otherwise.
+    """
+    try:
+        holder = rest_holder("raise_if_tinker_not_accessible", None, base_url=None, api_key=None)
+
+        async def check() -> GetServerCapabilitiesResponse:
+            return await holder.clients().http.call(_ACCESS_CHECK_ENDPOINT, result_type=GetServerCapabilitiesResponse)
+
+        in_background(check()).result()
+    except TinkerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the documented contract is a TinkerError subclass, whatever failed
+        raise TinkerError(f"Tinker is not accessible: {type(exc).__name__}: {exc}") from exc
