@@ -25,6 +25,7 @@ from opentelemetry.trace import TracerProvider
 
 from pristine_transport.errors import APIStatusError
 from pristine_transport.logs import configure_logging
+from pristine_transport.policy import Deadlines
 
 from .api_future import APIFuture, completed_future, in_background
 from .config import load_tinker_manifest, resolve_config
@@ -79,6 +80,11 @@ class Client:
     loop), e.g. ``lambda: httpx.AsyncHTTPTransport(http2=True, http1=False)`` for HTTP/2 prior knowledge.
     Queue-state changes of every future reach ``on_queue_state_change(state, reason)`` as they happen. Spans go to
     ``tracer_provider`` (default: OpenTelemetry's global one).
+
+    ``deadlines`` (a :class:`pristine_transport.policy.Deadlines`) bounds every wait of this client and the clients
+    it creates (docs/deadlines.md): futures and plain calls (session and sampler creation, REST) alike. Default:
+    the official budget, each write re-sent for up to 300 s without progress. A ``with deadlines(...)`` scope
+    around a call wins over it.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class Client:
         on_queue_state_change: QueueStateCallback | None = None,
         tracer_provider: TracerProvider | None = None,
         env: Mapping[str, str] | None = None,
+        deadlines: Deadlines | None = None,
         **kwargs: Any,
     ) -> None:
         _check_pass_through_arguments(kwargs)
@@ -112,6 +119,7 @@ class Client:
             default_headers={**(default_headers or {}), **(default_headers_overrides or {})},
             manifest=manifest,
             env=env,
+            deadlines=deadlines,
         )
         self._holder = Holder(
             config,

@@ -13,6 +13,7 @@ import httpx
 
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest, load_manifest
+from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines
 
 __all__ = ["ClientConfig", "TINKEX_VERSION", "WIRE_SDK_VERSION", "load_tinker_manifest", "resolve_config"]
 
@@ -49,6 +50,9 @@ class ClientConfig:
     default_headers: Mapping[str, str] = field(default_factory=dict)
     cloudflare_client_id: str | None = None
     cloudflare_client_secret: str | None = None
+    deadlines: Deadlines = DEFAULT_DEADLINES
+    """The client's default deadlines (docs/deadlines.md): every request of its clients carries them unless a
+    ``with deadlines(...)`` scope or the request itself says otherwise. Default: the official 300 s budget."""
 
     def transport_config(self) -> dict[str, Any]:
         """The ``config`` mapping the manifest's header sources read."""
@@ -85,6 +89,7 @@ def resolve_config(
     default_headers: Mapping[str, str] | None = None,
     manifest: Manifest | None = None,
     env: Mapping[str, str] | None = None,
+    deadlines: Deadlines | None = None,
 ) -> ClientConfig:
     env = os.environ if env is None else env
     manifest = manifest or load_tinker_manifest()
@@ -119,4 +124,16 @@ def resolve_config(
         default_headers=dict(default_headers or {}),
         cloudflare_client_id=env.get("CLOUDFLARE_ACCESS_CLIENT_ID") or None,
         cloudflare_client_secret=env.get("CLOUDFLARE_ACCESS_CLIENT_SECRET") or None,
+        deadlines=_checked_deadlines(deadlines),
     )
+
+
+def _checked_deadlines(deadlines: Deadlines | None) -> Deadlines:
+    if deadlines is None:
+        return DEFAULT_DEADLINES
+    if not isinstance(deadlines, Deadlines):
+        raise ConfigurationError(
+            f"deadlines must be a pristine_transport.policy.Deadlines, got {type(deadlines).__name__} "
+            "(e.g. Deadlines(no_progress_s=60))"
+        )
+    return deadlines

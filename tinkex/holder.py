@@ -4,6 +4,10 @@ The config, the manifest, the session, the id counters, and one :class:`Manifest
 :class:`FutureResolver`) per event loop: async methods run on the caller's loop, sync ones on the background
 runtime loop, and httpx connection pools and anyio primitives belong to the loop that made them.
 
+Per-client deadlines (``tinkex.Client(deadlines=...)``, the config's ``deadlines``) apply to every request of the
+per-loop clients: the futures (through the :class:`FutureResolver`) and the plain calls alike (session and sampler
+creation, REST calls), so each write gets the official retry budget, not only inside a ``deadlines(...)`` scope.
+
 The session is created on first use (as the newest official SDK does), once, whichever loop asks first. Its
 heartbeat runs in a thread of its own with its own loop and connection, so user code that holds the CPU or
 blocks its event loop for minutes cannot cost the session.
@@ -20,19 +24,22 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from opentelemetry.trace import TracerProvider
 
 from pristine_transport.client import ManifestClient
+from pristine_transport.deadlines import DEADLINES, effective_deadlines
 from pristine_transport.futures import FutureResolver
 from pristine_transport.manifest import Manifest
+from pristine_transport.policy import Deadlines
 from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
 
 from .config import ClientConfig
 from .request_size import SIZE_ESTIMATORS
-from .runtime import BackgroundLoop, get_runtime, running_loop
+from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
 from .telemetry import Telemetry
 from .types import CreateSessionRequest, CreateSessionResponse
 
@@ -41,6 +48,22 @@ __all__ = ["Holder", "LoopClients"]
 logger = logging.getLogger("tinkex")
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport]
+
+
+class DeadlinedManifestClient(ManifestClient):
+    """A :class:`ManifestClient` whose requests carry a default :class:`Deadlines`: a request's own
+    ``extensions[DEADLINES]`` wins, then the innermost ``with deadlines(...)`` scope, then ``default_deadlines``
+    (the RetryLayer's fallback would be ``CALL_DEADLINES``, which drops the official retry budget)."""
+
+    def __init__(self, *args: Any, default_deadlines: Deadlines, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_deadlines = default_deadlines
+
+    async def send(self, endpoint: str, *, extensions: Mapping[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+        if extensions is None or DEADLINES not in extensions:
+            # Resolved now, in the caller's context, so a scope around the call still wins over the default.
+            extensions = {**(extensions or {}), DEADLINES: effective_deadlines({}, self.default_deadlines)}
+        return await super().send(endpoint, extensions=extensions, **kwargs)
 
 
 @dataclass
@@ -81,7 +104,7 @@ class Holder:
         self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
         self._env = os.environ if env is None else env
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()  # a thread of the parent may hold it at a fork
         self._session: concurrent.futures.Future[str] | None = None
         self._heartbeat: BackgroundHeartbeat | None = None
         self.telemetry = Telemetry(self)
@@ -105,8 +128,16 @@ class Holder:
 
     # per-loop clients ------------------------------------------------------------------------------------
     def new_manifest_client(self) -> ManifestClient:
-        return ManifestClient(
-            self.manifest,
+        """A plain client of this holder's config (the heartbeat's: its single-attempt policy needs no deadlines)."""
+        return ManifestClient(**self._manifest_client_arguments())
+
+    def new_deadlined_client(self) -> DeadlinedManifestClient:
+        """A client whose requests carry this holder's default deadlines (the per-loop clients)."""
+        return DeadlinedManifestClient(default_deadlines=self.config.deadlines, **self._manifest_client_arguments())
+
+    def _manifest_client_arguments(self) -> dict[str, Any]:
+        return dict(
+            manifest=self.manifest,
             base_url=self.config.base_url,
             config=self.config.transport_config(),
             env=self._env,
@@ -125,8 +156,9 @@ class Holder:
         loop = asyncio.get_running_loop()
         found = self._per_loop.get(loop)
         if found is None:
-            http = self.new_manifest_client()
-            found = LoopClients(http=http, futures=FutureResolver(http, tracer=self._tracer))
+            http = self.new_deadlined_client()
+            futures = FutureResolver(http, tracer=self._tracer, deadlines=self.config.deadlines)
+            found = LoopClients(http=http, futures=futures)
             self._per_loop[loop] = found
             if loop is not self.runtime.loop:
                 found.closer = loop.create_task(
@@ -208,7 +240,7 @@ class Holder:
             heartbeat.stop(timeout)
         self.telemetry.close(timeout)
         for loop, clients in list(self._per_loop.items()):
-            if loop.is_running() and not loop.is_closed():
+            if loop_is_usable(loop):  # not an inherited parent's loop in a forked child
                 closing = asyncio.run_coroutine_threadsafe(clients.aclose(), loop)
                 if loop is not running_loop():
                     closing.result(timeout)
