@@ -252,7 +252,8 @@ class ManifestClient:
                 return {} if result_type is None else msgspec.convert({}, result_type)
             return self._decoder(result_type).decode(content)
         except msgspec.ValidationError as exc:
-            raise APIResponseValidationError(response, _plain_body(content), message=f"{_INVALID_SCHEMA}: {exc}") from None
+            message = f"{_INVALID_SCHEMA}: {exc}"
+            raise APIResponseValidationError(response, _plain_body(content), message=message) from None
         except msgspec.DecodeError as exc:
             raise APIResponseValidationError(
                 response, response.text, message=f"Response body is not valid JSON: {exc}"

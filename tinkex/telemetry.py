@@ -1,11 +1,11 @@
 """Tinker's backend telemetry (``tinker-wire.md`` §7): the event schemas, sent through pristine's EventReporter.
 
 Toggle: ``TINKER_TELEMETRY`` (on unless ``0/false/no/off``), read once by the client's config, where an explicit
-``telemetry=`` argument wins over it; the reporter does not read the environment again. Events go out in batches from the background runtime
-loop, so reporting never blocks the caller. Exceptions are classified as the official SDK does: a user error
-(``RequestFailedError`` with category ``user``, or a 4xx other than 408 anywhere in the cause chain) becomes a
-``user_error`` generic event; anything else an ``UNHANDLED_EXCEPTION``. Every retry the transport makes becomes a
-generic event too, so the backend sees what the client went through.
+``telemetry=`` argument wins over it; the reporter does not read the environment again. Events go out in batches
+from the background runtime loop, so reporting never blocks the caller. Exceptions are classified as the official
+SDK does: a user error (``RequestFailedError`` with category ``user``, or a 4xx other than 408 anywhere in the
+cause chain) becomes a ``user_error`` generic event; anything else an ``UNHANDLED_EXCEPTION``. Every retry the
+transport makes becomes a generic event too, so the backend sees what the client went through.
 """
 
 from __future__ import annotations

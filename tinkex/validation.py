@@ -65,7 +65,8 @@ def check_model_input(value: Any, argument: str = "prompt") -> ModelInput:
         raise InvalidArgumentError(argument, f"expected a tinkex.types.ModelInput, got {given}; {_TOKENIZE_HINT}")
     if isinstance(value, Sequence) and value and all(_is_int(item) for item in value):
         raise InvalidArgumentError(
-            argument, f"expected a tinkex.types.ModelInput, got {given} of token ids; wrap it: ModelInput.from_ints(...)"
+            argument,
+            f"expected a tinkex.types.ModelInput, got {given} of token ids; wrap it: ModelInput.from_ints(...)",
         )
     raise InvalidArgumentError(
         argument,
@@ -136,7 +137,8 @@ def check_sampling_params(params: Any, argument: str = "sampling_params") -> Sam
 
     if not isinstance(params, SamplingParams):
         raise InvalidArgumentError(
-            argument, f"expected a tinkex.types.SamplingParams, got {_describe(params)}; e.g. SamplingParams(max_tokens=64)"
+            argument,
+            f"expected a tinkex.types.SamplingParams, got {_describe(params)}; e.g. SamplingParams(max_tokens=64)",
         )
     for name, value in _set_fields(params).items():
         problem = _sampling_problem(name, value)

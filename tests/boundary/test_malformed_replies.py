@@ -89,7 +89,8 @@ async def test_bytes_after_a_body_are_never_the_next_requests_answer(backend: st
 async def test_an_error_body_that_echoes_secrets_is_masked_everywhere(backend: str) -> None:
     echo = f'{{"detail":"bad key {API_KEY} / {CF_SECRET}"}}'.encode()
     with RawServer([http_response(echo, status="401 Unauthorized"), http_response(echo, status="500 Oops")]) as server:
-        async with ManifestClient(fast_manifest(healthz={"retry": "none"}), base_url=server.url, env=client_env(backend)) as client:
+        manifest = fast_manifest(healthz={"retry": "none"})
+        async with ManifestClient(manifest, base_url=server.url, env=client_env(backend)) as client:
             with pytest.raises(AuthenticationError) as unauthorized:
                 await client.call("healthz")
             with pytest.raises(InternalServerError) as failed:
@@ -105,7 +106,8 @@ async def test_an_error_body_that_echoes_secrets_is_masked_everywhere(backend: s
 async def test_a_refused_connection_is_a_typed_masked_error(backend: str) -> None:
     with RawServer([GOOD]) as server:
         url = server.url
-    async with ManifestClient(fast_manifest(healthz={"retry": "none"}), base_url=url, env=client_env(backend)) as client:
+    manifest = fast_manifest(healthz={"retry": "none"})
+    async with ManifestClient(manifest, base_url=url, env=client_env(backend)) as client:
         with pytest.raises(APIConnectionError) as caught:
             await client.call("healthz")
     assert_no_secret(caught.value)

@@ -100,7 +100,8 @@ async def test_headers_over_the_limit_are_refused(backend: str) -> None:
 async def test_one_huge_header_line_is_a_typed_error(backend: str) -> None:
     reply = http_response(b"{}", headers=[("X-Huge", "v" * MiB)])
     with RawServer([reply]) as server:
-        async with ManifestClient(fast_manifest(healthz={"retry": "none"}), base_url=server.url, env=client_env(backend)) as client:
+        manifest = fast_manifest(healthz={"retry": "none"})
+        async with ManifestClient(manifest, base_url=server.url, env=client_env(backend)) as client:
             # A backend's own line limit (a malformed reply: retried, then a connection error) or ours: typed.
             with pytest.raises((ResponseTooLargeError, APIConnectionError)):
                 await client.call("healthz")

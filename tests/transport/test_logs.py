@@ -147,7 +147,8 @@ def test_a_dropped_redactor_is_released_and_a_held_one_keeps_masking(restore_log
     configure_logging(None, env={}, redactor=held)
     gc.collect()
     assert masking_filter().redactor_count == before + 1
-    record = logging.LogRecord("pristine_transport.x", logging.INFO, __file__, 1, "%s", ("tml-held-secret-0123456789abcdef",), None)
+    held_secret = ("tml-held-secret-0123456789abcdef",)
+    record = logging.LogRecord("pristine_transport.x", logging.INFO, __file__, 1, "%s", held_secret, None)
     masking_filter().filter(record)
     assert "tml-held-secret-0123456789abcdef" not in record.getMessage()
 
