@@ -75,7 +75,8 @@ class TinkerApp:
         headers = _headers(scope)
         found = self.api.route(method, path)
         endpoint = found.operation.endpoint if found.operation else "unknown"
-        index = self.ledger.record_received(endpoint, method, path, f"HTTP/{scope['http_version']}", headers)
+        query = scope["query_string"].decode("latin-1")
+        index = self.ledger.record_received(endpoint, method, path, f"HTTP/{scope['http_version']}", headers, query)
         status: int | None = None
         try:
             body = await _read_body(receive)
@@ -85,7 +86,7 @@ class TinkerApp:
                 call = Call(
                     endpoint=endpoint,
                     params=found.params,
-                    query=parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+                    query=parse_qs(query, keep_blank_values=True),
                     headers=headers,
                     base_url=_base_url(scope, headers),
                 )

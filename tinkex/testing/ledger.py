@@ -33,6 +33,8 @@ class ReceivedRequest:
     time: float
     status: int | None = None
     """The status answered, ``None`` while pending or when the connection was dropped."""
+    query: str = ""
+    """The raw query string (what follows ``?``), as sent."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Ledger:
         self._executions: list[Execution] = []
 
     def record_received(
-        self, endpoint: str, method: str, path: str, http_version: str, headers: Mapping[str, str]
+        self, endpoint: str, method: str, path: str, http_version: str, headers: Mapping[str, str], query: str = ""
     ) -> int:
         """Record an incoming request; returns its index for :meth:`record_status`."""
         kept = {name: value for name, value in headers.items() if name not in _SECRET_HEADERS}
@@ -74,6 +76,7 @@ class Ledger:
             idempotency_key=kept.get("x-idempotency-key"),
             headers=kept,
             time=time.monotonic(),
+            query=query,
         )
         with self._lock:
             self._received.append(entry)
