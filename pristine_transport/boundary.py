@@ -80,7 +80,7 @@ class BoundaryTransport(httpx.AsyncBaseTransport):
         self._redactor = redactor
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        failure: httpx.TransportError | None = None
+        failure: httpx.RequestError | None = None
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as exc:
@@ -88,6 +88,9 @@ class BoundaryTransport(httpx.AsyncBaseTransport):
             if mapped is None:
                 raise
             failure = mapped
+            if _is_header_overflow(exc):  # one header line past the backend's own limit: not worth a re-send
+                limit = self.limits.max_header_bytes or 0
+                failure = self._too_large(request, "max_response_header_bytes", limit, "headers (one line too long)")
         if failure is not None:
             raise failure  # outside the except block: no __context__ leading back to the backend's exception
         limit = self.limits.max_header_bytes
@@ -422,6 +425,19 @@ def _mapped_class(outer: BaseException, root: BaseException) -> type[httpx.Trans
     if isinstance(outer, httpx.TransportError):
         return type(outer)
     return httpx.ReadError if isinstance(root, OSError | EOFError) else httpx.RemoteProtocolError
+
+
+def _is_header_overflow(exc: BaseException) -> bool:
+    """The backend refused a header line (or block) as too long: aiohttp's ``LineTooLong``, h11's receive-buffer
+    limit while reading the head."""
+    for link in _chain(exc):
+        if type(link).__name__ == "LineTooLong":
+            return True
+        # httpcore re-raises h11's error without its cause, so the message is what is left to recognize it by.
+        library = type(link).__module__.split(".")[0]
+        if library in ("h11", "httpcore", "httpx") and "Receive buffer too long" in str(link):
+            return True
+    return False
 
 
 def _is_protocol_failure(exc: BaseException) -> bool:
