@@ -56,7 +56,9 @@ class AdminClient:
         return await self.holder.clients().http.call(endpoint, result_type=None, params=params)
 
     # audit log -------------------------------------------------------------------------------------------
-    async def get_audit_log_async(self, event_type: AuditEventType = "all", day: date | None = None) -> AuditLogResponse:
+    async def get_audit_log_async(
+        self, event_type: AuditEventType = "all", day: date | None = None
+    ) -> AuditLogResponse:
         params: dict[str, Any] = {"event_type": event_type}
         if day is not None:
             params["day"] = day.isoformat()
@@ -94,7 +96,8 @@ class AdminClient:
         self, project_id: str | None = None
     ) -> CurrentCheckpointStorageUsageResponse:
         request = GetCurrentCheckpointStorageUsageRequest(project_id=project_id)
-        found = await self._get("get_current_checkpoint_storage_usage", request.model_dump(mode="json", exclude_none=True))
+        params = request.model_dump(mode="json", exclude_none=True)
+        found = await self._get("get_current_checkpoint_storage_usage", params)
         return convert(found, CurrentCheckpointStorageUsageResponse)
 
     def get_current_checkpoint_storage_usage(

@@ -463,7 +463,9 @@ class RestClient:
         """Use :meth:`AdminClient.get_audit_log <tinkex.admin_client.AdminClient.get_audit_log>`."""
         return self._admin_client().get_audit_log(event_type, day)
 
-    async def get_audit_log_async(self, event_type: AuditEventType = "all", day: date | None = None) -> AuditLogResponse:
+    async def get_audit_log_async(
+        self, event_type: AuditEventType = "all", day: date | None = None
+    ) -> AuditLogResponse:
         return await self._admin_client().get_audit_log_async(event_type, day)
 
     def get_billing_usage(

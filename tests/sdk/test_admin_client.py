@@ -128,7 +128,7 @@ def test_billing_usage_is_the_training_sampling_and_checkpoint_work_of_the_windo
     totals: dict[str, int] = {}
     for event in usage.data:
         info = event.event_info
-        amount = info.count if isinstance(info, types.CheckpointBillingEvent) else info.token_count  # type: ignore[union-attr]
+        amount = info.count if isinstance(info, types.CheckpointBillingEvent) else info.token_count  # type: ignore
         totals[info.type] = totals.get(info.type, 0) + amount
         assert event.bucket_end - event.bucket_start == HOUR
         assert event.bucket_start == event.bucket_start.replace(minute=0, second=0, microsecond=0)
@@ -145,7 +145,8 @@ def test_billing_usage_is_the_training_sampling_and_checkpoint_work_of_the_windo
     assert all(
         not e.event_info.cached for e in usage.data if isinstance(e.event_info, types.SamplingPrefillBillingEvent)
     )
-    assert usage.sessions == {client.holder.known_session_id(): types.BillingUsageSession(user_metadata={"team": "search"})}
+    session_id = client.holder.known_session_id()
+    assert usage.sessions == {session_id: types.BillingUsageSession(user_metadata={"team": "search"})}
 
     # An earlier window holds none of it; RFC 3339 strings work as datetimes do.
     earlier = (start - 2 * HOUR).isoformat().replace("+00:00", "Z")
@@ -220,7 +221,11 @@ def test_checkpoint_storage_counts_and_sizes_the_live_checkpoints_per_project(
     after = admin.get_current_checkpoint_storage_usage(project_id="proj-a").result(5)
     assert [i.checkpoint_count for i in after.data] == [1]
 
-    assert _queries(server, "get_current_checkpoint_storage_usage") == [{}, {"project_id": ["proj-b"]}, {"project_id": ["proj-a"]}]
+    assert _queries(server, "get_current_checkpoint_storage_usage") == [
+        {},
+        {"project_id": ["proj-b"]},
+        {"project_id": ["proj-a"]},
+    ]
 
 
 def test_rest_client_admin_methods_delegate_to_an_admin_client_on_its_holder(

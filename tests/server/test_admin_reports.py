@@ -142,7 +142,7 @@ def test_usage_is_summed_per_hour_kind_and_session_within_the_window() -> None:
 
 
 def _amount(info: t.BillingEventInfo) -> int:
-    return info.count if isinstance(info, t.CheckpointBillingEvent) else info.token_count  # type: ignore[attr-defined,no-any-return]
+    return info.count if isinstance(info, t.CheckpointBillingEvent) else info.token_count  # type: ignore
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,9 @@ def _amount(info: t.BillingEventInfo) -> int:
         ("missing", []),
     ],
 )
-def test_storage_is_grouped_per_project_and_owner(project_id: str | None, groups: list[tuple[str, str, int, int]]) -> None:
+def test_storage_is_grouped_per_project_and_owner(
+    project_id: str | None, groups: list[tuple[str, str, int, int]]
+) -> None:
     stored = [
         StoredCheckpoint("b", "u1", 7),
         StoredCheckpoint("a", "u1", 100),

@@ -1,5 +1,6 @@
 """The account endpoints of 0.38's ``AdminClient``: the audit log (``GET /api/v1/audit``), hourly billing usage
-(``GET /api/v1/billing/usage/events``) and current checkpoint storage (``GET /api/v1/billing/usage/checkpoints/current``).
+(``GET /api/v1/billing/usage/events``) and current checkpoint storage
+(``GET /api/v1/billing/usage/checkpoints/current``).
 
 They report what this server really did: :meth:`AdminEndpoints.observe` is called by the app for every write it
 executes (never for a replayed re-send or a refused request) and turns it into audit and usage records; the
