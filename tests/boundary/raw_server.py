@@ -22,7 +22,7 @@ class RawServer:
         self.requests: list[bytes] = []
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
+        self._listener.settimeout(0.05)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="raw-server", daemon=True)
         self._conn_threads: list[threading.Thread] = []
@@ -68,7 +68,7 @@ class RawServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(0.2)
+        conn.settimeout(0.05)
         buffer = b""
         with conn:
             while not self._stop.is_set():
