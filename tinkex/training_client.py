@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
+import os
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -29,6 +30,8 @@ from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
+from .runtime import ForkSafeLock, InFlightAtForkError
+from .runtime import _fail_orphan as fail_inherited_future  # runtime's own: a fresh condition, then the error
 from .types import (
     AdamParams,
     Datum,
@@ -70,12 +73,17 @@ CustomLossFn = Callable[[list[Datum], list[Any]], "tuple[Any, dict[str, float]]"
 
 
 class _Turns:
-    """Dispatch order across loops and threads: request ``n`` waits until request ``n - 1`` was dispatched."""
+    """Dispatch order across loops and threads: request ``n`` waits until request ``n - 1`` was dispatched.
+
+    Across ``os.fork()``: a request caught mid-dispatch in the parent is never marked in the child (the thread
+    dispatching it is not there), so in the child every turn still pending fails with ``InFlightAtForkError``,
+    and the next request goes (the failed one's outcome belongs to the parent)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._next_id = 0
         self._dispatched: dict[int, concurrent.futures.Future[None]] = {}
+        _LIVE_TURNS.add(self)
 
     def reserve(self, count: int) -> list[int]:
         with self._lock:
@@ -88,7 +96,10 @@ class _Turns:
     async def wait_for(self, request_id: int) -> None:
         previous = self._dispatched.get(request_id - 1)
         if previous is not None:
-            await asyncio.wrap_future(previous)
+            try:
+                await asyncio.wrap_future(previous)
+            except InFlightAtForkError:
+                pass  # the predecessor was dispatching in the parent: its turn is over here
 
     def mark_dispatched(self, request_id: int) -> None:
         """Successors may go once this one has a future id, has failed to get one, or will never be sent."""
@@ -96,6 +107,25 @@ class _Turns:
         if dispatched is not None and not dispatched.done():
             dispatched.set_result(None)
         self._dispatched.pop(request_id - 1, None)
+
+    def _fail_pending_after_fork(self, parent_pid: int) -> None:
+        for dispatched in list(self._dispatched.values()):
+            fail_inherited_future(dispatched, parent_pid)
+
+
+_LIVE_TURNS: weakref.WeakSet[_Turns] = weakref.WeakSet()
+
+
+def _fail_pending_turns_in_child() -> None:
+    parent_pid = os.getppid()
+    for turns in list(_LIVE_TURNS):
+        turns._fail_pending_after_fork(parent_pid)
+
+
+# Registered directly rather than through runtime.after_fork_in_child: the runtime's own child hook stops before
+# running those callbacks when a call was in flight at the fork (it iterates a set that failing the first in-flight
+# future shrinks), which is exactly when a turn is pending. A WeakSet also forgets clients as they go.
+os.register_at_fork(after_in_child=_fail_pending_turns_in_child)
 
 
 class TrainingClient:

@@ -17,7 +17,7 @@ import pytest
 import tinkex
 from tinkex import types
 from tinkex.runtime import InFlightAtForkError
-from tinkex.testing import LocalServer
+from tinkex.testing import FaultRule, LocalServer
 
 MODEL = "tinkex/fake-tiny"
 PROMPT = types.ModelInput.from_ints([5, 6, 7])
@@ -79,8 +79,8 @@ def test_sync_client_created_before_fork_works_in_the_child() -> None:
             training = client.create_lora_training_client(MODEL, rank=4)
             sampler = training.save_weights_and_get_sampling_client()
             expected = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
-            pending = training.optim_step(types.AdamParams(learning_rate=1e-4))  # resolves 3 s later
-            time.sleep(0.5)  # dispatched (it has its future id), not resolved: in flight at the fork
+            # In flight at the fork, wherever it is: not sent yet, mid-dispatch, or polling (resolves 3 s later).
+            pending = training.optim_step(types.AdamParams(learning_rate=1e-4))
             report = _run_child(_sync_child, client, training, sampler, pending)
             assert "error" not in report, report
             assert report["pending"].startswith("InFlightAtForkError: this call was in flight in process")
@@ -90,6 +90,46 @@ def test_sync_client_created_before_fork_works_in_the_child() -> None:
             assert report["close_s"] < 2.0
             assert pending.result(timeout=20) is not None  # the parent still gets its own result
             assert sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens == expected
+        finally:
+            client.close()
+
+
+def _mid_dispatch_child(queue: Any, training: Any, pending: Any) -> None:
+    report: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        try:
+            pending.result(timeout=10)
+            report["pending"] = "resolved"
+        except InFlightAtForkError:
+            report["pending"] = "InFlightAtForkError"
+        report["pending_s"] = time.monotonic() - started
+        # The next request's turn came after the one caught mid-dispatch: it must not wait for it forever.
+        report["loss"] = training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
+        report["step"] = training.optim_step(types.AdamParams(learning_rate=1e-4)).result(timeout=20) is not None
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        report["error"] = repr(exc)
+    queue.put(report)
+
+
+def test_a_training_request_mid_dispatch_at_the_fork_does_not_block_the_childs_requests() -> None:
+    slow_submit = FaultRule(endpoint="optim_step", delay=3.0)  # the submit's answer (its future id) comes 3 s late
+    with LocalServer(base_models=(MODEL,), long_poll_timeout=0.2, faults=[slow_submit]) as server:
+        client = tinkex.Client(api_key="tml-fork", base_url=server.base_url, telemetry=False)
+        try:
+            training = client.create_lora_training_client(MODEL, rank=4).result(timeout=20)
+            pending = training.optim_step(types.AdamParams(learning_rate=1e-4))
+            deadline = time.monotonic() + 10
+            while not server.ledger.received("optim_step") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.ledger.received("optim_step") and not server.ledger.executions("optim_step")
+            report = _run_child(_mid_dispatch_child, training, pending)  # forked while the submit waits
+            assert "error" not in report, report
+            assert report["pending"] == "InFlightAtForkError" and report["pending_s"] < 1.0
+            assert report["loss"] and report["step"]
+            # The parent's request was not disturbed: it gets its own answer, and its turn passes on as usual.
+            assert pending.result(timeout=20) is not None
+            assert training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
         finally:
             client.close()
 
