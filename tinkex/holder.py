@@ -59,7 +59,9 @@ class DeadlinedManifestClient(ManifestClient):
         super().__init__(*args, **kwargs)
         self.default_deadlines = default_deadlines
 
-    async def send(self, endpoint: str, *, extensions: Mapping[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+    async def send(
+        self, endpoint: str, *, extensions: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         if extensions is None or DEADLINES not in extensions:
             # Resolved now, in the caller's context, so a scope around the call still wins over the default.
             extensions = {**(extensions or {}), DEADLINES: effective_deadlines({}, self.default_deadlines)}

@@ -32,7 +32,8 @@ def _throttled(endpoint: str) -> FaultRule:
 
 
 def test_a_plain_write_gets_the_official_budget_by_default() -> None:
-    with LocalServer(base_models=(MODEL,), long_poll_timeout=0.2, faults=[_throttled("create_sampling_session")]) as server:
+    faults = [_throttled("create_sampling_session")]
+    with LocalServer(base_models=(MODEL,), long_poll_timeout=0.2, faults=faults) as server:
         client = _client(server)
         try:
             started = time.monotonic()

@@ -47,7 +47,8 @@ class _DropResultSequenceIds(httpx.AsyncBaseTransport):
             for sequence in body["sequences"]:
                 sequence.pop("sequence_id", None)
             content = msgspec.json.encode(body)
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")]
+        dropped = ("content-length", "content-encoding")
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in dropped]
         return httpx.Response(response.status_code, headers=headers, content=content, request=request)
 
     async def aclose(self) -> None:
