@@ -111,3 +111,17 @@ async def test_a_refused_connection_is_a_typed_masked_error(backend: str) -> Non
         with pytest.raises(APIConnectionError) as caught:
             await client.call("healthz")
     assert_no_secret(caught.value)
+
+
+def test_through_tinkex_a_malformed_reply_is_retried_and_the_call_succeeds(backend: str) -> None:
+    import tinkex
+
+    capabilities = http_response(b'{"supported_models":[]}', headers=[("Content-Type", "application/json")])
+    with RawServer([MALFORMED["garbage status line"], capabilities]) as server:
+        client = tinkex.Client(api_key=API_KEY, base_url=server.url, env={"TINKEX_HTTP_BACKEND": backend})
+        try:
+            answer = client.get_server_capabilities()
+        finally:
+            client.close()
+    assert answer.supported_models == []
+    assert len(server.requests) == 2
