@@ -77,7 +77,7 @@ def traced_tracer() -> tuple[Any, TracerProvider]:
 
 def full_router(tracer: Any = None) -> RouterTransport:
     router = build_transport(MANIFEST, base=httpx.MockTransport(handler), env=ENV, tracer=tracer)
-    assert len(_chain(router.stacks["full"])) == 9  # every layer on, plus the base
+    assert len(_chain(router.stacks["full"])) == 10  # every layer on, the boundary, plus the base
     return router
 
 

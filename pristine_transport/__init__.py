@@ -7,7 +7,9 @@ adds call-by-endpoint helpers on top.
 """
 
 from pristine_transport import extensions
+from pristine_transport.boundary import BoundaryTransport, ResponseLimits
 from pristine_transport.client import EventStream, ManifestClient
+from pristine_transport.deadlines import DeadlineExceededError, deadlines
 from pristine_transport.errors import (
     APIConnectionError,
     APIError,
@@ -24,6 +26,7 @@ from pristine_transport.errors import (
     PermissionDeniedError,
     PristineError,
     RateLimitError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
     error_for_response,
     error_for_transport_exception,
@@ -52,6 +55,7 @@ from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracke
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
 from pristine_transport.logs import SecretMaskingFilter, configure_logging, get_logger
 from pristine_transport.manifest import Manifest, ManifestError, load_manifest
+from pristine_transport.policy import Deadlines, RetryBudget
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import (
     NOT_GIVEN,
@@ -68,7 +72,6 @@ from pristine_transport.sse import ServerSentEvent, SSEDecoder, aiter_sse
 from pristine_transport.stack import RouterTransport, build_transport
 
 __all__ = [
-    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APIResponseValidationError",
@@ -81,10 +84,13 @@ __all__ = [
     "BackpressureLayer",
     "BadRequestError",
     "BillingError",
+    "BoundaryTransport",
     "BytesSemaphore",
     "CombinedHandle",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
+    "Deadlines",
     "EventReporter",
     "EventStream",
     "FutureExpiredError",
@@ -99,6 +105,7 @@ __all__ = [
     "Manifest",
     "ManifestClient",
     "ManifestError",
+    "NOT_GIVEN",
     "NotFoundError",
     "NotGiven",
     "Omit",
@@ -116,6 +123,9 @@ __all__ = [
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",
+    "ResponseLimits",
+    "ResponseTooLargeError",
+    "RetryBudget",
     "RetryEvent",
     "RetryHook",
     "RetryLayer",
@@ -130,6 +140,7 @@ __all__ = [
     "build_transport",
     "combine",
     "configure_logging",
+    "deadlines",
     "encode_query",
     "error_for_response",
     "error_for_transport_exception",
