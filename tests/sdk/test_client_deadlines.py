@@ -4,6 +4,7 @@ plain writes by default, and a ``with deadlines(...)`` scope still wins over the
 
 from __future__ import annotations
 
+import pickle
 import time
 from typing import Any
 
@@ -74,6 +75,8 @@ def test_the_clients_no_progress_deadline_bounds_a_future() -> None:
             assert isinstance(caught.value, tinkex.TinkerError)
             assert caught.value.deadline == "no_progress" and caught.value.may_have_run
             assert caught.value.request_id == server.ledger.executions("asample")[0].request_id
+            # A pickled sampler (another process's copy) keeps its client's deadlines.
+            assert pickle.loads(pickle.dumps(sampler)).holder.config.deadlines == Deadlines(no_progress_s=1.5)
         finally:
             client.close()
 
