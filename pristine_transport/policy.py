@@ -4,7 +4,9 @@ Everything here is data in, verdict out, with no clock, no I/O and no randomness
 number in [0, 1) handed in), so each rule is tested by a table. The mechanisms that apply the verdicts are
 :class:`~pristine_transport.layers.retry.RetryLayer` (one logical HTTP request) and
 :class:`~pristine_transport.futures.FutureResolver` (polling a future). There is one backoff formula,
-:func:`backoff_delay`, and every wait of either mechanism is computed by it.
+:func:`backoff_delay`, and every wait of either mechanism is computed by it. What an error about a write says
+happened to it (ran / did not run / may have run) is :func:`write_outcome`, built on the per-attempt
+:func:`may_have_run`.
 
 The defaults follow the official SDK's budget (tinker-wire.md §3.1-3.4): re-sends at the Stainless pace
 (``max_retries`` of the policy, 0.5 s doubling to 10 s), then further rounds after ``min(2**n, 30)`` s until the
@@ -15,6 +17,7 @@ lasts (one given back per success).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,15 +30,19 @@ __all__ = [
     "Deadlines",
     "GiveUp",
     "PollAnswer",
+    "ReplayAnswer",
     "Retry",
     "RetryBudget",
     "RetryState",
+    "WriteOutcome",
     "backoff_delay",
     "decide_retry",
     "is_bare_400",
     "may_have_run",
     "poll_delay",
     "poll_is_progress",
+    "write_outcome",
+    "write_outcome_advice",
 ]
 
 JitterMode = Literal["none", "down", "both"]
@@ -168,6 +175,63 @@ def may_have_run(attempt: Attempt) -> bool:
     if attempt.status in (408, 409):  # a 409 after a re-send may mean the first one ran
         return True
     return not 400 <= attempt.status < 500
+
+
+WriteOutcome = Literal["ran", "did_not_run", "may_have_run"]
+"""What the client can say about a write that did not end in its result: the server executed it, surely did not,
+or the client cannot tell."""
+
+ReplayAnswer = Literal["answered", "unknown_key"]
+"""The server's answer to a re-send with the same idempotency key: ``answered`` (a 2xx: it replayed the first
+execution's answer, or ran it now, so it has run), ``unknown_key`` (an answer that proves the key never reached
+execution: did not run). ``None`` where this is used: not re-sent, or no answer came."""
+
+
+def write_outcome(
+    attempts: Sequence[Attempt], *, replay_answer: ReplayAnswer | None = None, future_expired: bool = False
+) -> WriteOutcome:
+    """Ran, did not run, or may have run: the one verdict every error about a write carries.
+
+    From what the client knows, strongest evidence first: a future that expired was accepted and executed by the
+    server (its result is gone, the work is not); a 2xx to any attempt, or to a re-send with the same idempotency
+    key, means the server accepted it; a re-send the server did not recognise means nothing ran; otherwise it did
+    not run only if no attempt could have reached execution (:func:`may_have_run` of each, the per-attempt rule).
+    No attempt at all: nothing was sent."""
+    if future_expired or replay_answer == "answered":
+        return "ran"
+    if any(a.status is not None and 200 <= a.status < 300 for a in attempts):
+        return "ran"
+    if replay_answer == "unknown_key":
+        return "did_not_run"
+    return "may_have_run" if any(may_have_run(a) for a in attempts) else "did_not_run"
+
+
+def write_outcome_advice(
+    outcome: WriteOutcome, *, what: str = "the write", future_expired: bool = False, training: bool = False
+) -> str:
+    """The sentence an error about a write ends with: the outcome, and what to do next.
+
+    ``training`` marks a training step (forward_backward, optim_step …), whose re-submission would apply it twice."""
+    if outcome == "did_not_run":
+        return f"{what} did not run on the server: it is safe to send it again"
+    if outcome == "may_have_run":
+        return (
+            f"{what} may have run on the server: before submitting it anew, check whether it took effect; "
+            "a re-send with the same idempotency key and seq_id is answered from the server's replay cache and "
+            "does not run twice"
+        )
+    if future_expired and training:
+        return (
+            f"{what} ran on the server but its result expired before it was retrieved: do not submit it again "
+            "(the model already took the step); continue with the next step, or save_state / load_state to "
+            "checkpoint and resume from the model as it is"
+        )
+    if future_expired:
+        return (
+            f"{what} ran on the server but its result expired before it was retrieved: submit it again only if "
+            "you need its result (it will run a second time)"
+        )
+    return f"{what} ran on the server: do not submit it again"
 
 
 def is_bare_400(status: int, content: bytes) -> bool:
