@@ -33,6 +33,7 @@ __all__ = [
     "InFlightAtForkError",
     "after_fork_in_child",
     "chain_task",
+    "fail_inherited_future",
     "get_runtime",
     "loop_is_usable",
     "running_loop",
@@ -129,8 +130,8 @@ class BackgroundLoop:
             _abandon(self._loop)
         self._loop, self._thread = None, None
         orphans, self._in_flight = self._in_flight, set()
-        for future in orphans:
-            _fail_orphan(future, parent_pid)
+        for future in list(orphans):  # failing one removes it from the set
+            fail_inherited_future(future, parent_pid)
 
 
 def chain_task(task: asyncio.Future[T], future: concurrent.futures.Future[T], loop: asyncio.AbstractEventLoop) -> None:
@@ -202,6 +203,7 @@ def after_fork_in_child(owner: object, reset: Callable[[], object]) -> None:
     """Call ``reset`` in a forked child while ``owner`` is alive (e.g. a holder dropping its parent's per-loop
     clients). ``reset`` must be a bound method of ``owner`` or hold no reference to it."""
     method = weakref.WeakMethod(reset) if hasattr(reset, "__self__") else (lambda: reset)
+    _CALLBACKS[:] = [(alive, call) for alive, call in _CALLBACKS if alive() is not None]  # forget dead owners
     _CALLBACKS.append((weakref.ref(owner), method))  # type: ignore[arg-type]
 
 
@@ -260,7 +262,8 @@ def _abandon(loop: asyncio.AbstractEventLoop) -> None:
         loop._thread_id = None  # type: ignore[attr-defined]
 
 
-def _fail_orphan(future: concurrent.futures.Future[Any], parent_pid: int) -> None:
+def fail_inherited_future(future: concurrent.futures.Future[Any], parent_pid: int) -> None:
+    """In a forked child: fail a future that belonged to work of the parent (unless it is done)."""
     # The future's condition may have been held by a thread of the parent at the fork: give it a fresh one.
     future._condition = threading.Condition()  # type: ignore[attr-defined]
     if not future.done():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -30,8 +29,7 @@ from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
-from .runtime import ForkSafeLock, InFlightAtForkError
-from .runtime import _fail_orphan as fail_inherited_future  # runtime's own: a fresh condition, then the error
+from .runtime import ForkSafeLock, InFlightAtForkError, after_fork_in_child, fail_inherited_future
 from .types import (
     AdamParams,
     Datum,
@@ -83,7 +81,7 @@ class _Turns:
         self._lock = ForkSafeLock()
         self._next_id = 0
         self._dispatched: dict[int, concurrent.futures.Future[None]] = {}
-        _LIVE_TURNS.add(self)
+        after_fork_in_child(self, self._fail_pending_after_fork)
 
     def reserve(self, count: int) -> list[int]:
         with self._lock:
@@ -108,24 +106,10 @@ class _Turns:
             dispatched.set_result(None)
         self._dispatched.pop(request_id - 1, None)
 
-    def _fail_pending_after_fork(self, parent_pid: int) -> None:
+    def _fail_pending_after_fork(self) -> None:
+        parent_pid = os.getppid()
         for dispatched in list(self._dispatched.values()):
             fail_inherited_future(dispatched, parent_pid)
-
-
-_LIVE_TURNS: weakref.WeakSet[_Turns] = weakref.WeakSet()
-
-
-def _fail_pending_turns_in_child() -> None:
-    parent_pid = os.getppid()
-    for turns in list(_LIVE_TURNS):
-        turns._fail_pending_after_fork(parent_pid)
-
-
-# Registered directly rather than through runtime.after_fork_in_child: the runtime's own child hook stops before
-# running those callbacks when a call was in flight at the fork (it iterates a set that failing the first in-flight
-# future shrinks), which is exactly when a turn is pending. A WeakSet also forgets clients as they go.
-os.register_at_fork(after_in_child=_fail_pending_turns_in_child)
 
 
 class TrainingClient:
