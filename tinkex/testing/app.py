@@ -8,7 +8,8 @@ What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is 
    wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags), then apply a matching
    "before" fault (delay, status reply or dropped connection), which wins over a decode error: nothing executes;
 4. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
-5. execute, record the execution (in the ledger and the account journal of the admin endpoints) and cache the reply;
+5. execute, record the execution (in the ledger, the account journal of the admin endpoints and, with a state
+   directory, the write journal) and cache the reply; with a state directory the reply waits for ``state.json``;
 6. apply a matching "after" fault: the operation ran but its answer is lost.
 """
 
@@ -165,19 +166,22 @@ class TinkerApp:
         if result.reply.status >= 400:
             return result.reply
         self.replay.store(key, seq, CachedReply(result.reply, result.request_id))
-        self.ledger.record_execution(
-            Execution(
-                endpoint=operation.endpoint,
-                idempotency_key=key,
-                model_id=result.model_id,
-                seq_id=seq[1] if seq else None,
-                session_id=result.session_id,
-                request_id=result.request_id,
-                time=time.monotonic(),
-                outcome="failed" if result.failed else "ok",
-                seq_scope=seq[0] if seq else None,
-            )
+        execution = Execution(
+            endpoint=operation.endpoint,
+            idempotency_key=key,
+            model_id=result.model_id,
+            seq_id=seq[1] if seq else None,
+            session_id=result.session_id,
+            request_id=result.request_id,
+            time=time.monotonic(),
+            outcome="failed" if result.failed else "ok",
+            seq_scope=seq[0] if seq else None,
         )
+        self.ledger.record_execution(execution)
+        journal = self.api.journal
+        if journal is not None:
+            future = self.api.futures.get(result.request_id) if result.request_id is not None else None
+            journal.record_execution(execution, key, seq, result.reply, future)
         self.api.admin_endpoints.observe(call, result)
         return result.reply
 
@@ -204,7 +208,9 @@ class TinkerApp:
 
     async def _persist(self) -> None:
         async with self._persist_lock:
-            dump = self.api.registry.dump()
+            # The position is read with the dump, on the loop: the state written includes exactly those executions.
+            journal = self.api.journal
+            dump = self.api.registry.dump(journal.position if journal is not None else 0)
             await asyncio.to_thread(self.api.registry.write_dump, dump)
 
 

@@ -37,8 +37,10 @@ class FutureRecord:
 
 
 class FutureStore:
-    def __init__(self, ttl: float | None = None) -> None:
+    def __init__(self, ttl: float | None = None, id_prefix: str = "req-") -> None:
+        """``id_prefix`` makes ids unique across restarts on one state directory (``req-<generation>.``)."""
         self._ttl = ttl
+        self._id_prefix = id_prefix
         self._ids = itertools.count(1)
         self._records: dict[str, FutureRecord] = {}
         self._closing = asyncio.Event()
@@ -54,7 +56,7 @@ class FutureStore:
         if (result is None) == (failure is None):
             raise ValueError("a future holds exactly one of result or failure")
         record = FutureRecord(
-            request_id=f"req-{next(self._ids)}",
+            request_id=f"{self._id_prefix}{next(self._ids)}",
             endpoint=endpoint,
             model_id=model_id,
             ready_at=time.monotonic() + latency,
@@ -63,6 +65,10 @@ class FutureStore:
         )
         self._records[record.request_id] = record
         return record
+
+    def restore(self, record: FutureRecord) -> None:
+        """Install a future issued before a restart (read back from the state directory)."""
+        self._records[record.request_id] = record
 
     def get(self, request_id: str) -> FutureRecord | None:
         return self._records.get(request_id)

@@ -54,6 +54,7 @@ from .registry import (
 )
 from .replies import Reply, error_reply, json_reply
 from .session_endpoints import AssignSessionProjectRequest, SessionEndpoints, caller_urn
+from .write_journal import WriteJournal
 
 __all__ = ["CANCELLED_MESSAGE", "Call", "Operation", "Rejection", "Result", "RouteMatch", "TinkerApi"]
 
@@ -175,8 +176,12 @@ class TinkerApi:
         faults: Faults,
         ledger: Ledger,
         replay: ReplayCache,
+        journal: WriteJournal | None = None,
+        generation: int = 0,
     ) -> None:
+        """``journal`` and ``generation`` (the start number on the state directory) come with a ``state_dir``."""
         self.config = config
+        self.journal = journal
         self.registry = registry
         self.futures = futures
         self.faults = faults
@@ -187,6 +192,8 @@ class TinkerApi:
         self.session_endpoints = SessionEndpoints(registry, ledger, self.downloads)
         self.admin_endpoints = AdminEndpoints(registry, futures)
         self._sequence_ids = itertools.count(1)
+        self._sequence_prefix = f"{generation}." if generation else ""
+        """Sequence ids of a restarted server must not repeat the earlier run's."""
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
         self.operations = self._operations()
@@ -220,6 +227,8 @@ class TinkerApi:
         self.futures.expire(record)
         self.replay.forget_request(record.request_id)
         self.ledger.mark_expired(record.request_id)
+        if self.journal is not None:
+            self.journal.record_expired(record.request_id)
 
     def _operations(self) -> list[Operation]:
         def op(endpoint: str, method: str, path: str, handler: Handler, **options: Any) -> Operation:
@@ -412,7 +421,11 @@ class TinkerApi:
 
     @staticmethod
     def _expired_reply(record: FutureRecord) -> Reply:
-        return error_reply(410, f"future {record.request_id} expired; submit the request again")
+        return error_reply(
+            410,
+            f"future {record.request_id} expired: its operation ran but the result is no longer kept "
+            "(submitting it again runs it a second time)",
+        )
 
     @staticmethod
     def _try_again(record: FutureRecord, queue_state: str, reason: str | None) -> Reply:
@@ -801,7 +814,8 @@ class TinkerApi:
         if session is not None:
             refuse_if_finished(session)
         sequence_ids = [
-            f"{sampler.session_id or 'adhoc'}:seq:{next(self._sequence_ids)}" for _ in range(max(request.num_samples, 0))
+            f"{sampler.session_id or 'adhoc'}:seq:{self._sequence_prefix}{next(self._sequence_ids)}"
+            for _ in range(max(request.num_samples, 0))
         ]
 
         def compute() -> msgspec.Struct:

@@ -2,7 +2,8 @@
 
 ``received`` holds every HTTP request (retries, polls and rejected ones included); ``executions`` holds every
 operation that changed server state. A request answered from the replay cache is received but not executed, so
-``duplicates_executed()`` staying empty proves that no re-send ran an operation twice.
+``duplicates_executed()`` staying empty proves that no re-send ran an operation twice. With a state directory the
+executions survive a restart (:mod:`tinkex.testing.write_journal`); ``received`` is this process's only.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class Execution:
     """The future expired (410), so re-running the operation later was legitimate."""
     seq_scope: str | None = None
     """What ``seq_id`` counts within, e.g. ``"train:<model_id>"`` or ``"sample:<sampling_session_id>"``."""
+    undone: bool = False
+    """The server was killed before this execution's effect was saved and its client never got the answer, so a
+    restart on the same state directory undid it (see :mod:`tinkex.testing.write_journal`); re-running it was
+    legitimate."""
 
 
 class Ledger:
@@ -111,7 +116,7 @@ class Ledger:
     def duplicates_executed(self) -> list[list[Execution]]:
         """Groups of live executions sharing an idempotency key or a ``(scope, seq_id)``; must stay empty."""
         with self._lock:
-            live = [e for e in self._executions if not e.expired]
+            live = [e for e in self._executions if not e.expired and not e.undone]
         by_identity: dict[tuple[str, ...], list[Execution]] = defaultdict(list)
         for execution in live:
             if execution.idempotency_key is not None:
@@ -119,6 +124,11 @@ class Ledger:
             if execution.seq_scope is not None and execution.seq_id is not None:
                 by_identity[("seq", execution.seq_scope, str(execution.seq_id))].append(execution)
         return [group for group in by_identity.values() if len(group) > 1]
+
+    def restore_executions(self, executions: list[Execution]) -> None:
+        """Replace the executions by those read back from the state directory (they include this process's own)."""
+        with self._lock:
+            self._executions = list(executions)
 
     def clear(self) -> None:
         with self._lock:

@@ -174,10 +174,16 @@ class SamplerRecord:
 
 
 class Registry:
-    def __init__(self, base_models: tuple[str, ...], seed: int, state_dir: Path | None = None) -> None:
+    def __init__(
+        self, base_models: tuple[str, ...], seed: int, state_dir: Path | None = None, generation: int = 0
+    ) -> None:
+        """``generation`` counts starts on ``state_dir``: each draws its ids from its own stream, so ids made after
+        a restart do not repeat earlier ones (0, without a state directory, keeps the seed's stream)."""
         self.base_models = base_models
-        self._ids = random.Random(seed)
+        self._ids = random.Random(seed if generation == 0 else f"{seed}:{generation}")
         self.state_dir = state_dir
+        self.journal_position = 0
+        """How many executions of the write journal the loaded ``state.json`` includes."""
         self.sessions: dict[str, SessionRecord] = {}
         self.runs: dict[str, RunRecord] = {}
         self.samplers: dict[str, SamplerRecord] = {}
@@ -324,10 +330,14 @@ class Registry:
 
     # persistence
 
-    def dump(self) -> str:
-        """The registry as JSON; the caller writes it to ``state_dir`` (see :meth:`write_dump`)."""
+    def dump(self, journal_position: int = 0) -> str:
+        """The registry as JSON; the caller writes it to ``state_dir`` (see :meth:`write_dump`).
+
+        ``journal_position``: how many journaled executions this state includes (see
+        :mod:`tinkex.testing.write_journal`)."""
         return json.dumps(
             {
+                "journal_position": journal_position,
                 "sessions": [
                     {**asdict(s), "created_at": s.created_at.isoformat()} for s in self.sessions.values()
                 ],
@@ -362,6 +372,7 @@ class Registry:
         temporary.replace(self.state_dir / _STATE_FILE)
 
     def _load(self, data: dict[str, Any]) -> None:
+        self.journal_position = data.get("journal_position", 0)
         for session in data["sessions"]:
             if "created_at" in session:
                 session["created_at"] = datetime.fromisoformat(session["created_at"])

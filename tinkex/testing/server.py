@@ -8,6 +8,11 @@
 The server has its own thread and event loop, so it keeps answering while the caller blocks, and it works the
 same under ``async with`` from any async framework. Tests read the ledger and add fault rules from their own
 thread; anything that touches model state goes through :meth:`LocalServer.call`, which runs on the server loop.
+
+With ``state_dir`` a server restarted on the same directory (this object again, or a new process) carries on where
+the last one stopped or was killed: the same runs and checkpoints, futures issued before answer their results, a
+re-sent write is answered from the replay cache, the ledger lists what ran before, and no id repeats
+(:mod:`tinkex.testing.write_journal`).
 """
 
 from __future__ import annotations
@@ -33,11 +38,22 @@ from .handlers import TinkerApi
 from .hosting import Connections, bind_socket, hypercorn_config, serve_asgi
 from .ledger import Ledger
 from .registry import Registry
+from .write_journal import Restored, WriteJournal, next_generation
 
 __all__ = ["LocalServer"]
 
 T = TypeVar("T")
 _START_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _State:
+    """What one start serves from: read from the state directory, if any, before the server thread starts."""
+
+    registry: Registry
+    generation: int = 0
+    journal: WriteJournal | None = None
+    restored: Restored | None = None
 
 
 class LocalServer:
@@ -79,7 +95,7 @@ class LocalServer:
             raise RuntimeError("LocalServer is already started")
         sock = bind_socket(self.config.host, self.config.port)
         try:
-            registry = Registry(tuple(self.config.base_models), self.config.seed, self.config.state_dir)
+            state = self._load_state()
         except BaseException:
             sock.close()
             raise
@@ -87,7 +103,7 @@ class LocalServer:
         self._port = sock.getsockname()[1]
         self._thread = threading.Thread(
             target=self._thread_main,
-            args=(sock, registry, started),
+            args=(sock, state, started),
             name=f"tinkex-local-server-{self._port}",
             daemon=True,
         )
@@ -129,9 +145,23 @@ class LocalServer:
     ) -> None:
         await anyio.to_thread.run_sync(self.stop)
 
-    def _thread_main(self, sock: Any, registry: Registry, started: concurrent.futures.Future[None]) -> None:
+    def _load_state(self) -> _State:
+        """The registry, and with a state directory what the earlier runs on it did (see ``write_journal``)."""
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            return _State(Registry(tuple(self.config.base_models), self.config.seed))
+        generation = next_generation(state_dir)
+        registry = Registry(tuple(self.config.base_models), self.config.seed, state_dir, generation)
+        restored = WriteJournal.read(state_dir, registry.journal_position)
+        journal = WriteJournal(state_dir, restored.position)
+        if restored.newly_undone:
+            journal.record_undone(min(restored.newly_undone), max(restored.newly_undone))
+        self.ledger.restore_executions(restored.executions)
+        return _State(registry, generation, journal, restored)
+
+    def _thread_main(self, sock: Any, state: _State, started: concurrent.futures.Future[None]) -> None:
         try:
-            asyncio.run(self._serve(sock, registry, started))
+            asyncio.run(self._serve(sock, state, started))
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, or it would be lost
             if not started.done():
                 started.set_exception(exc)
@@ -139,10 +169,18 @@ class LocalServer:
                 raise
         finally:
             sock.close()
+            if state.journal is not None:
+                state.journal.close()
 
-    async def _serve(self, sock: Any, registry: Registry, started: concurrent.futures.Future[None]) -> None:
-        futures = FutureStore(ttl=self.config.future_ttl)
-        api = TinkerApi(self.config, registry, futures, self.faults, self.ledger, ReplayCache())
+    async def _serve(self, sock: Any, state: _State, started: concurrent.futures.Future[None]) -> None:
+        id_prefix = f"req-{state.generation}." if state.generation else "req-"
+        futures = FutureStore(ttl=self.config.future_ttl, id_prefix=id_prefix)
+        replay = ReplayCache()
+        if state.restored is not None:
+            state.restored.install(futures, replay)
+        api = TinkerApi(
+            self.config, state.registry, futures, self.faults, self.ledger, replay, state.journal, state.generation
+        )
         connections = Connections()
         app = TinkerApp(api, connections)
         options = hypercorn_config(self.config.certfile, self.config.keyfile, self.config.graceful_timeout)
