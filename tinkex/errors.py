@@ -10,6 +10,7 @@ the process forked) and ``RequestCancelledError`` (a ``RequestFailedError`` whos
 e.g. a sample whose caller cancelled it).
 """
 
+from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.errors import (
     APIConnectionError,
     APIError,
@@ -26,9 +27,9 @@ from pristine_transport.errors import (
     PermissionDeniedError,
     PristineError,
     RateLimitError,
+    ResponseTooLargeError,
     UnprocessableEntityError,
 )
-from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.futures import (
     FutureExpiredError,
     FutureRetrieveError,
@@ -40,6 +41,7 @@ from pristine_transport.futures import (
 )
 
 from .runtime import InFlightAtForkError
+from .validation import InvalidArgumentError
 
 TinkerError = PristineError
 """Root of every tinkex error (the official ``tinker.TinkerError``)."""
@@ -83,6 +85,7 @@ __all__ = [
     "FutureRetrieveError",
     "FutureTimeoutError",
     "InFlightAtForkError",
+    "InvalidArgumentError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -91,6 +94,7 @@ __all__ = [
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",
+    "ResponseTooLargeError",
     "SidecarDiedError",
     "SidecarError",
     "SidecarIPCError",

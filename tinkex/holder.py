@@ -216,7 +216,7 @@ class Holder:
             if self._closed:
                 return
             self._heartbeat = heartbeat
-            heartbeat.start()
+            heartbeat.start(wait=False)  # never hold up the caller (often an event loop)
         await self.telemetry.start(session_id)
 
     def known_session_id(self) -> str | None:

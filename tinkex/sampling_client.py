@@ -48,6 +48,7 @@ from .types import (
     SamplingParams,
     TensorData,
 )
+from .validation import check_model_input, check_num_samples, check_sampling_params
 
 if TYPE_CHECKING:
     from .config import ClientConfig
@@ -207,6 +208,7 @@ class SamplingClient:
         per sampled position), ``target_prompt_logprobs`` (int64 ``[len(prompt) - 1, K]`` token ids to score at
         each prompt position, -1 for none), ``prompt_alt_tokens_k`` (draws per prompt position) and
         ``prompt_logprobs_last_n`` (score only the last N prompt tokens; needs ``include_prompt_logprobs``)."""
+        prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
         extras = _new_options(
             self.record_stability_info,
             include_prompt_logprobs,
@@ -253,6 +255,8 @@ class SamplingClient:
         prompt_logprobs_last_n: int | None = None,
     ) -> APIFuture[SampleResponse]:
         """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned)."""
+        # Checked here too, so a mistake raises in the caller's stack rather than later from the future.
+        _checked_sample_arguments(prompt, num_samples, sampling_params)
         if target_prompt_logprobs is not None or prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
             # Refuse bad options here, in the caller's stack, not later from the future.
             _check_new_options(
@@ -347,6 +351,7 @@ class SamplingClient:
     def compute_logprobs(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> APIFuture[list[float | None]]:
+        check_model_input(prompt)
         if prompt_logprobs_last_n is not None:
             _check_new_options(True, None, 0, prompt_logprobs_last_n)
         return in_background(self.compute_logprobs_async(prompt, prompt_logprobs_last_n))
@@ -558,3 +563,9 @@ def _rebuild_sampling_client(
         retry_config=retry_config,
         record_stability_info=record_stability_info,
     )
+
+
+def _checked_sample_arguments(
+    prompt: Any, num_samples: Any, sampling_params: Any
+) -> tuple[ModelInput, int, SamplingParams]:
+    return check_model_input(prompt), check_num_samples(num_samples), check_sampling_params(sampling_params)

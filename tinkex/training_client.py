@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
@@ -45,6 +45,7 @@ from .types import (
     OptimParams,
     OptimStepRequest,
     OptimStepResponse,
+    SamplingClientKind,
     SaveWeightsExternalRequest,
     SaveWeightsExternalResponse,
     SaveWeightsExternalResponseInternal,
@@ -53,8 +54,8 @@ from .types import (
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
     SaveWeightsResponse,
-    SamplingClientKind,
 )
+from .validation import check_data, check_loss_fn, check_loss_fn_config
 
 if TYPE_CHECKING:
     from .client_futures import BackcompatSamplingClientFuture
@@ -177,27 +178,35 @@ class TrainingClient:
     async def forward_backward_async(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        return await self._forward_backward(self._reserve_chunks(data), loss_fn, loss_fn_config, backward=True)
+        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        return await self._forward_backward(chunks, loss_fn, loss_fn_config, backward=True)
 
     def forward_backward(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_chunks(data)
+        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
         return self._in_background(self._forward_backward(chunks, loss_fn, loss_fn_config, backward=True))
 
     async def forward_async(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        return await self._forward_backward(self._reserve_chunks(data), loss_fn, loss_fn_config, backward=False)
+        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        return await self._forward_backward(chunks, loss_fn, loss_fn_config, backward=False)
 
     def forward(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_chunks(data)
+        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
         return self._in_background(self._forward_backward(chunks, loss_fn, loss_fn_config, backward=False))
 
-    def _reserve_chunks(self, data: Sequence[Datum]) -> list[tuple[int, list[Datum]]]:
-        chunks = chunk_data(list(data))
+    def _reserve_checked(
+        self, data: Any, loss_fn: Any, loss_fn_config: Any
+    ) -> list[tuple[int, list[Datum]]]:
+        """Arguments checked in the caller's thread before any request id is taken: a mistake raises
+        ``InvalidArgumentError`` at the call and leaves no gap in the model's sequence."""
+        chunks = chunk_data(check_data(data, allow_empty=True))  # an empty batch sends nothing, as officially
+        check_loss_fn(loss_fn)
+        check_loss_fn_config(loss_fn_config)
         return list(zip(self._turns.reserve(len(chunks)), chunks))
 
     async def _forward_backward(
@@ -243,6 +252,7 @@ class TrainingClient:
         ``loss_type_input``: the loss always receives logprobs; ``"logprobs"`` (0.16's default) and ``None``
         (0.38's) mean the same, anything else is refused."""
         _check_loss_type_input(loss_type_input)
+        data = check_data(data)
         from .custom_loss_handle import LossHandle, check_loss_inputs, run_loss_handle
 
         batch_loss: CustomLossFn

@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from pristine_transport.errors import PristineError
+
 if TYPE_CHECKING:
     from tinkex.types import Datum, ModelInput, SamplingParams
 
@@ -45,7 +47,7 @@ LOSS_FN_NAMES: Final = (
 _TOKENIZE_HINT = "tokenize it first: ModelInput.from_ints(tokenizer.encode(text))"
 
 
-class InvalidArgumentError(TypeError, ValueError):
+class InvalidArgumentError(PristineError, TypeError, ValueError):
     """An argument of a public call is wrong. ``argument`` names it (``prompt``, ``data[3]``,
     ``sampling_params.top_p``); the message says what was given and how to fix it."""
 
@@ -75,15 +77,16 @@ def check_model_input(value: Any, argument: str = "prompt") -> ModelInput:
     )
 
 
-def check_data(data: Any, argument: str = "data") -> list[Datum]:
-    """A non-empty list (or sequence) of ``Datum``; a single Datum, or an element that is not one, refused."""
+def check_data(data: Any, argument: str = "data", *, allow_empty: bool = False) -> list[Datum]:
+    """A list (or sequence) of ``Datum``, non-empty unless ``allow_empty``; a single Datum, or an element that is
+    not one, refused."""
     from tinkex.types.training import Datum
 
     if isinstance(data, Datum):
         raise InvalidArgumentError(argument, "expected a list of Datum, got a single Datum; pass [datum]")
     if isinstance(data, str | bytes | Mapping) or not isinstance(data, Sequence):
         raise InvalidArgumentError(argument, f"expected a list of Datum, got {_describe(data)}")
-    if not data:
+    if not data and not allow_empty:
         raise InvalidArgumentError(argument, "is empty; pass at least one Datum")
     for index, item in enumerate(data):
         if not isinstance(item, Datum):

@@ -280,3 +280,23 @@ def test_sampling_needs_a_model(wire: WireFake) -> None:
             client.create_sampling_client(model_path="/local/sampler_weights/x").result()
     finally:
         client.close()
+
+
+def test_mistaken_sample_arguments_raise_at_the_call_and_the_sampler_stays_usable(server: LocalServer) -> None:
+    client = server_client(server)
+    try:
+        sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+        params = types.SamplingParams(max_tokens=2)
+        with pytest.raises(tinkex.InvalidArgumentError, match=r"prompt: .*tokenize it first"):
+            sampler.sample("the quick", 1, params)  # type: ignore[arg-type]
+        with pytest.raises(tinkex.InvalidArgumentError, match=r"prompt: .*ModelInput.from_ints"):
+            sampler.compute_logprobs([1, 2, 3])  # type: ignore[arg-type]
+        with pytest.raises(tinkex.InvalidArgumentError, match=r"sampling_params.top_p"):
+            sampler.sample(types.ModelInput.from_ints([1, 2]), 1, types.SamplingParams(top_p=1.5))
+        with pytest.raises(tinkex.InvalidArgumentError, match=r"num_samples"):
+            sampler.sample(types.ModelInput.from_ints([1, 2]), 0, params)
+        result = sampler.sample(types.ModelInput.from_ints([1, 2]), 1, params).result(10)
+    finally:
+        client.close()
+    assert len(result.sequences) == 1
+    assert len(server.ledger.received("asample")) == 1, "nothing mistaken reached the server"

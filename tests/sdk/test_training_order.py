@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sdk_helpers import BASE_MODEL, WireFake, datum, fake_client
 
-from tinkex import BadRequestError, types
+from tinkex import BadRequestError, InvalidArgumentError, types
 
 SUBMIT_DELAY_S = 0.3
 BACKGROUND = frozenset({"retrieve_future", "telemetry", "session_heartbeat"})
@@ -189,3 +189,18 @@ def test_a_rejected_chunk_does_not_block_the_requests_after_it(wire: WireFake) -
     finally:
         client.close()
     assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 3)]
+
+
+def test_a_mistaken_argument_raises_at_the_call_and_leaves_no_gap_in_the_sequence(wire: WireFake) -> None:
+    client = fake_client(wire)
+    try:
+        training = client.create_lora_training_client(BASE_MODEL)
+        one = datum([1])
+        with pytest.raises(InvalidArgumentError, match=r"data: expected a list of Datum, got a single Datum"):
+            training.forward_backward(one, "cross_entropy")  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match=r"unknown loss 'cross_entropyy' \(did you mean"):
+            training.forward_backward([one], "cross_entropyy")  # type: ignore[arg-type]
+        training.forward_backward([one], "cross_entropy").result(5)
+    finally:
+        client.close()
+    assert training_seq_ids(wire) == [("forward_backward", 1)]
