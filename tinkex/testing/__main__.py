@@ -1,17 +1,21 @@
 """``python -m tinkex.testing --port 0``: run the local Tinker-compatible server until Ctrl-C.
 
-Prints the base URL on the first line of stdout, so a script can read it and point a client at it.
+Prints the base URL on the first line of stdout, so a script can read it and point a client at it. With
+``--state-dir`` a server killed (even SIGKILL) and started again on the same directory and ``--port`` carries on:
+see :mod:`tinkex.testing.write_journal`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from .config import ServerConfig
+from .faults import fault_rules_from_json
 from .server import LocalServer
 
 
@@ -27,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--metadata-only-threshold", type=int, help="bytes above which results are metadata-only")
     parser.add_argument("--state-dir", type=Path, help="persist training runs and checkpoints here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--base-model", action="append", dest="base_models",
+        help="a base model to serve (repeatable; default: the built-in list)",
+    )
+    parser.add_argument(
+        "--faults", type=Path, help="JSON file: a list of FaultRule objects (faults.fault_rules_from_json)"
+    )
     parser.add_argument("--certfile", type=Path, help="with --keyfile: serve TLS (h2 via ALPN)")
     parser.add_argument("--keyfile", type=Path)
     return parser
@@ -37,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
+    faults = []
+    if args.faults is not None:
+        try:
+            faults = fault_rules_from_json(json.loads(args.faults.read_text()))
+        except (OSError, ValueError) as exc:
+            parser.error(f"--faults {args.faults}: {exc}")
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -50,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        **({"base_models": tuple(args.base_models)} if args.base_models else {}),
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with LocalServer(config) as server:
+    with LocalServer(config, faults=faults) as server:
         print(server.base_url, flush=True)
         try:
             while not stopped.wait(0.5):

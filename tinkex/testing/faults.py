@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from .futures_store import Category
 
-__all__ = ["FaultKind", "FaultPhase", "FaultRule", "Faults"]
+__all__ = ["FaultKind", "FaultPhase", "FaultRule", "Faults", "fault_rules_from_json"]
 
 FaultKind = Literal["respond", "try_again", "metadata_only", "expire", "request_failed"]
 FaultPhase = Literal["before", "after"]
@@ -134,6 +134,30 @@ class FaultRule:
     def empty_400(cls, endpoint: str, count: int = 1) -> FaultRule:
         """A bare 400 with ``content-length: 0`` (the "rejected by Cloudflare" case of §3.3)."""
         return cls(endpoint=endpoint, status=400, body=b"", count=count)
+
+
+def fault_rules_from_json(data: Any) -> list[FaultRule]:
+    """Rules from a JSON list of objects whose keys are :class:`FaultRule` fields (``python -m tinkex.testing
+    --faults FILE``); ``"raw_body": "<text>"`` stands for a raw bytes ``body`` (``""``: an empty body).
+    ValueError names the rule and the field that is wrong."""
+    if not isinstance(data, list):
+        raise ValueError(f"faults must be a JSON list of rule objects, got {type(data).__name__}")
+    known = set(FaultRule.__dataclass_fields__)
+    rules: list[FaultRule] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ValueError(f"faults[{index}] must be an object, got {type(item).__name__}")
+        fields = dict(item)
+        if "raw_body" in fields:
+            fields["body"] = str(fields.pop("raw_body")).encode("latin-1")
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"faults[{index}]: unknown field(s) {', '.join(unknown)}")
+        try:
+            rules.append(FaultRule(**fields))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"faults[{index}]: {exc}") from None
+    return rules
 
 
 @dataclass
