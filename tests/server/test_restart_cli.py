@@ -40,7 +40,10 @@ def test_fault_rules_from_json(data: Any, expected: list[FaultRule]) -> None:
         ({"endpoint": "asample"}, "must be a JSON list"),
         (["asample"], "faults[0] must be an object"),
         ([{"endpoint": "asample", "status": 500, "sometimes": True}], "faults[0]: unknown field(s) sometimes"),
-        ([{"delay": 0.1}, {"endpoint": "asample", "rate": 2.0, "status": 500}], "faults[1]: FaultRule.rate must be within [0, 1]"),
+        (
+            [{"delay": 0.1}, {"endpoint": "asample", "rate": 2.0, "status": 500}],
+            "faults[1]: FaultRule.rate must be within [0, 1]",
+        ),
     ],
 )
 def test_fault_rules_from_json_names_what_is_wrong(data: Any, message: str) -> None:
