@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,48 @@ async def test_sigkill_and_restart_on_the_same_port_and_state_dir(tmp_path: Path
         executions = server.ledger.executions("forward_backward")
     assert [(e.idempotency_key, e.undone) for e in executions] == [("k1", False), ("k2", False), ("k3", False)]
     assert server.ledger.duplicates_executed() == []
+
+
+async def test_a_cancelled_future_stays_cancelled_after_the_restart(tmp_path: Path) -> None:
+    async with LocalServer(state_dir=tmp_path, future_latency=5.0, long_poll_timeout=0.1) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+            wire = Wire(http)
+            session_id = await wire.session()
+            pending = (await wire.post("create_model", wire.create_model_body(session_id))).json()
+            assert (await wire.post("cancel_future", {"request_id": pending["request_id"]})).status_code == 200
+            cancelled = await wire.result(pending)
+    async with LocalServer(state_dir=tmp_path, long_poll_timeout=0.1) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+            assert await Wire(http).result(pending) == cancelled
+    assert "cancel" in cancelled["error"]
+    assert [e.endpoint for e in server.ledger.executions()] == ["create_session", "create_model", "cancel_future"]
+
+
+async def test_the_account_reports_survive_the_restart_and_a_re_send_is_not_billed_again(tmp_path: Path) -> None:
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    window = {
+        "starting_on": (hour - timedelta(hours=1)).isoformat(),
+        "ending_before": (hour + timedelta(hours=2)).isoformat(),
+    }
+
+    async def reports(http: httpx.AsyncClient) -> tuple[Any, Any]:
+        billing = await http.get("/api/v1/billing/usage/events", params=window)
+        audit = await http.get("/api/v1/audit")
+        assert billing.status_code == audit.status_code == 200, (billing.text, audit.text)
+        return billing.json(), audit.json()
+
+    async with LocalServer(state_dir=tmp_path, long_poll_timeout=0.1) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+            wire = Wire(http)
+            model_id = await wire.model()
+            await wire.result(await _submit(wire, "forward_backward", wire.forward_backward_body(model_id, 1), "b1"))
+            save = {"model_id": model_id, "path": "c", "seq_id": 2}
+            await wire.result(await _submit(wire, "save_weights", save, "s2"))
+            before = await reports(http)
+    assert any(e["event_info"]["type"] == "training" for e in before[0]["data"]) and before[1]["entries"]
+
+    async with LocalServer(state_dir=tmp_path, long_poll_timeout=0.1) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+            wire = Wire(http)
+            await wire.result(await _submit(wire, "forward_backward", wire.forward_backward_body(model_id, 1), "b1"))
+            assert await reports(http) == before

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
@@ -95,11 +95,16 @@ class AccountJournal:
     _audit: list[AuditRecord] = field(default_factory=list)
     _usage: list[UsageRecord] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    listener: Callable[[list[AuditRecord], list[UsageRecord]], None] | None = None
+    """Told of every record (with a state directory: the write journal, so the reports survive a restart)."""
 
     def record(self, audit: Iterable[AuditRecord], usage: Iterable[UsageRecord]) -> None:
+        audit, usage = list(audit), list(usage)
         with self._lock:
             self._audit.extend(audit)
             self._usage.extend(usage)
+        if self.listener is not None:
+            self.listener(audit, usage)
 
     def audit(self) -> list[AuditRecord]:
         with self._lock:

@@ -176,11 +176,13 @@ class LocalServer:
         id_prefix = f"req-{state.generation}." if state.generation else "req-"
         futures = FutureStore(ttl=self.config.future_ttl, id_prefix=id_prefix)
         replay = ReplayCache()
-        if state.restored is not None:
-            state.restored.install(futures, replay)
         api = TinkerApi(
             self.config, state.registry, futures, self.faults, self.ledger, replay, state.journal, state.generation
         )
+        if state.restored is not None:
+            state.restored.install(futures, replay, api.admin_endpoints.journal)
+        if state.journal is not None:
+            api.admin_endpoints.journal.listener = state.journal.record_account
         connections = Connections()
         app = TinkerApp(api, connections)
         options = hypercorn_config(self.config.certfile, self.config.keyfile, self.config.graceful_timeout)

@@ -7,7 +7,7 @@ that expired since. A new server on the directory reads it back, so
 - a future issued before the restart answers its result (or its failure, or 410 if it had expired);
 - a re-sent write with the same idempotency key or ``(seq scope, seq_id)`` is answered from the replay cache and
   does not run again;
-- the ledger lists what ran before.
+- the ledger lists what ran before, and so do the account reports (audit log, billing).
 
 Consistency with ``state.json`` after a SIGKILL. A write is journaled the moment it executes, and its reply is sent
 only after ``state.json`` has been rewritten (see ``TinkerApp._run``), which records how many journal entries its
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import msgspec
 
+from .account_reports import AccountJournal, AuditRecord, UsageRecord
 from .dedup import CachedReply, ReplayCache
 from .futures_store import Failure, FutureRecord, FutureStore
 from .ledger import Execution
@@ -98,7 +99,15 @@ class _Undone(msgspec.Struct, frozen=True, tag="undone"):
     last: int
 
 
-_Entry = _Executed | _Expired | _Undone
+class _Account(msgspec.Struct, frozen=True, tag="account"):
+    """What the execution at ``position`` added to the account reports (audit log, billing)."""
+
+    position: int
+    audit: list[AuditRecord]
+    usage: list[UsageRecord]
+
+
+_Entry = _Executed | _Expired | _Undone | _Account
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Entry)
 
@@ -123,15 +132,18 @@ class Restored:
     executions: list[Execution] = field(default_factory=list)
     position: int = 0
     """The last execution's position: the journal continues after it."""
+    account: list[tuple[list[AuditRecord], list[UsageRecord]]] = field(default_factory=list)
     newly_undone: list[int] = field(default_factory=list)
     """Positions after the state's ``journal_position``, undone by this load (see the module docstring); the caller
     records them (:meth:`WriteJournal.record_undone`)."""
 
-    def install(self, futures: FutureStore, replay: ReplayCache) -> None:
+    def install(self, futures: FutureStore, replay: ReplayCache, account: AccountJournal) -> None:
         for record in self.futures:
             futures.restore(record)
         for key, seq, cached in self.replay:
             replay.store(key, seq, cached)
+        for audit, usage in self.account:
+            account.record(audit, usage)
 
 
 class WriteJournal:
@@ -181,6 +193,10 @@ class WriteJournal:
         )
         self._append(entry)
 
+    def record_account(self, audit: list[AuditRecord], usage: list[UsageRecord]) -> None:
+        """The account records of the execution journaled last (``AccountJournal.listener``)."""
+        self._append(_Account(self.position, audit, usage))
+
     def record_expired(self, request_id: str) -> None:
         self._append(_Expired(request_id))
 
@@ -214,6 +230,10 @@ class WriteJournal:
                 expired_ids.add(entry.request_id)
                 continue
             if isinstance(entry, _Undone):
+                continue
+            if isinstance(entry, _Account):
+                if entry.position not in undone_positions and entry.position <= state_position:
+                    restored.account.append((entry.audit, entry.usage))
                 continue
             restored.position = entry.position
             undone = entry.position in undone_positions or entry.position > state_position
