@@ -99,6 +99,9 @@ def test_official_module_paths_import_as_the_cookbook_uses_them(hook: None) -> N
     from tinker.types.tensor_data import TensorData  # type: ignore[import-not-found]
 
     assert APIFuture is tinkex.APIFuture and RestClient is tinkex.RestClient and TensorData is tinkex.TensorData
+    from tinker.auth import tinker_has_credentials  # type: ignore[import-not-found]
+
+    assert tinker_has_credentials is tinkex.auth.tinker_has_credentials
     chunk = EncodedTextChunk(tokens=[1, 2, 3])
     assert ModelInput(chunks=[chunk]).to_ints() == [1, 2, 3]
 

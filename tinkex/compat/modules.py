@@ -74,6 +74,7 @@ _OFFICIAL_PUBLIC_INTERFACE_MODULES = frozenset(
 _FIXED_ROUTES: dict[str, ModuleRoute] = {
     "tinker": ModuleRoute("tinkex", is_package=True),
     "tinker.types": ModuleRoute("tinkex.types", is_package=True),
+    "tinker.auth": ModuleRoute("tinkex.auth"),
     "tinker.lib": ModuleRoute(None, is_package=True),
     "tinker.lib.public_interfaces": ModuleRoute("tinkex", is_package=True),
     # RetryConfig lives here officially; tinkex exports it from the top-level package.
