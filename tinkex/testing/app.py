@@ -5,7 +5,8 @@ What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is 
 1. route by method and path (404 / 405 otherwise) and record the request in the ledger;
 2. check ``X-API-Key`` (401);
 3. decode the body into the endpoint's request type (400 bad JSON or an unknown field, 422 naming any other
-   wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags), then apply a matching
+   wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags, and 0.38's
+   protobuf ``forward_backward`` bodies, see :mod:`.dialect`; 415 for protobuf elsewhere), then apply a matching
    "before" fault (delay, status reply or dropped connection), which wins over a decode error: nothing executes;
 4. for writes, answer a re-send (same idempotency key, or same seq identity) from the replay cache;
 5. execute, record the execution (in the ledger, the account journal of the admin endpoints and, with a state
@@ -27,6 +28,7 @@ import msgspec
 
 from tinkex.types import codec
 
+from . import dialect
 from .dedup import CachedReply
 from .faults import FaultKind, FaultPhase
 from .handlers import Call, Operation, Rejection, Result, TinkerApi
@@ -137,6 +139,14 @@ class TinkerApp:
     def _decode(operation: Operation, call: Call, body: bytes) -> Reply | None:
         """Set ``call.body`` to the decoded request; the 400/422 reply if the body does not decode."""
         if operation.request_type is None:
+            return None
+        if dialect.is_protobuf(call.headers.get("content-type")):
+            if not operation.accepts_protobuf:
+                return error_reply(415, f"{operation.endpoint} takes a JSON body, not {dialect.PROTOBUF}")
+            decoded = dialect.protobuf_request(body, call.headers.get("content-encoding"))
+            if isinstance(decoded, Reply):
+                return decoded
+            call.body = decoded
             return None
         try:
             call.body = codec.decode(body, operation.request_type)

@@ -29,7 +29,7 @@ from msgspec import UNSET
 from tinkex import types as t
 from tinkex.types import codec
 
-from . import custom_loss_graph, fake_model
+from . import custom_loss_graph, dialect, fake_model
 from .admin_endpoints import AdminEndpoints
 from .calls import Call, Rejection, Result, answers_404, open_session, refuse_if_finished, reject, session_or_404
 from .checkpoint_files import external_weights_files
@@ -100,6 +100,8 @@ class Operation:
     seq_identity: Callable[[Any], tuple[str, int] | None] | None = None
     polled_endpoint: Callable[[Any], str | None] | None = None
     """For a poll: the endpoint that created the polled future, so fault rules with ``future_endpoint`` match."""
+    accepts_protobuf: bool = False
+    """The body may also come as protobuf (the 0.38 dialect's ``forward_backward``); see :mod:`.dialect`."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,10 @@ class TinkerApi:
         admin = self.admin_endpoints
         return [
             op("healthz", "GET", f"{v1}/healthz", self.healthz),
+            op("client_config", "POST", f"{v1}/client/config", dialect.client_config,
+               request_type=dialect.ClientConfigRequest),
+            op("client_dynamic_config", "POST", f"{v1}/client/dynamic_config", dialect.dynamic_config,
+               request_type=dialect.ClientConfigRequest),
             op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
             op("create_session", "POST", f"{v1}/create_session", self.create_session,
                request_type=t.CreateSessionRequest, mutates=True),
@@ -270,7 +276,7 @@ class TinkerApi:
             op("forward", "POST", f"{v1}/forward", self.forward,
                request_type=t.ForwardRequest, mutates=True, seq_identity=_train_seq),
             op("forward_backward", "POST", f"{v1}/forward_backward", self.forward_backward,
-               request_type=t.ForwardBackwardRequest, mutates=True, seq_identity=_train_seq),
+               request_type=t.ForwardBackwardRequest, mutates=True, seq_identity=_train_seq, accepts_protobuf=True),
             op("optim_step", "POST", f"{v1}/optim_step", self.optim_step,
                request_type=t.OptimStepRequest, mutates=True, seq_identity=_train_seq),
             op("save_weights", "POST", f"{v1}/save_weights", self.save_weights,
@@ -417,7 +423,7 @@ class TinkerApi:
             if too_large or self.faults.take("retrieve_future", _METADATA_ONLY, future_endpoint=record.endpoint):
                 reply = t.FutureMetadataOnlyResponse(response_payload_size=len(record.result))
                 return Result(json_reply(reply))
-        return Result(json_reply(record.result))
+        return Result(dialect.result_reply(record.endpoint, record.result, call.headers.get("accept")))
 
     @staticmethod
     def _expired_reply(record: FutureRecord) -> Reply:
@@ -594,7 +600,12 @@ class TinkerApi:
         return self._loss(call, request.model_id, request.forward_input, backward=False)
 
     def forward_backward(self, call: Call) -> Result:
-        request: t.ForwardBackwardRequest = call.body
+        request: t.ForwardBackwardRequest | t.ForwardRequest = call.body
+        if isinstance(request, t.ForwardRequest):
+            # 0.38's forward: a protobuf forward_backward body with forward_only. It is a forward in every record
+            # but the ledger's HTTP endpoint: the future, its latency and faults, billing.
+            call.endpoint = "forward"
+            return self.forward(call)
         return self._loss(call, request.model_id, request.forward_backward_input, backward=True)
 
     def optim_step(self, call: Call) -> Result:

@@ -1,0 +1,122 @@
+"""The local server's side of the 0.38 dialect (wire spec §1.7, §2.2, §12.1): the ``client/config`` handshake and
+``client/dynamic_config``, protobuf ``forward_backward`` bodies, and protobuf results for a poll that asks.
+
+A 0.16 client never touches any of it: it sends JSON and polls without ``Accept: application/x-protobuf``, so
+it gets JSON. A 0.38 client announces itself through its bodies' content type and its polls' ``Accept``; the
+server keeps one record per future either way, so the ledger, replay cache and faults see both dialects alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tinkex import types as t
+from tinkex.types import codec
+from tinkex.wire.protobuf_bodies import (
+    ProtobufBodyError,
+    decode_forward_backward_request,
+    encode_forward_backward_output,
+    encode_sample_response,
+)
+
+from .calls import Call, Result
+from .replies import Reply, error_reply, json_reply
+
+__all__ = [
+    "PROTOBUF",
+    "ClientConfigRequest",
+    "ClientConfigResponse",
+    "DynamicConfigResponse",
+    "accepts_protobuf",
+    "client_config",
+    "dynamic_config",
+    "is_protobuf",
+    "protobuf_request",
+    "result_reply",
+]
+
+PROTOBUF = "application/x-protobuf"
+_FORWARD_BACKWARD_RESULTS = frozenset({"forward", "forward_backward"})
+_SAMPLE_RESULTS = frozenset({"asample"})
+
+
+class ClientConfigRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``client/config`` and ``client/dynamic_config``. Unknown fields are ignored: a newer SDK may add some
+    and must still get its flags."""
+
+    sdk_version: str | None = None
+
+
+class ClientConfigResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """The server feature flags, at the hosted service's defaults (§12.1). Every flag is sent, so a client reads
+    the server's choice rather than its own default. ``pjwt_auth_enabled`` is false: the API key is the credential."""
+
+    pjwt_auth_enabled: bool = False
+    credential_default_source: str = "api_key"
+    sample_dispatch_bytes_semaphore_size: int = 10 * 1024 * 1024
+    inflight_response_bytes_semaphore_size: int = 50 * 1024 * 1024
+    parallel_fwdbwd_chunks: bool = True
+    proto_compress_fwdbwd: bool = False
+    """False: forward_backward bodies come uncompressed (this server does not read ``Content-Encoding: zstd``)."""
+    fwdbwd_max_chunk_len: int = 1024
+    fwdbwd_max_chunk_bytes_count: int = 5_000_000
+    fwdbwd_dispatch_bytes_semaphore_size: int = 50_000_000
+    billing_exception_max_pause_duration_sec: int = 3600
+    sample_no_retries: bool = False
+    sample_enable_stuck_detection: bool = True
+    sample_max_concurrent_requests: int = 2000
+    use_pyqwest_transport: bool = True
+    sample_use_retrieve_futures: bool = False
+    custom_loss_server_side: bool = False
+    sample_join_sampling_session: bool = False
+
+
+class DynamicConfigResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+    refresh_interval_sec: int = 300
+    sample_cancel_enabled: bool = False
+    sample_cancel_max_batch_size: int = 64
+
+
+def client_config(call: Call) -> Result:
+    """``POST /api/v1/client/config``: the feature flags, the first request of a 0.38 client."""
+    return Result(json_reply(ClientConfigResponse()))
+
+
+def dynamic_config(call: Call) -> Result:
+    """``POST /api/v1/client/dynamic_config``: the settings a 0.38 client refreshes every few minutes."""
+    return Result(json_reply(DynamicConfigResponse()))
+
+
+def is_protobuf(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == PROTOBUF
+
+
+def accepts_protobuf(accept: str | None) -> bool:
+    """Whether an ``Accept`` header lists protobuf (what a 0.38 client sends when polling for these results)."""
+    return accept is not None and any(is_protobuf(part) for part in accept.split(","))
+
+
+def protobuf_request(body: bytes, content_encoding: str | None) -> Any | Reply:
+    """The request a protobuf ``forward_backward`` body carries, or the error reply: 415 for a compressed body
+    (``proto_compress_fwdbwd`` is off here), 400 naming what does not decode."""
+    if content_encoding not in (None, "", "identity"):
+        return error_reply(415, f"Content-Encoding {content_encoding!r} is not supported; send the body uncompressed")
+    try:
+        return decode_forward_backward_request(body)
+    except ProtobufBodyError as exc:
+        return error_reply(400, f"forward_backward body: {exc}")
+
+
+def result_reply(endpoint: str, result: bytes, accept: str | None) -> Reply:
+    """A finished future's result: protobuf for a forward/backward or sample result when the poll accepts it, else
+    the stored JSON. Results are stored once, as JSON, and converted per poll, so a re-poll in either dialect works."""
+    if accepts_protobuf(accept):
+        if endpoint in _FORWARD_BACKWARD_RESULTS:
+            body = encode_forward_backward_output(codec.decode(result, t.ForwardBackwardOutput))
+            return Reply(200, body, ((b"content-type", PROTOBUF.encode()),))
+        if endpoint in _SAMPLE_RESULTS:
+            body = encode_sample_response(codec.decode(result, t.SampleResponse))
+            return Reply(200, body, ((b"content-type", PROTOBUF.encode()),))
+    return json_reply(result)
