@@ -1,0 +1,116 @@
+"""The official SDKs, each in its own venv, run the first-user recipe (tests/official/recipe.py) against LocalServer.
+
+0.38.0 speaks today's dialect (client/config handshake first, protobuf forward_backward bodies, protobuf results
+for sample and forward/backward polls); 0.16.1 speaks JSON only. Both must pass, and the server's ledger must show
+each dialect as it is: this is what proves LocalServer stands in for the hosted service for either SDK.
+
+The venvs come from tests/official/setup_venvs.sh. Without them the tests skip, saying how to create them; under
+CI=true they fail instead, so CI cannot pass without running the official SDKs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tinkex.testing import LocalServer
+
+HERE = Path(__file__).resolve().parent
+RECIPE = HERE / "recipe.py"
+API_KEY = "tml-official-sdk"
+
+
+def official_python(version: str) -> Path:
+    """The python of the venv setup_venvs.sh made for ``tinker==version``; skip (fail under CI) when absent."""
+    root = Path(os.environ.get("TINKEX_OFFICIAL_VENVS", HERE / ".venv"))
+    python = root / f"tinker-{version}" / "bin" / "python"
+    # The stamp is written last: a venv without it is absent or half-installed.
+    if not python.exists() or not (root / f"tinker-{version}" / ".tinkex-official-stamp").exists():
+        message = f"no venv with the official tinker {version} at {python}: run `bash tests/official/setup_venvs.sh`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def run_recipe(version: str, server: LocalServer) -> dict[str, Any]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TINKER_", "PYTHON"))}
+    env.update(TINKER_BASE_URL=server.base_url, TINKER_API_KEY=API_KEY, TINKER_TELEMETRY="0")
+    done = subprocess.run(
+        [str(official_python(version)), str(RECIPE)],
+        env=env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, f"official tinker {version} failed the recipe:\n{done.stderr[-4000:]}"
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["sdk_version"] == version
+    return result
+
+
+def check_recipe_results(result: dict[str, Any]) -> None:
+    outputs = result["forward_backward"]["outputs"]
+    assert len(outputs) == 2 and all(len(o["logprobs"]) == 4 and len(o["elementwise_loss"]) == 4 for o in outputs)
+    assert all(lp < 0 for lp in outputs[0]["logprobs"])
+    assert result["forward_backward"]["metrics"]["loss:sum"] > 0
+    # forward ran on the same weights as forward_backward; after optim_step and a load, the weights differ.
+    assert result["forward_logprobs"] == pytest.approx(outputs[0]["logprobs"], rel=1e-6)
+    assert result["after_load_logprobs"] != pytest.approx(result["forward_logprobs"], rel=1e-6)
+    assert result["sampler_path"].startswith("tinker://") and "/sampler_weights/" in result["sampler_path"]
+    assert [len(s["tokens"]) for s in result["sequences"]] == [4, 4]
+    assert all(len(s["logprobs"]) == 4 and s["stop_reason"] == "length" for s in result["sequences"])
+    logprobs = result["compute_logprobs"]
+    assert len(logprobs) == 4 and logprobs[0] is None and all(lp < 0 for lp in logprobs[1:])
+    assert result["state_path"].startswith("tinker://") and "/weights/" in result["state_path"]
+
+
+def test_official_038_runs_the_recipe_in_todays_dialect() -> None:
+    with LocalServer() as server:
+        result = run_recipe("0.38.0", server)
+        received = server.ledger.received()
+        executed = server.ledger.executions()
+    check_recipe_results(result)
+    assert received[0].endpoint == "client_config" and received[0].status == 200
+    assert "client_dynamic_config" in [r.endpoint for r in received]
+    bodies = [r for r in received if r.endpoint == "forward_backward"]
+    # forward_backward, forward (forward_only) and the forward after load_state: all protobuf, all executed.
+    assert len(bodies) == 3 and all(r.headers["content-type"] == "application/x-protobuf" for r in bodies)
+    assert [e.endpoint for e in executed].count("forward_backward") == 3
+    polls = [r for r in received if r.endpoint == "retrieve_future"]
+    assert sum(r.headers.get("accept") == "application/x-protobuf" for r in polls) == 5  # 3 fwd/bwd + 2 samples
+    assert all(r.status == 200 for r in received)
+    # 0.38 stamps each sampled sequence with the id from the asample future.
+    assert all(s["sequence_id"] for s in result["sequences"])
+    assert not server.ledger.duplicates_executed()
+
+
+def test_official_0161_runs_the_recipe_in_the_json_dialect() -> None:
+    with LocalServer() as server:
+        result = run_recipe("0.16.1", server)
+        received = server.ledger.received()
+    check_recipe_results(result)
+    endpoints = [r.endpoint for r in received]
+    assert endpoints[0] == "create_session" and "client_config" not in endpoints
+    assert all(r.headers.get("content-type") == "application/json" for r in received if r.method == "POST")
+    assert all(r.headers.get("accept") != "application/x-protobuf" for r in received)
+    assert all(r.status == 200 for r in received)
+    assert all(s["sequence_id"] is None for s in result["sequences"])
+
+
+def test_both_sdks_compute_the_same_numbers() -> None:
+    """The protobuf path carries float32 values, the JSON path the same values printed: the recipes agree."""
+    with LocalServer() as server:
+        new = run_recipe("0.38.0", server)
+    with LocalServer() as server:
+        old = run_recipe("0.16.1", server)
+    assert new["forward_backward"]["outputs"][0]["logprobs"] == pytest.approx(
+        old["forward_backward"]["outputs"][0]["logprobs"], rel=1e-6
+    )
+    assert new["compute_logprobs"][1:] == pytest.approx(old["compute_logprobs"][1:], rel=1e-6)
