@@ -338,3 +338,13 @@ def test_the_cookbooks_replace_calls_work_unchanged() -> None:
         model_input=types.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3, 4]}
     ).with_provenance(model_input=spans, loss_fn_inputs=spans)
     assert codec.encode(removed) == codec.encode(direct)
+
+
+@pytest.mark.parametrize(
+    ("model_input", "hint"),
+    [([1, 2, 3], "ModelInput.from_ints"), ("the quick", "tokenize it first"), ({"chunks": 1}, "ModelInput")],
+)
+def test_a_datum_refuses_what_is_not_a_model_input_where_it_is_made(model_input: object, hint: str) -> None:
+    # The official Datum keeps these and the batch fails when sent, far from the line that made it.
+    with pytest.raises(ValueError, match=rf"Datum.model_input: .*{hint}"):
+        types.Datum(model_input=model_input, loss_fn_inputs={"target_tokens": [1, 2, 3]})  # type: ignore[arg-type]
