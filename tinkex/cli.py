@@ -1,14 +1,20 @@
 """The ``tinkex`` command line: checkpoints, training runs, one-off sampling, version, demo, exec.
 
-Exit codes: 0 success; 1 the operation failed (API error, network, download); 2 usage error (bad arguments or
-paths, missing configuration, a destructive command without confirmation, an existing destination). Expected
-errors print one ``error: …`` line on stderr, never a traceback and never the API key. ``--json`` prints
-machine-readable output on stdout; progress goes to stderr.
+One parser: the shared options (``--json``, ``--base-url``, ``--api-key``, ``--timeout``) work before or after the
+subcommand, every subcommand has its own options and checks them. Exit codes: 0 success; 1 the operation failed
+(API error, network, download); 2 usage error (bad arguments or paths, missing configuration, a destructive
+command without confirmation, an existing destination). Every error prints one ``error: …`` line on stderr, never
+a traceback and never the API key. ``--json`` prints one JSON document on stdout; progress and notices go to stderr.
+
+Interactive use wants an answer soon: the CLI gives up on a server that makes no progress after ``--timeout``
+seconds (default :data:`DEFAULT_TIMEOUT_S`, else ``TINKEX_CLI_TIMEOUT``), where the SDK's default budget is 300 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,14 +23,19 @@ from typing import Any, TextIO
 
 import msgspec
 
+from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError
+from pristine_transport.policy import Deadlines, RetryBudget
 
 from .config import TINKEX_VERSION, WIRE_SDK_VERSION
 from .rest_client import RestClient, parse_tinker_path
 
-__all__ = ["main"]
+__all__ = ["DEFAULT_TIMEOUT_S", "cli_deadlines", "connection_hint", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_TIMEOUT_S = 20.0
+"""Seconds without progress after which a CLI command gives up (the SDK waits 300 s: a batch job's budget)."""
+ENV_TIMEOUT = "TINKEX_CLI_TIMEOUT"
 
 
 class UsageError(Exception):
@@ -33,33 +44,82 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["demo"]:  # the demo parses its own options
-        from .demo import main as demo_main
-
-        return demo_main(arguments[1:])
-    if arguments[:1] == ["exec"]:  # everything after `exec` belongs to the program it runs
+    if arguments[:1] == ["exec"]:  # everything after `exec` belongs to the program it runs, `--help` included
         from .compat.launch import exec_program
 
         return exec_program(arguments[1:])
     try:
         # The shared options' defaults live here: in the parsers they are SUPPRESS (see _build_parser).
-        args = _build_parser().parse_args(arguments, argparse.Namespace(json=False, base_url=None, api_key=None))
+        defaults = argparse.Namespace(json=False, base_url=None, api_key=None, timeout=None)
+        args = _build_parser().parse_args(arguments, defaults)
     except SystemExit as exit_:  # argparse has printed usage or help
         return int(exit_.code or 0)
     try:
         return int(args.handler(args))
     except (UsageError, ConfigurationError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(_for_the_cli(str(exc)), EXIT_USAGE)
+    except DeadlineExceededError as exc:
+        return _fail(_gave_up(args, exc), EXIT_FAILED)
     except APIConnectionError as exc:
-        return _fail(f"{exc.message} ({type(exc).__name__} for {exc.request.url.host})", EXIT_FAILED)
+        return _fail(connection_hint(_base_url(args), _describe(exc)), EXIT_FAILED)
     except PristineError as exc:  # API status errors included: the message names the status and the body
         return _fail(_describe(exc), EXIT_FAILED)
     except (FileExistsError, ValueError) as exc:
-        return _fail(_describe(exc), EXIT_USAGE)
+        return _fail(_for_the_cli(_describe(exc)), EXIT_USAGE)
     except (RuntimeError, OSError, TimeoutError) as exc:
         return _fail(_describe(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        return _fail(f"unexpected {type(exc).__name__}: {_describe(exc)} (please report this)", EXIT_FAILED)
+
+
+def connection_hint(base_url: str | None, detail: str) -> str:
+    """One line for a server that cannot be reached: where, why, and the likely fix. aiohttp's ``ssl:default``
+    (printed even for plain HTTP) is dropped: it misleads more than it tells."""
+    detail = detail.replace(" ssl:default", "").replace(" [None]", "")
+    where = base_url or "the configured base URL"
+    return f"cannot reach the server at {where}: {detail}. Is the server running at {where}?"
+
+
+def _gave_up(args: argparse.Namespace, exc: DeadlineExceededError) -> str:
+    text = f"gave up on {exc.waited_on} after {exc.waited_s:.0f} s without progress (last: {exc.last_seen})"
+    if "Connect" in exc.last_seen or "connect" in exc.last_seen:
+        text = connection_hint(_base_url(args), text)
+    return f"{text} (--timeout SECONDS waits longer)"
+
+
+def _base_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "base_url", None) or os.environ.get("TINKER_BASE_URL") or None
+
+
+def _for_the_cli(message: str) -> str:
+    """The SDK's advice in the CLI's terms: options, not keyword arguments."""
+    replacements = (
+        ("pass tinkex.Client(api_key='tml-…') or set", "pass --api-key or set"),
+        ("pass force=True (CLI: --force)", "pass --force"),
+    )
+    for sdk, cli in replacements:
+        message = message.replace(sdk, cli)
+    return message
+
+
+def cli_deadlines(timeout_s: float | None) -> Deadlines:
+    """The CLI's retry budget: give up after ``timeout_s`` (default: ``TINKEX_CLI_TIMEOUT``, else 20 s) without
+    progress, re-sending every few seconds meanwhile."""
+    if timeout_s is None:
+        timeout_s = _env_timeout()
+    return Deadlines(no_progress_s=timeout_s, failed_attempts=5, budget=RetryBudget(round_max_s=min(5.0, timeout_s)))
+
+
+def _env_timeout() -> float:
+    text = os.environ.get(ENV_TIMEOUT)
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        return _positive_seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{ENV_TIMEOUT}: {exc}") from None
 
 
 def _fail(message: str, code: int) -> int:
@@ -82,8 +142,14 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     common.add_argument("--base-url", default=argparse.SUPPRESS, help="API base URL (else TINKER_BASE_URL)")
     common.add_argument("--api-key", default=argparse.SUPPRESS, help="API key (else TINKER_API_KEY)")
+    common.add_argument(
+        "--timeout", type=_positive_seconds, default=argparse.SUPPRESS, metavar="SECONDS",
+        help=f"give up after this many seconds without progress (default {DEFAULT_TIMEOUT_S:g}, else {ENV_TIMEOUT})",
+    )
 
-    parser = argparse.ArgumentParser(prog="tinkex", description="Tinker checkpoints, runs and sampling.", parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="tinkex", description="Tinker checkpoints, runs, sampling and a demo.", parents=[common]
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     checkpoint = commands.add_parser("checkpoint", help="list, inspect, download and manage checkpoints")
@@ -132,22 +198,32 @@ def _build_parser() -> argparse.ArgumentParser:
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", help="prompt text (needs a tokenizer for the model)")
     prompt.add_argument("--tokens", type=_token_list, help="prompt token ids, e.g. 1,2,3")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tokens", type=_positive_int, default=64, help="tokens per sample (default 64)")
+    p.add_argument("--num-samples", type=_positive_int, default=1, help="samples (default 1)")
+    p.add_argument("--temperature", type=_temperature, help="0 is greedy (default: the server's)")
     p.add_argument("--seed", type=int)
     p.set_defaults(handler=_sample)
 
     p = commands.add_parser("version", parents=[common], help="print the version")
     p.set_defaults(handler=_version)
 
-    p = commands.add_parser("demo", help="run the end-to-end demo (see `tinkex demo --help`)", add_help=False)
-    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    from . import demo
+
+    p = commands.add_parser(
+        "demo", parents=[common], help="train and sample against a local server (or --base-url)",
+        description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_arguments(p)
+    for action in p._actions:  # show every default in `tinkex demo --help`
+        if action.default not in (None, False, argparse.SUPPRESS) and action.help and "default" not in action.help:
+            action.help += f" (default {action.default})"
+    p.set_defaults(handler=_demo)
 
     p = commands.add_parser(
         "exec", help="run a program with `import tinker` served by tinkex (see `tinkex exec --help`)", add_help=False
     )
     p.add_argument("program_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_exec)
     return parser
 
 
@@ -168,6 +244,36 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0 is greedy), got {text}")
     return value
 
 
@@ -200,7 +306,7 @@ def _token_list(text: str) -> list[int]:
 def _client(args: argparse.Namespace) -> Iterator[Any]:
     from .client import Client
 
-    client = Client(api_key=args.api_key, base_url=args.base_url)
+    client = Client(api_key=args.api_key, base_url=args.base_url, deadlines=cli_deadlines(args.timeout))
     try:
         yield client
     finally:
@@ -428,12 +534,20 @@ def _run_rows(runs: list[Any]) -> None:
             r.base_model,
             str(r.lora_rank) if r.lora_rank is not None else "-",
             "CORRUPTED" if r.corrupted else "ok",
-            r.last_checkpoint.tinker_path if r.last_checkpoint else "-",
+            _newest_checkpoint(r),
             _when(r.last_request_time),
         ]
         for r in runs
     ]
     _table(rows, ["RUN", "BASE MODEL", "RANK", "STATE", "LAST CHECKPOINT", "LAST REQUEST"])
+
+
+def _newest_checkpoint(run: Any) -> str:
+    """The run's newest checkpoint of either kind (``last_checkpoint`` holds training weights only)."""
+    candidates = [c for c in (run.last_checkpoint, run.last_sampler_checkpoint) if c is not None]
+    if not candidates:
+        return "-"
+    return max(candidates, key=lambda c: c.time.timestamp() if c.time else 0.0).tinker_path
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -493,8 +607,6 @@ def _run_info(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from .types import ModelInput, SamplingParams
 
-    if args.num_samples < 1 or args.max_tokens < 1:
-        raise UsageError("--num-samples and --max-tokens must be >= 1")
     model_path = _checked_path(args.model_path) if args.model_path else None
     params: dict[str, Any] = {"max_tokens": args.max_tokens}
     if args.temperature is not None:
@@ -517,7 +629,7 @@ def _sample(args: argparse.Namespace) -> int:
     samples = [
         {
             "tokens": seq.tokens,
-            "text": tokenizer.decode(seq.tokens) if tokenizer is not None else None,
+            "text": tokenizer.decode(seq.tokens, skip_special_tokens=True) if tokenizer is not None else None,
             "stop_reason": seq.stop_reason,
         }
         for seq in response.sequences
@@ -540,6 +652,22 @@ def _tokenizer(base_model: str, *, required: bool) -> Any:
         if required:
             raise UsageError(f"no tokenizer available for {base_model} ({exc}); pass --tokens 1,2,3 instead of --prompt") from None
         return None
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoUsageError, check_arguments, run
+
+    try:
+        check_arguments(args)
+    except DemoUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return run(args, client_options={"deadlines": cli_deadlines(args.timeout)})
+
+
+def _exec(args: argparse.Namespace) -> int:  # `tinkex --json exec ...`: shared options do not apply to a program
+    from .compat.launch import exec_program
+
+    return exec_program(args.program_args)
 
 
 def _version(args: argparse.Namespace) -> int:

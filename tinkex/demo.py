@@ -1,35 +1,42 @@
 """``tinkex demo``: a real training-and-sampling loop with ``tinkex.Client``.
 
 By default it starts the embedded local Tinker-compatible server on 127.0.0.1 and trains its deterministic fake
-model; with ``TINKER_API_KEY`` set and a base URL (``--base-url`` or ``TINKER_BASE_URL``) it runs against the
-real service. At the end it prints what the OpenTelemetry spans saw, per endpoint.
+model ``tinkex/fake-tiny``; with a base URL (``--base-url`` or ``TINKER_BASE_URL``) and an API key (``--api-key``
+or ``TINKER_API_KEY``) it runs against that server instead: the Tinker service, or a ``python -m tinkex.testing``.
+At the end it prints what the OpenTelemetry spans saw, per endpoint.
+
+Everything the demo prints goes to stdout except the progress bar and notices (stderr); with ``--json`` stdout is
+one JSON document. Bad options end in one ``error: …`` line and exit status 2 (see :func:`check_arguments`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tqdm import tqdm
 
-from pristine_transport.errors import ConfigurationError, PristineError
-
 from .client import Client
 from .metrics import Metrics, MetricsSpanProcessor, format_summary
-from .tokenizer import Tokenizer, TokenizerNotFoundError
+from .tokenizer import Tokenizer, TokenizerLoadError, TokenizerNotFoundError
 from .types import AdamParams, Datum, ModelInput, SamplingParams
 
-__all__ = ["main"]
+__all__ = ["DemoUsageError", "LOCAL_MODEL", "MAX_FAULT_RATE", "add_arguments", "check_arguments", "main", "run"]
 
 LOCAL_MODEL = "tinkex/fake-tiny"
-REMOTE_MODEL = "openai/gpt-oss-20b"  # its tokenizer (o200k_harmony) needs no configuration
+REMOTE_MODEL = "openai/gpt-oss-20b"  # preferred on a remote server that offers it (tiktoken's o200k_harmony)
+MAX_FAULT_RATE = 0.5
+"""Above this the injected faults outnumber the answers and a few steps take minutes: refused as a usage error."""
 
 CORPUS = (
     "the quick brown fox jumps over the lazy dog",
@@ -44,21 +51,67 @@ CORPUS = (
 PROMPTS = ("the quick", "to be or", "a journey of")
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tinkex demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
-    parser.add_argument("--base-model", default=None, help=f"default {LOCAL_MODEL} locally, {REMOTE_MODEL} remotely")
-    parser.add_argument("--base-url", default=None, help="a Tinker service (needs TINKER_API_KEY)")
-    parser.add_argument("--samples", type=int, default=2, help="samples per prompt")
-    parser.add_argument("--max-tokens", type=int, default=12)
-    parser.add_argument("--http2", action="store_true", help="speak HTTP/2 (h2c prior knowledge) to the local server")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="local server: inject this rate of 5xx/429/408/drops")
-    parser.add_argument("--seed", type=int, default=0)
+class DemoUsageError(ValueError):
+    """A demo option is wrong; the message names it and says what is allowed."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's own options (``tinkex demo`` adds the CLI's shared ones: ``--base-url``, ``--api-key``, ``--json``)."""
+    parser.add_argument("--steps", type=int, default=30, help="training steps (>= 1)")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per step (>= 1)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate (> 0)")
+    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (>= 1)")
+    parser.add_argument(
+        "--base-model", default=None,
+        help=f"model to train (default: {LOCAL_MODEL} on the embedded server; on another server {REMOTE_MODEL} "
+        "if offered, else the first offered model with an offline tokenizer)",
+    )
+    parser.add_argument("--samples", type=int, default=2, help="samples per prompt (>= 1)")
+    parser.add_argument("--max-tokens", type=int, default=12, help="tokens per sample (>= 1)")
+    parser.add_argument("--http2", action="store_true", help="speak HTTP/2 (h2c prior knowledge) to the embedded server")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0,
+        help=f"embedded server: inject this rate of 5xx/429/408/drops (0 to {MAX_FAULT_RATE})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="server and sampling seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse out-of-range options before anything starts (each would otherwise fail deep inside the loop)."""
+    for name, minimum in (("steps", 1), ("batch_size", 1), ("rank", 1), ("samples", 1), ("max_tokens", 1)):
+        value = getattr(args, name)
+        if value < minimum:
+            raise DemoUsageError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+        raise DemoUsageError(f"--learning-rate must be a finite number > 0, got {args.learning_rate}")
+    if not 0 <= args.fault_rate <= MAX_FAULT_RATE:
+        raise DemoUsageError(f"--fault-rate must be between 0 and {MAX_FAULT_RATE}, got {args.fault_rate}")
+    target = _target(args)
+    if target.remote and args.fault_rate > 0:
+        raise DemoUsageError("--fault-rate applies to the embedded server only; drop --base-url to use it")
+    if target.remote and target.api_key is None:
+        raise DemoUsageError(
+            f"--base-url {target.base_url} needs an API key: pass --api-key or set TINKER_API_KEY "
+            "(a tinkex LocalServer accepts any key starting with tml-)"
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    base_url: str | None
+    api_key: str | None
+
+    @property
+    def remote(self) -> bool:
+        return self.base_url is not None
+
+
+def _target(args: argparse.Namespace) -> _Target:
+    return _Target(
+        base_url=getattr(args, "base_url", None) or os.environ.get("TINKER_BASE_URL") or None,
+        api_key=getattr(args, "api_key", None) or os.environ.get("TINKER_API_KEY") or None,
+    )
 
 
 def _tracing(metrics: Metrics) -> TracerProvider:
@@ -68,18 +121,22 @@ def _tracing(metrics: Metrics) -> TracerProvider:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
         except ImportError:
-            print("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed; not exporting")
+            print(
+                "note: OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed; not exporting",
+                file=sys.stderr,
+            )
         else:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
 
 
 @contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None, str]]:
-    """Yields (base_url, api_key, where) — the real service when a key and URL are configured, else a local server."""
-    base_url = args.base_url or os.environ.get("TINKER_BASE_URL")
-    if os.environ.get("TINKER_API_KEY") and base_url:
-        yield base_url, None, f"the Tinker service at {base_url}"
+def _service(args: argparse.Namespace) -> Iterator[tuple[str, str, str, bool]]:
+    """Yields (base_url, api_key, where, embedded): the configured server, else an embedded local server."""
+    target = _target(args)
+    if target.base_url is not None:
+        assert target.api_key is not None  # check_arguments refused it otherwise
+        yield target.base_url, target.api_key, f"the server at {target.base_url}", False
         return
     from .testing import FaultRule, LocalServer
     from .testing.config import DEFAULT_BASE_MODELS
@@ -94,7 +151,47 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None,
             FaultRule(drop_connection=True, rate=share, after_execute=True),
         ]
     with LocalServer(faults=faults, seed=args.seed, base_models=(LOCAL_MODEL, *DEFAULT_BASE_MODELS)) as server:
-        yield server.base_url, "tml-local-demo", f"the local Tinker-compatible server at {server.base_url}"
+        yield server.base_url, "tml-local-demo", f"the local Tinker-compatible server at {server.base_url}", True
+
+
+def _pick_model(client: Client, requested: str | None, embedded: bool) -> str:
+    """The model to train: the one asked for, else one the server offers whose tokenizer loads offline."""
+    if requested:
+        return requested
+    if embedded:
+        return LOCAL_MODEL
+    offered = [model.model_name for model in client.get_server_capabilities().supported_models if model.model_name]
+    if REMOTE_MODEL in offered:
+        return REMOTE_MODEL
+    for name in offered:
+        if _offline_tokenizer(name):
+            return name
+    return offered[0] if offered else REMOTE_MODEL
+
+
+def _offline_tokenizer(model: str) -> bool:
+    from .tokenizer import get_tokenizer
+
+    try:
+        get_tokenizer(model)
+    except (TokenizerNotFoundError, TokenizerLoadError):
+        return False
+    return True
+
+
+def _tokenizer_for(training: Any, base_model: str) -> Tokenizer:
+    try:
+        tokenizer: Tokenizer = training.get_tokenizer()
+    except (TokenizerNotFoundError, TokenizerLoadError) as exc:
+        raise DemoUsageError(
+            f"no tokenizer for {base_model} on this machine ({_first_line(exc)}); point TINKEX_TOKENIZER_FILE at its "
+            f"tiktoken ranks file, or pick --base-model {LOCAL_MODEL} (the local server's fake model)"
+        ) from None
+    return tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0].split(". ")[0]
 
 
 def _batch(tokenizer: Tokenizer, step: int, size: int) -> list[Datum]:
@@ -111,24 +208,22 @@ def _batch(tokenizer: Tokenizer, step: int, size: int) -> list[Datum]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    try:
-        return _run(args)
-    except (ConfigurationError, TokenizerNotFoundError) as exc:
-        print(f"tinkex demo: {exc}", file=sys.stderr)
-        return 2
-    except PristineError as exc:  # the message names the status and the body, never the key
-        print(f"tinkex demo: the service failed: {exc}", file=sys.stderr)
-        return 1
+    """``python -m tinkex.demo``: the same as ``tinkex demo`` (which goes through :mod:`tinkex.cli`)."""
+    from .cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = None) -> int:
+    """Train, save, sample, summarise. ``args`` passed :func:`check_arguments`; ``client_options`` go to
+    ``tinkex.Client`` (the CLI passes its deadlines). Errors propagate to the caller (the CLI formats them)."""
+    as_json = bool(getattr(args, "json", False))
+    out: TextIO = sys.stderr if as_json else sys.stdout
     metrics = Metrics()
     provider = _tracing(metrics)
-    with _service(args) as (base_url, api_key, where):
-        base_model = args.base_model or (LOCAL_MODEL if api_key else REMOTE_MODEL)
-        print(f"tinkex demo: training {base_model} against {where}")
-        transport = (lambda: httpx.AsyncHTTPTransport(http2=True, http1=False)) if args.http2 and api_key else None
+    report: dict[str, Any] = {}
+    with _service(args) as (base_url, api_key, where, embedded):
+        transport = (lambda: httpx.AsyncHTTPTransport(http2=True, http1=False)) if args.http2 and embedded else None
         started = time.perf_counter()
         client = Client(
             api_key=api_key,
@@ -136,12 +231,15 @@ def _run(args: argparse.Namespace) -> int:
             user_metadata={"purpose": "tinkex demo"},
             transport=transport,
             tracer_provider=provider,
+            **(client_options or {}),
         )
         with client:
+            base_model = _pick_model(client, args.base_model, embedded)
+            print(f"tinkex demo: training {base_model} against {where}", file=out)
             training = client.create_lora_training_client(base_model, rank=args.rank, seed=args.seed)
-            tokenizer = training.get_tokenizer()
+            tokenizer = _tokenizer_for(training, base_model)
             losses = []
-            steps = tqdm(range(args.steps), desc="training", unit="step", disable=args.no_progress, file=sys.stdout)
+            steps = tqdm(range(args.steps), desc="training", unit="step", disable=args.no_progress, file=sys.stderr)
             for step in steps:
                 batch = _batch(tokenizer, step, args.batch_size)
                 fwd_bwd = training.forward_backward(batch, "cross_entropy")
@@ -152,25 +250,34 @@ def _run(args: argparse.Namespace) -> int:
                 losses.append(output.metrics["loss:sum"] / weight)
                 steps.set_postfix(loss=f"{losses[-1]:.4f}")
             steps.close()
-            print(f"loss: {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
+            print(f"loss: {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps", file=out)
 
             saved = training.save_weights_for_sampler("demo-final").result()
-            print(f"saved sampler weights: {saved.path}")
+            print(f"saved sampler weights: {saved.path}", file=out)
             sampler = client.create_sampling_client(model_path=saved.path)
             params = SamplingParams(max_tokens=args.max_tokens, temperature=0.7, seed=args.seed)
             futures = [
                 (prompt, sampler.sample(ModelInput.from_ints(tokenizer.encode(prompt)), args.samples, params))
                 for prompt in PROMPTS
             ]
+            samples = []
             for prompt, future in futures:
                 for sequence in future.result().sequences:
                     text = tokenizer.decode(sequence.tokens, skip_special_tokens=True)
-                    print(f"sample: {prompt!r} -> {text!r} ({sequence.stop_reason})")
+                    samples.append({"prompt": prompt, "text": text, "stop_reason": sequence.stop_reason})
+                    print(f"sample: {prompt!r} -> {text!r} ({sequence.stop_reason})", file=out)
+            report = {"base_model": base_model, "server": base_url, "losses": losses, "sampler_path": saved.path,
+                      "samples": samples}
         elapsed = time.perf_counter() - started
     provider.force_flush()
-    print(f"\ntrace summary ({elapsed:.1f} s):")
-    print(format_summary(metrics.snapshot()))
+    summary = format_summary(metrics.snapshot())
+    print(f"\ntrace summary ({elapsed:.1f} s):", file=out)
+    print(summary, file=out)
     provider.shutdown()
+    if as_json:
+        import json
+
+        print(json.dumps({**report, "elapsed_s": round(elapsed, 3), "trace_summary": summary.splitlines()}, indent=2))
     return 0
 
 

@@ -285,12 +285,12 @@ def test_options_work_after_the_subcommand(world: World, capsys: pytest.CaptureF
     assert code == 0 and "checkpoints" in json.loads(capsys.readouterr().out)
 
 
-def test_demo_is_delegated(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[list[str]] = []
+def test_demo_is_a_subcommand_with_the_shared_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, str | None, bool]] = []
 
-    def fake_demo(argv: list[str]) -> int:
-        seen.append(argv)
+    def fake_run(args: object, **_: object) -> int:
+        seen.append((args.steps, args.api_key, args.json))  # type: ignore[attr-defined]
         return 0
 
-    monkeypatch.setattr("tinkex.demo.main", fake_demo)
-    assert main(["demo", "--steps", "3"]) == 0 and seen == [["--steps", "3"]]
+    monkeypatch.setattr("tinkex.demo.run", fake_run)
+    assert main(["--api-key", "tml-k", "--json", "demo", "--steps", "3"]) == 0 and seen == [(3, "tml-k", True)]
