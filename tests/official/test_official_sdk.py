@@ -11,8 +11,8 @@ CI=true they fail instead, so CI cannot pass without running the official SDKs.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +20,15 @@ import pytest
 
 from tinkex.testing import LocalServer
 
+from .conftest import official_environment
+
 HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "recipe.py"
 API_KEY = "tml-official-sdk"
 
 
-def official_python(version: str) -> Path:
-    """The python of the venv setup_venvs.sh made for ``tinker==version``; skip (fail under CI) when absent."""
-    root = Path(os.environ.get("TINKEX_OFFICIAL_VENVS", HERE / ".venv"))
-    python = root / f"tinker-{version}" / "bin" / "python"
-    # The stamp is written last: a venv without it is absent or half-installed.
-    if not python.exists() or not (root / f"tinker-{version}" / ".tinkex-official-stamp").exists():
-        message = f"no venv with the official tinker {version} at {python}: run `bash tests/official/setup_venvs.sh`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
-
-
-def run_recipe(version: str, server: LocalServer) -> dict[str, Any]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("TINKER_", "PYTHON"))}
+def run_recipe(official_python: Callable[[str], Path], version: str, server: LocalServer) -> dict[str, Any]:
+    env = official_environment()
     env.update(TINKER_BASE_URL=server.base_url, TINKER_API_KEY=API_KEY, TINKER_TELEMETRY="0")
     done = subprocess.run(
         [str(official_python(version)), str(RECIPE)],
@@ -71,9 +60,9 @@ def check_recipe_results(result: dict[str, Any]) -> None:
     assert result["state_path"].startswith("tinker://") and "/weights/" in result["state_path"]
 
 
-def test_official_038_runs_the_recipe_in_todays_dialect() -> None:
+def test_official_038_runs_the_recipe_in_todays_dialect(official_python: Callable[[str], Path]) -> None:
     with LocalServer() as server:
-        result = run_recipe("0.38.0", server)
+        result = run_recipe(official_python, "0.38.0", server)
         received = server.ledger.received()
         executed = server.ledger.executions()
     check_recipe_results(result)
@@ -91,9 +80,9 @@ def test_official_038_runs_the_recipe_in_todays_dialect() -> None:
     assert not server.ledger.duplicates_executed()
 
 
-def test_official_0161_runs_the_recipe_in_the_json_dialect() -> None:
+def test_official_0161_runs_the_recipe_in_the_json_dialect(official_python: Callable[[str], Path]) -> None:
     with LocalServer() as server:
-        result = run_recipe("0.16.1", server)
+        result = run_recipe(official_python, "0.16.1", server)
         received = server.ledger.received()
     check_recipe_results(result)
     endpoints = [r.endpoint for r in received]
@@ -104,12 +93,12 @@ def test_official_0161_runs_the_recipe_in_the_json_dialect() -> None:
     assert all(s["sequence_id"] is None for s in result["sequences"])
 
 
-def test_both_sdks_compute_the_same_numbers() -> None:
+def test_both_sdks_compute_the_same_numbers(official_python: Callable[[str], Path]) -> None:
     """The protobuf path carries float32 values, the JSON path the same values printed: the recipes agree."""
     with LocalServer() as server:
-        new = run_recipe("0.38.0", server)
+        new = run_recipe(official_python, "0.38.0", server)
     with LocalServer() as server:
-        old = run_recipe("0.16.1", server)
+        old = run_recipe(official_python, "0.16.1", server)
     assert new["forward_backward"]["outputs"][0]["logprobs"] == pytest.approx(
         old["forward_backward"]["outputs"][0]["logprobs"], rel=1e-6
     )
