@@ -28,7 +28,7 @@ import msgspec
 
 from tinkex.types import codec
 
-from . import dialect
+from . import dialect, request_rules
 from .dedup import CachedReply
 from .faults import FaultKind, FaultPhase
 from .handlers import Call, Operation, Rejection, Result, TinkerApi
@@ -114,6 +114,7 @@ class TinkerApp:
 
         # Decoded before the fault so that a poll fault can match on whose future is polled.
         invalid = self._decode(operation, call, body)
+        invalid = request_rules.refusal(operation.endpoint, call.body) if invalid is None else invalid  # range: 400
         polled = operation.polled_endpoint(call.body) if operation.polled_endpoint and invalid is None else None
         fault_reply = await self._fault(operation.endpoint, "before", polled, scope)
         if fault_reply is not None:
