@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tinkex.testing import LocalServer
@@ -103,3 +104,19 @@ def test_both_sdks_compute_the_same_numbers(official_python: Callable[[str], Pat
         old["forward_backward"]["outputs"][0]["logprobs"], rel=1e-6
     )
     assert new["compute_logprobs"][1:] == pytest.approx(old["compute_logprobs"][1:], rel=1e-6)
+
+
+def test_the_handshake_answers_the_official_defaults(official_python: Callable[[str], Path]) -> None:
+    """LocalServer's client/config flags are exactly 0.38.0's defaults (no flag missing, none extra)."""
+    script = (
+        "import json; from tinker.types.client_config_response import ClientConfigResponse as C; "
+        "print(json.dumps(C().model_dump()))"
+    )
+    done = subprocess.run(
+        [str(official_python("0.38.0")), "-c", script], env=official_environment(), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with LocalServer() as server:
+        flags = httpx.post(f"{server.base_url}/api/v1/client/config", json={}, headers={"X-API-Key": API_KEY}).json()
+    assert flags == json.loads(done.stdout)

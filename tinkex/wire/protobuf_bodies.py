@@ -170,7 +170,10 @@ def _read_spans(messages: Iterable[pb.ProvenanceSpan], where: str) -> list[Any]:
             arm, span_type = message.sampled_tokens, t.SampledProvenanceSpan
         else:
             raise ProtobufBodyError(f"{where}: provenance span has neither prompt_tokens nor sampled_tokens")
-        spans.append(span_type(sequence_id=arm.sequence_id, offset=arm.offset, length=arm.length))
+        try:
+            spans.append(span_type(sequence_id=arm.sequence_id, offset=arm.offset, length=arm.length))
+        except ValueError as exc:
+            raise ProtobufBodyError(f"{where}: {exc}") from None
     return spans
 
 
@@ -231,8 +234,11 @@ def decode_forward_backward_request(body: bytes) -> t.ForwardBackwardRequest | t
             for name, tensor in datum_message.loss_fn_inputs.items()
         }
         fields: dict[str, Any] = {"loss_fn_inputs": inputs, "model_input": t.ModelInput(chunks=chunks)}
-        if datum_message.model_input_spans or datum_message.loss_fn_input_spans:
+        # An absent list is the official writer's None (it writes spans only when set), so one list alone is the
+        # half pair Datum refuses.
+        if datum_message.model_input_spans:
             fields["model_input_spans"] = _read_spans(datum_message.model_input_spans, where)
+        if datum_message.loss_fn_input_spans:
             fields["loss_fn_input_spans"] = _read_spans(datum_message.loss_fn_input_spans, where)
         try:
             data.append(t.Datum(**fields))
