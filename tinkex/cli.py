@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 
@@ -42,6 +42,14 @@ class UsageError(Exception):
     """The invocation is wrong; the message says how to fix it."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error: …`` line naming the ``--help`` that explains (not the usage
+    block); subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["exec"]:  # everything after `exec` belongs to the program it runs, `--help` included
@@ -54,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(arguments, defaults)
     except SystemExit as exit_:  # argparse has printed usage or help
         return int(exit_.code or 0)
+    _log_warnings_to_stderr()
     try:
         return int(args.handler(args))
     except (UsageError, ConfigurationError) as exc:
@@ -72,6 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         return _fail(f"unexpected {type(exc).__name__}: {_describe(exc)} (please report this)", EXIT_FAILED)
+
+
+def _log_warnings_to_stderr() -> None:
+    """Warnings of the stack (a server that does not answer) as ``warning: …`` lines on stderr, at once; stdout
+    stays the command's output. Left alone when the program configured logging itself (``TINKER_LOG`` included)."""
+    import logging
+
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
 
 
 def connection_hint(base_url: str | None, detail: str) -> str:
@@ -138,16 +161,16 @@ def _describe(exc: BaseException) -> str:
 
 def _build_parser() -> argparse.ArgumentParser:
     # Shared options work before or after the subcommand; SUPPRESS keeps a later default from erasing an earlier value.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     common.add_argument("--base-url", default=argparse.SUPPRESS, help="API base URL (else TINKER_BASE_URL)")
     common.add_argument("--api-key", default=argparse.SUPPRESS, help="API key (else TINKER_API_KEY)")
     common.add_argument(
         "--timeout", type=_positive_seconds, default=argparse.SUPPRESS, metavar="SECONDS",
-        help=f"give up after this many seconds without progress (default {DEFAULT_TIMEOUT_S:g}, else {ENV_TIMEOUT})",
+        help=f"give up after this many seconds without progress (default: {ENV_TIMEOUT}, else {DEFAULT_TIMEOUT_S:g})",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinkex", description="Tinker checkpoints, runs, sampling and a demo.", parents=[common]
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -211,7 +234,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "demo", parents=[common], help="train and sample against a local server (or --base-url)",
-        description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(demo.__doc__ or "").replace("``", "`").replace(" (see :func:`check_arguments`)", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_arguments(p)
     for action in p._actions:  # show every default in `tinkex demo --help`

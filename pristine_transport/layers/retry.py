@@ -372,6 +372,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 if verdict.takes_bare_400_token:
                     self._bare_400.take()
                 state.next(verdict.new_round)
+                if retries == 0 and isinstance(failure, httpx.ConnectError):
+                    _warn_cannot_connect(request, attempt.failure, deadlines.no_progress_s)
                 self._announce(request, retries + 1, verdict.delay_s, verdict.reason)
                 await self._sleep(verdict.delay_s)
                 retries += 1
@@ -435,6 +437,18 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 self._on_retry(RetryEvent(request.method, request.url.path, attempt, delay, reason))
             except Exception:  # a broken hook must not break the request
                 logger.exception("retry hook failed")
+
+
+def _warn_cannot_connect(request: httpx.Request, failure: str | None, no_progress_s: float | None) -> None:
+    """The first failed connection of a logical request, at WARNING: a server that is down or a wrong base URL shows
+    at once instead of after the whole retry budget (later re-sends stay at INFO)."""
+    url = request.url
+    origin = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+    budget = f"for up to {no_progress_s:g} s" if no_progress_s is not None else "without a time limit"
+    logger.warning(
+        "cannot connect to %s (%s) for %s %s; is the server running at %s? retrying %s",
+        url.netloc.decode("ascii", "replace"), failure or "connection failed", request.method, url.path, origin, budget,
+    )
 
 
 class _Tokens:
