@@ -238,3 +238,20 @@ async def test_the_account_reports_survive_the_restart_and_a_re_send_is_not_bill
             wire = Wire(http)
             await wire.result(await _submit(wire, "forward_backward", wire.forward_backward_body(model_id, 1), "b1"))
             assert await reports(http) == before
+
+
+async def test_a_line_torn_by_the_kill_is_dropped(tmp_path: Path) -> None:
+    server = LocalServer(state_dir=tmp_path, long_poll_timeout=0.1)
+    futures = []
+    for run in range(3):
+        async with server:
+            async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
+                wire = Wire(http)
+                model_id = await wire.model(model_seq_id=0) if run == 0 else model_id
+                for future in futures:
+                    assert "loss_fn_outputs" in await wire.result(future)
+                body = wire.forward_backward_body(model_id, run + 1)
+                futures.append(await _submit(wire, "forward_backward", body, f"t{run}"))
+        with (tmp_path / "journal.jsonl").open("ab") as journal:
+            journal.write(b'{"type":"executed","position":99,"execu')  # the kill hit mid-write
+    assert [e.seq_id for e in server.ledger.executions("forward_backward")] == [1, 2, 3]

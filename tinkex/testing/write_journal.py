@@ -18,7 +18,8 @@ effect, and its ledger execution is marked ``undone`` (excluded from ``duplicate
 effect exactly once however the server dies.
 
 Each entry is one ``os.write`` of one JSON line to a file opened ``O_APPEND``: once written it is in the kernel and
-survives the process being killed (not a power cut: a test server does not fsync). A torn last line is ignored.
+survives the process being killed (not a power cut: a test server does not fsync). A torn last line is ignored and
+cut off before the next start appends.
 
 Request ids never repeat across restarts: each start on the directory takes the next *generation* (persisted in
 ``generation``) and future ids are ``req-<generation>.<n>``.
@@ -151,7 +152,9 @@ class WriteJournal:
 
     def __init__(self, state_dir: Path, position: int) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(state_dir / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        path = state_dir / JOURNAL_FILE
+        _cut_torn_tail(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.position = position
 
     def close(self) -> None:
@@ -267,6 +270,25 @@ class WriteJournal:
         ]
         restored.futures = list(futures.values())
         return restored
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line the kill tore (it was never acknowledged), so the next entry starts on a line of its own."""
+    if not path.exists():
+        return
+    with path.open("r+b") as file:
+        size = file.seek(0, os.SEEK_END)
+        keep = size
+        while keep > 0:
+            file.seek(max(keep - 4096, 0))
+            block = file.read(keep - max(keep - 4096, 0))
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = max(keep - 4096, 0) + newline + 1
+                break
+            keep = max(keep - 4096, 0)
+        if keep != size:
+            file.truncate(keep)
 
 
 def _entries(path: Path) -> Iterator[_Entry]:
