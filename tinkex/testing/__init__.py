@@ -3,7 +3,11 @@ a ledger of what it executed, and fault injection. See :class:`LocalServer`.
 
 It speaks the JSON of official 0.16 and of 0.38 (tags, defaults, no nulls) and does the work of 0.38's endpoints:
 finished sessions, future cancellation, weight copies, external-weights downloads, session search and projects,
-trace export, ``auth/apikey/me`` and server-side custom losses."""
+trace export, ``auth/apikey/me`` and server-side custom losses.
+
+With a ``state_dir`` it survives a stop or a SIGKILL: restarted on the same directory it answers the futures it
+issued before, replays re-sent writes instead of running them again, keeps its ledger and never repeats an id
+(:mod:`tinkex.testing.write_journal`)."""
 
 from .config import ServerConfig
 from .fake_model import ModelState
