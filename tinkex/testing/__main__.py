@@ -3,6 +3,11 @@
 Prints the base URL on the first line of stdout, so a script can read it and point a client at it. With
 ``--state-dir`` a server killed (even SIGKILL) and started again on the same directory and ``--port`` carries on:
 see :mod:`tinkex.testing.write_journal`.
+
+It serves the fake model ``tinkex/fake-tiny`` (whose tokenizer, ``tinkex-bytes``, is built in: everything works
+offline) and the names of :data:`~tinkex.testing.config.DEFAULT_BASE_MODELS`; ``--base-model`` (repeatable)
+replaces that list, ``--list-models`` prints it with each model's tokenizer and exits. Every model trains and
+samples the same fake model; a client needs a tokenizer only to turn text into tokens.
 """
 
 from __future__ import annotations
@@ -14,13 +19,33 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import ServerConfig
+from .config import DEFAULT_BASE_MODELS, ServerConfig
 from .faults import fault_rules_from_json
 from .server import LocalServer
 
 
+FAKE_MODEL = "tinkex/fake-tiny"
+SERVED_BY_DEFAULT: tuple[str, ...] = (FAKE_MODEL, *DEFAULT_BASE_MODELS)
+"""What ``python -m tinkex.testing`` serves without ``--base-model``: the fake model first."""
+
+
+def tokenizer_status(model: str) -> str:
+    """How a client gets ``model``'s tokenizer on this machine: the encoding that loads offline, or what to set."""
+    from tinkex.tokenizer import TokenizerLoadError, TokenizerNotFoundError, get_tokenizer
+
+    try:
+        tokenizer = get_tokenizer(model)
+    except TokenizerNotFoundError:
+        return "no built-in tokenizer: set TINKEX_TOKENIZER_FILE (a tiktoken ranks file) or TINKEX_TOKENIZER"
+    except TokenizerLoadError:
+        return "its tokenizer file is not on this machine: set TINKEX_TOKENIZER_FILE (a tiktoken ranks file)"
+    return f"offline: {tokenizer.name}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tinkex.testing", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tinkex.testing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--api-key", help="exact X-API-Key to accept (default: any key starting with tml-)")
@@ -33,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--base-model", action="append", dest="base_models",
-        help="a base model to serve (repeatable; default: the built-in list)",
+        help=f"a base model to serve (repeatable; default: {', '.join(SERVED_BY_DEFAULT)})",
     )
+    parser.add_argument("--list-models", action="store_true", help="print the models served and their tokenizers")
     parser.add_argument(
         "--faults", type=Path, help="JSON file: a list of FaultRule objects (faults.fault_rules_from_json)"
     )
@@ -46,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    models = tuple(args.base_models) if args.base_models else SERVED_BY_DEFAULT
+    if args.list_models:
+        for model in models:
+            print(f"{model}\t{tokenizer_status(model)}")
+        return 0
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
     faults = []
@@ -67,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         certfile=args.certfile,
         keyfile=args.keyfile,
-        **({"base_models": tuple(args.base_models)} if args.base_models else {}),
+        base_models=models,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
