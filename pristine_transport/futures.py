@@ -43,9 +43,11 @@ from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
     PollAnswer,
+    WriteOutcome,
     is_bare_400,
     poll_delay,
     poll_is_progress,
+    write_outcome_advice,
 )
 from pristine_transport.request import NOT_GIVEN
 
@@ -101,14 +103,18 @@ class RequestCancelledError(RequestFailedError):
 
 
 class FutureExpiredError(PristineError):
-    """The server no longer has this future (its result is gone); the request must be submitted again."""
+    """The server no longer has this future's result. The request behind it ran (a server only issues a future
+    for work it accepted), so ``outcome`` is ``"ran"``: submitting it again runs it a second time."""
 
-    def __init__(self, request_id: str, status_code: int) -> None:
-        super().__init__(
-            f"Future {request_id} expired (HTTP {status_code}): its result is gone; submit the request again."
-        )
+    outcome: WriteOutcome = "ran"
+
+    def __init__(self, request_id: str, status_code: int, *, request_type: str | None = None) -> None:
+        what = f"the {request_type} request" if request_type else "the request"
+        advice = write_outcome_advice("ran", what=what, future_expired=True)
+        super().__init__(f"Future {request_id} expired (HTTP {status_code}): {advice}.")
         self.request_id = request_id
         self.status_code = status_code
+        self.request_type = request_type
 
 
 class FutureRetrieveError(PristineError, ValueError):
@@ -546,7 +552,7 @@ class FutureResolver:
                 await self._wait(state, deadlines, answer, held=held, streak=state.fast_repolls + 1)
                 continue
             if status == spec.expiry_status:
-                raise FutureExpiredError(state.request_id, status)
+                raise FutureExpiredError(state.request_id, status, request_type=state.request_type)
             if status == 400 and is_bare_400(status, response.content):
                 state.bad_requests += 1
                 if state.bad_requests > spec.bad_request_retries:

@@ -201,6 +201,9 @@ async def test_expiry_status_raises_future_expired() -> None:
     with pytest.raises(FutureExpiredError, match="req-1") as caught:
         await handle
     assert caught.value.status_code == 410
+    # The work ran (the server issued a future for it): the error says so, and that a re-send runs it again.
+    assert caught.value.outcome == "ran"
+    assert "ran on the server" in str(caught.value) and "run a second time" in str(caught.value)
     assert len(server.polls) == 2
     await close(resolver)
 
