@@ -20,7 +20,7 @@ from typing import Any, Literal
 import httpx
 
 from pristine_transport.errors import APITimeoutError
-from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines, RetryBudget
+from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines, RetryBudget, WriteOutcome, write_outcome_advice
 
 __all__ = [
     "CLOCK",
@@ -108,11 +108,12 @@ class DeadlineExceededError(APITimeoutError, TimeoutError):
             "failed_attempts": "kept failing while others succeed",
             "attempt": "did not finish its attempt",
         }[deadline]
-        ran = (
-            "the work may have run on the server"
-            if may_have_run
-            else "the work did not run on the server (safe to send again)"
-        )
+        # A future id means the server accepted the work: it has run or will run, whatever the wait saw.
+        outcome: WriteOutcome = "ran" if request_id is not None else "may_have_run" if may_have_run else "did_not_run"
+        if outcome == "ran":
+            ran = "the server accepted the work (it runs or has run): do not submit it again"
+        else:
+            ran = write_outcome_advice(outcome, what="the work")
         message = f"{waited_on} {what} for {waited_s:.1f} s; last answer: {last_seen}; {ran}"
         if request_id is not None:
             message += f"; its result may still be retrieved with request_id={request_id!r}"
@@ -123,7 +124,8 @@ class DeadlineExceededError(APITimeoutError, TimeoutError):
         self.waited_s = waited_s
         self.deadline: DeadlineKind = deadline
         self.last_seen = last_seen
-        self.may_have_run = may_have_run
+        self.may_have_run = may_have_run or outcome == "ran"
+        self.outcome: WriteOutcome = outcome
         self.request_id = request_id
 
     def __reduce__(self) -> Any:
