@@ -4,6 +4,9 @@ Training code written for the official SDK ports by changing the import: ``tinke
 ``ServiceClient`` (also exported under that name), and the clients, futures, types and errors keep their names.
 """
 
+from pristine_transport.deadlines import deadlines
+from pristine_transport.policy import Deadlines, RetryBudget
+
 from . import auth, types
 from .admin_client import AdminClient
 from .api_future import APIFuture
@@ -33,6 +36,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "APIFuture",
+    "Deadlines",
+    "RetryBudget",
+    "deadlines",
     "AdminClient",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
