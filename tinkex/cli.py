@@ -175,7 +175,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    checkpoint = commands.add_parser("checkpoint", help="list, inspect, download and manage checkpoints")
+    checkpoint = commands.add_parser(
+        "checkpoint", parents=[common], help="list, inspect, download and manage checkpoints"
+    )
     ckpt = checkpoint.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ckpt.add_parser("list", parents=[common], help="list checkpoints (yours, or one run's)")
     p.add_argument("--run-id", help="only this training run's checkpoints (a run id or any tinker:// path of it)")
@@ -203,7 +205,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("ttl", metavar="SECONDS|none", type=_ttl)
     p.set_defaults(handler=_checkpoint_set_ttl)
 
-    run = commands.add_parser("run", help="list and inspect training runs")
+    run = commands.add_parser("run", parents=[common], help="list and inspect training runs")
     runs = run.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = runs.add_parser("list", parents=[common], help="list training runs")
     _paging(p, default_limit=20)

@@ -90,6 +90,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     target = _target(args)
     if target.remote and args.fault_rate > 0:
         raise DemoUsageError("--fault-rate applies to the embedded server only; drop --base-url to use it")
+    if target.remote and args.http2:
+        raise DemoUsageError("--http2 applies to the embedded server only; drop --base-url to use it")
     if target.remote and target.api_key is None:
         raise DemoUsageError(
             f"--base-url {target.base_url} needs an API key: pass --api-key or set TINKER_API_KEY "

@@ -71,6 +71,8 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["demo", "--learning-rate", "nan"], USAGE, ["--learning-rate"]),
     (["demo", "--base-url", "http://127.0.0.1:9"], USAGE, ["API key", "--api-key", "TINKER_API_KEY"]),
     (["exec", "--", "no-such-program-tinkex-test"], USAGE, ["not found"]),
+    (["--json", "exec", "--", "no-such-program-tinkex-test"], USAGE, ["not found"]),
+    (["checkpoint", "--limit", "3", "list"], USAGE, ["invalid choice"]),  # an option of `list` given to the group
     # need the server: the options are well-formed, the server or the model says no
     (["SERVER", "run", "list"], USAGE, ["--api-key", "TINKER_API_KEY"]),  # the key left out on purpose
     (["SERVER", "KEY", "checkpoint", "info", "tinker://nope:train:0/weights/x"], FAILED, ["404"]),
@@ -82,6 +84,7 @@ CASES: list[tuple[list[str], int, list[str]]] = [
     (["SERVER", "KEY", "demo", "--base-model", "no/such-model", "--steps", "1", "--no-progress"], FAILED,
      ["no/such-model"]),
     (["SERVER", "KEY", "demo", "--fault-rate", "0.1"], USAGE, ["--fault-rate", "embedded"]),
+    (["SERVER", "KEY", "demo", "--http2"], USAGE, ["--http2", "embedded"]),
     (["DOWN", "KEY", "--timeout", "1", "run", "list"], FAILED, ["Is the server running at http://127.0.0.1:"]),
     (["DOWN", "KEY", "--timeout", "1", "demo", "--steps", "1"], FAILED, ["Is the server running at"]),
 ]
