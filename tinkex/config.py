@@ -15,6 +15,8 @@ from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest, load_manifest
 from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines
 
+from .wire.dialect import DIALECT_ENV, WireDialect, dialect_setting
+
 __all__ = ["ClientConfig", "TINKEX_VERSION", "WIRE_SDK_VERSION", "load_tinker_manifest", "resolve_config"]
 
 try:
@@ -53,6 +55,9 @@ class ClientConfig:
     deadlines: Deadlines = DEFAULT_DEADLINES
     """The client's default deadlines (docs/deadlines.md): every request of its clients carries them unless a
     ``with deadlines(...)`` scope or the request itself says otherwise. Default: the official 300 s budget."""
+    dialect: WireDialect | None = None
+    """The wire dialect forced for this client (``"0.16"``: JSON bodies; ``"0.38"``: protobuf forward_backward
+    bodies), or ``None`` to ask the server with the ``client/config`` handshake (see :mod:`tinkex.wire.dialect`)."""
 
     def transport_config(self) -> dict[str, Any]:
         """The ``config`` mapping the manifest's header sources read."""
@@ -90,7 +95,9 @@ def resolve_config(
     manifest: Manifest | None = None,
     env: Mapping[str, str] | None = None,
     deadlines: Deadlines | None = None,
+    dialect: str | None = None,
 ) -> ClientConfig:
+    """``dialect`` (else ``$TINKEX_WIRE_DIALECT``): ``"0.16"``, ``"0.38"`` or ``"auto"`` (ask the server)."""
     env = os.environ if env is None else env
     manifest = manifest or load_tinker_manifest()
     key = api_key or env.get("TINKER_API_KEY") or None
@@ -125,7 +132,15 @@ def resolve_config(
         cloudflare_client_id=env.get("CLOUDFLARE_ACCESS_CLIENT_ID") or None,
         cloudflare_client_secret=env.get("CLOUDFLARE_ACCESS_CLIENT_SECRET") or None,
         deadlines=_checked_deadlines(deadlines),
+        dialect=_checked_dialect(dialect, env),
     )
+
+
+def _checked_dialect(dialect: str | None, env: Mapping[str, str]) -> WireDialect | None:
+    try:
+        return dialect_setting(dialect, env)
+    except ValueError as exc:
+        raise ConfigurationError(f"{exc} (the dialect argument or {DIALECT_ENV})") from None
 
 
 def _checked_deadlines(deadlines: Deadlines | None) -> Deadlines:

@@ -8,6 +8,10 @@ Per-client deadlines (``tinkex.Client(deadlines=...)``, the config's ``deadlines
 per-loop clients: the futures (through the :class:`FutureResolver`) and the plain calls alike (session and sampler
 creation, REST calls), so each write gets the official retry budget, not only inside a ``deadlines(...)`` scope.
 
+The wire dialect is settled before the session: forced by the config, or asked of the server with the
+``client/config`` handshake (the official 0.38 SDK's first request; a 404 or 405 means the JSON dialect of 0.16,
+silently), once per holder.
+
 The session is created on first use (as the newest official SDK does), once, whichever loop asks first. Its
 heartbeat runs in a thread of its own with its own loop and connection, so user code that holds the CPU or
 blocks its event loop for minutes cannot cost the session.
@@ -20,7 +24,6 @@ import concurrent.futures
 import itertools
 import logging
 import os
-import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from opentelemetry.trace import TracerProvider
 
 from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DEADLINES, effective_deadlines
+from pristine_transport.errors import APIStatusError
 from pristine_transport.futures import FutureResolver
 from pristine_transport.manifest import Manifest
 from pristine_transport.policy import Deadlines
@@ -42,6 +46,7 @@ from .request_size import SIZE_ESTIMATORS
 from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
 from .telemetry import Telemetry
 from .types import CreateSessionRequest, CreateSessionResponse
+from .wire.dialect import WireDialect, dialect_of_handshake
 
 __all__ = ["Holder", "LoopClients"]
 
@@ -108,6 +113,11 @@ class Holder:
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
         self._lock = ForkSafeLock()  # a thread of the parent may hold it at a fork
         self._session: concurrent.futures.Future[str] | None = None
+        self._dialect: concurrent.futures.Future[WireDialect] | None = None
+        if config.dialect is not None:
+            forced: concurrent.futures.Future[WireDialect] = concurrent.futures.Future()
+            forced.set_result(config.dialect)
+            self._dialect = forced
         self._heartbeat: BackgroundHeartbeat | None = None
         self.telemetry = Telemetry(self)
         self._model_seq = itertools.count()
@@ -187,8 +197,36 @@ class Holder:
             pending = self._session
         return await asyncio.wrap_future(pending)
 
+    # wire dialect ----------------------------------------------------------------------------------------
+    async def wire_dialect(self) -> WireDialect:
+        """The dialect this client speaks: the forced one, else the handshake's answer (asked once; a failed
+        handshake is asked again by the next caller)."""
+        with self._lock:
+            if self._dialect is None or (self._dialect.done() and self._dialect.exception() is not None):
+                self._dialect = self.runtime.submit(self._handshake())
+            pending = self._dialect
+        return await asyncio.wrap_future(pending)
+
+    async def _handshake(self) -> WireDialect:
+        """``POST client/config``, retried like any request (timeouts, 5xx); its answer names the dialect."""
+        try:
+            await self.clients().http.call("client_config", json={"sdk_version": self.config.sdk_version})
+        except APIStatusError as exc:
+            if exc.status_code in (404, 405):
+                return dialect_of_handshake(exc.status_code)
+            raise
+        return dialect_of_handshake(200)
+
+    def known_wire_dialect(self) -> WireDialect | None:
+        """The dialect if it is settled (never asks the server)."""
+        found = self._dialect
+        if found is None or not found.done() or found.cancelled() or found.exception() is not None:
+            return None
+        return found.result()
+
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"
+        await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is
         request = CreateSessionRequest(
             tags=list(self.config.tags),
             user_metadata=dict(self.config.user_metadata or {}),

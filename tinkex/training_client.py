@@ -56,6 +56,7 @@ from .types import (
     SaveWeightsResponse,
 )
 from .validation import check_data, check_loss_fn, check_loss_fn_config
+from .wire.dialect import training_body
 
 if TYPE_CHECKING:
     from .client_futures import BackcompatSamplingClientFuture
@@ -150,12 +151,15 @@ class TrainingClient:
         body: msgspec.Struct,
         result_type: type[T],
         size_bytes: int | None = None,
+        send_kwargs: dict[str, Any] | None = None,
     ) -> FutureHandle[T]:
+        """``send_kwargs`` (the body as the wire dialect sends it, e.g. protobuf content) replace ``json=body``."""
         try:
             await self._turns.wait_for(request_id)
             ext = {extensions.SIZE_BYTES: size_bytes} if size_bytes is not None else None
+            sent = send_kwargs if send_kwargs is not None else {"json": body}
             return await self.holder.clients().futures.submit(
-                endpoint, result_type=result_type, json=body, observer=self._observer, extensions=ext
+                endpoint, result_type=result_type, observer=self._observer, extensions=ext, **sent
             )
         except Exception as exc:
             self.holder.telemetry.exception(exc)
@@ -219,18 +223,23 @@ class TrainingClient:
     ) -> APIFuture[ForwardBackwardOutput]:
         if not chunks:
             return completed_future(combine_forward_backward_outputs([]))
-        endpoint = "forward_backward" if backward else "forward"
         handles = []
         try:
+            dialect = await self.holder.wire_dialect()  # settled with the session; no request here
             for request_id, chunk in chunks:
                 batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
-                body: msgspec.Struct
+                body: ForwardBackwardRequest | ForwardRequest
                 if backward:
                     body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
                 else:
                     body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
                 size = sum(estimate_datum_bytes(d) for d in chunk)
-                handles.append(await self._dispatch(request_id, endpoint, body, ForwardBackwardOutput, size))
+                wire = training_body(body, dialect)
+                handles.append(
+                    await self._dispatch(
+                        request_id, wire.endpoint, body, ForwardBackwardOutput, size, send_kwargs=wire.send_kwargs
+                    )
+                )
         finally:
             # A failed chunk leaves the later ones unsent; the next request must not wait for them forever.
             for request_id, _ in chunks:

@@ -173,3 +173,21 @@ def test_a_failed_future_answers_json_even_to_a_protobuf_poll(server: LocalServe
     reply = _poll(http, future["request_id"], ACCEPT_PROTOBUF)
     assert reply.headers["content-type"] == "application/json"
     assert reply.json() == {"error": "bad", "category": "user"}
+
+
+def test_a_protobuf_body_is_checked_as_its_json_would_be(server: LocalServer, http: httpx.Client) -> None:
+    model_id = _model(http)
+    request = _request(model_id, 1)
+    assert isinstance(request, t.ForwardBackwardRequest)
+    bad = t.ForwardBackwardRequest.model_construct(
+        forward_backward_input=t.ForwardBackwardInput.model_construct(
+            data=request.forward_backward_input.data, loss_fn="no_such_loss"
+        ),
+        model_id=model_id,
+        seq_id=1,
+    )
+    as_json = http.post("/forward_backward", content=codec.encode(bad), headers={"Content-Type": "application/json"})
+    as_protobuf = http.post("/forward_backward", content=encode_forward_backward_request(bad), headers=PROTOBUF)
+    assert as_json.status_code == as_protobuf.status_code == 422
+    assert "loss_fn" in as_protobuf.text
+    assert server.ledger.executions() == [e for e in server.ledger.executions() if e.endpoint != "forward_backward"]

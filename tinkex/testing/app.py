@@ -113,7 +113,9 @@ class TinkerApp:
                 return error_reply(401, problem)
 
         # Decoded before the fault so that a poll fault can match on whose future is polled.
-        invalid = self._decode(operation, call, body)
+        content_type = call.headers.get("content-type")
+        invalid = dialect.json_refused(operation.endpoint, content_type, self.api.config.json_training_bodies)
+        invalid = invalid or self._decode(operation, call, body)
         invalid = request_rules.refusal(operation.endpoint, call.body) if invalid is None else invalid  # range: 400
         polled = operation.polled_endpoint(call.body) if operation.polled_endpoint and invalid is None else None
         fault_reply = await self._fault(operation.endpoint, "before", polled, scope)
@@ -178,7 +180,7 @@ class TinkerApp:
             return result.reply
         self.replay.store(key, seq, CachedReply(result.reply, result.request_id))
         execution = Execution(
-            endpoint=operation.endpoint,
+            endpoint=call.endpoint,  # a forward_only forward_backward body is recorded as the forward it is
             idempotency_key=key,
             model_id=result.model_id,
             seq_id=seq[1] if seq else None,

@@ -22,7 +22,7 @@ from tinkex.wire.protobuf_bodies import (
 )
 
 from .calls import Call, Result
-from .replies import Reply, error_reply, json_reply
+from .replies import Reply, error_reply, json_reply, validation_error_reply
 
 __all__ = [
     "PROTOBUF",
@@ -33,11 +33,13 @@ __all__ = [
     "client_config",
     "dynamic_config",
     "is_protobuf",
+    "json_refused",
     "protobuf_request",
     "result_reply",
 ]
 
 PROTOBUF = "application/x-protobuf"
+_TRAINING_BODIES = frozenset({"forward", "forward_backward"})
 _FORWARD_BACKWARD_RESULTS = frozenset({"forward", "forward_backward"})
 _SAMPLE_RESULTS = frozenset({"asample"})
 
@@ -98,15 +100,29 @@ def accepts_protobuf(accept: str | None) -> bool:
     return accept is not None and any(is_protobuf(part) for part in accept.split(","))
 
 
+def json_refused(endpoint: str, content_type: str | None, json_training_bodies: bool) -> Reply | None:
+    """415 for a JSON training body when the server takes protobuf only (``ServerConfig.json_training_bodies``)."""
+    if json_training_bodies or endpoint not in _TRAINING_BODIES or is_protobuf(content_type):
+        return None
+    return error_reply(415, f"{endpoint} takes {PROTOBUF} bodies only (tinker_public.ForwardBackwardRequest)")
+
+
 def protobuf_request(body: bytes, content_encoding: str | None) -> Any | Reply:
     """The request a protobuf ``forward_backward`` body carries, or the error reply: 415 for a compressed body
-    (``proto_compress_fwdbwd`` is off here), 400 naming what does not decode."""
+    (``proto_compress_fwdbwd`` is off here), 400 naming what does not decode, 422 naming a field the JSON body
+    would also be refused for."""
     if content_encoding not in (None, "", "identity"):
         return error_reply(415, f"Content-Encoding {content_encoding!r} is not supported; send the body uncompressed")
     try:
-        return decode_forward_backward_request(body)
+        decoded = decode_forward_backward_request(body)
     except ProtobufBodyError as exc:
         return error_reply(400, f"forward_backward body: {exc}")
+    # Checked as the JSON body would be (e.g. an unknown loss_fn is 422 naming it): a dialect changes the encoding,
+    # not what the server accepts.
+    try:
+        return codec.decode(codec.encode(decoded), type(decoded))
+    except msgspec.ValidationError as exc:
+        return validation_error_reply(exc)
 
 
 def result_reply(endpoint: str, result: bytes, accept: str | None) -> Reply:

@@ -1,0 +1,141 @@
+"""tinkex chooses its wire dialect per server with ``auto``: the client/config handshake first (404/405: the JSON
+dialect of 0.16, silently, asked once); or the dialect is forced by ``resolve_config(dialect=...)`` /
+``TINKEX_WIRE_DIALECT``. In the 0.38 dialect forward and forward_backward bodies are protobuf, which protobuf-only
+servers require."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import tinkex
+from pristine_transport.errors import ConfigurationError
+from tinkex import types as t
+from tinkex.config import resolve_config
+from tinkex.testing import FaultRule, LocalServer
+from tinkex.wire.dialect import dialect_of_handshake, dialect_setting
+
+API_KEY = "tml-dialect"
+DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3, 4]})
+
+
+@pytest.mark.parametrize(
+    ("explicit", "env", "expected"),
+    [
+        (None, {}, "0.16"),  # DEFAULT_DIALECT_SETTING
+        (None, {"TINKEX_WIRE_DIALECT": "0.38"}, "0.38"),
+        (None, {"TINKEX_WIRE_DIALECT": " 0.16 "}, "0.16"),
+        (None, {"TINKEX_WIRE_DIALECT": "AUTO"}, None),
+        (None, {"TINKEX_WIRE_DIALECT": ""}, "0.16"),
+        ("0.16", {"TINKEX_WIRE_DIALECT": "0.38"}, "0.16"),  # the argument wins
+        ("auto", {"TINKEX_WIRE_DIALECT": "0.38"}, None),
+    ],
+)
+def test_dialect_setting(explicit: str | None, env: dict[str, str], expected: str | None) -> None:
+    assert dialect_setting(explicit, env) == expected
+
+
+@pytest.mark.parametrize(("explicit", "env"), [("json", {}), (None, {"TINKEX_WIRE_DIALECT": "protobuf"})])
+def test_an_unknown_dialect_is_a_configuration_error(explicit: str | None, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="is not a wire dialect: use '0.16', '0.38' or 'auto'"):
+        resolve_config(api_key=API_KEY, dialect=explicit, env=env)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(200, "0.38"), (204, "0.38"), (404, "0.16"), (405, "0.16")])
+def test_dialect_of_handshake(status: int, expected: str) -> None:
+    assert dialect_of_handshake(status) == expected
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 500, 503])
+def test_other_handshake_answers_say_nothing(status: int) -> None:
+    with pytest.raises(ValueError, match=f"HTTP {status}"):
+        dialect_of_handshake(status)
+
+
+def test_without_a_setting_tinkex_speaks_json_without_a_handshake() -> None:
+    with LocalServer() as server:
+        client = tinkex.ServiceClient(base_url=server.base_url, api_key=API_KEY, env={})
+        try:
+            client.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8).forward([DATUM], "cross_entropy").result()
+        finally:
+            client.close()
+        assert "client_config" not in [r.endpoint for r in server.ledger.received()]
+        assert _training_requests(server) == [("forward", "application/json")]
+
+
+def _train(server: LocalServer, dialect: str = "auto") -> tuple[list[float], list[float]]:
+    env = {"TINKEX_WIRE_DIALECT": dialect}
+    client = tinkex.ServiceClient(base_url=server.base_url, api_key=API_KEY, env=env)
+    try:
+        training = client.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8)
+        backward = training.forward_backward([DATUM, DATUM], "cross_entropy").result()
+        forward = training.forward([DATUM], "cross_entropy").result()
+        # A second training client of the same ServiceClient: no second handshake.
+        client.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8).forward([DATUM], "cross_entropy").result()
+    finally:
+        client.close()
+    return backward.loss_fn_outputs[1]["logprobs"].data, forward.loss_fn_outputs[0]["logprobs"].data
+
+
+def _training_requests(server: LocalServer) -> list[tuple[str, str | None]]:
+    return [
+        (r.endpoint, r.headers.get("content-type"))
+        for r in server.ledger.received()
+        if r.endpoint in ("forward", "forward_backward")
+    ]
+
+
+def test_negotiated_038_sends_protobuf_and_agrees_with_json() -> None:
+    with LocalServer() as server:
+        negotiated = _train(server)
+        received = server.ledger.received()
+        assert received[0].endpoint == "client_config"
+        assert [r.endpoint for r in received].count("client_config") == 1
+        assert _training_requests(server) == [("forward_backward", "application/x-protobuf")] * 3
+    with LocalServer() as server:
+        forced_json = _train(server, dialect="0.16")
+        assert "client_config" not in [r.endpoint for r in server.ledger.received()]
+        assert _training_requests(server) == [
+            ("forward_backward", "application/json"), ("forward", "application/json"), ("forward", "application/json")
+        ]
+    assert negotiated[0] == pytest.approx(forced_json[0], rel=1e-6)
+    assert negotiated[1] == pytest.approx(forced_json[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_the_handshake_gets_json_silently(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with LocalServer(faults=[FaultRule(endpoint="client_config", status=status)]) as server:
+        with caplog.at_level(logging.DEBUG):
+            _train(server)
+        assert [r.endpoint for r in server.ledger.received()].count("client_config") == 1  # asked once
+        assert {content_type for _, content_type in _training_requests(server)} == {"application/json"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_handshake_is_retried_like_any_request() -> None:
+    with LocalServer(faults=[FaultRule(endpoint="client_config", status=503, count=2)]) as server:
+        _train(server)
+        statuses = [r.status for r in server.ledger.received() if r.endpoint == "client_config"]
+        assert statuses == [503, 503, 200]
+        assert {content_type for _, content_type in _training_requests(server)} == {"application/x-protobuf"}
+
+
+def test_a_protobuf_only_server_works_negotiated_and_refuses_forced_json() -> None:
+    with LocalServer(json_training_bodies=False) as server:
+        _train(server)
+        assert all(r.status == 200 for r in server.ledger.received())
+    with LocalServer(json_training_bodies=False) as server:
+        with pytest.raises(tinkex.APIStatusError) as refused:
+            _train(server, dialect="0.16")
+        assert refused.value.status_code == 415
+        assert server.ledger.executions("forward_backward") == []
+
+
+def test_forced_038_skips_the_handshake() -> None:
+    with LocalServer() as server:
+        _train(server, dialect="0.38")
+        assert "client_config" not in [r.endpoint for r in server.ledger.received()]
+        assert {content_type for _, content_type in _training_requests(server)} == {"application/x-protobuf"}
