@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import DEFAULT_BASE_MODELS, ServerConfig
 from .faults import fault_rules_from_json
@@ -42,18 +45,34 @@ def tokenizer_status(model: str) -> str:
     return f"offline: {tokenizer.name}"
 
 
+def _ranged(kind: type[int] | type[float], low: float, high: float = math.inf) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` in [low, high], else a message naming the range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}")
+        if not low <= value <= high or value != value:  # value != value: NaN
+            bounds = f"between {low:g} and {high:g}" if high != math.inf else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"expected a number {bounds}, got {text}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tinkex.testing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port", type=_ranged(int, 0, 65535), default=0, help="0 picks a free port")
     parser.add_argument("--api-key", help="exact X-API-Key to accept (default: any key starting with tml-)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds until a future's result is ready")
-    parser.add_argument("--long-poll", type=float, default=1.0, help="max seconds a retrieve_future poll is held")
-    parser.add_argument("--future-ttl", type=float, help="seconds a ready result is kept (default: forever)")
-    parser.add_argument("--sample-inflight-limit", type=int, help="429 asample above this many unfinished samples")
-    parser.add_argument("--metadata-only-threshold", type=int, help="bytes above which results are metadata-only")
+    parser.add_argument("--latency", type=_ranged(float, 0), default=0.0, help="seconds until a future's result is ready")
+    parser.add_argument("--long-poll", type=_ranged(float, 0), default=1.0, help="max seconds a retrieve_future poll is held")
+    parser.add_argument("--future-ttl", type=_ranged(float, 0), help="seconds a ready result is kept (default: forever)")
+    parser.add_argument("--sample-inflight-limit", type=_ranged(int, 1), help="429 asample above this many unfinished samples")
+    parser.add_argument("--metadata-only-threshold", type=_ranged(int, 0), help="bytes above which results are metadata-only")
     parser.add_argument("--state-dir", type=Path, help="persist training runs and checkpoints here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -102,13 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with LocalServer(config, faults=faults) as server:
+    try:
+        server = LocalServer(config, faults=faults).start()
+    except (OSError, OverflowError) as exc:  # a port in use, a host that does not resolve, a bad TLS file
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
         print(server.base_url, flush=True)
-        try:
-            while not stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stopped.wait(0.5):
             pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 
