@@ -439,11 +439,21 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 logger.exception("retry hook failed")
 
 
+_CONNECT_WARNING_INTERVAL_S = 10.0
+"""At most one connection warning per origin this often: during an outage every poll of every future is a logical
+request of its own, and one line says it all."""
+_last_connect_warning: dict[str, float] = {}
+
+
 def _warn_cannot_connect(request: httpx.Request, failure: str | None, no_progress_s: float | None) -> None:
     """The first failed connection of a logical request, at WARNING: a server that is down or a wrong base URL shows
     at once instead of after the whole retry budget (later re-sends stay at INFO)."""
     url = request.url
     origin = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+    now = time.monotonic()
+    if now - _last_connect_warning.get(origin, -math.inf) < _CONNECT_WARNING_INTERVAL_S:
+        return
+    _last_connect_warning[origin] = now
     budget = f"for up to {no_progress_s:g} s" if no_progress_s is not None else "without a time limit"
     logger.warning(
         "cannot connect to %s (%s) for %s %s; is the server running at %s? retrying %s",
