@@ -10,11 +10,9 @@ import inspect
 import io
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
-
 from doc_blocks import DOC_FILES, ROOT  # type: ignore[import-not-found]
 
 _SPAN = re.compile(r"`([^`\n]+)`")

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from doc_blocks import DOC_FILES, ROOT, Block, code_blocks  # type: ignore[import-not-found]
 
 from tinkex.testing import LocalServer
 from tinkex.testing.config import DEFAULT_BASE_MODELS
-
-from doc_blocks import DOC_FILES, ROOT, Block, code_blocks  # type: ignore[import-not-found]
 
 MAX_SKIPPED = 6
 KEY = "tml-docs-test"

@@ -26,7 +26,6 @@ from .config import DEFAULT_BASE_MODELS, ServerConfig
 from .faults import fault_rules_from_json
 from .server import LocalServer
 
-
 FAKE_MODEL = "tinkex/fake-tiny"
 SERVED_BY_DEFAULT: tuple[str, ...] = (FAKE_MODEL, *DEFAULT_BASE_MODELS)
 """What ``python -m tinkex.testing`` serves without ``--base-model``: the fake model first."""
