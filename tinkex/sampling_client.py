@@ -209,6 +209,30 @@ class SamplingClient:
         each prompt position, -1 for none), ``prompt_alt_tokens_k`` (draws per prompt position) and
         ``prompt_logprobs_last_n`` (score only the last N prompt tokens; needs ``include_prompt_logprobs``)."""
         prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
+        return await self._sample_checked(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
+
+    async def _sample_checked(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool,
+        topk_prompt_logprobs: int,
+        topk_sample_logprobs: int,
+        target_prompt_logprobs: TensorData | None,
+        prompt_alt_tokens_k: int,
+        prompt_logprobs_last_n: int | None,
+    ) -> SampleResponse:
         extras = _new_options(
             self.record_stability_info,
             include_prompt_logprobs,
@@ -256,14 +280,14 @@ class SamplingClient:
     ) -> APIFuture[SampleResponse]:
         """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned)."""
         # Checked here too, so a mistake raises in the caller's stack rather than later from the future.
-        _checked_sample_arguments(prompt, num_samples, sampling_params)
+        prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
         if target_prompt_logprobs is not None or prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
             # Refuse bad options here, in the caller's stack, not later from the future.
             _check_new_options(
                 include_prompt_logprobs, target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n
             )
         return in_background(
-            self.sample_async(
+            self._sample_checked(
                 prompt,
                 num_samples,
                 sampling_params,
