@@ -138,6 +138,7 @@ def test_named_environment_variable_is_read(name: str) -> None:
         *ROOT.joinpath("pristine_transport").rglob("*.py"),
         ROOT / "manifest.json",  # the manifest names the variables the stack reads (transport.backend_env)
         *ROOT.joinpath("tests", "cookbook").glob("*.sh"),  # the cookbook venv's set-up script
+        *ROOT.joinpath("tests", "official").glob("*.sh"),  # the official SDK venvs' set-up script
     ]
     assert any(name in source.read_text(encoding="utf-8") for source in sources), f"nothing reads {name}"
 
