@@ -83,7 +83,7 @@ class AwaitableFuture(APIFuture[T]):
             if running_loop() is self._loop:
                 chain_task(self._task, mirror, self._loop)
             else:
-                self._loop.call_soon_threadsafe(_chain_task, self._task, mirror, self._loop)
+                self._loop.call_soon_threadsafe(chain_task, self._task, mirror, self._loop)
         return self._concurrent
 
 

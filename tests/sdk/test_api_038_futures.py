@@ -105,6 +105,9 @@ def test_future_of_an_async_training_future_mirrors_and_cancels(server: LocalSer
         mirrored = fwd.future()
         assert fwd.future() is mirrored
         result = await asyncio.wrap_future(mirrored)
+        from_thread = await training.forward_backward_async([datum([1, 2])], "cross_entropy")
+        other_thread_mirror = await asyncio.to_thread(from_thread.future)  # made off the future's loop
+        assert isinstance(await asyncio.wrap_future(other_thread_mirror), types.ForwardBackwardOutput)
         slow = await training.forward_async([datum([1, 2])], "cross_entropy")
         slow.future().cancel()
         await asyncio.sleep(0.05)
