@@ -108,13 +108,28 @@ class FutureExpiredError(PristineError):
 
     outcome: WriteOutcome = "ran"
 
-    def __init__(self, request_id: str, status_code: int, *, request_type: str | None = None) -> None:
+    def __init__(
+        self, request_id: str, status_code: int, *, request_type: str | None = None, changes_state: bool = False
+    ) -> None:
         what = f"the {request_type} request" if request_type else "the request"
-        advice = write_outcome_advice("ran", what=what, future_expired=True)
+        advice = write_outcome_advice("ran", what=what, future_expired=True, changes_state=changes_state)
         super().__init__(f"Future {request_id} expired (HTTP {status_code}): {advice}.")
         self.request_id = request_id
         self.status_code = status_code
         self.request_type = request_type
+        self.changes_state = changes_state
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_expired,
+            (self.request_id, self.status_code, self.request_type, self.changes_state),
+        )
+
+
+def _rebuild_expired(
+    request_id: str, status_code: int, request_type: str | None, changes_state: bool
+) -> FutureExpiredError:
+    return FutureExpiredError(request_id, status_code, request_type=request_type, changes_state=changes_state)
 
 
 class FutureRetrieveError(PristineError, ValueError):

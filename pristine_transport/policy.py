@@ -207,11 +207,12 @@ def write_outcome(
 
 
 def write_outcome_advice(
-    outcome: WriteOutcome, *, what: str = "the write", future_expired: bool = False, training: bool = False
+    outcome: WriteOutcome, *, what: str = "the write", future_expired: bool = False, changes_state: bool = False
 ) -> str:
     """The sentence an error about a write ends with: the outcome, and what to do next.
 
-    ``training`` marks a training step (forward_backward, optim_step …), whose re-submission would apply it twice."""
+    ``changes_state`` marks a write whose effect stays on the server (a training step, not a read-like sample):
+    submitting it again would apply it twice."""
     if outcome == "did_not_run":
         return f"{what} did not run on the server: it is safe to send it again"
     if outcome == "may_have_run":
@@ -220,11 +221,10 @@ def write_outcome_advice(
             "a re-send with the same idempotency key and seq_id is answered from the server's replay cache and "
             "does not run twice"
         )
-    if future_expired and training:
+    if future_expired and changes_state:
         return (
             f"{what} ran on the server but its result expired before it was retrieved: do not submit it again "
-            "(the model already took the step); continue with the next step, or save_state / load_state to "
-            "checkpoint and resume from the model as it is"
+            "(its effect is already in place); continue with the next step from the state it left"
         )
     if future_expired:
         return (

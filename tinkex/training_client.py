@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from pristine_transport import extensions
-from pristine_transport.futures import FutureHandle, combine
+from pristine_transport.futures import FutureExpiredError, FutureHandle, combine
 
 from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
 from .chunking import chunk_data, combine_forward_backward_outputs
@@ -169,7 +169,7 @@ class TrainingClient:
 
     def _future(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> APIFuture[T]:
         """The user's future of a dispatched request; its failure is reported to telemetry once."""
-        return AwaitableFuture(awaitable, transform, on_error=self.holder.telemetry.exception)
+        return AwaitableFuture(_expiry_keeps_the_step(awaitable), transform, on_error=self.holder.telemetry.exception)
 
     def _in_background(self, work: Coroutine[Any, Any, APIFuture[T]]) -> APIFuture[T]:
         async def resolve() -> T:
@@ -577,3 +577,14 @@ def _optim_step_request(params: OptimParams, model_id: str, seq_id: int) -> Opti
     if isinstance(params, AdamParams):
         return OptimStepRequest(adam_params=params, model_id=model_id, seq_id=seq_id)
     return OptimStepRequest(optim_params=params, model_id=model_id, seq_id=seq_id)
+
+
+async def _expiry_keeps_the_step(awaitable: Awaitable[T]) -> T:
+    """A training request whose future expired ran, and its effect stays on the model: say so (a re-send would
+    apply the step twice)."""
+    try:
+        return await awaitable
+    except FutureExpiredError as expired:
+        raise FutureExpiredError(
+            expired.request_id, expired.status_code, request_type=expired.request_type, changes_state=True
+        ) from None

@@ -68,7 +68,7 @@ def test_without_replay_or_success_the_verdict_is_the_per_attempt_rule(attempts:
 
 
 @pytest.mark.parametrize(
-    ("outcome", "expired", "training", "must_say"),
+    ("outcome", "expired", "changes_state", "must_say"),
     [
         ("did_not_run", False, False, ("did not run", "safe to send it again")),
         ("may_have_run", False, True, ("may have run", "same idempotency key", "does not run twice")),
@@ -78,9 +78,9 @@ def test_without_replay_or_success_the_verdict_is_the_per_attempt_rule(attempts:
     ],
 )
 def test_advice_names_the_outcome_and_what_to_do(
-    outcome: WriteOutcome, expired: bool, training: bool, must_say: tuple[str, ...]
+    outcome: WriteOutcome, expired: bool, changes_state: bool, must_say: tuple[str, ...]
 ) -> None:
-    advice = write_outcome_advice(outcome, what="forward_backward", future_expired=expired, training=training)
+    advice = write_outcome_advice(outcome, what="forward_backward", future_expired=expired, changes_state=changes_state)
     assert advice.startswith("forward_backward ")
     for phrase in must_say:
         assert phrase in advice, (phrase, advice)

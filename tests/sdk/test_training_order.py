@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sdk_helpers import BASE_MODEL, WireFake, datum, fake_client
+from sdk_helpers import BASE_MODEL, WireFake, datum, fake_client, server_client
 
+import tinkex
 from tinkex import BadRequestError, InvalidArgumentError, types
+from tinkex.testing import FaultRule, LocalServer
 
 SUBMIT_DELAY_S = 0.3
 BACKGROUND = frozenset({"retrieve_future", "telemetry", "session_heartbeat"})
@@ -204,3 +206,19 @@ def test_a_mistaken_argument_raises_at_the_call_and_leaves_no_gap_in_the_sequenc
     finally:
         client.close()
     assert training_seq_ids(wire) == [("forward_backward", 1)]
+
+
+def test_an_expired_training_future_says_the_step_ran_and_not_to_submit_it_again() -> None:
+    expire = FaultRule(endpoint="retrieve_future", kind="expire", future_endpoint="optim_step", count=1)
+    with LocalServer(faults=[expire]) as server:
+        client = server_client(server)
+        try:
+            training = client.create_lora_training_client(BASE_MODEL).result()
+            with pytest.raises(tinkex.FutureExpiredError) as caught:
+                training.optim_step(types.AdamParams(learning_rate=1e-3)).result(10)
+            training.forward_backward([datum([1, 2])], "cross_entropy").result(10)  # the model goes on
+        finally:
+            client.close()
+        assert caught.value.outcome == "ran" and caught.value.changes_state
+        assert "do not submit it again" in str(caught.value) and "continue with the next step" in str(caught.value)
+        assert len(server.ledger.executions("optim_step")) == 1, "the step ran once, and was not re-sent"
