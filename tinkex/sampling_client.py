@@ -114,9 +114,15 @@ async def create_sampling_client(
 
 
 def _check_sampler_path(path: str) -> None:
+    """Refuse only what is certainly wrong (as the official SDK: not a tinker:// path; tinkex adds a fix-it message
+    for a path that surely names a training-state checkpoint). Any other shape goes to the server, which may
+    accept paths this client does not know (more segments, other kinds)."""
     if not path.startswith("tinker://"):
         raise ValueError(f"model_path must be a tinker:// path, got {path!r}")
-    parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
+    try:
+        parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
+    except ValueError:
+        return
     if parsed.checkpoint_type == "training":
         raise ValueError(
             f"{path!r} is a training-state checkpoint (saved with save_state); sampling needs a sampler checkpoint: "

@@ -300,3 +300,16 @@ def test_mistaken_sample_arguments_raise_at_the_call_and_the_sampler_stays_usabl
         client.close()
     assert len(result.sequences) == 1
     assert len(server.ledger.received("asample")) == 1, "nothing mistaken reached the server"
+
+
+def test_a_sampler_path_this_client_cannot_parse_is_left_to_the_server(server: LocalServer) -> None:
+    client = server_client(server)
+    unusual = "tinker://run-x/sampler_weights/nested/name"  # a third-party server may serve such paths
+    try:
+        with pytest.raises(ValueError, match="training-state checkpoint"):
+            client.create_sampling_client(model_path="tinker://run-x/weights/step-1").result()
+        with pytest.raises(tinkex.APIStatusError):
+            client.create_sampling_client(model_path=unusual).result()
+    finally:
+        client.close()
+    assert len(server.ledger.received("create_sampling_session")) == 1, "only the path it could not judge was sent"
