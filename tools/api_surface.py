@@ -13,8 +13,8 @@ The script imports nothing of tinkex, so it runs unchanged in a venv that only h
 """
 
 from __future__ import annotations
-
 import __future__
+
 import dataclasses
 import enum
 import importlib

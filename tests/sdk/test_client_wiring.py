@@ -3,7 +3,6 @@ reply, the X-Tinkex-Version header, and per-client deadlines on writes that are 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,10 +11,9 @@ import msgspec
 import pytest
 
 import tinkex
-from pristine_transport.policy import Deadlines, RetryBudget
 from tinkex import types
 from tinkex.config import TINKEX_VERSION
-from tinkex.testing import FaultRule, LocalServer
+from tinkex.testing import LocalServer
 
 MODEL = "tinkex/fake-tiny"
 PROMPT = types.ModelInput.from_ints([5, 6, 7])

@@ -3,7 +3,7 @@ log's day and event-type selection, hourly bucketing of usage, and checkpoint st
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 

@@ -247,7 +247,8 @@ async def test_a_line_torn_by_the_kill_is_dropped(tmp_path: Path) -> None:
         async with server:
             async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS) as http:
                 wire = Wire(http)
-                model_id = await wire.model(model_seq_id=0) if run == 0 else model_id
+                if run == 0:
+                    model_id = await wire.model(model_seq_id=0)
                 for future in futures:
                     assert "loss_fn_outputs" in await wire.result(future)
                 body = wire.forward_backward_body(model_id, run + 1)

@@ -79,15 +79,15 @@ from .optimizer import (
     AdamParams,
     DimuonOptimizerConfig,
     DimuonParams,
-    OptimParams,
-    OptimParamsBase,
     OptimizerConfig,
     OptimizerConfigBase,
+    OptimParams,
+    OptimParamsBase,
 )
 from .paths import (
+    TINKER_PATH_PREFIX,
     CheckpointType,
     ParsedCheckpointTinkerPath,
-    TINKER_PATH_PREFIX,
 )
 from .provenance import (
     PromptProvenanceSpan,
@@ -110,14 +110,14 @@ from .rest import (
 from .sampling import (
     MASK_LOGPROB,
     PromptAltTokens,
+    SampledSequence,
     SampleRequest,
     SampleResponse,
-    SampledSequence,
     SamplingParams,
     StopReason,
     TopkLogprobs,
+    topk_to_lists,  # noqa: F401 - served as tinker.types.topk_logprobs.topk_to_lists; kept off the top level
 )
-from .sampling import topk_to_lists  # noqa: F401 - served as tinker.types.topk_logprobs.topk_to_lists; kept off the top level
 from .session import (
     AuthTokenResponse,
     ClientConfigRequest,
@@ -141,12 +141,12 @@ from .session_status import (
     ActiveSessionStatusQuery,
     CancelledSessionStatusQuery,
     ClientFinishedSessionStatusQuery,
+    ClientSessionFinished,
     ClientSessionFinishErrored,
     ClientSessionFinishInterrupted,
     ClientSessionFinishReason,
     ClientSessionFinishReasonType,
     ClientSessionFinishSuccess,
-    ClientSessionFinished,
     FailedSessionStatusQuery,
     FinishSessionRequest,
     OwnSearchOwner,

@@ -11,7 +11,12 @@ from typing import Union
 from .futures import RequestFailedResponse, TryAgainResponse
 from .models import CreateModelResponse, UnloadModelResponse
 from .training import ForwardBackwardOutput, OptimStepResponse
-from .weights import LoadWeightsResponse, SaveWeightsExternalResponse, SaveWeightsForSamplerResponse, SaveWeightsResponse
+from .weights import (
+    LoadWeightsResponse,
+    SaveWeightsExternalResponse,
+    SaveWeightsForSamplerResponse,
+    SaveWeightsResponse,
+)
 
 __all__ = ["FutureRetrieveResponse"]
 

@@ -9,8 +9,8 @@ and the 0.38 additions: copy_weights, save_weights_external and its signed downl
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import quote
 from typing import Any, Literal
+from urllib.parse import quote
 
 from msgspec import UNSET, UnsetType
 
