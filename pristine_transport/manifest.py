@@ -18,6 +18,7 @@ import msgspec
 __all__ = [
     "BackpressureSpec",
     "BaseUrlSpec",
+    "EndpointDialectSpec",
     "EndpointFutureSpec",
     "EndpointSpec",
     "EventsSpec",
@@ -170,6 +171,20 @@ class EndpointFutureSpec(_Spec):
     """Name of the result type; the SDK on top maps names to its own types."""
 
 
+class EndpointDialectSpec(_Spec):
+    """How the endpoint's request travels in one named dialect of the API (a version of its wire format).
+
+    ``serializer`` names a body codec: ``json`` is built in; any other name (e.g. ``protobuf``) is a codec the SDK
+    on top registers for ``message`` (what it encodes, e.g. a protobuf message's full name)."""
+
+    endpoint: str | None = None
+    """Send to this endpoint instead: the dialect folded this one into it."""
+    serializer: str = "json"
+    message: str | None = None
+    content_type: str | None = None
+    """The body's ``Content-Type``; required for any serializer but ``json``."""
+
+
 class EndpointSpec(_Spec):
     method: HttpMethod
     path: str
@@ -194,6 +209,9 @@ class EndpointSpec(_Spec):
     streamed downloads to disk). Enforced while reading by ``pristine_transport.boundary``."""
     max_response_header_bytes: int | None = 64 * 1024
     """Largest response header block accepted (default 64 KiB); null: unlimited."""
+    dialects: dict[str, EndpointDialectSpec] = msgspec.field(default_factory=dict)
+    """Per dialect name, how the request is sent there when it differs from this spec (which is every other
+    dialect's)."""
 
 
 class MatchSpec(_Spec):
@@ -473,6 +491,10 @@ def _cross_check(m: Manifest) -> list[str]:
             problems.append(f"{where}.timeout_s: must be positive")
         if ep.future is not None and m.futures is None:
             problems.append(f"{where}.future: the manifest has no futures block")
+        for dialect, spec in ep.dialects.items():
+            endpoint_exists(spec.endpoint, f"{where}.dialects.{dialect}.endpoint")
+            if spec.serializer != "json" and (spec.content_type is None or spec.message is None):
+                problems.append(f"{where}.dialects.{dialect}: serializer {spec.serializer!r} needs message and content_type")
     if m.futures is not None:
         endpoint_exists(m.futures.retrieve_endpoint, "futures.retrieve_endpoint")
     if m.session is not None:

@@ -234,7 +234,7 @@ class TrainingClient:
                 else:
                     body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
                 size = sum(estimate_datum_bytes(d) for d in chunk)
-                wire = training_body(body, dialect)
+                wire = training_body(body, dialect, self.holder.manifest)
                 handles.append(
                     await self._dispatch(
                         request_id, wire.endpoint, body, ForwardBackwardOutput, size, send_kwargs=wire.send_kwargs

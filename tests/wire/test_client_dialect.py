@@ -5,16 +5,21 @@ servers require."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
 import tinkex
 from pristine_transport.errors import ConfigurationError
+from pristine_transport.manifest import ManifestError, load_manifest
 from tinkex import types as t
-from tinkex.config import resolve_config
+from tinkex.config import load_tinker_manifest, resolve_config
 from tinkex.testing import FaultRule, LocalServer
-from tinkex.wire.dialect import dialect_of_handshake, dialect_setting
+from tinkex.wire.dialect import dialect_of_handshake, dialect_setting, training_body
+from tinkex.wire.protobuf_bodies import decode_forward_backward_request
 
 API_KEY = "tml-dialect"
 DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"target_tokens": [2, 3, 4]})
@@ -139,3 +144,57 @@ def test_forced_038_skips_the_handshake() -> None:
         _train(server, dialect="0.38")
         assert "client_config" not in [r.endpoint for r in server.ledger.received()]
         assert {content_type for _, content_type in _training_requests(server)} == {"application/x-protobuf"}
+
+
+def _fb(forward: bool) -> t.ForwardBackwardRequest | t.ForwardRequest:
+    fb_input = t.ForwardBackwardInput(data=[DATUM], loss_fn="cross_entropy")
+    if forward:
+        return t.ForwardRequest(forward_input=fb_input, model_id="m", seq_id=1)
+    return t.ForwardBackwardRequest(forward_backward_input=fb_input, model_id="m", seq_id=1)
+
+
+@pytest.mark.parametrize(
+    ("forward", "dialect", "endpoint", "content_type"),
+    [
+        (False, "0.16", "forward_backward", None),
+        (True, "0.16", "forward", None),
+        (False, "0.38", "forward_backward", "application/x-protobuf"),
+        (True, "0.38", "forward_backward", "application/x-protobuf"),
+    ],
+)
+def test_the_shipped_manifest_says_how_training_bodies_travel(
+    forward: bool, dialect: str, endpoint: str, content_type: str | None
+) -> None:
+    body = training_body(_fb(forward), dialect, load_tinker_manifest())  # type: ignore[arg-type]
+    assert body.endpoint == endpoint
+    if content_type is None:
+        assert body.send_kwargs == {"json": _fb(forward)}
+    else:
+        assert body.send_kwargs["headers"] == {"Content-Type": content_type}
+        assert decode_forward_backward_request(body.send_kwargs["content"]) == _fb(forward)
+
+
+def _manifest_with(dialects: dict[str, object]) -> dict[str, object]:
+    raw = json.loads(Path(tinkex.__file__).with_name("manifest.json").read_text())
+    raw["endpoints"]["forward_backward"]["dialects"] = dialects
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("dialects", "problem"),
+    [
+        ({"0.38": {"endpoint": "nowhere"}}, "endpoints.forward_backward.dialects.0.38.endpoint: unknown endpoint"),
+        ({"0.38": {"serializer": "protobuf", "message": "x.Y"}}, "serializer 'protobuf' needs message and content_type"),
+    ],
+)
+def test_manifest_dialect_entries_are_checked(dialects: dict[str, object], problem: str) -> None:
+    with pytest.raises(ManifestError, match=re.escape(problem)):
+        load_manifest(_manifest_with(dialects))
+
+
+def test_a_serializer_tinkex_has_no_codec_for_is_named() -> None:
+    manifest = load_manifest(_manifest_with(
+        {"0.38": {"serializer": "msgpack", "message": "x.Y", "content_type": "application/msgpack"}}
+    ))
+    with pytest.raises(ConfigurationError, match="no 'msgpack' codec for 'x.Y'"):
+        training_body(_fb(False), "0.38", manifest)

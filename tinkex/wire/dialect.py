@@ -3,6 +3,8 @@
 Two dialects exist. ``"0.16"``: every body is JSON (the official SDK up to 0.16.x). ``"0.38"``: the server answers
 ``POST /api/v1/client/config`` (the handshake the official 0.38 SDK sends first) and takes ``forward_backward``
 bodies as protobuf; ``forward`` is the same message with ``forward_only`` (0.38 servers have no ``/forward``).
+How each endpoint's body travels per dialect is the manifest's ``dialects`` data; this module supplies the codecs
+those entries name.
 
 The dialect is chosen per client by ``resolve_config(dialect=...)``, else ``TINKEX_WIRE_DIALECT``, else
 :data:`DEFAULT_DIALECT_SETTING`: ``"0.16"`` or ``"0.38"`` forces one; ``"auto"`` asks the server with the handshake
@@ -12,16 +14,17 @@ The dialect is chosen per client by ``resolve_config(dialect=...)``, else ``TINK
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from pristine_transport.errors import ConfigurationError
+from pristine_transport.manifest import Manifest
 from tinkex import types as t
 
 __all__ = [
     "DEFAULT_DIALECT_SETTING",
     "DIALECT_ENV",
-    "PROTOBUF_CONTENT_TYPE",
     "TrainingBody",
     "WireDialect",
     "dialect_of_handshake",
@@ -35,7 +38,6 @@ DIALECT_ENV = "TINKEX_WIRE_DIALECT"
 DEFAULT_DIALECT_SETTING = "0.16"
 """Used when neither the argument nor the environment says: JSON, no handshake (tinkex's wire until now, which
 existing request-sequence tests pin). ``"auto"`` is the setting that follows the server."""
-PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 _DIALECTS: tuple[str, ...] = get_args(WireDialect)
 _NO_HANDSHAKE = frozenset({404, 405})
 
@@ -77,16 +79,34 @@ class TrainingBody:
     send_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def training_body(request: t.ForwardBackwardRequest | t.ForwardRequest, dialect: WireDialect) -> TrainingBody:
-    """0.16: JSON to ``forward`` or ``forward_backward``. 0.38: protobuf to ``forward_backward`` (``forward_only``
-    for a forward)."""
-    if dialect == "0.38":
-        # Imported here: numpy and protobuf load only for a client that sends protobuf (``import tinkex`` stays light).
-        from .protobuf_bodies import encode_forward_backward_request
+def _protobuf_forward_backward(request: Any) -> bytes:
+    # Imported here: numpy and protobuf load only for a client that sends protobuf (``import tinkex`` stays light).
+    from .protobuf_bodies import encode_forward_backward_request
 
-        body = encode_forward_backward_request(request)
-        return TrainingBody(
-            "forward_backward", {"content": body, "headers": {"Content-Type": PROTOBUF_CONTENT_TYPE}}
+    return encode_forward_backward_request(request)
+
+
+_ENCODERS: dict[tuple[str, str | None], Callable[[Any], bytes]] = {
+    ("protobuf", "tinker_public.ForwardBackwardRequest"): _protobuf_forward_backward,
+}
+"""The body codecs tinkex registers for the serializer names a manifest's ``dialects`` entries use."""
+
+
+def training_body(
+    request: t.ForwardBackwardRequest | t.ForwardRequest, dialect: WireDialect, manifest: Manifest
+) -> TrainingBody:
+    """How the manifest says ``request`` travels in ``dialect``: its endpoint's ``dialects`` entry (0.38: protobuf
+    to ``forward_backward``, with ``forward_only`` for a forward), else the endpoint itself with JSON."""
+    name = "forward" if isinstance(request, t.ForwardRequest) else "forward_backward"
+    spec = manifest.endpoint(name).dialects.get(dialect)
+    if spec is None:
+        return TrainingBody(name, {"json": request})
+    endpoint = spec.endpoint or name
+    if spec.serializer == "json":
+        return TrainingBody(endpoint, {"json": request})
+    encoder = _ENCODERS.get((spec.serializer, spec.message))
+    if encoder is None:
+        raise ConfigurationError(
+            f"manifest endpoints.{name}.dialects.{dialect}: tinkex has no {spec.serializer!r} codec for {spec.message!r}"
         )
-    endpoint = "forward" if isinstance(request, t.ForwardRequest) else "forward_backward"
-    return TrainingBody(endpoint, {"json": request})
+    return TrainingBody(endpoint, {"content": encoder(request), "headers": {"Content-Type": spec.content_type}})
