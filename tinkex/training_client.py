@@ -392,13 +392,7 @@ class TrainingClient:
             **_set_only(user_metadata=user_metadata),
         )
         handle = await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
-
-        def named(result: SaveWeightsForSamplerResponseInternal) -> SaveWeightsForSamplerResponse:
-            if result.path is None:
-                raise ValueError(f"save_weights_for_sampler({name!r}) answered without a path: {result!r}")
-            return SaveWeightsForSamplerResponse(path=result.path)
-
-        return self._future(handle, named)
+        return self._future(handle, _named_path("save_weights_for_sampler", name, SaveWeightsForSamplerResponse))
 
     async def save_weights_external_async(
         self, name: str, ttl_seconds: int | None = None, age_encryption_recipients: list[str] | None = None
@@ -428,13 +422,7 @@ class TrainingClient:
             **_set_only(age_encryption_recipients=recipients),
         )
         handle = await self._dispatch(request_id, "save_weights_external", body, SaveWeightsExternalResponseInternal)
-
-        def external(result: SaveWeightsExternalResponseInternal) -> SaveWeightsExternalResponse:
-            if result.path is None:
-                raise ValueError(f"save_weights_external({name!r}) answered without a path: {result!r}")
-            return SaveWeightsExternalResponse(path=result.path)
-
-        return self._future(handle, external)
+        return self._future(handle, _named_path("save_weights_external", name, SaveWeightsExternalResponse))
 
     async def save_weights_and_get_sampling_client_async(
         self,
@@ -577,6 +565,20 @@ def _optim_step_request(params: OptimParams, model_id: str, seq_id: int) -> Opti
     if isinstance(params, AdamParams):
         return OptimStepRequest(adam_params=params, model_id=model_id, seq_id=seq_id)
     return OptimStepRequest(optim_params=params, model_id=model_id, seq_id=seq_id)
+
+
+_PathResponse = TypeVar("_PathResponse", SaveWeightsForSamplerResponse, SaveWeightsExternalResponse)
+
+
+def _named_path(method: str, name: str, response_type: type[_PathResponse]) -> Callable[[Any], _PathResponse]:
+    """The public answer of a named save, which must carry the checkpoint's path."""
+
+    def with_path(result: Any) -> _PathResponse:
+        if result.path is None:
+            raise ValueError(f"{method}({name!r}) answered without a path: {result!r}")
+        return response_type(path=result.path)
+
+    return with_path
 
 
 async def _expiry_keeps_the_step(awaitable: Awaitable[T]) -> T:
