@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tinkex.testing import LocalServer
+from tinkex.testing import FaultRule, LocalServer
 
 from .conftest import official_environment
 
@@ -122,3 +122,23 @@ def test_the_handshake_answers_the_official_defaults(official_python: Callable[[
     with LocalServer() as server:
         flags = httpx.post(f"{server.base_url}/api/v1/client/config", json={}, headers={"X-API-Key": API_KEY}).json()
     assert flags == json.loads(done.stdout)
+
+
+def test_official_038_rides_out_faults_on_protobuf_bodies_and_results(official_python: Callable[[str], Path]) -> None:
+    """The ledger, replay cache and faults work in today's dialect too: a 500 on a protobuf forward_backward body is
+    retried without running twice; try_again and 408 on protobuf-result polls are re-polled."""
+    faults = [
+        FaultRule(endpoint="forward_backward", status=500, count=1),
+        FaultRule(endpoint="forward_backward", status=503, count=1, after_execute=True),
+        FaultRule(endpoint="retrieve_future", kind="try_again", count=2, future_endpoint="forward_backward"),
+        FaultRule(endpoint="retrieve_future", status=408, count=1, future_endpoint="asample"),
+    ]
+    with LocalServer(faults=faults) as server:
+        result = run_recipe(official_python, "0.38.0", server)
+        received = server.ledger.received()
+        assert not server.ledger.duplicates_executed()
+    check_recipe_results(result)
+    bodies = [r for r in received if r.endpoint == "forward_backward"]
+    assert [r.status for r in bodies[:3]] == [500, 503, 200]
+    assert all(r.headers["content-type"] == "application/x-protobuf" for r in bodies)
+    assert 408 in [r.status for r in received if r.endpoint == "retrieve_future"]
