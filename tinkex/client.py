@@ -85,6 +85,10 @@ class Client:
     it creates (docs/deadlines.md): futures and plain calls (session and sampler creation, REST) alike. Default:
     the official budget, each write re-sent for up to 300 s without progress. A ``with deadlines(...)`` scope
     around a call wins over it.
+
+    ``dialect`` (else ``TINKEX_WIRE_DIALECT``) picks the wire dialect: ``"0.16"`` (JSON bodies, the default),
+    ``"0.38"`` (protobuf ``forward``/``forward_backward`` bodies, no handshake) or ``"auto"`` (ask the server with
+    ``POST /api/v1/client/config`` first; a 404 or 405 means 0.16, silently).
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Client:
         tracer_provider: TracerProvider | None = None,
         env: Mapping[str, str] | None = None,
         deadlines: Deadlines | None = None,
+        dialect: str | None = None,
         **kwargs: Any,
     ) -> None:
         _check_pass_through_arguments(kwargs)
@@ -120,6 +125,7 @@ class Client:
             manifest=manifest,
             env=env,
             deadlines=deadlines,
+            dialect=dialect,
         )
         self._holder = Holder(
             config,

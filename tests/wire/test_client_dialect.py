@@ -198,3 +198,19 @@ def test_a_serializer_tinkex_has_no_codec_for_is_named() -> None:
     ))
     with pytest.raises(ConfigurationError, match="no 'msgpack' codec for 'x.Y'"):
         training_body(_fb(False), "0.38", manifest)
+
+
+def test_the_constructor_keyword_picks_the_dialect_over_the_environment() -> None:
+    with LocalServer(json_training_bodies=False) as server:
+        client = tinkex.ServiceClient(
+            base_url=server.base_url, api_key=API_KEY, dialect="auto", env={"TINKEX_WIRE_DIALECT": "0.16"}
+        )
+        try:
+            training = client.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8)
+            training.forward_backward([DATUM], "cross_entropy").result()
+        finally:
+            client.close()
+        assert [r.endpoint for r in server.ledger.received()][0] == "client_config"
+        assert _training_requests(server) == [("forward_backward", "application/x-protobuf")]
+    with pytest.raises(tinkex.ConfigurationError, match="dialect"):
+        tinkex.ServiceClient(api_key=API_KEY, dialect="0.99")
