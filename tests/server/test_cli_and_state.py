@@ -16,13 +16,20 @@ from tinkex.testing import LocalServer
 pytestmark = pytest.mark.anyio
 
 
-def test_command_line_prints_the_url_and_stops_on_ctrl_c() -> None:
+def _inherit_sigint_ignored() -> None:
+    # What a process started in the background by a non-interactive shell (a CI script's `cmd &`) inherits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_in_background", [False, True])
+def test_command_line_prints_the_url_and_stops_on_ctrl_c(started_in_background: bool) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "tinkex.testing", "--port", "0", "--latency", "0.01"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        preexec_fn=_inherit_sigint_ignored if started_in_background else None,
     )
     try:
         assert process.stdout is not None

@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         base_models=models,
     )
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Both set explicitly: a process started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler, so Ctrl-C (or a test's SIGINT) would do nothing.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: stopped.set())
     try:
         server = LocalServer(config, faults=faults).start()
     except (OSError, OverflowError) as exc:  # a port in use, a host that does not resolve, a bad TLS file
@@ -127,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         print(server.base_url, flush=True)
-        while not stopped.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        stopped.wait()
     finally:
         server.stop()
     return 0
