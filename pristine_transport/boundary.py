@@ -136,7 +136,8 @@ class _BoundedStream(httpx.AsyncByteStream):
         boundary, request = self._boundary, self._request
         limit = boundary.limits.max_body_bytes
         received = 0
-        chunks = self._chunks()
+        # Undecoded bodies (nearly all) are read straight from the backend: one async generator less per response.
+        chunks = self._decoded().__aiter__() if self._decoders else self._inner.__aiter__()
         while True:
             failure: Exception | None = None
             try:
@@ -162,11 +163,7 @@ class _BoundedStream(httpx.AsyncByteStream):
             yield tail
         _refuse_reuse_after_trailing_bytes(self._inner)
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        if not self._decoders:
-            async for chunk in self._inner:
-                yield chunk
-            return
+    async def _decoded(self) -> AsyncIterator[bytes]:
         async for chunk in self._inner:
             for piece in _decode_all(self._decoders, chunk):
                 yield piece

@@ -124,9 +124,13 @@ class DeadlineExceededError(APITimeoutError, TimeoutError):
         self.waited_s = waited_s
         self.deadline: DeadlineKind = deadline
         self.last_seen = last_seen
-        self.may_have_run = may_have_run or outcome == "ran"
         self.outcome: WriteOutcome = outcome
         self.request_id = request_id
+
+    @property
+    def may_have_run(self) -> bool:
+        """False only when the work surely did not run (``outcome == "did_not_run"``)."""
+        return self.outcome != "did_not_run"
 
     def __reduce__(self) -> Any:
         return (_rebuild, (self.request.method, str(self.request.url), self.__dict__.copy()))

@@ -211,14 +211,14 @@ def write_outcome_advice(
 ) -> str:
     """The sentence an error about a write ends with: the outcome, and what to do next.
 
-    ``changes_state`` marks a write whose effect stays on the server (a training step, not a read-like sample):
-    submitting it again would apply it twice."""
+    ``changes_state`` marks a write whose effect stays on the server (unlike a read-like request): submitting it
+    again would apply it twice."""
     if outcome == "did_not_run":
         return f"{what} did not run on the server: it is safe to send it again"
     if outcome == "may_have_run":
         return (
             f"{what} may have run on the server: before submitting it anew, check whether it took effect; "
-            "a re-send with the same idempotency key and seq_id is answered from the server's replay cache and "
+            "a re-send with the same idempotency key is answered from the server's replay cache and "
             "does not run twice"
         )
     if future_expired and changes_state:

@@ -215,16 +215,16 @@ class SamplingClient:
         each prompt position, -1 for none), ``prompt_alt_tokens_k`` (draws per prompt position) and
         ``prompt_logprobs_last_n`` (score only the last N prompt tokens; needs ``include_prompt_logprobs``)."""
         prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
-        return await self._sample_checked(
-            prompt,
-            num_samples,
-            sampling_params,
+        extras = _new_options(
+            self.record_stability_info,
             include_prompt_logprobs,
-            topk_prompt_logprobs,
             topk_sample_logprobs,
             target_prompt_logprobs,
             prompt_alt_tokens_k,
             prompt_logprobs_last_n,
+        )
+        return await self._sample_checked(
+            prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
         )
 
     async def _sample_checked(
@@ -234,19 +234,9 @@ class SamplingClient:
         sampling_params: SamplingParams,
         include_prompt_logprobs: bool,
         topk_prompt_logprobs: int,
-        topk_sample_logprobs: int,
-        target_prompt_logprobs: TensorData | None,
-        prompt_alt_tokens_k: int,
-        prompt_logprobs_last_n: int | None,
+        extras: dict[str, Any],
     ) -> SampleResponse:
-        extras = _new_options(
-            self.record_stability_info,
-            include_prompt_logprobs,
-            topk_sample_logprobs,
-            target_prompt_logprobs,
-            prompt_alt_tokens_k,
-            prompt_logprobs_last_n,
-        )
+        """The sample, its arguments checked and its 0.38 options (``extras``, see ``_new_options``) gathered."""
         work = self._sample(
             prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
         )
@@ -265,8 +255,10 @@ class SamplingClient:
                         f"sample on sampler {self.sampling_session_id} did not finish within "
                         f"{self.retry_config.timeout_s} s"
                     ) from None
-            if prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
-                _check_new_options_honoured(response, prompt_alt_tokens_k, prompt_logprobs_last_n)
+            if extras:
+                _check_new_options_honoured(
+                    response, extras.get("prompt_alt_tokens_k", 0), extras.get("prompt_logprobs_last_n")
+                )
             return response
         except Exception as exc:
             self.holder.telemetry.exception(exc)
@@ -284,25 +276,20 @@ class SamplingClient:
         prompt_alt_tokens_k: int = 0,
         prompt_logprobs_last_n: int | None = None,
     ) -> APIFuture[SampleResponse]:
-        """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned)."""
-        # Checked here too, so a mistake raises in the caller's stack rather than later from the future.
+        """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned). Arguments are
+        checked here, so a mistake raises in the caller's stack rather than later from the future."""
         prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
-        if target_prompt_logprobs is not None or prompt_alt_tokens_k or prompt_logprobs_last_n is not None:
-            # Refuse bad options here, in the caller's stack, not later from the future.
-            _check_new_options(
-                include_prompt_logprobs, target_prompt_logprobs, prompt_alt_tokens_k, prompt_logprobs_last_n
-            )
+        extras = _new_options(
+            self.record_stability_info,
+            include_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
         return in_background(
             self._sample_checked(
-                prompt,
-                num_samples,
-                sampling_params,
-                include_prompt_logprobs,
-                topk_prompt_logprobs,
-                topk_sample_logprobs,
-                target_prompt_logprobs,
-                prompt_alt_tokens_k,
-                prompt_logprobs_last_n,
+                prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
             )
         )
 
