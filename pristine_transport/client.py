@@ -40,6 +40,7 @@ from pristine_transport.errors import (
 from pristine_transport.layers.retry import RetryHook
 from pristine_transport.logs import configure_logging
 from pristine_transport.manifest import EndpointSpec, Manifest, load_manifest
+from pristine_transport.policy import CALL_DEADLINES, Deadlines
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import (
     NOT_GIVEN,
@@ -82,6 +83,7 @@ class ManifestClient:
         http_client_kwargs: Mapping[str, Any] | None = None,
         default_body: Mapping[str, Any] | None = None,
         on_retry: RetryHook | None = None,
+        deadlines: Deadlines = CALL_DEADLINES,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.redactor = redactor if redactor is not None else Redactor()
@@ -95,6 +97,7 @@ class ManifestClient:
             tracer=tracer,
             size_estimators=size_estimators,
             on_retry=on_retry,
+            deadlines=deadlines,
         )
         configure_logging(self.manifest.logging, env=env, redactor=self.redactor)
         kwargs = dict(http_client_kwargs or {})

@@ -60,6 +60,7 @@ from pristine_transport.manifest import (
     TransportSpec,
     load_manifest,
 )
+from pristine_transport.policy import CALL_DEADLINES, Deadlines
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import merge_headers
 
@@ -85,9 +86,11 @@ def build_transport(
     tracer: trace.Tracer | None = None,
     size_estimators: Mapping[str, SizeEstimator] | None = None,
     on_retry: RetryHook | None = None,
+    deadlines: Deadlines = CALL_DEADLINES,
 ) -> RouterTransport:
     """Build every endpoint's stack over ``base`` (default: an ``httpx.AsyncHTTPTransport`` as the manifest's
-    ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes.
+    ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes. ``deadlines`` bound
+    every request that declares none (neither a ``DEADLINES`` extension nor a ``with deadlines(...)`` scope).
 
     Header values are resolved now (``config`` > ``env`` > manifest default) and their secrets registered with
     ``redactor``; a missing required header or an unknown size estimator raises ``ConfigurationError``.
@@ -136,6 +139,7 @@ def build_transport(
                     headers=spec.retry_headers,
                     buffer_body=buffer_body,
                     on_retry=on_retry,
+                    deadlines=deadlines,
                 )
             )
             layers.append(lambda inner: AttemptTelemetryLayer(inner, redactor=redactor, tracer=tracer))

@@ -33,11 +33,9 @@ import httpx
 from opentelemetry.trace import TracerProvider
 
 from pristine_transport.client import ManifestClient
-from pristine_transport.deadlines import DEADLINES, effective_deadlines
 from pristine_transport.errors import APIStatusError
 from pristine_transport.futures import FutureResolver
 from pristine_transport.manifest import Manifest
-from pristine_transport.policy import Deadlines
 from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
 
@@ -53,24 +51,6 @@ __all__ = ["Holder", "LoopClients"]
 logger = logging.getLogger("tinkex")
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport]
-
-
-class DeadlinedManifestClient(ManifestClient):
-    """A :class:`ManifestClient` whose requests carry a default :class:`Deadlines`: a request's own
-    ``extensions[DEADLINES]`` wins, then the innermost ``with deadlines(...)`` scope, then ``default_deadlines``
-    (the RetryLayer's fallback would be ``CALL_DEADLINES``, which drops the official retry budget)."""
-
-    def __init__(self, *args: Any, default_deadlines: Deadlines, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.default_deadlines = default_deadlines
-
-    async def send(
-        self, endpoint: str, *, extensions: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        if extensions is None or DEADLINES not in extensions:
-            # Resolved now, in the caller's context, so a scope around the call still wins over the default.
-            extensions = {**(extensions or {}), DEADLINES: effective_deadlines({}, self.default_deadlines)}
-        return await super().send(endpoint, extensions=extensions, **kwargs)
 
 
 @dataclass
@@ -143,9 +123,9 @@ class Holder:
         """A plain client of this holder's config (the heartbeat's: its single-attempt policy needs no deadlines)."""
         return ManifestClient(**self._manifest_client_arguments())
 
-    def new_deadlined_client(self) -> DeadlinedManifestClient:
-        """A client whose requests carry this holder's default deadlines (the per-loop clients)."""
-        return DeadlinedManifestClient(default_deadlines=self.config.deadlines, **self._manifest_client_arguments())
+    def new_deadlined_client(self) -> ManifestClient:
+        """A client bounding every request that declares no deadlines by this holder's (the per-loop clients)."""
+        return ManifestClient(deadlines=self.config.deadlines, **self._manifest_client_arguments())
 
     def _manifest_client_arguments(self) -> dict[str, Any]:
         return dict(
