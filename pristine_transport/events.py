@@ -4,8 +4,8 @@
 was called sends batches every ``flush_interval_s`` and as soon as ``batch_size`` events wait. A batch that fails
 is re-sent ``failed_batch_retries`` times (1 s, 2 s, 4 s ... apart) and then dropped with a warning, so a server
 that rejects events can neither block the caller nor keep the reporter busy forever. That is the batch's whole
-budget: the stack gives the events endpoint no retry layer of its own unless the manifest names one for it (see
-``pristine_transport.stack``), so HTTP re-sends do not multiply it. To run the reporter off the
+budget: a manifest should give the events endpoint a policy without re-sends (e.g. ``"retry": "none"``),
+so HTTP re-sends do not multiply it. To run the reporter off the
 caller's thread, start it on a background loop (``loop.call_soon_threadsafe(reporter.start)``) and close it there
 (``asyncio.run_coroutine_threadsafe(reporter.aclose(), loop)``); ``enqueue`` stays usable from every thread.
 """

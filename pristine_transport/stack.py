@@ -4,8 +4,7 @@ Layer order, outermost first (each included only when the endpoint's manifest en
 
 1. ``TelemetryLayer`` (always)
 2. ``IdempotencyLayer`` (``idempotency`` true, or null and the method is not GET/HEAD/OPTIONS)
-3. ``RetryLayer`` (the endpoint has an effective retry policy; the ``events`` endpoint sends once unless it names
-   a ``retry`` of its own)
+3. ``RetryLayer`` (the endpoint has an effective retry policy)
 4. ``AttemptTelemetryLayer`` (with the retry layer: without re-sends an attempt span would repeat the request's)
 5. ``PoolLimiterLayer`` (the endpoint names a pool)
 6. ``BackpressureLayer`` (``backpressure`` set)
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
@@ -117,9 +115,6 @@ def build_transport(
         """The endpoint's stack, listed outermost first, then wrapped around the base from the inside out."""
         size_of = estimators.get(name)
         policy = spec.retry_policy_for(name)
-        if policy is not None and _is_unretried_events_endpoint(spec, name):
-            # Still a retry layer, for the per-attempt headers the wire expects (read timeout), sending once.
-            policy = msgspec.structs.replace(policy, max_retries=0)
         pool, backpressure = endpoint.pool, endpoint.backpressure
         layers: list[Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]] = [
             lambda inner: TelemetryLayer(inner, endpoint=name, redactor=redactor, tracer=tracer)
@@ -250,14 +245,6 @@ def _tracker_key(manifest: Manifest, endpoint: str, policy: RetryPolicySpec) -> 
     if (named.progress_timeout_s, named.max_in_flight) == (policy.progress_timeout_s, policy.max_in_flight):
         return name
     return f"endpoints.{endpoint}.retry"
-
-
-def _is_unretried_events_endpoint(manifest: Manifest, name: str) -> bool:
-    """The events endpoint takes the manifest's default retry policy only if it names one itself: its reporter
-    re-sends a failed batch within its own budget (``events.failed_batch_retries``), and HTTP re-sends under each
-    of those would multiply it (4 batch attempts x 11 HTTP attempts = 44 sends of one batch)."""
-    events = manifest.events
-    return events is not None and events.endpoint == name and manifest.endpoints[name].retry is None
 
 
 def _wants_idempotency(endpoint: EndpointSpec) -> bool:
