@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from tinkex import types as t
 from tinkex.proto import tinker_public_pb2 as pb
 from tinkex.testing import FaultRule, LocalServer
-from tinkex.testing.dialect import ClientConfigResponse
 from tinkex.types import codec
 from tinkex.wire.protobuf_bodies import (
     decode_forward_backward_output,
@@ -65,8 +65,8 @@ def test_handshake_answers_every_flag_at_its_default(http: httpx.Client) -> None
     assert config.status_code == 200
     flags: dict[str, Any] = config.json()
     assert flags["pjwt_auth_enabled"] is False and flags["proto_compress_fwdbwd"] is False
-    assert flags == codec.decode(codec.encode(ClientConfigResponse()), dict)
-    assert len(flags) == len(ClientConfigResponse.__struct_fields__) == 17
+    assert flags == msgspec.structs.asdict(t.ClientConfigResponse())
+    assert len(flags) == len(t.ClientConfigResponse.__struct_fields__) == 17
     dynamic = http.post("/client/dynamic_config", json={"sdk_version": "0.38.0"})
     assert dynamic.json() == {"refresh_interval_sec": 300, "sample_cancel_enabled": False,
                               "sample_cancel_max_batch_size": 64}

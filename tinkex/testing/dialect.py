@@ -27,8 +27,6 @@ from .replies import Reply, error_reply, json_reply, validation_error_reply
 __all__ = [
     "PROTOBUF",
     "ClientConfigRequest",
-    "ClientConfigResponse",
-    "DynamicConfigResponse",
     "accepts_protobuf",
     "client_config",
     "dynamic_config",
@@ -51,44 +49,17 @@ class ClientConfigRequest(msgspec.Struct, frozen=True, kw_only=True):
     sdk_version: str | None = None
 
 
-class ClientConfigResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
-    """The server feature flags, at the hosted service's defaults (§12.1). Every flag is sent, so a client reads
-    the server's choice rather than its own default. ``pjwt_auth_enabled`` is false: the API key is the credential."""
-
-    pjwt_auth_enabled: bool = False
-    credential_default_source: str = "api_key"
-    sample_dispatch_bytes_semaphore_size: int = 10 * 1024 * 1024
-    inflight_response_bytes_semaphore_size: int = 50 * 1024 * 1024
-    parallel_fwdbwd_chunks: bool = True
-    proto_compress_fwdbwd: bool = False
-    """False: forward_backward bodies come uncompressed (this server does not read ``Content-Encoding: zstd``)."""
-    fwdbwd_max_chunk_len: int = 1024
-    fwdbwd_max_chunk_bytes_count: int = 5_000_000
-    fwdbwd_dispatch_bytes_semaphore_size: int = 50_000_000
-    billing_exception_max_pause_duration_sec: int = 3600
-    sample_no_retries: bool = False
-    sample_enable_stuck_detection: bool = True
-    sample_max_concurrent_requests: int = 2000
-    use_pyqwest_transport: bool = True
-    sample_use_retrieve_futures: bool = False
-    custom_loss_server_side: bool = False
-    sample_join_sampling_session: bool = False
-
-
-class DynamicConfigResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
-    refresh_interval_sec: int = 300
-    sample_cancel_enabled: bool = False
-    sample_cancel_max_batch_size: int = 64
-
-
 def client_config(call: Call) -> Result:
     """``POST /api/v1/client/config``: the feature flags, the first request of a 0.38 client."""
-    return Result(json_reply(ClientConfigResponse()))
+    # Every flag is sent (the types omit defaults when encoding), so a client reads the server's choice rather than
+    # its own default. pjwt_auth_enabled is false: the API key is the credential; proto_compress_fwdbwd is false:
+    # this server does not read ``Content-Encoding: zstd``.
+    return Result(json_reply(msgspec.structs.asdict(t.ClientConfigResponse())))
 
 
 def dynamic_config(call: Call) -> Result:
     """``POST /api/v1/client/dynamic_config``: the settings a 0.38 client refreshes every few minutes."""
-    return Result(json_reply(DynamicConfigResponse()))
+    return Result(json_reply(msgspec.structs.asdict(t.ClientDynamicConfigResponse())))
 
 
 def is_protobuf(content_type: str | None) -> bool:
