@@ -606,6 +606,8 @@ class _Model(msgspec.Struct):
         (left out with ``exclude_unset``). ``mode="json"`` gives JSON values (ISO datetimes, base64 bytes).
         ``by_alias``, ``round_trip`` and ``warnings`` are accepted for pydantic's signature: no field has an
         alias and nothing here warns."""
+        if mode not in ("python", "json"):
+            raise ValueError(f"model_dump mode must be 'python' or 'json', got {mode!r}")
         options = _DumpOptions(exclude_unset, exclude_defaults, exclude_none, mode == "json")
         include = set(include) if include is not None and not isinstance(include, Mapping) else include
         exclude = set(exclude) if exclude is not None and not isinstance(exclude, Mapping) else exclude
@@ -613,8 +615,6 @@ class _Model(msgspec.Struct):
         if mode == "json":
             result: dict[str, Any] = msgspec.to_builtins(dumped)
             return result
-        if mode != "python":
-            raise ValueError(f"model_dump mode must be 'python' or 'json', got {mode!r}")
         return dumped
 
     def model_dump_json(
