@@ -43,14 +43,23 @@ from .config import ClientConfig
 from .request_size import SIZE_ESTIMATORS
 from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
 from .telemetry import Telemetry
-from .types import CreateSessionRequest, CreateSessionResponse
+from .types import ClientConfigResponse, CreateSessionRequest, CreateSessionResponse
 from .wire.dialect import WireDialect, dialect_of_handshake
 
-__all__ = ["Holder", "LoopClients"]
+__all__ = ["Holder", "LoopClients", "ServerWire"]
 
 logger = logging.getLogger("tinkex")
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport]
+
+
+@dataclass(frozen=True)
+class ServerWire:
+    """What the handshake settled: the dialect, and the server's flags (``None`` when the dialect was forced or
+    the server has no ``client/config``, where the official defaults apply)."""
+
+    dialect: WireDialect
+    config: ClientConfigResponse | None
 
 
 @dataclass
@@ -93,11 +102,11 @@ class Holder:
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
         self._lock = ForkSafeLock()  # a thread of the parent may hold it at a fork
         self._session: concurrent.futures.Future[str] | None = None
-        self._dialect: concurrent.futures.Future[WireDialect] | None = None
+        self._wire: concurrent.futures.Future[ServerWire] | None = None
         if config.dialect is not None:
-            forced: concurrent.futures.Future[WireDialect] = concurrent.futures.Future()
-            forced.set_result(config.dialect)
-            self._dialect = forced
+            forced: concurrent.futures.Future[ServerWire] = concurrent.futures.Future()
+            forced.set_result(ServerWire(config.dialect, None))
+            self._wire = forced
         self._heartbeat: BackgroundHeartbeat | None = None
         self.telemetry = Telemetry(self)
         self._model_seq = itertools.count()
@@ -178,31 +187,36 @@ class Holder:
         return await asyncio.wrap_future(pending)
 
     # wire dialect ----------------------------------------------------------------------------------------
-    async def wire_dialect(self) -> WireDialect:
-        """The dialect this client speaks: the forced one, else the handshake's answer (asked once; a failed
-        handshake is asked again by the next caller)."""
+    async def server_wire(self) -> ServerWire:
+        """The dialect this client speaks and the server's flags: the forced dialect (no flags), else the
+        handshake's answer (asked once; a failed handshake is asked again by the next caller)."""
         with self._lock:
-            if self._dialect is None or (self._dialect.done() and self._dialect.exception() is not None):
-                self._dialect = self.runtime.submit(self._handshake())
-            pending = self._dialect
+            if self._wire is None or (self._wire.done() and self._wire.exception() is not None):
+                self._wire = self.runtime.submit(self._handshake())
+            pending = self._wire
         return await asyncio.wrap_future(pending)
 
-    async def _handshake(self) -> WireDialect:
+    async def wire_dialect(self) -> WireDialect:
+        return (await self.server_wire()).dialect
+
+    async def _handshake(self) -> ServerWire:
         """``POST client/config``, retried like any request (timeouts, 5xx); its answer names the dialect."""
         try:
-            await self.clients().http.call("client_config", json={"sdk_version": self.config.sdk_version})
+            flags = await self.clients().http.call(
+                "client_config", json={"sdk_version": self.config.sdk_version}, result_type=ClientConfigResponse
+            )
         except APIStatusError as exc:
             if exc.status_code in (404, 405):
-                return dialect_of_handshake(exc.status_code)
+                return ServerWire(dialect_of_handshake(exc.status_code), None)
             raise
-        return dialect_of_handshake(200)
+        return ServerWire(dialect_of_handshake(200), flags)
 
     def known_wire_dialect(self) -> WireDialect | None:
         """The dialect if it is settled (never asks the server)."""
-        found = self._dialect
+        found = self._wire
         if found is None or not found.done() or found.cancelled() or found.exception() is not None:
             return None
-        return found.result()
+        return found.result().dialect
 
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"
