@@ -426,13 +426,15 @@ def _mapped_class(outer: BaseException, root: BaseException) -> type[httpx.Trans
 
 def _is_header_overflow(exc: BaseException) -> bool:
     """The backend refused a header line (or block) as too long: aiohttp's ``LineTooLong``, h11's receive-buffer
-    limit while reading the head."""
+    limit while reading the head, hyper's (pyqwest's) head limit."""
     for link in _chain(exc):
         if type(link).__name__ == "LineTooLong":
             return True
         # httpcore re-raises h11's error without its cause, so the message is what is left to recognize it by.
         library = type(link).__module__.split(".")[0]
         if library in ("h11", "httpcore", "httpx") and "Receive buffer too long" in str(link):
+            return True
+        if library in ("pyqwest", "httpx") and "message head is too large" in str(link):
             return True
     return False
 

@@ -304,11 +304,13 @@ class TransportSpec(_Spec):
     """The default base transport (callers may bring their own). ``None`` limits mean unlimited.
 
     ``httpx``: httpx's own transport, HTTP/2 by ALPN when ``http2``. ``aiohttp``: aiohttp under httpx (the
-    ``httpx-aiohttp`` package), HTTP/1.1 only, but its C parser costs far less client CPU per request."""
+    ``httpx-aiohttp`` package), HTTP/1.1 only, but its C parser costs far less client CPU per request.
+    ``pyqwest``: reqwest/hyper (Rust) under httpx (the ``pyqwest`` package, official SDK 0.38's choice), HTTP/2 by
+    ALPN; the TLS context is its own (system roots), not ``ssl``'s."""
 
-    backend: Literal["httpx", "aiohttp"] = "httpx"
+    backend: Literal["httpx", "aiohttp", "pyqwest"] = "httpx"
     backend_env: str | None = None
-    """Environment variable that overrides ``backend`` (``httpx`` or ``aiohttp``)."""
+    """Environment variable that overrides ``backend`` (``httpx``, ``aiohttp`` or ``pyqwest``)."""
     http2: bool = True
     max_connections: int | None = 1000
     max_keepalive_connections: int | None = 20

@@ -180,8 +180,12 @@ def build_transport(
 
 def _base_transport(spec: TransportSpec, env: Mapping[str, str]) -> httpx.AsyncBaseTransport:
     backend = (env.get(spec.backend_env) if spec.backend_env else None) or spec.backend
-    if backend not in ("httpx", "aiohttp"):
-        raise ConfigurationError(f"{spec.backend_env}={backend!r}: the HTTP backend must be 'httpx' or 'aiohttp'")
+    if backend not in ("httpx", "aiohttp", "pyqwest"):
+        raise ConfigurationError(
+            f"{spec.backend_env}={backend!r}: the HTTP backend must be 'httpx', 'aiohttp' or 'pyqwest'"
+        )
+    if backend == "pyqwest":
+        return _pyqwest_transport(spec)
     limits = httpx.Limits(
         max_connections=spec.max_connections,
         max_keepalive_connections=spec.max_keepalive_connections,
@@ -196,6 +200,31 @@ def _base_transport(spec: TransportSpec, env: Mapping[str, str]) -> httpx.AsyncB
             ) from None
         return AiohttpTransport(limits=limits, verify=_shared_ssl_context())
     return httpx.AsyncHTTPTransport(http2=spec.http2, limits=limits, verify=_shared_ssl_context())
+
+
+def _pyqwest_transport(spec: TransportSpec) -> httpx.AsyncBaseTransport:
+    try:
+        import pyqwest
+        from pyqwest.httpx import AsyncPyqwestTransport
+    except ImportError:
+        raise ConfigurationError("transport.backend: 'pyqwest' needs the pyqwest package (pip install pyqwest)") from None
+    # As with the other backends: httpx decides about redirects, the boundary decodes compressed bodies (under its
+    # size limits), our telemetry layer makes the spans and the pool follows the manifest's limits. Corporate
+    # proxies' CAs in the system store are trusted (pyqwest's default trusts only its bundled roots). HTTP/1.1 only
+    # when the manifest turns HTTP/2 off; else ALPN decides.
+    base = pyqwest.HTTPTransport(
+        tls_include_system_certs=True,
+        http_version=None if spec.http2 else pyqwest.HTTPVersion.HTTP1,
+        follow_redirects=False,
+        enable_gzip=False,
+        enable_brotli=False,
+        enable_zstd=False,
+        enable_otel=False,
+        pool_idle_timeout=spec.keepalive_expiry_s,
+        pool_max_idle_per_host=spec.max_keepalive_connections,
+        max_connections_per_address=spec.max_connections,
+    )
+    return AsyncPyqwestTransport(transport=base)
 
 
 @functools.cache

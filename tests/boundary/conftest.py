@@ -16,7 +16,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
+@pytest.fixture(params=["httpx", "aiohttp", "pyqwest"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Each base transport the manifest can name."""
     return str(request.param)
