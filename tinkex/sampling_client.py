@@ -7,7 +7,8 @@ on its future). The dispatch permits of the ``sample`` pool are released once th
 holds none (official semantics).
 
 A ``SamplingClient`` pickles: the copy in another process joins the same session and sampler without creating a
-new session, and numbers its requests from a random high base so they never collide with the original's.
+new session, and numbers its requests from a random high base so they never collide with the original's. A client
+inherited through ``os.fork()`` renumbers the same way in the child (see ``docs/fanout.md``).
 ``get_sampler_handle()`` / ``SamplingClient.from_sampler_handle(handle)`` (0.38) do the same through a string that
 carries no credentials.
 
@@ -37,6 +38,7 @@ from pristine_transport.layers.queue_state import QueueState
 from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
+from .runtime import after_fork_in_child
 from .types import (
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
@@ -162,6 +164,14 @@ class SamplingClient:
         self._seq_ids = itertools.count(seq_id_base)
         self._seq_lock = threading.Lock()
         self._observer = QueueStateLogger.for_sampling(sampling_session_id, on_queue_state_change)
+        after_fork_in_child(self, self._renumber_after_fork)
+
+    def _renumber_after_fork(self) -> None:
+        """In a forked child: go on from a fresh random block of seq_ids, as an unpickled copy does. Every child
+        inherits the parent's counter, and the server answers a (sampler, seq_id) it has seen from its replay
+        cache: without this, the children's samples would get one another's answers instead of running."""
+        self._seq_ids = itertools.count(_shadow_seq_id_base())
+        self._seq_lock = threading.Lock()  # a thread of the parent may have held it at the fork
 
     def __repr__(self) -> str:
         return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
