@@ -50,6 +50,9 @@ class ServerConfig:
     json_training_bodies: bool = True
     """False: ``forward_backward`` and ``forward`` refuse JSON bodies with 415 and take protobuf only, as servers
     built for today's official SDK do (see :mod:`tinkex.testing.dialect`)."""
+    strict_sequence: bool = False
+    """True: a model's training requests must arrive with consecutive seq_ids (1, 2, 3 …), else 409 naming the
+    expected and the received one, as some third-party servers answer (see :mod:`tinkex.testing.sequence_rules`)."""
 
     def latency_for(self, endpoint: str) -> float:
         return self.latency_by_endpoint.get(endpoint, self.future_latency)

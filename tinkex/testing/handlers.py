@@ -29,7 +29,7 @@ from msgspec import UNSET
 from tinkex import types as t
 from tinkex.types import codec
 
-from . import custom_loss_graph, dialect, fake_model
+from . import custom_loss_graph, dialect, fake_model, sequence_rules
 from .admin_endpoints import AdminEndpoints
 from .calls import Call, Rejection, Result, answers_404, open_session, refuse_if_finished, reject, session_or_404
 from .checkpoint_files import external_weights_files
@@ -199,6 +199,8 @@ class TinkerApi:
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
         self.operations = self._operations()
+        if config.strict_sequence:
+            self.operations = sequence_rules.in_strict_sequence(self.operations, ledger)
 
     # routing and auth
 
