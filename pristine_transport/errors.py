@@ -2,6 +2,12 @@
 
 Shape and messages follow the Stainless-generated SDKs (``Error code: 404 - {body}``). Messages never carry
 secrets: they name the status and the body, never request headers.
+
+An error about a write (a request whose method is not GET/HEAD/OPTIONS: the requests that get an idempotency key)
+says what happened to it: ``outcome`` is :func:`~pristine_transport.policy.write_outcome`'s verdict (``ran`` /
+``did_not_run`` / ``may_have_run``) over every attempt the retry layer made (it leaves its verdict under
+:data:`WRITE_OUTCOME` in the request's and the final response's extensions), and the message ends with the
+verdict and what to do next. ``outcome`` is None for a read.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from typing import Any
 
 import httpx
 import msgspec
+
+from pristine_transport.policy import Attempt, WriteOutcome, is_bare_400, write_outcome, write_outcome_advice
 
 __all__ = [
     "APIConnectionError",
@@ -29,12 +37,20 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
+    "WRITE_OUTCOME",
     "error_for_response",
     "error_for_transport_exception",
     "failure_name",
 ]
 
 _MAX_BODY_IN_MESSAGE = 2000
+
+WRITE_OUTCOME = "pristine.write_outcome"
+"""``request.extensions`` / ``response.extensions`` key: the :data:`~pristine_transport.policy.WriteOutcome` the
+retry layer found over every attempt of a logical request it gave up on (set on the caller's request and on the
+final response it hands back)."""
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class PristineError(Exception):
@@ -49,6 +65,9 @@ class APIError(PristineError):
     message: str
     request: httpx.Request
     body: object | None
+    outcome: WriteOutcome | None = None
+    """For an error about a write: whether it ran on the server (``ran`` / ``did_not_run`` / ``may_have_run``),
+    also stated at the end of the message; None for a read."""
 
     def __init__(self, message: str, request: httpx.Request, *, body: object | None) -> None:
         super().__init__(message)
@@ -57,7 +76,8 @@ class APIError(PristineError):
         self.body = body
 
     def __reduce__(self) -> Any:  # requests hold no secrets once the error leaves the stack; keep it picklable
-        return (_rebuild_error, (type(self), self.message, self.body, getattr(self, "status_code", None)))
+        status = getattr(self, "status_code", None)
+        return (_rebuild_error, (type(self), self.message, self.body, status, self.outcome))
 
 
 class APIStatusError(APIError):
@@ -168,7 +188,37 @@ def error_for_response(response: httpx.Response) -> APIStatusError:
     status = response.status_code
     message = f"Error code: {status}" if body is None else f"Error code: {status} - {body_excerpt(text)}"
     cls = InternalServerError if status >= 500 else _STATUS_CLASSES.get(status, APIStatusError)
-    return cls(message, response=response, body=body)
+    outcome = _outcome_of_response(response)
+    if outcome is not None:
+        message = f"{message}; {_advice(response.request, outcome)}"
+    error = cls(message, response=response, body=body)
+    error.outcome = outcome
+    return error
+
+
+def _outcome_of_response(response: httpx.Response) -> WriteOutcome | None:
+    """The retry layer's verdict over every attempt; without one (no retry layer), this one answer's."""
+    request = response.request
+    if request.method in _READ_METHODS:
+        return None
+    found = response.extensions.get(WRITE_OUTCOME) or request.extensions.get(WRITE_OUTCOME)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    status = response.status_code
+    bare = response.is_closed and is_bare_400(status, response.content)
+    return write_outcome([Attempt(status=status, bare=bare)])
+
+
+def _outcome_of_failure(exc: Exception, request: httpx.Request) -> WriteOutcome | None:
+    """A transport failure of a write: the retry layer's verdict, else this one failure's."""
+    if request.method in _READ_METHODS:
+        return None
+    found = request.extensions.get(WRITE_OUTCOME)
+    return found if found is not None else write_outcome([Attempt(failure=failure_name(exc))])
+
+
+def _advice(request: httpx.Request, outcome: WriteOutcome) -> str:
+    return write_outcome_advice(outcome, what=f"{request.method} {request.url.path}")
 
 
 def body_excerpt(text: str) -> str:
@@ -186,13 +236,24 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
         return ResponseTooLargeError(
             str(exc), exc.request, limit_name=exc.limit_name, limit=exc.limit, endpoint=exc.endpoint
         )
+    outcome = _outcome_of_failure(exc, request)
+    error: APIConnectionError
     if isinstance(exc, ProgressTimeoutError):
-        return APITimeoutError(request, str(exc))
-    failure = _actual_failure(exc)
-    if failure is exc and isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(request)
-    detail = str(failure) or type(failure).__name__
-    return APIConnectionError(request=request, message=f"Connection error: {detail}")
+        error = APITimeoutError(request, _with_advice(str(exc), request, outcome))
+    else:
+        failure = _actual_failure(exc)
+        if failure is exc and isinstance(exc, httpx.TimeoutException):
+            error = APITimeoutError(request, _with_advice("Request timed out.", request, outcome))
+        else:
+            detail = str(failure) or type(failure).__name__
+            message = _with_advice(f"Connection error: {detail}", request, outcome)
+            error = APIConnectionError(request=request, message=message)
+    error.outcome = outcome
+    return error
+
+
+def _with_advice(message: str, request: httpx.Request, outcome: WriteOutcome | None) -> str:
+    return message if outcome is None else f"{message}; {_advice(request, outcome)}"
 
 
 def failure_name(exc: BaseException) -> str:
@@ -217,11 +278,13 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
-def _rebuild_error(cls: type[APIError], message: str, body: object | None, status: int | None) -> APIError:
+def _rebuild_error(
+    cls: type[APIError], message: str, body: object | None, status: int | None, outcome: WriteOutcome | None = None
+) -> APIError:
     request = httpx.Request("GET", "http://unpickled.invalid/")
     err = cls.__new__(cls)
     PristineError.__init__(err, message)
-    err.message, err.request, err.body = message, request, body
+    err.message, err.request, err.body, err.outcome = message, request, body, outcome
     if status is not None:
         err.status_code = status  # type: ignore[attr-defined]
     return err

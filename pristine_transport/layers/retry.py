@@ -25,6 +25,10 @@ request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` o
 400 is re-sent while the layer's budget of 16 tokens lasts, and a request of an unlimited policy that fails
 ``failed_attempts`` times in a row while other requests of the policy succeed is given up. Every verdict comes from
 :func:`pristine_transport.policy.decide_retry`.
+
+When it gives up on a failure, the layer leaves :func:`~pristine_transport.policy.write_outcome` over every attempt
+(ran / did not run / may have run) under ``errors.WRITE_OUTCOME`` in the caller's request's extensions and in the
+final response's, so the error built from them says what happened to the write.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from pristine_transport.deadlines import (
     OperationClock,
     effective_deadlines,
 )
-from pristine_transport.errors import failure_name
+from pristine_transport.errors import WRITE_OUTCOME, failure_name
 from pristine_transport.layers.response_io import discard, read_or_close
 from pristine_transport.policy import (
     CALL_DEADLINES,
@@ -63,6 +67,7 @@ from pristine_transport.policy import (
     decide_retry,
     is_bare_400,
     may_have_run,
+    write_outcome,
 )
 
 from ..manifest import RetryHeadersSpec, RetryPolicySpec
@@ -364,8 +369,11 @@ class RetryLayer(httpx.AsyncBaseTransport):
                         if failure is None:
                             await discard(response)
                         raise self._deadline_error(request, state, clock, started, verdict.deadline, verdict.reason)
+                    # What happened to the write, over every attempt: the error built from this says it.
+                    request.extensions[WRITE_OUTCOME] = outcome = write_outcome(state.attempts)
                     if failure is not None:
                         raise failure
+                    response.extensions[WRITE_OUTCOME] = outcome
                     return response
                 if failure is None:
                     await discard(response)
@@ -479,11 +487,12 @@ class _Tokens:
 
 
 class _Operation:
-    """Counters of one logical request between decisions."""
+    """Counters of one logical request between decisions, and its failed attempts (for the write's outcome)."""
 
-    __slots__ = ("may_have_run", "failures", "round_retries", "rounds", "successes_at_first_failure")
+    __slots__ = ("attempts", "may_have_run", "failures", "round_retries", "rounds", "successes_at_first_failure")
 
     def __init__(self, successes: int) -> None:
+        self.attempts: list[Attempt] = []
         self.may_have_run = False
         self.failures = 0
         self.round_retries = 0
@@ -492,6 +501,7 @@ class _Operation:
 
     def saw(self, attempt: Attempt, clock: OperationClock) -> None:
         self.failures += 1
+        self.attempts.append(attempt)
         self.may_have_run = self.may_have_run or may_have_run(attempt)
         clock.last_seen = f"HTTP {attempt.status}" if attempt.status is not None else attempt.failure
 
