@@ -37,7 +37,9 @@ from pristine_transport.errors import (
     error_for_response,
     error_for_transport_exception,
 )
+from pristine_transport.layers.notices import ResponseNotices
 from pristine_transport.layers.retry import RetryHook
+from pristine_transport.layers.token_auth import TokenAuth
 from pristine_transport.logs import configure_logging
 from pristine_transport.manifest import EndpointSpec, Manifest, load_manifest
 from pristine_transport.policy import CALL_DEADLINES, Deadlines
@@ -84,6 +86,8 @@ class ManifestClient:
         default_body: Mapping[str, Any] | None = None,
         on_retry: RetryHook | None = None,
         deadlines: Deadlines = CALL_DEADLINES,
+        token_auth: TokenAuth | None = None,
+        notices: ResponseNotices | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.redactor = redactor if redactor is not None else Redactor()
@@ -98,6 +102,8 @@ class ManifestClient:
             size_estimators=size_estimators,
             on_retry=on_retry,
             deadlines=deadlines,
+            token_auth=token_auth,
+            notices=notices,
         )
         configure_logging(self.manifest.logging, env=env, redactor=self.redactor)
         kwargs = dict(http_client_kwargs or {})

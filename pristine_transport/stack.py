@@ -47,10 +47,12 @@ from pristine_transport.layers.backpressure import BackpressureLayer
 from pristine_transport.layers.header_list import copy_request
 from pristine_transport.layers.headers import HeadersLayer, resolve_headers
 from pristine_transport.layers.idempotency import IdempotencyLayer
+from pristine_transport.layers.notices import ResponseNoticeLayer, ResponseNotices
 from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueStateLayer
 from pristine_transport.layers.retry import ProgressTracker, RetryHook, RetryLayer
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
+from pristine_transport.layers.token_auth import TokenAuth, TokenAuthLayer
 from pristine_transport.manifest import (
     EndpointSpec,
     Manifest,
@@ -85,10 +87,14 @@ def build_transport(
     size_estimators: Mapping[str, SizeEstimator] | None = None,
     on_retry: RetryHook | None = None,
     deadlines: Deadlines = CALL_DEADLINES,
+    token_auth: TokenAuth | None = None,
+    notices: ResponseNotices | None = None,
 ) -> RouterTransport:
     """Build every endpoint's stack over ``base`` (default: an ``httpx.AsyncHTTPTransport`` as the manifest's
     ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes. ``deadlines`` bound
     every request that declares none (neither a ``DEADLINES`` extension nor a ``with deadlines(...)`` scope).
+    ``token_auth`` sets each endpoint's token (``layers.token_auth``) and ``notices`` surfaces the server's notices
+    once (``layers.notices``); both sit just above the headers layer, inside every retry.
 
     Header values are resolved now (``config`` > ``env`` > manifest default) and their secrets registered with
     ``redactor``; a missing required header or an unknown size estimator raises ``ConfigurationError``.
@@ -145,6 +151,10 @@ def build_transport(
             layers.append(lambda inner: BackpressureLayer(inner, backpressure, window, size_of=size_of))
         if endpoint.queue_state:
             layers.append(lambda inner: _queue_state_layer(inner, spec))
+        if notices is not None:  # the server's notices, once per client (pristine_transport.layers.notices)
+            layers.append(lambda inner: ResponseNoticeLayer(inner, notices))
+        if token_auth is not None:  # the endpoint's token, and the one replay when the server refuses it
+            layers.append(lambda inner: TokenAuthLayer(inner, token_auth, endpoint=name))
         layers.append(
             lambda inner: HeadersLayer(inner, merge_headers(default_headers, endpoint.headers), redactor=redactor)
         )

@@ -7,6 +7,10 @@ adds the resolved headers to each request that does not already carry them.
 ``async_library`` is resolved when ``resolve_headers`` runs: ``async:trio`` inside a running trio task,
 otherwise ``async:asyncio`` (also when no loop runs yet, since the stack is built for an asyncio-compatible loop).
 The value cannot change for the life of a client, so computing it per request would buy nothing.
+
+``context_headers(...)`` scopes headers to a context (a ``contextvars`` scope: the task and the tasks it starts):
+every request sent inside it carries them, unless the request sets them itself. An SDK names the public call that
+sends a request this way; background loops run outside any such scope (or under ``context_headers(None)``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import logging
 import platform
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -25,12 +31,25 @@ from ..manifest import HeaderSource, PlatformValue
 from ..redaction import Redactor
 from .header_list import HeaderEntry, header_entry, live_entries
 
-__all__ = ["HeadersLayer", "platform_value", "resolve_headers"]
+__all__ = ["HeadersLayer", "context_headers", "platform_value", "resolve_headers"]
 
 logger = logging.getLogger("pristine_transport.headers")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HTTPX_DEFAULT_USER_AGENT = f"python-httpx/{httpx.__version__}"
+_CONTEXT_HEADERS: ContextVar[tuple[HeaderEntry, ...]] = ContextVar("pristine_transport.context_headers", default=())
+
+
+@contextmanager
+def context_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Requests sent in this context (and in tasks started from it) carry ``headers`` (encoded once, here);
+    ``None`` or an empty mapping sends none, also inside an outer scope."""
+    entries = tuple(header_entry(name, value) for name, value in (headers or {}).items())
+    token = _CONTEXT_HEADERS.set(entries)
+    try:
+        yield
+    finally:
+        _CONTEXT_HEADERS.reset(token)
 
 
 def resolve_headers(
@@ -99,6 +118,10 @@ class HeadersLayer(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         items = live_entries(request.headers)
         names = [item[1] for item in items]
+        for entry in _CONTEXT_HEADERS.get():
+            if entry[1] not in names:
+                items.append(entry)
+                names.append(entry[1])
         for entry, httpx_default in self._entries:
             lower_name = entry[1]
             if lower_name not in names:
