@@ -224,7 +224,8 @@ def write_outcome_advice(
     if future_expired and changes_state:
         return (
             f"{what} ran on the server but its result expired before it was retrieved: do not submit it again "
-            "(its effect is already in place); continue with the next step from the state it left"
+            "(its effect is already in place, and a second submission would apply it twice); continue with the "
+            "next step from the state it left (only the returned result is lost)"
         )
     if future_expired:
         return (

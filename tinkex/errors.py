@@ -4,11 +4,19 @@
 under it (``APIError`` > ``APIStatusError`` > ``BadRequestError``, ..., ``RequestFailedError``). The 0.16
 sidecar errors and 0.38's ``ExperimentalWarning`` are here so code that names them keeps importing.
 
-tinkex's own, all under ``TinkerError`` too: ``DeadlineExceededError`` (a bound of docs/deadlines.md passed; also an
+tinkex's own, all under ``TinkerError`` too: ``ChunkedRequestError`` (a batch sent in several requests failed in
+part: per chunk, which ran, which failed and which were not sent), ``DeadlineExceededError`` (a bound of docs/deadlines.md passed; also an
 ``APITimeoutError`` and a built-in ``TimeoutError``), ``InFlightAtForkError`` (a call in flight in the parent when
 the process forked) and ``RequestCancelledError`` (a ``RequestFailedError`` whose request was cancelled on purpose,
 e.g. a sample whose caller cancelled it).
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
 
 from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.errors import (
@@ -39,6 +47,7 @@ from pristine_transport.futures import (
     RequestFailedError,
     RequestRateLimitedError,
 )
+from pristine_transport.policy import WriteOutcome
 
 from .runtime import InFlightAtForkError
 from .validation import InvalidArgumentError
@@ -68,6 +77,93 @@ class ExperimentalWarning(FutureWarning):
     """Warned when an API that may change or go away in any release is called (0.38). A ``FutureWarning``, so
     it is shown by default; silence it with ``warnings.filterwarnings("ignore", category=ExperimentalWarning)``."""
 
+
+ChunkState = Literal["ran", "failed", "not_sent"]
+
+
+class ChunkReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to one chunk of a batch sent in several requests."""
+
+    index: int
+    data_start: int
+    """The chunk is ``data[data_start:data_stop]`` of the caller's batch."""
+    data_stop: int
+    outcome: WriteOutcome
+    """Whether its request ran on the server (``ran``: accepted, so it runs or has run)."""
+    seq_id: int | None = None
+    """Its wire seq_id; None when it was not sent."""
+    request_id: str | None = None
+    """Its future's id, when the server accepted it."""
+    error: str | None = None
+    """What went wrong with it; None when it ran without error or was not sent."""
+
+    @property
+    def state(self) -> ChunkState:
+        if self.error is not None:
+            return "failed"
+        return "not_sent" if self.seq_id is None else "ran"
+
+    def describe(self) -> str:
+        where = f"chunk {self.index} (data[{self.data_start}:{self.data_stop}]"
+        where += f", seq_id {self.seq_id})" if self.seq_id is not None else ")"
+        if self.state == "ran":
+            return f"{where} ran"
+        if self.state == "not_sent":
+            return f"{where} was not sent"
+        verdict = {"ran": "ran and failed", "did_not_run": "did not run", "may_have_run": "may have run"}[self.outcome]
+        return f"{where} {verdict}: {self.error}"
+
+
+class ChunkedRequestError(TinkerError):
+    """A batch that went to the server in several requests (chunks) failed in part. ``chunks`` says, for each,
+    whether it ran, failed (and whether it ran) or was not sent; ``outcome`` is the failed chunk's; the message lists
+    every chunk and what to do next. ``__cause__`` is the first chunk's own error."""
+
+    def __init__(self, operation: str, chunks: Sequence[ChunkReport], *, changes_state: bool) -> None:
+        self.operation = operation
+        self.chunks: list[ChunkReport] = list(chunks)
+        self.changes_state = changes_state
+        failed = [chunk for chunk in self.chunks if chunk.state == "failed"]
+        self.outcome: WriteOutcome = failed[0].outcome if failed else "ran"
+        total = self.chunks[-1].data_stop if self.chunks else 0
+        lines = "; ".join(chunk.describe() for chunk in self.chunks)
+        self.message = f"{operation} of {total} data in {len(self.chunks)} chunks failed in part: {lines}. {self._advice()}"
+        super().__init__(self.message)
+
+    def data_not_run(self) -> list[tuple[int, int]]:
+        """The ``(start, stop)`` ranges of the batch whose chunks surely did not run (failed before running, or
+        not sent): what to submit again to complete the batch."""
+        return [(c.data_start, c.data_stop) for c in self.chunks if c.outcome == "did_not_run"]
+
+    def _advice(self) -> str:
+        ran = [str(c.index) for c in self.chunks if c.state == "ran"]
+        ran_and_failed = [str(c.index) for c in self.chunks if c.state == "failed" and c.outcome == "ran"]
+        unsure = [str(c.index) for c in self.chunks if c.outcome == "may_have_run"]
+        redo = ", ".join(f"data[{start}:{stop}]" for start, stop in self.data_not_run())
+        parts = []
+        if ran and self.changes_state:
+            parts.append(f"chunk(s) {', '.join(ran)} ran and stay applied to the model: do not submit them again")
+        elif ran:
+            parts.append(f"chunk(s) {', '.join(ran)} ran")
+        if ran_and_failed:
+            parts.append(
+                f"chunk(s) {', '.join(ran_and_failed)} ran on the server and failed there: their errors say whether "
+                "their data can be submitted again"
+            )
+        if unsure:
+            parts.append(f"chunk(s) {', '.join(unsure)} may have run: check before submitting them again")
+        if redo:
+            parts.append(f"to complete the batch, submit only {redo} (error.data_not_run())")
+        return "; ".join(parts) + "." if parts else ""
+
+    def __reduce__(self) -> object:
+        return (_rebuild_chunked, (self.operation, self.chunks, self.changes_state))
+
+
+def _rebuild_chunked(operation: str, chunks: list[ChunkReport], changes_state: bool) -> ChunkedRequestError:
+    return ChunkedRequestError(operation, chunks, changes_state=changes_state)
+
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -77,6 +173,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
+    "ChunkReport",
+    "ChunkedRequestError",
     "ConfigurationError",
     "ConflictError",
     "DeadlineExceededError",

@@ -1,8 +1,13 @@
 """``TrainingClient``: forward / backward / optimizer steps and weights of one LoRA model.
 
-Every training request gets the next request id of this client (wire ``seq_id = request_id + 1``) and is
-dispatched only once the previous one has its future id — not once it completes — so ``forward_backward`` and
-``optim_step`` can be submitted back to back and the server still sees them in order (official ``_take_turn``).
+Every training request gets the next request id of this client and is dispatched only once the previous one has
+its future id — not once it completes — so ``forward_backward`` and ``optim_step`` can be submitted back to back
+and the server still sees them in order (official ``_take_turn``). The wire ``seq_id`` (1, 2, 3 …, as the official
+``request_id + 1``) is given at dispatch: a request the server certainly did not run (refused before executing it,
+``outcome == "did_not_run"``) hands its seq_id to the next one, so a refusal leaves no gap in the model's sequence
+for a server that wants them consecutive; its error says so. A batch sent in several chunks that fails in part
+raises :class:`~tinkex.errors.ChunkedRequestError`, saying per chunk which ran, which failed and which were not
+sent.
 The ``*_async`` methods run on the caller's loop and return an :class:`APIFuture` (await twice, as in the
 official SDK); the sync ones return at once with an ``APIFuture`` computed on the background loop.
 
@@ -21,12 +26,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from pristine_transport import extensions
+from pristine_transport.errors import APIError
 from pristine_transport.futures import FutureExpiredError, FutureHandle, combine
+from pristine_transport.policy import WriteOutcome
 
 from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
 from .chunking import chunk_data, combine_forward_backward_outputs
 from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
+from .errors import ChunkedRequestError, ChunkReport
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
 from .runtime import ForkSafeLock, InFlightAtForkError, after_fork_in_child, fail_inherited_future
@@ -70,6 +78,8 @@ __all__ = ["TrainingClient"]
 
 T = TypeVar("T")
 CustomLossFn = Callable[[list[Datum], list[Any]], "tuple[Any, dict[str, float]]"]
+WireRequest = Callable[[int], "tuple[str, dict[str, Any]]"]
+"""A request as a function of its seq_id: the endpoint and the send arguments (``json=body`` or the dialect's)."""
 
 
 class _Turns:
@@ -114,6 +124,29 @@ class _Turns:
             fail_inherited_future(dispatched, parent_pid)
 
 
+class _SeqIds:
+    """The model's wire seq_ids, taken at dispatch. Requests dispatch one at a time (:class:`_Turns`), so the last one
+    taken can be given back when the server certainly did not run its request: the next request takes it."""
+
+    def __init__(self) -> None:
+        self._lock = ForkSafeLock()
+        self._next = 1
+
+    def take(self) -> int:
+        with self._lock:
+            seq_id = self._next
+            self._next += 1
+            return seq_id
+
+    def give_back(self, seq_id: int) -> bool:
+        """Reuse ``seq_id`` for the next request; False (kept used) if a later one was taken meanwhile."""
+        with self._lock:
+            if self._next != seq_id + 1:
+                return False
+            self._next = seq_id
+            return True
+
+
 class TrainingClient:
     """One LoRA training model; made by ``Client.create_lora_training_client`` (or ``*_from_state``).
 
@@ -137,6 +170,7 @@ class TrainingClient:
         self._info = info
         self.base_model = base_model if base_model is not None or info is None else info.model_data.model_name
         self._turns = _Turns()
+        self._seq_ids = _SeqIds()
         self._on_queue_state_change = on_queue_state_change  # handed on to the samplers this client makes
         self._observer = QueueStateLogger.for_training("Training", model_id, on_queue_state_change)
 
@@ -145,27 +179,34 @@ class TrainingClient:
 
     # dispatch --------------------------------------------------------------------------------------------
     async def _dispatch(
-        self,
-        request_id: int,
-        endpoint: str,
-        body: msgspec.Struct,
-        result_type: type[T],
-        size_bytes: int | None = None,
-        send_kwargs: dict[str, Any] | None = None,
+        self, request_id: int, request: WireRequest, result_type: type[T], size_bytes: int | None = None
     ) -> FutureHandle[T]:
-        """``send_kwargs`` (the body as the wire dialect sends it, e.g. protobuf content) replace ``json=body``."""
+        """Wait for this request's turn, give it the next seq_id and submit it. If the server certainly did not
+        run it, its seq_id goes to the next request; the error says which seq_id it had and what follows."""
+        seq_id: int | None = None
+        endpoint = "request"
+        sent = False
         try:
             await self._turns.wait_for(request_id)
+            seq_id = self._seq_ids.take()
+            endpoint, send_kwargs = request(seq_id)
             ext = {extensions.SIZE_BYTES: size_bytes} if size_bytes is not None else None
-            sent = send_kwargs if send_kwargs is not None else {"json": body}
+            sent = True
             return await self.holder.clients().futures.submit(
-                endpoint, result_type=result_type, observer=self._observer, extensions=ext, **sent
+                endpoint, result_type=result_type, observer=self._observer, extensions=ext, **send_kwargs
             )
         except Exception as exc:
+            if seq_id is not None:
+                outcome: WriteOutcome | None = getattr(exc, "outcome", None) if sent else "did_not_run"
+                reused = outcome == "did_not_run" and self._seq_ids.give_back(seq_id)
+                _say_what_became_of_the_seq_id(exc, endpoint, self.model_id, seq_id, outcome, reused)
             self.holder.telemetry.exception(exc)
             raise
         finally:
             self._turns.mark_dispatched(request_id)
+
+    def _json_request(self, endpoint: str, body: Callable[[int], msgspec.Struct]) -> WireRequest:
+        return lambda seq_id: (endpoint, {"json": body(seq_id)})
 
     def _future(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> APIFuture[T]:
         """The user's future of a dispatched request; its failure is reported to telemetry once."""
@@ -223,28 +264,39 @@ class TrainingClient:
     ) -> APIFuture[ForwardBackwardOutput]:
         if not chunks:
             return completed_future(combine_forward_backward_outputs([]))
-        handles = []
+        handles: list[FutureHandle[ForwardBackwardOutput]] = []
+        seq_ids: list[int] = []
+        operation = "forward_backward" if backward else "forward"
         try:
             dialect = await self.holder.wire_dialect()  # settled with the session; no request here
             for request_id, chunk in chunks:
                 batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
-                body: ForwardBackwardRequest | ForwardRequest
-                if backward:
-                    body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
-                else:
-                    body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=request_id + 1)
+
+                def request(seq_id: int, batch: ForwardBackwardInput = batch) -> tuple[str, dict[str, Any]]:
+                    seq_ids.append(seq_id)
+                    body: ForwardBackwardRequest | ForwardRequest
+                    if backward:
+                        body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=seq_id)
+                    else:
+                        body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=seq_id)
+                    wire = training_body(body, dialect, self.holder.manifest)
+                    return wire.endpoint, wire.send_kwargs
+
                 size = sum(estimate_datum_bytes(d) for d in chunk)
-                wire = training_body(body, dialect, self.holder.manifest)
-                handles.append(
-                    await self._dispatch(
-                        request_id, wire.endpoint, body, ForwardBackwardOutput, size, send_kwargs=wire.send_kwargs
-                    )
-                )
+                handles.append(await self._dispatch(request_id, request, ForwardBackwardOutput, size))
+        except Exception as exc:
+            if len(chunks) == 1:
+                raise
+            reports = _chunk_reports([chunk for _, chunk in chunks], handles, seq_ids, failure=exc)
+            raise ChunkedRequestError(operation, reports, changes_state=backward) from exc
         finally:
             # A failed chunk leaves the later ones unsent; the next request must not wait for them forever.
             for request_id, _ in chunks:
                 self._turns.mark_dispatched(request_id)
-        return self._future(combine(handles, combine_forward_backward_outputs))
+        if len(handles) == 1:
+            return self._future(combine(handles, combine_forward_backward_outputs))
+        data = [chunk for _, chunk in chunks]
+        return self._future(_every_chunk(operation, data, handles, seq_ids, changes_state=backward))
 
     async def forward_backward_custom_async(
         self,
@@ -307,8 +359,8 @@ class TrainingClient:
         return self._in_background(self._optim_step(self._turns.reserve(1)[0], params))
 
     async def _optim_step(self, request_id: int, params: OptimParams) -> APIFuture[OptimStepResponse]:
-        body = _optim_step_request(params, self.model_id, request_id + 1)
-        return self._future(await self._dispatch(request_id, "optim_step", body, OptimStepResponse))
+        request = self._json_request("optim_step", lambda seq_id: _optim_step_request(params, self.model_id, seq_id))
+        return self._future(await self._dispatch(request_id, request, OptimStepResponse))
 
     async def save_state_async(
         self,
@@ -335,8 +387,11 @@ class TrainingClient:
         self, request_id: int, name: str, ttl: int | None, overwrite: bool, user_metadata: dict[str, str] | None
     ) -> APIFuture[SaveWeightsResponse]:
         extras = _set_only(overwrite=overwrite or None, user_metadata=user_metadata)
-        body = SaveWeightsRequest(model_id=self.model_id, path=name, seq_id=request_id + 1, ttl_seconds=ttl, **extras)
-        return self._future(await self._dispatch(request_id, "save_weights", body, SaveWeightsResponse))
+        request = self._json_request(
+            "save_weights",
+            lambda seq_id: SaveWeightsRequest(model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **extras),
+        )
+        return self._future(await self._dispatch(request_id, request, SaveWeightsResponse))
 
     async def load_state_async(self, path: str, weights_access_token: str | None = None) -> APIFuture[LoadWeightsResponse]:
         """Load weights (not the optimizer state) from a ``save_state`` checkpoint; ``weights_access_token``
@@ -361,14 +416,14 @@ class TrainingClient:
     async def _load_state(
         self, request_id: int, path: str, optimizer: bool, weights_access_token: str | None
     ) -> APIFuture[LoadWeightsResponse]:
-        body = LoadWeightsRequest(
-            model_id=self.model_id,
-            path=path,
-            optimizer=optimizer,
-            seq_id=request_id + 1,
-            **_set_only(weights_access_token=weights_access_token),
+        token = _set_only(weights_access_token=weights_access_token)
+        request = self._json_request(
+            "load_weights",
+            lambda seq_id: LoadWeightsRequest(
+                model_id=self.model_id, path=path, optimizer=optimizer, seq_id=seq_id, **token
+            ),
         )
-        return self._future(await self._dispatch(request_id, "load_weights", body, LoadWeightsResponse))
+        return self._future(await self._dispatch(request_id, request, LoadWeightsResponse))
 
     async def save_weights_for_sampler_async(
         self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
@@ -384,14 +439,14 @@ class TrainingClient:
     async def _save_for_sampler(
         self, request_id: int, name: str, ttl: int | None, user_metadata: dict[str, str] | None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        body = SaveWeightsForSamplerRequest(
-            model_id=self.model_id,
-            path=name,
-            seq_id=request_id + 1,
-            ttl_seconds=ttl,
-            **_set_only(user_metadata=user_metadata),
+        metadata = _set_only(user_metadata=user_metadata)
+        request = self._json_request(
+            "save_weights_for_sampler",
+            lambda seq_id: SaveWeightsForSamplerRequest(
+                model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **metadata
+            ),
         )
-        handle = await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
+        handle = await self._dispatch(request_id, request, SaveWeightsForSamplerResponseInternal)
         return self._future(handle, _named_path("save_weights_for_sampler", name, SaveWeightsForSamplerResponse))
 
     async def save_weights_external_async(
@@ -414,14 +469,14 @@ class TrainingClient:
         if recipients is not None and len(recipients) > 10:
             self._turns.mark_dispatched(request_id)
             raise ValueError(f"age_encryption_recipients takes at most 10 keys, got {len(recipients)}")
-        body = SaveWeightsExternalRequest(
-            model_id=self.model_id,
-            path=name,
-            seq_id=request_id + 1,
-            ttl_seconds=ttl,
-            **_set_only(age_encryption_recipients=recipients),
+        extras = _set_only(age_encryption_recipients=recipients)
+        request = self._json_request(
+            "save_weights_external",
+            lambda seq_id: SaveWeightsExternalRequest(
+                model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **extras
+            ),
         )
-        handle = await self._dispatch(request_id, "save_weights_external", body, SaveWeightsExternalResponseInternal)
+        handle = await self._dispatch(request_id, request, SaveWeightsExternalResponseInternal)
         return self._future(handle, _named_path("save_weights_external", name, SaveWeightsExternalResponse))
 
     async def save_weights_and_get_sampling_client_async(
@@ -448,15 +503,20 @@ class TrainingClient:
             saved = await (await self.save_weights_for_sampler_async(name))
             return await self.create_sampling_client_async(saved.path, retry_config, record_stability_info)
         request_id = self._turns.reserve(1)[0]
-        body = SaveWeightsForSamplerRequest(
-            model_id=self.model_id,
-            seq_id=request_id + 1,
-            sampling_session_seq_id=self.holder.next_sampling_session_seq_id(),
-            ttl_seconds=None,
-            **_set_only(kind=None if kind == "snapshot" else kind),  # 0.16 knows only snapshots, and sends no kind
+        sampling_session_seq_id = self.holder.next_sampling_session_seq_id()
+        inflight = _set_only(kind=None if kind == "snapshot" else kind)  # 0.16 knows only snapshots: it sends no kind
+        request = self._json_request(
+            "save_weights_for_sampler",
+            lambda seq_id: SaveWeightsForSamplerRequest(
+                model_id=self.model_id,
+                seq_id=seq_id,
+                sampling_session_seq_id=sampling_session_seq_id,
+                ttl_seconds=None,
+                **inflight,
+            ),
         )
         result: SaveWeightsForSamplerResponseInternal = await self._future(
-            await self._dispatch(request_id, "save_weights_for_sampler", body, SaveWeightsForSamplerResponseInternal)
+            await self._dispatch(request_id, request, SaveWeightsForSamplerResponseInternal)
         )
         if result.sampling_session_id is None:
             raise ValueError(f"ephemeral save_weights_for_sampler answered without a sampling_session_id: {result!r}")
@@ -590,3 +650,82 @@ async def _expiry_keeps_the_step(awaitable: Awaitable[T]) -> T:
         raise FutureExpiredError(
             expired.request_id, expired.status_code, request_type=expired.request_type, changes_state=True
         ) from None
+
+
+def _say_what_became_of_the_seq_id(
+    exc: Exception, endpoint: str, model_id: str, seq_id: int, outcome: WriteOutcome | None, reused: bool
+) -> None:
+    """End the error's message (which already says whether the request ran) with its seq_id and what became of it:
+    the requests after it are never held back; they go on from this seq_id if it did not run, else from the next."""
+    if not isinstance(exc, APIError) or outcome is None:
+        return
+    which = f"{endpoint} had seq_id {seq_id} of model {model_id}"
+    if reused:
+        sentence = (
+            f"{which}; as it did not run, seq_id {seq_id} goes to this model's next request, so the requests after "
+            "it are sent in order with no gap"
+        )
+    else:
+        sentence = f"{which}, which stays used: the requests after it are sent from seq_id {seq_id + 1}"
+    exc.message = f"{exc.message}. {sentence}"
+    exc.args = (exc.message,)
+
+
+def _chunk_reports(
+    chunks: list[list[Datum]],
+    handles: list[FutureHandle[Any]],
+    seq_ids: list[int],
+    *,
+    failure: BaseException | None = None,
+    results: list[Any] | None = None,
+) -> list[ChunkReport]:
+    """Per chunk: accepted (ran; with ``results``, how its future ended), failed (``failure``, the chunk after the
+    accepted ones), or not sent."""
+    reports: list[ChunkReport] = []
+    start = 0
+    for index, chunk in enumerate(chunks):
+        stop = start + len(chunk)
+        seq_id = seq_ids[index] if index < len(seq_ids) else None
+        request_id = handles[index].request_id if index < len(handles) else None
+        outcome: WriteOutcome
+        error: str | None = None
+        if index < len(handles):
+            result = results[index] if results is not None else None
+            outcome = "ran"  # the server accepted it: it runs or has run
+            if isinstance(result, BaseException):
+                outcome = getattr(result, "outcome", None) or "ran"
+                error = str(result) or type(result).__name__
+        elif index == len(handles) and failure is not None:
+            outcome = getattr(failure, "outcome", None) or ("may_have_run" if seq_id is not None else "did_not_run")
+            error = str(failure) or type(failure).__name__
+        else:
+            outcome, seq_id = "did_not_run", None
+        reports.append(
+            ChunkReport(
+                index=index, data_start=start, data_stop=stop, outcome=outcome, seq_id=seq_id,
+                request_id=request_id, error=error,
+            )
+        )
+        start = stop
+    return reports
+
+
+async def _every_chunk(
+    operation: str,
+    chunks: list[list[Datum]],
+    handles: list[FutureHandle[ForwardBackwardOutput]],
+    seq_ids: list[int],
+    *,
+    changes_state: bool,
+) -> ForwardBackwardOutput:
+    """The combined result of every chunk; if any chunk failed, a :class:`ChunkedRequestError` that says how each
+    one ended (every chunk is waited for, so the report is complete)."""
+    results = await asyncio.gather(*(_expiry_keeps_the_step(h) for h in handles), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if not failures:
+        return combine_forward_backward_outputs(results)  # type: ignore[arg-type]
+    for failure in failures:
+        if not isinstance(failure, Exception):
+            raise failure  # a part cancelled (or worse): no report to make
+    reports = _chunk_reports(chunks, handles, seq_ids, results=list(results))
+    raise ChunkedRequestError(operation, reports, changes_state=changes_state) from failures[0]

@@ -13,6 +13,7 @@ from sdk_helpers import BASE_MODEL, WireFake, datum, fake_client, server_client
 
 import tinkex
 from tinkex import BadRequestError, InvalidArgumentError, types
+from tinkex.errors import ChunkedRequestError
 from tinkex.testing import FaultRule, LocalServer
 
 SUBMIT_DELAY_S = 0.3
@@ -167,7 +168,8 @@ def test_a_rejected_request_does_not_block_the_ones_after_it(wire: WireFake) -> 
             failed.result(5)
     finally:
         client.close()
-    assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 2)]
+    # refused before it ran: its seq_id goes to the next request, leaving no gap in the model's sequence
+    assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 1)]
 
 
 def test_a_rejected_chunk_does_not_block_the_requests_after_it(wire: WireFake) -> None:
@@ -186,11 +188,12 @@ def test_a_rejected_chunk_does_not_block_the_requests_after_it(wire: WireFake) -
         failed = training.forward_backward([datum([i % 50 + 1]) for i in range(1025)], "cross_entropy")
         optim = training.optim_step(types.AdamParams())
         optim.result(5)
-        with pytest.raises(BadRequestError, match="bad chunk"):
+        with pytest.raises(ChunkedRequestError, match="bad chunk") as caught:
             failed.result(5)
     finally:
         client.close()
-    assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 3)]
+    assert [chunk.state for chunk in caught.value.chunks] == ["failed", "not_sent"]
+    assert training_seq_ids(wire) == [("forward_backward", 1), ("optim_step", 1)]
 
 
 def test_a_mistaken_argument_raises_at_the_call_and_leaves_no_gap_in_the_sequence(wire: WireFake) -> None:
