@@ -6,8 +6,8 @@ secrets: they name the status and the body, never request headers.
 An error about a write (a request whose method is not GET/HEAD/OPTIONS: the requests that get an idempotency key)
 says what happened to it: ``outcome`` is :func:`~pristine_transport.policy.write_outcome`'s verdict (``ran`` /
 ``did_not_run`` / ``may_have_run``) over every attempt the retry layer made (it leaves its verdict under
-:data:`WRITE_OUTCOME` in the request's and the final response's extensions), and the message ends with the
-verdict and what to do next. ``outcome`` is None for a read.
+:data:`WRITE_OUTCOME` in the final response's extensions, or as ``write_outcome`` on the transport failure it
+raises), and the message ends with the verdict and what to do next. ``outcome`` is None for a read.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _outcome_of_failure(exc: Exception, request: httpx.Request) -> WriteOutcome 
     """A transport failure of a write: the retry layer's verdict, else this one failure's."""
     if request.method in _READ_METHODS:
         return None
-    found = request.extensions.get(WRITE_OUTCOME)
+    found = getattr(exc, "write_outcome", None) or request.extensions.get(WRITE_OUTCOME)
     return found if found is not None else write_outcome([Attempt(failure=failure_name(exc))])
 
 

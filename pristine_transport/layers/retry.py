@@ -27,8 +27,8 @@ request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` o
 :func:`pristine_transport.policy.decide_retry`.
 
 When it gives up on a failure, the layer leaves :func:`~pristine_transport.policy.write_outcome` over every attempt
-(ran / did not run / may have run) under ``errors.WRITE_OUTCOME`` in the caller's request's extensions and in the
-final response's, so the error built from them says what happened to the write.
+(ran / did not run / may have run) under ``errors.WRITE_OUTCOME`` in the request's extensions and in the final
+response's, or as ``write_outcome`` on the failure it raises, so the error built from them says what happened.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
     is returned (or the last exception raised). Discarded responses are read and closed before the next attempt.
 
     Each retry logs at INFO on ``pristine_transport.retry`` and adds a ``retry.backoff`` event to the current
-    span; the span gets ``pristine.retries`` (re-sends done) at the end.
+    span; the span gets ``pristine.retries`` (re-sends done, when there were any) at the end.
     """
 
     def __init__(
@@ -372,6 +372,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     # What happened to the write, over every attempt: the error built from this says it.
                     request.extensions[WRITE_OUTCOME] = outcome = write_outcome(state.attempts)
                     if failure is not None:
+                        failure.write_outcome = outcome  # type: ignore[attr-defined]  # read by errors
                         raise failure
                     response.extensions[WRITE_OUTCOME] = outcome
                     return response
@@ -386,7 +387,11 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 await self._sleep(verdict.delay_s)
                 retries += 1
         finally:
-            trace.get_current_span().set_attribute("pristine.retries", retries)
+            if retries:  # nothing to record on the common first-time success
+                trace.get_current_span().set_attribute("pristine.retries", retries)
+                telemetry = request.extensions.get(extensions.TELEMETRY)
+                if telemetry is not None:
+                    telemetry.retries = retries
 
     def _attempt_of(self, response: httpx.Response) -> Attempt:
         verdict = response.headers.get(self._should_retry) if self._should_retry else None
