@@ -35,6 +35,7 @@ ACCEPTED = Attempt(status=200)
         ((READ_TIMEOUT,), None, False, "may_have_run"),
         ((DROPPED, NO_CONNECTION), None, False, "may_have_run"),  # the later refusal does not undo the first
         ((NO_CONNECTION, UNAVAILABLE), None, False, "may_have_run"),
+        ((UNAVAILABLE, PROXY_400, PROXY_400), None, False, "may_have_run"),  # ran, answer lost, re-sends refused
         ((Attempt(status=409),), None, False, "may_have_run"),
         # the server accepted one attempt
         ((READ_TIMEOUT, ACCEPTED), None, False, "ran"),
