@@ -8,7 +8,8 @@ Fork (Linux's default start method for ``multiprocessing``, data-loader workers)
 in the child, so the loop thread, and everything that was running on it, is gone. In the child, each
 :class:`BackgroundLoop` starts a fresh loop and thread on first use; the parent's loop is *abandoned*: kept
 referenced (so nothing of it is finalised into the parent's sockets), cut off from the kernel state it shares with
-the parent (its epoll instance), and marked not running. Calls that were in flight in the parent fail at once in
+the parent (its epoll instance and its sockets, so a connection the parent closes really closes), and marked not
+running. Calls that were in flight in the parent fail at once in
 the child with :class:`InFlightAtForkError`. Other objects register their own reset with :func:`after_fork_in_child`
 and take :class:`ForkSafeLock` for locks that another thread may hold at the moment of the fork.
 """
@@ -36,6 +37,8 @@ __all__ = [
     "fail_inherited_future",
     "get_runtime",
     "loop_is_usable",
+    "release_inherited_fds",
+    "release_inherited_loop",
     "running_loop",
     "wait_result",
 ]
@@ -257,9 +260,47 @@ def _abandon(loop: asyncio.AbstractEventLoop) -> None:
             private.close()
         except (OSError, ValueError):
             pass
+    get_map = getattr(selector, "get_map", None)
+    if callable(get_map):
+        release_inherited_fds(list(get_map()))
     # BaseEventLoop.is_running() reads _thread_id; the thread it names does not exist in this process.
     if getattr(loop, "_thread_id", None) is not None:
         loop._thread_id = None  # type: ignore[attr-defined]
+
+
+def release_inherited_fds(fds: list[int]) -> None:
+    """In a forked child: drop this process's references to the parent's sockets (connections, a listening
+    socket) without closing anything of the parent's.
+
+    A socket is shut only when its last descriptor closes, and a child holds a copy of every one the parent had:
+    while the child lives, a connection the parent closes sends no FIN (its peer sees it open), one its peer
+    closed stays in CLOSE-WAIT, and a listening socket keeps its port taken after the parent's server stopped,
+    queueing connections nobody will ever accept. Each fd number is pointed at ``/dev/null`` rather than closed:
+    the inherited Python objects still name these numbers, and a number closed here could be reused by a new
+    socket that a late finaliser of theirs would then close."""
+    if not fds:
+        return
+    try:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for fd in fds:
+            if fd != null:
+                try:
+                    os.dup2(null, fd, inheritable=False)
+                except OSError:
+                    pass
+    finally:
+        os.close(null)
+
+
+def release_inherited_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """In a forked child: make a loop that ran in a thread of the parent inert here (its epoll instance made
+    private, its sockets released with :func:`release_inherited_fds`, marked not running). For objects outside
+    this module that own such a loop, e.g. ``tinkex.testing.LocalServer``, from an :func:`after_fork_in_child`
+    reset."""
+    _abandon(loop)
 
 
 def fail_inherited_future(future: concurrent.futures.Future[Any], parent_pid: int) -> None:

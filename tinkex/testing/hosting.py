@@ -30,6 +30,21 @@ AsgiApp = Callable[
 ]
 
 
+class _TCPServer(TCPServer):
+    """Hypercorn's per-connection server, closing at once when the client closes.
+
+    Hypercorn (0.17, 0.18) reads the client's EOF but then waits for the connection's idle timer
+    (``keep_alive_timeout``, 5 s) before it closes its side, so every connection a client closes sits in CLOSE-WAIT
+    that long: with many worker processes coming and going that is a pile of half-open sockets and handler tasks.
+    Once reading is over there is nothing to be idle for: the timer is stopped and the connection closes."""
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            await self.idle_task.stop()
+
+
 class Connections:
     """Open client connections by peer address (the ASGI ``scope["client"]``)."""
 
@@ -104,7 +119,7 @@ async def serve_asgi(
         peer: Peer = writer.get_extra_info("peername")[:2]
         connections.add(peer, writer)
         try:
-            await TCPServer(wrapped, loop, config, context, {}, reader, writer)
+            await _TCPServer(wrapped, loop, config, context, {}, reader, writer)
         finally:
             connections.discard(peer)
             tasks.discard(task)
