@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from ..runtime import after_fork_in_child, release_inherited_fds, release_inherited_loop
 from .app import TinkerApp
 from .config import ServerConfig
 from .dedup import ReplayCache
@@ -69,6 +70,8 @@ class LocalServer:
         self._stop: asyncio.Event | None = None
         self._api: TinkerApi | None = None
         self._port: int | None = None
+        self._listening_fd: int | None = None
+        after_fork_in_child(self, self._release_after_fork)
 
     def __repr__(self) -> str:
         where = self.base_url if self._port is not None else "not started"
@@ -101,6 +104,7 @@ class LocalServer:
             raise
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._port = sock.getsockname()[1]
+        self._listening_fd = sock.fileno()
         self._thread = threading.Thread(
             target=self._thread_main,
             args=(sock, state, started),
@@ -127,7 +131,17 @@ class LocalServer:
         if thread.is_alive():
             raise RuntimeError(f"LocalServer thread {thread.name} did not stop")
         self._thread = self._loop = self._stop = self._api = None
-        self._port = None
+        self._port = self._listening_fd = None
+
+    def _release_after_fork(self) -> None:
+        """In a forked child (a worker process started while this server runs): the server goes on in the
+        parent only. The child lets go of its copies of the listening socket and of every connection, which would
+        otherwise keep the port taken after the parent stops the server and keep closed connections half-open
+        (CLOSE-WAIT) for as long as the child lives; and it never touches the server loop's epoll instance."""
+        if self._loop is not None:
+            release_inherited_loop(self._loop)
+        if self._listening_fd is not None:
+            release_inherited_fds([self._listening_fd])
 
     def __enter__(self) -> LocalServer:
         return self.start()
