@@ -145,7 +145,8 @@ async def test_every_json_request_official_0_38_sends_is_accepted() -> None:
     futures_seen = 0
     cancelled: set[str] = set()
     outcomes: list[tuple[str, int]] = []
-    async with LocalServer(seed=3, long_poll_timeout=0.2) as server:
+    # The official SDK was captured sending ids up to 999: a vocabulary that holds them (the server option).
+    async with LocalServer(seed=3, long_poll_timeout=0.2, vocab_size=1024) as server:
         async with httpx.AsyncClient(base_url=server.base_url, headers=HEADERS, timeout=5) as http:
             replay = Replay(http)
             for request in requests:

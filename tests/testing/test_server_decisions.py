@@ -15,7 +15,7 @@ import pytest
 from tinkex import types as t
 from tinkex.testing import custom_loss_graph, session_search
 from tinkex.testing.checkpoint_files import safetensors_bytes
-from tinkex.testing.fake_model import FakeModelError
+from tinkex.testing.tiny_lm import ModelInputError
 from tinkex.testing.identity import principal_for
 from tinkex.testing.registry import SessionRecord
 
@@ -115,7 +115,7 @@ WEIGHTS = _node("placeholder", "weights", "weights")
     ],
 )
 def test_graphs_the_server_cannot_run_are_refused_naming_the_node(nodes: list[dict[str, Any]], problem: str) -> None:
-    with pytest.raises(FakeModelError, match=problem.replace("(", r"\(")):
+    with pytest.raises(ModelInputError, match=problem.replace("(", r"\(")):
         custom_loss_graph.check_graph(nodes, ["logprobs", "weights"])
 
 
@@ -144,30 +144,32 @@ def test_graphs_evaluate_as_torch_would(body: list[dict[str, Any]], expected: fl
 def test_a_failing_node_is_a_user_error_naming_it() -> None:
     nodes = [LOGPROBS, _node("call_function", "d", "operator.truediv", {"ref": "logprobs"}, "x"),
              _node("output", "o", "output", {"ref": "d"})]
-    with pytest.raises(FakeModelError, match="node 'd'"):
+    with pytest.raises(ModelInputError, match="node 'd'"):
         custom_loss_graph.evaluate(nodes, {"logprobs": np.array([-1.0])})
 
 
-def test_the_theta_gradient_of_cross_entropy_is_the_fake_models() -> None:
-    """For L = -sum(w * lp) with lp scaling as e**theta, dL/dtheta = -sum(w * lp) (what fake_model uses)."""
-    logprobs, weights = np.array([-0.7, -1.3]), np.array([1.0, 0.5])
+def test_the_logprob_gradient_of_an_uploaded_loss_is_its_derivative_per_token() -> None:
+    """For L = -sum(w * lp), dL/dlp_i = -w_i: what flows back into the adapter for a cross-entropy-shaped graph."""
+    logprobs, weights = np.array([-0.7, -1.3, -0.1]), np.array([1.0, 0.5, 0.0])
 
-    def loss_at(factor: float) -> float:
-        return float(-(logprobs * factor * weights).sum())
+    def loss_at(values: np.ndarray) -> float:
+        return float(-(values * weights).sum())
 
-    assert custom_loss_graph.theta_gradient(loss_at) == pytest.approx(float(-(weights * logprobs).sum()), rel=1e-6)
+    assert custom_loss_graph.logprob_gradient(loss_at, logprobs) == pytest.approx(-weights, abs=1e-6)
 
 
 def test_safetensors_bytes_follow_the_format() -> None:
-    data = safetensors_bytes({"theta": 0.25, "step": 3}, {"format": "pt"})
+    tensors = {"b.lora_B.weight": np.array([[0.25, -1.0]]), "a.lora_A.weight": np.arange(6.0).reshape(2, 3)}
+    data = safetensors_bytes(tensors, {"format": "pt"})
     length = struct.unpack("<Q", data[:8])[0]
     assert length % 8 == 0
     header = json.loads(data[8 : 8 + length])
     assert header["__metadata__"] == {"format": "pt"}
     payload = data[8 + length :]
     values = {}
-    for name in ("step", "theta"):
+    for name, array in tensors.items():
         start, end = header[name]["data_offsets"]
-        assert header[name]["dtype"] == "F32" and header[name]["shape"] == [1]
-        values[name] = struct.unpack("<f", payload[start:end])[0]
-    assert values == {"step": 3.0, "theta": 0.25} and len(payload) == 8
+        assert header[name]["dtype"] == "F32" and header[name]["shape"] == list(array.shape)
+        values[name] = np.frombuffer(payload[start:end], dtype="<f4").reshape(array.shape)
+        assert values[name] == pytest.approx(array)
+    assert len(payload) == 4 * (2 + 6)

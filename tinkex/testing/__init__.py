@@ -1,5 +1,6 @@
-"""The local Tinker-compatible server: a real HTTP server on 127.0.0.1 with a deterministic fake model,
-a ledger of what it executed, and fault injection. See :class:`LocalServer`.
+"""The local Tinker-compatible server: a real HTTP server on 127.0.0.1 with a tiny real language model
+(:mod:`tinkex.testing.tiny_lm`: true logprobs, gradients, LoRA training and sampling, in numpy), a ledger of what it
+executed, and fault injection. See :class:`LocalServer`.
 
 It speaks the JSON of official 0.16 and of 0.38 (tags, defaults, no nulls) and does the work of 0.38's endpoints:
 finished sessions, future cancellation, weight copies, external-weights downloads, session search and projects,
@@ -10,10 +11,10 @@ issued before, replays re-sent writes instead of running them again, keeps its l
 (:mod:`tinkex.testing.write_journal`)."""
 
 from .config import ServerConfig
-from .fake_model import ModelState
 from .faults import FaultKind, FaultRule, Faults
 from .ledger import Execution, Ledger, ReceivedRequest
 from .server import LocalServer
+from .tiny_lm import ModelState
 
 __all__ = [
     "Execution",

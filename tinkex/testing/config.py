@@ -47,6 +47,9 @@ class ServerConfig:
     """With both ``certfile`` and ``keyfile`` the server speaks TLS and offers h2 and http/1.1 via ALPN."""
     graceful_timeout: float = 1.0
     """On stop, how long in-flight requests may finish before their connections are cut."""
+    vocab_size: int | None = None
+    """Token ids the model accepts; ``None``: the offline byte-level encoding's (``tinkex-bytes``, 283 ids). Set
+    it larger to train and sample with another tokenizer's ids (the server then knows no end-of-sequence token)."""
     json_training_bodies: bool = True
     """False: ``forward_backward`` and ``forward`` refuse JSON bodies with 415 and take protobuf only, as servers
     built for today's official SDK do (see :mod:`tinkex.testing.dialect`)."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .fake_model import DatumInput, DatumOutput, FakeModelError, ModelState, token_logprob
+from .tiny_lm import BaseWeights, DatumInput, DatumOutput, ModelInputError, ModelState, run_logprob_loss
 
-__all__ = ["check_graph", "evaluate", "run_loss", "theta_gradient"]
+__all__ = ["check_graph", "evaluate", "logprob_gradient", "run_loss"]
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "operator.add": operator.add,
@@ -56,19 +56,19 @@ _NODE_OPS = frozenset({"placeholder", "call_function", "call_method", "output"})
 
 
 def check_graph(nodes: Sequence[Mapping[str, Any]], input_names: Sequence[str]) -> None:
-    """Raise :class:`FakeModelError` naming the first node the server cannot run."""
+    """Raise :class:`ModelInputError` naming the first node the server cannot run."""
     if not nodes or nodes[-1].get("op") != "output":
-        raise FakeModelError("custom loss graph must end with an output node")
+        raise ModelInputError("custom loss graph must end with an output node")
     for node in nodes:
         op, target, name = node.get("op"), node.get("target"), node.get("name")
         if op not in _NODE_OPS:
-            raise FakeModelError(f"custom loss node {name!r}: op {op!r} is not supported")
+            raise ModelInputError(f"custom loss node {name!r}: op {op!r} is not supported")
         if op == "call_function" and target not in _FUNCTIONS:
-            raise FakeModelError(f"custom loss node {name!r}: function {target!r} is not in the allowed operations")
+            raise ModelInputError(f"custom loss node {name!r}: function {target!r} is not in the allowed operations")
         if op == "call_method" and target not in _METHODS:
-            raise FakeModelError(f"custom loss node {name!r}: method {target!r} is not in the allowed operations")
+            raise ModelInputError(f"custom loss node {name!r}: method {target!r} is not in the allowed operations")
         if op == "placeholder" and target not in input_names:
-            raise FakeModelError(f"custom loss node {name!r}: placeholder {target!r} is not a declared input")
+            raise ModelInputError(f"custom loss node {name!r}: placeholder {target!r} is not a declared input")
 
 
 def _decode(value: Any, env: Mapping[str, Any]) -> Any:
@@ -102,45 +102,45 @@ def evaluate(nodes: Sequence[Mapping[str, Any]], inputs: Mapping[str, np.ndarray
             elif op == "call_method":
                 env[name] = _METHODS[target](*args, **kwargs)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:
-            raise FakeModelError(f"custom loss node {name!r} ({target}) failed: {type(exc).__name__}: {exc}") from None
+            raise ModelInputError(f"custom loss node {name!r} ({target}) failed: {type(exc).__name__}: {exc}") from None
         if op == "output":
             result = float(np.sum(args[0]))
             if not math.isfinite(result):
-                raise FakeModelError(f"custom loss produced a non-finite value ({result})")
+                raise ModelInputError(f"custom loss produced a non-finite value ({result})")
             return result
-    raise FakeModelError("custom loss graph has no output node")
+    raise ModelInputError("custom loss graph has no output node")
 
 
-def theta_gradient(loss_at: Callable[[float], float], step: float = 1e-4) -> float:
-    """dLoss/dtheta of the fake model, whose logprobs scale as ``e**theta``: ``loss_at(f)`` is the loss with every
-    logprob multiplied by ``f``; a central difference in ``log f`` gives the derivative."""
-    return (loss_at(math.exp(step)) - loss_at(math.exp(-step))) / (2 * step)
+def logprob_gradient(loss_at: Callable[[np.ndarray], float], logprobs: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """dLoss/dlogprob per token by central differences (in float64): the graph is data, not differentiable code,
+    and a datum has few enough tokens that two evaluations per token are cheap."""
+    base = np.asarray(logprobs, dtype=np.float64)
+    gradient = np.zeros_like(base)
+    for index in range(len(base)):
+        shifted = base.copy()
+        shifted[index] = base[index] + step
+        above = loss_at(shifted)
+        shifted[index] = base[index] - step
+        gradient[index] = (above - loss_at(shifted)) / (2 * step)
+    return gradient
 
 
 def run_loss(
-    state: ModelState, data: Sequence[DatumInput], nodes: Sequence[Mapping[str, Any]], backward: bool
+    base: BaseWeights, state: ModelState, data: Sequence[DatumInput], nodes: Sequence[Mapping[str, Any]], backward: bool
 ) -> tuple[list[DatumOutput], dict[str, float]]:
-    """Forward (and backward) pass of the fake model under an uploaded loss: per-datum outputs and ``loss:sum``."""
-    scale = state.scale
-    outputs: list[DatumOutput] = []
-    total_loss = grad = 0.0
-    for index, datum in enumerate(data):
-        targets = datum.loss_inputs.get("target_tokens")
-        if targets is None:
-            raise FakeModelError(f"data[{index}].loss_fn_inputs is missing 'target_tokens'")
-        logprobs = np.array([token_logprob(scale, p, int(t)) for p, t in zip(datum.tokens, targets)])
+    """Forward (and backward) pass of the model under an uploaded loss: the graph gets the true logprobs, and its
+    gradient in them flows back into the adapter like a built-in loss's. Each token's elementwise loss is the
+    datum's loss spread evenly (the graph only gives the datum's total)."""
+
+    def loss(index: int, datum: DatumInput, logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inputs = {name: np.asarray(values, dtype=np.float64) for name, values in datum.loss_inputs.items()}
 
-        def loss_at(factor: float, inputs: dict[str, np.ndarray] = inputs, logprobs: np.ndarray = logprobs) -> float:
-            return evaluate(nodes, {**inputs, "logprobs": logprobs * factor})
+        def loss_at(values: np.ndarray) -> float:
+            return evaluate(nodes, {**inputs, "logprobs": values})
 
-        loss = loss_at(1.0)
-        if backward:
-            grad += theta_gradient(loss_at)
-        total_loss += loss
-        per_token = [loss / len(logprobs)] * len(logprobs) if len(logprobs) else []
-        outputs.append(DatumOutput(logprobs=logprobs.tolist(), elementwise_loss=per_token))
-    if backward:
-        state.grad += grad
-        state.pending_backward += 1
-    return outputs, {"loss:sum": total_loss}
+        total = loss_at(logprobs.astype(np.float64))
+        gradient = logprob_gradient(loss_at, logprobs) if backward else np.zeros(len(logprobs))
+        per_token = np.full(len(logprobs), total / len(logprobs)) if len(logprobs) else np.zeros(0)
+        return per_token, gradient
+
+    return run_logprob_loss(base, state, data, loss, ("target_tokens",), backward)

@@ -29,7 +29,7 @@ from msgspec import UNSET
 from tinkex import types as t
 from tinkex.types import codec
 
-from . import custom_loss_graph, dialect, fake_model, sequence_rules
+from . import custom_loss_graph, dialect, sequence_rules, tiny_lm
 from .admin_endpoints import AdminEndpoints
 from .calls import Call, Rejection, Result, answers_404, open_session, refuse_if_finished, reject, session_or_404
 from .checkpoint_files import external_weights_files
@@ -141,8 +141,8 @@ def _sample_seq(request: t.SampleRequest) -> tuple[str, int] | None:
     return (f"sample:{request.sampling_session_id}", request.seq_id)
 
 
-def _datum_input(datum: t.Datum, index: int) -> fake_model.DatumInput:
-    return fake_model.DatumInput(
+def _datum_input(datum: t.Datum, index: int) -> tiny_lm.DatumInput:
+    return tiny_lm.DatumInput(
         tokens=_tokens(datum.model_input, f"data[{index}].model_input"),
         loss_inputs={name: tensor.data for name, tensor in datum.loss_fn_inputs.items()},
     )
@@ -157,7 +157,7 @@ def _tokens(model_input: t.ModelInput, where: str) -> list[int]:
             continue
         expected = chunk.expected_tokens  # type: ignore[attr-defined]
         if expected is None:
-            raise fake_model.FakeModelError(f"{where}.chunks[{index}] is an image without expected_tokens")
+            raise tiny_lm.ModelInputError(f"{where}.chunks[{index}] is an image without expected_tokens")
         tokens.extend([0] * expected)
     return tokens
 
@@ -165,6 +165,31 @@ def _tokens(model_input: t.ModelInput, where: str) -> list[int]:
 def _float32(values: list[float]) -> t.TensorData:
     """Values rounded to float32, as a real server's float32 tensors would be."""
     return t.TensorData(data=np.asarray(values, dtype=np.float32).tolist(), dtype="float32", shape=[len(values)])
+
+
+def _sampling_settings(params: t.SamplingParams, seed: str, vocab_size: int) -> tiny_lm.SamplingSettings:
+    """The model's sampling settings from the request's: ``stop=None`` keeps the implicit end-of-sequence stop,
+    ``stop=[]`` disables it, token ids replace it, strings add to it."""
+    stop = params.stop
+    eos = tiny_lm.end_of_sequence(vocab_size)
+    implicit = frozenset() if eos is None else frozenset({eos})
+    if stop is None:
+        stop_tokens, stop_strings = implicit, ()
+    elif isinstance(stop, str):
+        stop_tokens, stop_strings = implicit, (stop,)
+    elif stop and all(type(s) is int for s in stop):
+        stop_tokens, stop_strings = frozenset(int(s) for s in stop), ()
+    else:
+        stop_tokens, stop_strings = (implicit if stop else frozenset()), tuple(str(s) for s in stop)
+    return tiny_lm.SamplingSettings(
+        max_tokens=tiny_lm.DEFAULT_MAX_TOKENS if params.max_tokens is None else params.max_tokens,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        stop_tokens=stop_tokens,
+        stop_strings=stop_strings,
+        seed=tiny_lm.name_seed(seed),
+    )
 
 
 class TinkerApi:
@@ -198,9 +223,26 @@ class TinkerApi:
         """Sequence ids of a restarted server must not repeat the earlier run's."""
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
+        self.wire_flags = dialect.WireFlags(config.client_config, config.dynamic_config)
+        """What the 0.38 config endpoints answer; the dynamic flags may change while the server runs."""
         self.operations = self._operations()
         if config.strict_sequence:
             self.operations = sequence_rules.in_strict_sequence(self.operations, ledger)
+        self.vocab_size = config.vocab_size or tiny_lm.DEFAULT_VOCAB_SIZE
+        """Token ids the model knows: the offline byte-level encoding's, unless the server was given more."""
+
+    def base_weights(self, base_model: str) -> tiny_lm.BaseWeights:
+        """The frozen model behind ``base_model`` (made from its name, shared by its runs and samplers)."""
+        return tiny_lm.base_weights(base_model, self.vocab_size)
+
+    def _check_vocabulary(self, model_input: t.ModelInput, where: str) -> None:
+        """400 before anything runs when a token id is outside the model's vocabulary (the message names it)."""
+        for index, chunk in enumerate(model_input.chunks):
+            if isinstance(chunk, t.EncodedTextChunk):
+                try:
+                    tiny_lm.check_tokens(chunk.tokens, self.vocab_size, f"{where}.chunks[{index}].tokens")
+                except tiny_lm.TokenOutOfVocabulary as exc:
+                    raise reject(400, str(exc)) from None
 
     # routing and auth
 
@@ -249,9 +291,9 @@ class TinkerApi:
         admin = self.admin_endpoints
         return [
             op("healthz", "GET", f"{v1}/healthz", self.healthz),
-            op("client_config", "POST", f"{v1}/client/config", dialect.client_config,
+            op("client_config", "POST", f"{v1}/client/config", self.wire_flags.client_config,
                request_type=dialect.ClientConfigRequest),
-            op("client_dynamic_config", "POST", f"{v1}/client/dynamic_config", dialect.dynamic_config,
+            op("client_dynamic_config", "POST", f"{v1}/client/dynamic_config", self.wire_flags.dynamic_config,
                request_type=dialect.ClientConfigRequest),
             op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
             op("create_session", "POST", f"{v1}/create_session", self.create_session,
@@ -376,7 +418,7 @@ class TinkerApi:
         else:
             try:
                 result = codec.encode(compute())
-            except fake_model.FakeModelError as exc:
+            except tiny_lm.ModelInputError as exc:
                 failure = Failure(str(exc), "user")
             except OperationFailed as exc:
                 failure = Failure(str(exc), exc.category)
@@ -483,7 +525,7 @@ class TinkerApi:
             sampler = self._sampler_from_path(sampler_id, request.session_id, request.model_path)
         else:
             base_model = self._supported(request.base_model)
-            sampler = SamplerRecord(sampler_id, request.session_id, base_model, None, scale=1.0)
+            sampler = SamplerRecord(sampler_id, request.session_id, base_model, None, weights=None)
         self.registry.add_sampler(sampler)
         return Result(
             json_reply(t.CreateSamplingSessionResponse(sampling_session_id=sampler_id)), session_id=request.session_id
@@ -504,13 +546,12 @@ class TinkerApi:
 
     def _sampler_from_path(self, sampler_id: str, session_id: str, model_path: str) -> SamplerRecord:
         path, checkpoint = self._checkpoint_at("model_path", model_path)
-        scale = fake_model.ModelState(theta=float(checkpoint.weights["theta"])).scale
         return SamplerRecord(
             sampler_id,
             session_id,
             checkpoint.base_model,
             model_path,
-            scale=scale,
+            weights=checkpoint.weights,
             from_training_checkpoint=path.kind == "weights",
         )
 
@@ -524,10 +565,14 @@ class TinkerApi:
         def compute() -> msgspec.Struct:
             problem = self._unsupported(request.base_model)
             if problem is not None:
-                raise fake_model.FakeModelError(problem)
+                raise tiny_lm.ModelInputError(problem)
             lora = request.lora_config or t.LoraConfig(rank=32)
-            if not (lora.train_unembed or lora.train_mlp or lora.train_attn):
-                raise fake_model.FakeModelError("lora_config must train at least one of unembed, mlp, attn")
+            targets = [name for name, on in (("attn", lora.train_attn), ("mlp", lora.train_mlp),
+                                              ("unembed", lora.train_unembed)) if on]
+            # The adapter's random half is seeded by the client's LoRA seed, else by the run id (reproducible).
+            state = tiny_lm.ModelState.fresh(
+                self.vocab_size, lora.rank, targets, lora.seed if lora.seed is not None else model_id
+            )
             metadata = request.user_metadata
             self.registry.add_run(
                 RunRecord(
@@ -540,6 +585,7 @@ class TinkerApi:
                     train_attn=lora.train_attn,
                     user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
                     last_request_time=utcnow(),
+                    state=state,
                 )
             )
             return t.CreateModelResponse(model_id=model_id)
@@ -566,7 +612,7 @@ class TinkerApi:
         if run.corrupted:
             raise OperationFailed(f"training run {run.run_id} is corrupted; restore it from a checkpoint", "server")
         if not run.trainable:
-            raise fake_model.FakeModelError(
+            raise tiny_lm.ModelInputError(
                 f"training run {run.run_id} holds copied weights and cannot be trained; "
                 "sample from it or create a training client from its checkpoint"
             )
@@ -574,18 +620,21 @@ class TinkerApi:
 
     def _loss(self, call: Call, model_id: str, fb_input: t.ForwardBackwardInput, backward: bool) -> Result:
         run = self._live_run(model_id)
+        for index, datum in enumerate(fb_input.data):
+            self._check_vocabulary(datum.model_input, f"data[{index}].model_input")
 
         def compute() -> msgspec.Struct:
             data = [_datum_input(datum, index) for index, datum in enumerate(fb_input.data)]
             for index, datum in enumerate(fb_input.data):
                 self._check_provenance(datum, index)
             state = self._training(run).state
+            base = self.base_weights(run.base_model)
             if fb_input.loss_fn == "custom":
                 loss = self._custom_loss(run, fb_input.loss_fn_config)
-                outputs, metrics = custom_loss_graph.run_loss(state, data, loss.nodes, backward)
+                outputs, metrics = custom_loss_graph.run_loss(base, state, data, loss.nodes, backward)
             else:
                 config = {k: float(v) for k, v in (fb_input.loss_fn_config or {}).items()}
-                outputs, metrics = fake_model.run_loss(state, data, fb_input.loss_fn, config, backward)
+                outputs, metrics = tiny_lm.run_builtin_loss(base, state, data, fb_input.loss_fn, config, backward)
             return t.ForwardBackwardOutput(
                 loss_fn_output_type="ArrayRecord",
                 loss_fn_outputs=[
@@ -614,22 +663,18 @@ class TinkerApi:
         request: t.OptimStepRequest = call.body
         run = self._live_run(request.model_id)
         params = request.optim_params  # Adam's (0.16 and 0.38) or another family's (0.38 optimizer_params)
-        defaults = fake_model.AdamSettings()
-        adam = fake_model.AdamSettings(
-            **{name: getattr(params, name, getattr(defaults, name)) for name in defaults.__dataclass_fields__}
-        )
-        return self._submit(
-            call,
-            run.run_id,
-            lambda: t.OptimStepResponse(metrics=fake_model.apply_optimizer(self._training(run).state, adam)),
-            session_id=run.session_id,
-        )
+
+        def compute() -> msgspec.Struct:
+            settings = tiny_lm.adam_settings(params)  # another optimizer family is refused, by name
+            return t.OptimStepResponse(metrics=self._training(run).state.apply_optimizer(settings))
+
+        return self._submit(call, run.run_id, compute, session_id=run.session_id)
 
     def _checkpoint_name(self, name: str | None, seq_id: int | None) -> str:
         if name is None:
             return f"checkpoint-{seq_id if seq_id is not None else self.registry.new_id('auto')}"
         if not name or "/" in name:
-            raise fake_model.FakeModelError(f"path {name!r} must be a non-empty checkpoint name without '/'")
+            raise tiny_lm.ModelInputError(f"path {name!r} must be a non-empty checkpoint name without '/'")
         return name
 
     def save_weights(self, call: Call) -> Result:
@@ -640,7 +685,7 @@ class TinkerApi:
             name = self._checkpoint_name(request.path, request.seq_id)
             # 0.38 says whether an existing checkpoint may be replaced; 0.16 does not, and always replaced it.
             if _explicit(request, "overwrite") is False and self.registry.exists(TinkerPath(run.run_id, "weights", name)):
-                raise fake_model.FakeModelError(
+                raise tiny_lm.ModelInputError(
                     f"checkpoint tinker://{run.run_id}/weights/{name} already exists; save with overwrite=True "
                     "to replace it"
                 )
@@ -657,9 +702,9 @@ class TinkerApi:
             path = parse_tinker_path(tinker_path)
             checkpoint = self.registry.checkpoint(path)
         except (ValueError, NotFound) as exc:
-            raise fake_model.FakeModelError(f"path: {exc}") from None
+            raise tiny_lm.ModelInputError(f"path: {exc}") from None
         if path.kind != "weights":
-            raise fake_model.FakeModelError(
+            raise tiny_lm.ModelInputError(
                 f"cannot load {tinker_path}: {path.kind} checkpoints are not training state; "
                 "load a weights/ path saved with save_state"
             )
@@ -677,7 +722,7 @@ class TinkerApi:
         def compute() -> msgspec.Struct:
             checkpoint = self._loadable(request.path)
             if checkpoint.base_model != run.base_model:
-                raise fake_model.FakeModelError(
+                raise tiny_lm.ModelInputError(
                     f"checkpoint {request.path} is for {checkpoint.base_model}, model {run.run_id} is {run.base_model}"
                 )
             run.state.restore(checkpoint.weights, with_optimizer=request.optimizer)
@@ -699,7 +744,7 @@ class TinkerApi:
             checkpoint = self._loadable(request.path)
             base_model = request.base_model or checkpoint.base_model
             if base_model != checkpoint.base_model:
-                raise fake_model.FakeModelError(
+                raise tiny_lm.ModelInputError(
                     f"base_model {base_model!r} is not compatible with checkpoint {request.path} "
                     f"({checkpoint.base_model})"
                 )
@@ -729,7 +774,7 @@ class TinkerApi:
         def compute() -> msgspec.Struct:
             self._training(run)
             if (request.path is None) == (request.sampling_session_seq_id is None):
-                raise fake_model.FakeModelError("exactly one of path and sampling_session_seq_id must be set")
+                raise tiny_lm.ModelInputError("exactly one of path and sampling_session_seq_id must be set")
             if request.sampling_session_seq_id is None:
                 name = self._checkpoint_name(request.path, request.seq_id)
                 saved = self.registry.save_checkpoint(
@@ -738,7 +783,9 @@ class TinkerApi:
                 return t.SaveWeightsForSamplerResponseInternal(path=str(saved.path))
             sampler_id = f"{run.session_id}:sample:{request.sampling_session_seq_id}"
             self.registry.add_sampler(
-                SamplerRecord(sampler_id, run.session_id, run.base_model, None, scale=run.state.scale)
+                SamplerRecord(
+                    sampler_id, run.session_id, run.base_model, None, weights=run.state.snapshot(with_optimizer=False)
+                )
             )
             return t.SaveWeightsForSamplerResponseInternal(path=None, sampling_session_id=sampler_id)
 
@@ -750,7 +797,7 @@ class TinkerApi:
 
         def compute() -> msgspec.Struct:
             if request.age_encryption_recipients:
-                raise fake_model.FakeModelError("age_encryption_recipients: the local server cannot encrypt exports")
+                raise tiny_lm.ModelInputError("age_encryption_recipients: the local server cannot encrypt exports")
             name = self._checkpoint_name(request.path, request.seq_id)
             saved = self.registry.save_checkpoint(run, "external_weights", name, request.ttl_seconds)
             size = sum(len(data) for data in self._external_files(saved).values())
@@ -826,6 +873,7 @@ class TinkerApi:
         session = self.registry.sessions.get(sampler.session_id)
         if session is not None:
             refuse_if_finished(session)
+        self._check_vocabulary(request.prompt, "prompt")
         sequence_ids = [
             f"{sampler.session_id or 'adhoc'}:seq:{self._sequence_prefix}{next(self._sequence_ids)}"
             for _ in range(max(request.num_samples, 0))
@@ -833,28 +881,20 @@ class TinkerApi:
 
         def compute() -> msgspec.Struct:
             if sampler.from_training_checkpoint:
-                raise fake_model.FakeModelError(
+                raise tiny_lm.ModelInputError(
                     f"{sampler.model_path} is a training checkpoint (weights/); sample from a sampler_weights/ "
                     "path saved with save_weights_for_sampler"
                 )
-            if request.num_samples < 1:
-                raise fake_model.FakeModelError(f"num_samples must be >= 1, got {request.num_samples}")
             prompt = _tokens(request.prompt, "prompt")
-            params = request.sampling_params
-            stop = params.stop
-            stop_tokens = frozenset(s for s in stop if type(s) is int) if isinstance(stop, list) else frozenset()
-            seed = params.seed
+            seed = request.sampling_params.seed
             if seed is None:  # reproducible per server seed, sampler and request
                 seed = f"{self.config.seed}:{sampler.sampler_id}:{request.seq_id}"
-            samples = fake_model.sample(
-                sampler.scale,
-                prompt,
-                request.num_samples,
-                str(seed),
-                params.max_tokens,
-                stop_tokens,
-                params.temperature,
-                params.top_k,
+            settings = _sampling_settings(request.sampling_params, str(seed), self.vocab_size)
+            base = self.base_weights(sampler.base_model)
+            rank, adapter = tiny_lm.snapshot_params(sampler.weights)
+            scale = tiny_lm.lora_scale(rank)
+            samples = tiny_lm.sample(
+                base, adapter, scale, prompt, request.num_samples, settings, tiny_lm.text_decoder(self.vocab_size)
             )
             k = request.topk_prompt_logprobs
             for sequence_id, s in zip(sequence_ids, samples):
@@ -866,8 +906,10 @@ class TinkerApi:
                     )
                     for sequence_id, s in zip(sequence_ids, samples)
                 ],
-                prompt_logprobs=fake_model.prompt_logprobs(sampler.scale, prompt) if request.prompt_logprobs else None,
-                topk_prompt_logprobs=fake_model.topk_prompt_logprobs(sampler.scale, prompt, k) if k > 0 else None,
+                prompt_logprobs=(
+                    tiny_lm.prompt_logprobs(base, adapter, scale, prompt) if request.prompt_logprobs else None
+                ),
+                topk_prompt_logprobs=tiny_lm.topk_prompt_logprobs(base, adapter, scale, prompt, k) if k > 0 else None,
             )
 
         return self._submit(
@@ -881,7 +923,7 @@ class TinkerApi:
         if request.model_path is not None:
             return self._sampler_from_path(f"adhoc:{request.model_path}", "", request.model_path)
         if request.base_model is not None:
-            return SamplerRecord(f"adhoc:{request.base_model}", "", self._supported(request.base_model), None, 1.0)
+            return SamplerRecord(f"adhoc:{request.base_model}", "", self._supported(request.base_model), None, None)
         raise reject(400, "one of sampling_session_id, model_path and base_model must be set")
 
     # REST
@@ -1063,7 +1105,7 @@ class TinkerApi:
         def compute() -> msgspec.Struct:
             inputs = [(i.name, int(i.rank)) for i in request.inputs]
             if not inputs or inputs[0][0] != "logprobs":
-                raise fake_model.FakeModelError("inputs: the first input of a custom loss must be 'logprobs'")
+                raise tiny_lm.ModelInputError("inputs: the first input of a custom loss must be 'logprobs'")
             nodes = [msgspec.to_builtins(node) for node in request.graph.nodes]
             custom_loss_graph.check_graph(nodes, [name for name, _ in inputs])
             loss_id = self.registry.new_id("loss")
@@ -1078,11 +1120,11 @@ class TinkerApi:
         """The uploaded loss a ``custom`` forward_backward names (by ``loss_id``, or by its name in the session)."""
         wanted = (config or {}).get("loss_id")
         if not isinstance(wanted, str):
-            raise fake_model.FakeModelError("loss_fn 'custom' needs loss_fn_config {'loss_id': <id from create_custom_loss>}")
+            raise tiny_lm.ModelInputError("loss_fn 'custom' needs loss_fn_config {'loss_id': <id from create_custom_loss>}")
         for loss in self.registry.custom_losses.values():
             if loss.session_id == run.session_id and wanted in (loss.loss_id, loss.name):
                 return loss
-        raise fake_model.FakeModelError(f"no custom loss {wanted!r} was uploaded in session {run.session_id}")
+        raise tiny_lm.ModelInputError(f"no custom loss {wanted!r} was uploaded in session {run.session_id}")
 
     def _check_provenance(self, datum: t.Datum, index: int) -> None:
         """Provenance spans may only name sequences this server sampled, within their lengths."""
@@ -1092,11 +1134,11 @@ class TinkerApi:
                 known = self.sequence_lengths.get(span.sequence_id)
                 where = f"data[{index}].{field_name}[{position}]"
                 if known is None:
-                    raise fake_model.FakeModelError(f"{where}: unknown sequence_id {span.sequence_id!r}")
+                    raise tiny_lm.ModelInputError(f"{where}: unknown sequence_id {span.sequence_id!r}")
                 prompt_length, sampled_length = known
                 limit = sampled_length if isinstance(span, t.SampledProvenanceSpan) else prompt_length
                 if span.offset + span.length > limit:
-                    raise fake_model.FakeModelError(
+                    raise tiny_lm.ModelInputError(
                         f"{where}: offset {span.offset} + length {span.length} is past the {limit} tokens "
                         f"of sequence {span.sequence_id!r}"
                     )

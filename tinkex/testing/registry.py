@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from tinkex.types import ParsedCheckpointTinkerPath
 
-from .fake_model import ModelState
+from .tiny_lm import ModelState
 
 __all__ = [
     "CHECKPOINT_KINDS",
@@ -144,7 +144,8 @@ class CheckpointRecord:
     time: datetime
     base_model: str
     lora_rank: int
-    weights: dict[str, float | int]
+    weights: dict[str, Any]
+    """The adapter snapshot (``ModelState.snapshot``): plain JSON."""
     public: bool = False
     expires_at: datetime | None = None
     user_metadata: dict[str, str] | None = None
@@ -167,8 +168,8 @@ class SamplerRecord:
     session_id: str
     base_model: str
     model_path: str | None
-    scale: float
-    """The fake model's logprob scale the sampler was created with (1.0 for a base model)."""
+    weights: dict[str, Any] | None
+    """The adapter snapshot the sampler samples from (``ModelState.snapshot``); ``None``: the bare base model."""
     from_training_checkpoint: bool = False
     """Created from a ``weights/`` path: every sample fails with a user error."""
 
@@ -343,7 +344,7 @@ class Registry:
                 ],
                 "custom_losses": [asdict(loss) for loss in self.custom_losses.values()],
                 "runs": [
-                    {**asdict(r), "state": asdict(r.state), "last_request_time": r.last_request_time.isoformat()}
+                    {**asdict(r), "state": r.state.to_json(), "last_request_time": r.last_request_time.isoformat()}
                     for r in self.runs.values()
                 ],
                 "samplers": [asdict(s) for s in self.samplers.values()],
@@ -381,7 +382,7 @@ class Registry:
             loss["inputs"] = [tuple(pair) for pair in loss["inputs"]]
             self.custom_losses[loss["loss_id"]] = CustomLossRecord(**loss)
         for run in data["runs"]:
-            state = ModelState(**run.pop("state"))
+            state = ModelState.from_json(run.pop("state"))
             run["last_request_time"] = datetime.fromisoformat(run["last_request_time"])
             self.runs[run["run_id"]] = RunRecord(**run, state=state)
         for sampler in data["samplers"]:

@@ -32,13 +32,13 @@ from ..runtime import after_fork_in_child, release_inherited_fds, release_inheri
 from .app import TinkerApp
 from .config import ServerConfig
 from .dedup import ReplayCache
-from .fake_model import ModelState
 from .faults import FaultRule, Faults
 from .futures_store import FutureStore
 from .handlers import TinkerApi
 from .hosting import Connections, bind_socket, hypercorn_config, serve_asgi
 from .ledger import Ledger
 from .registry import Registry
+from .tiny_lm import ModelState
 from .write_journal import Restored, WriteJournal, next_generation
 
 __all__ = ["LocalServer"]
@@ -238,8 +238,8 @@ class LocalServer:
         self.call(mark)
 
     def model_state(self, model_id: str) -> ModelState:
-        """A copy of a training model's fake-model state (``theta`` falls as training progresses)."""
-        return self.call(lambda api: copy.copy(api.registry.run(model_id).state))
+        """A copy of a training model's adapter and optimizer state (``step``, ``pending_backward``, ``params``)."""
+        return self.call(lambda api: copy.deepcopy(api.registry.run(model_id).state))
 
     def telemetry_batches(self) -> list[Any]:
         """Every ``TelemetrySendRequest`` received, decoded."""

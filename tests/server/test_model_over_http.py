@@ -1,11 +1,14 @@
-"""The deterministic fake model behind the server: training responds to optim_step, sampling is seeded."""
+"""The tiny language model behind the server, over HTTP: training responds to optim_step, sampling is seeded and
+reports what the model computes."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tinkex.testing import LocalServer, fake_model
+from tinkex.testing import LocalServer, tiny_lm
+
+from .conftest import BASE_MODEL
 
 pytestmark = pytest.mark.anyio
 
@@ -15,7 +18,7 @@ async def test_loss_falls_in_a_demo_loop(wire, server: LocalServer) -> None:
     losses = []
     for step in range(5):
         fb = await wire.post("forward_backward", wire.forward_backward_body(model_id, 2 * step + 1))
-        await wire.post("optim_step", {"adam_params": {"learning_rate": 1e-4}, "model_id": model_id, "seq_id": 2 * step + 2})
+        await wire.post("optim_step", {"adam_params": {"learning_rate": 1e-3}, "model_id": model_id, "seq_id": 2 * step + 2})
         losses.append((await wire.result(fb))["metrics"]["loss:sum"])
     assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
     assert losses[-1] < 0.8 * losses[0]
@@ -46,11 +49,12 @@ async def test_rl_losses_accept_their_inputs(wire, loss_fn: str) -> None:
 
 
 def test_positive_advantages_raise_the_sampled_logprobs() -> None:
-    state = fake_model.ModelState()
-    data = [fake_model.DatumInput([1, 2, 3], {"target_tokens": [2, 3, 4], "logprobs": [-1.0] * 3, "advantages": [1.0] * 3})]
-    before, _ = fake_model.run_loss(state, data, "importance_sampling", None, backward=True)
-    fake_model.apply_optimizer(state, fake_model.AdamSettings())
-    after, _ = fake_model.run_loss(state, data, "importance_sampling", None, backward=False)
+    base = tiny_lm.base_weights(BASE_MODEL, tiny_lm.DEFAULT_VOCAB_SIZE)
+    state = tiny_lm.ModelState.fresh(base.vocab_size, 8, ("attn", "mlp", "unembed"), seed=0)
+    data = [tiny_lm.DatumInput([1, 2, 3], {"target_tokens": [2, 3, 4], "logprobs": [-1.0] * 3, "advantages": [1.0] * 3})]
+    before, _ = tiny_lm.run_builtin_loss(base, state, data, "importance_sampling", None, backward=True)
+    state.apply_optimizer(tiny_lm.AdamSettings())
+    after, _ = tiny_lm.run_builtin_loss(base, state, data, "importance_sampling", None, backward=False)
     assert sum(after[0].logprobs) > sum(before[0].logprobs)
 
 
@@ -63,7 +67,7 @@ async def test_sampling_is_seeded_and_honours_max_tokens_and_stop(wire) -> None:
     ids = [s.pop("sequence_id") for s in first["sequences"] + again["sequences"]]
     assert first == again and len(set(ids)) == len(ids)
     tokens = first["sequences"][0]["tokens"]
-    assert len(tokens) == 6 and set(tokens) <= {5, 6, 7}  # drawn from the prompt's vocabulary
+    assert len(tokens) == 6 and all(0 <= t < tiny_lm.DEFAULT_VOCAB_SIZE for t in tokens)
     assert first["sequences"][0]["stop_reason"] == "length"
 
     stop = tokens[1]
@@ -99,5 +103,8 @@ async def test_prompt_logprobs_and_topk(wire) -> None:
     assert result["prompt_logprobs"][0] is None and all(v < 0 for v in result["prompt_logprobs"][1:])
     topk = result["topk_prompt_logprobs"]
     assert topk[0] is None and all(len(row) == 2 and row[0][1] >= row[1][1] for row in topk[1:])
-    greedy_choice = result["sequences"][0]["tokens"][0]
-    assert greedy_choice == max({5, 6, 7}, key=lambda t: fake_model.token_logprob(1.0, 7, t))
+    # Greedy picks the model's likeliest next token, and every number is the base model's own.
+    base = tiny_lm.base_weights(BASE_MODEL, tiny_lm.DEFAULT_VOCAB_SIZE)
+    expected = tiny_lm.topk_prompt_logprobs(base, {}, 1.0, [5, 6, 7, 0], 1)[-1][0][0]
+    assert result["sequences"][0]["tokens"][0] == expected
+    assert result["prompt_logprobs"][1:] == pytest.approx(tiny_lm.prompt_logprobs(base, {}, 1.0, [5, 6, 7])[1:], abs=1e-6)

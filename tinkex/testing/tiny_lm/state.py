@@ -1,0 +1,146 @@
+"""One training run's trainable state: its adapter, the gradient accumulated since the last step, Adam's moments.
+
+``snapshot`` / ``restore`` are what checkpoints hold (``save_state`` keeps the optimizer, ``save_weights_for_sampler``
+only the adapter); ``to_json`` / ``from_json`` are the whole state for the server's ``state.json`` (with the pending
+gradient, so an acknowledged ``forward_backward`` survives a restart). Both are plain JSON.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelInputError
+from .lora import decode_tensors, encode_tensors, fresh_adapter, lora_scale
+from .optim import AdamSettings, adam_step
+
+__all__ = ["SNAPSHOT_FORMAT", "ModelState", "snapshot_params"]
+
+SNAPSHOT_FORMAT = "tinkex-tiny-lm-lora/1"
+
+
+@dataclass
+class ModelState:
+    """A run's adapter and optimizer. ``ModelState()`` has no adapter yet: :meth:`fresh` or :meth:`restore` give it."""
+
+    rank: int = 0
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    pending_backward: int = 0
+    """``forward_backward`` calls whose gradient waits for the next ``optim_step``."""
+    adam_m: dict[str, np.ndarray] = field(default_factory=dict)
+    adam_v: dict[str, np.ndarray] = field(default_factory=dict)
+    step: int = 0
+    """Optimizer steps taken (Adam's bias correction counts from it)."""
+
+    @classmethod
+    def fresh(cls, vocab_size: int, rank: int, targets: Iterable[str], seed: int | str) -> ModelState:
+        return cls(rank=rank, params=fresh_adapter(vocab_size, rank, targets, seed))
+
+    @property
+    def scale(self) -> float:
+        return lora_scale(self.rank)
+
+    def require_adapter(self) -> None:
+        if not self.params:
+            raise ModelInputError("this training run has no adapter weights (create it or load a checkpoint first)")
+
+    def accumulate(self, grads: Mapping[str, np.ndarray]) -> None:
+        for name, grad in grads.items():
+            if name in self.grads:
+                self.grads[name] += grad
+            else:
+                self.grads[name] = grad.copy()
+        self.pending_backward += 1
+
+    def apply_optimizer(self, settings: AdamSettings) -> dict[str, float]:
+        """One step on the accumulated gradient; with no ``forward_backward`` since the last step nothing changes."""
+        if self.pending_backward == 0:
+            return {}
+        self.step += 1
+        norm = adam_step(self.params, self.grads, self.adam_m, self.adam_v, self.step, settings)
+        self.grads, self.pending_backward = {}, 0
+        return {"grad_norm:mean": norm}
+
+    # checkpoints
+
+    def snapshot(self, with_optimizer: bool = True) -> dict[str, Any]:
+        """The adapter (and, for a training checkpoint, the optimizer state) as JSON-ready data."""
+        self.require_adapter()
+        data: dict[str, Any] = {
+            "format": SNAPSHOT_FORMAT,
+            "snapshot_id": uuid.uuid4().hex,  # keys the decoded-tensor cache; unique across processes
+            "rank": self.rank,
+            "adapter": encode_tensors(self.params),
+        }
+        if with_optimizer:
+            data.update(step=self.step, adam_m=encode_tensors(self.adam_m), adam_v=encode_tensors(self.adam_v))
+        return data
+
+    def restore(self, snapshot: Mapping[str, Any], with_optimizer: bool) -> None:
+        """Take a checkpoint's adapter; with ``with_optimizer`` also its step and moments, else a fresh optimizer.
+        Any gradient not yet applied is dropped."""
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise ModelInputError(f"checkpoint is not a {SNAPSHOT_FORMAT} adapter (format {snapshot.get('format')!r})")
+        self.rank = int(snapshot["rank"])
+        self.params = decode_tensors(snapshot["adapter"])
+        self.grads, self.pending_backward = {}, 0
+        if with_optimizer and "step" in snapshot:
+            self.step = int(snapshot["step"])
+            self.adam_m, self.adam_v = decode_tensors(snapshot["adam_m"]), decode_tensors(snapshot["adam_v"])
+        else:
+            self.step, self.adam_m, self.adam_v = 0, {}, {}
+
+    # the server's state.json
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "params": encode_tensors(self.params),
+            "grads": encode_tensors(self.grads),
+            "pending_backward": self.pending_backward,
+            "adam_m": encode_tensors(self.adam_m),
+            "adam_v": encode_tensors(self.adam_v),
+            "step": self.step,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelState:
+        return cls(
+            rank=int(data["rank"]),
+            params=decode_tensors(data["params"]),
+            grads=decode_tensors(data["grads"]),
+            pending_backward=int(data["pending_backward"]),
+            adam_m=decode_tensors(data["adam_m"]),
+            adam_v=decode_tensors(data["adam_v"]),
+            step=int(data["step"]),
+        )
+
+
+_decoded: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+_DECODED_KEEP = 64
+_decoded_lock = threading.Lock()  # several LocalServers (threads) may share this process
+
+
+def snapshot_params(snapshot: Mapping[str, Any] | None) -> tuple[int, dict[str, np.ndarray]]:
+    """(rank, adapter tensors) of a snapshot; ``None`` is the bare base model (no adapter). Decoded once per
+    snapshot and kept, since samplers read the same snapshot for every request."""
+    if snapshot is None:
+        return 1, {}
+    key = snapshot.get("snapshot_id")
+    with _decoded_lock:
+        cached = _decoded.get(key) if isinstance(key, str) else None
+    if cached is not None:
+        return cached
+    decoded = (int(snapshot["rank"]), decode_tensors(snapshot["adapter"]))
+    if isinstance(key, str):
+        with _decoded_lock:
+            if len(_decoded) >= _DECODED_KEEP:
+                _decoded.pop(next(iter(_decoded)))
+            _decoded[key] = decoded
+    return decoded
