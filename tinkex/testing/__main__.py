@@ -4,10 +4,11 @@ Prints the base URL on the first line of stdout, so a script can read it and poi
 ``--state-dir`` a server killed (even SIGKILL) and started again on the same directory and ``--port`` carries on:
 see :mod:`tinkex.testing.write_journal`.
 
-It serves the fake model ``tinkex/fake-tiny`` (whose tokenizer, ``tinkex-bytes``, is built in: everything works
-offline) and the names of :data:`~tinkex.testing.config.DEFAULT_BASE_MODELS`; ``--base-model`` (repeatable)
-replaces that list, ``--list-models`` prints it with each model's tokenizer and exits. Every model trains and
-samples the same fake model; a client needs a tokenizer only to turn text into tokens.
+It serves ``tinkex/fake-tiny`` (whose tokenizer, ``tinkex-bytes``, is built in: everything works offline) and the
+names of :data:`~tinkex.testing.config.DEFAULT_BASE_MODELS`; ``--base-model`` (repeatable) replaces that list,
+``--list-models`` prints it with each model's tokenizer and exits. Every name is a tiny real language model
+(:mod:`tinkex.testing.tiny_lm`) whose frozen weights come from the name, over the byte-level encoding's 283 token
+ids; ``--vocab-size`` accepts more ids, for a client that brings its own tokenizer.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list-models", action="store_true", help="print the models served and their tokenizers")
     parser.add_argument(
+        "--vocab-size", type=_ranged(int, 1),
+        help="token ids the model accepts (default: the offline byte-level encoding's 283; larger for your tokenizer)",
+    )
+    parser.add_argument(
         "--faults", type=Path, help="JSON file: a list of FaultRule objects (faults.fault_rules_from_json)"
     )
     parser.add_argument("--certfile", type=Path, help="with --keyfile: serve TLS (h2 via ALPN)")
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         certfile=args.certfile,
         keyfile=args.keyfile,
         base_models=models,
+        vocab_size=args.vocab_size,
     )
     stopped = threading.Event()
     # Both set explicitly: a process started in the background by a non-interactive shell inherits SIGINT ignored,
