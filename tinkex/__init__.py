@@ -19,9 +19,12 @@ from .errors import __all__ as _error_names
 from .request_options import RequestOptions, Timeout
 from .rest_client import RestClient
 from .sampling_client import RetryConfig, SamplingClient
+from .sdk_method import track_public_clients
 from .training_client import TrainingClient
 from .types import *  # noqa: F403
 from .types import __all__ as _type_names
+
+track_public_clients()  # requests of a public call carry x-sdk-method, as the official SDK's do
 
 __title__ = "tinkex"
 

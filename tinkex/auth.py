@@ -1,14 +1,19 @@
 """Is tinkex set up to reach Tinker? The official ``tinker.auth`` helpers, on tinkex's own credential resolution
-(:func:`tinkex.config.resolve_config`: the ``api_key`` argument, else ``TINKER_API_KEY``).
+(:mod:`tinkex.credentials`: the ``api_key`` argument, ``TINKER_API_KEY``, ``TINKER_CREDENTIAL_CMD``,
+``~/.tinker/credentials.json``, in that order).
 
-tinkex reads no stored credentials and runs no ``TINKER_CREDENTIAL_CMD``, so a credential is configured exactly when
-``TINKER_API_KEY`` holds a well-formed key. No function here puts the key in a message.
+As in the official SDK, :func:`get_tinker_token` is a local lookup of a static key (``TINKER_API_KEY`` or the stored
+default; it never runs the command), and :func:`tinker_has_credentials` counts a configured command without running
+it. No function here puts a credential in a message.
 """
 
 from __future__ import annotations
 
+import os
+
 from .api_future import in_background
 from .config import ClientConfig, load_tinker_manifest, resolve_config
+from .credentials import API_KEY_ENV, resolve_credentials
 from .errors import TinkerError
 from .rest_client import rest_holder
 from .types import GetServerCapabilitiesResponse
@@ -28,17 +33,23 @@ def _configured_credentials() -> ClientConfig:
 
 
 def get_tinker_token() -> str | None:
-    """The API key tinkex would send (``TINKER_API_KEY``), or ``None`` when none (or a malformed one) is set.
-    A local lookup: nothing is sent."""
+    """The static key tinkex would send (``TINKER_API_KEY``, else the stored default key), or ``None`` when there
+    is none or it is malformed. A local lookup: nothing is sent and ``TINKER_CREDENTIAL_CMD`` is not run."""
     try:
-        return _configured_credentials().api_key
+        key = os.environ.get(API_KEY_ENV) or None
+        return resolve_credentials(key, {}).api_key  # the environment's key, else the stored default
     except (OSError, ValueError, TinkerError):
         return None
 
 
 def tinker_has_credentials() -> bool:
-    """Whether tinkex can resolve a Tinker credential (a local check: nothing is sent)."""
-    return get_tinker_token() is not None
+    """Whether tinkex can resolve a Tinker credential (a local check: nothing is sent; a configured
+    ``TINKER_CREDENTIAL_CMD`` counts without being run)."""
+    try:
+        _configured_credentials()
+    except (OSError, ValueError, TinkerError):
+        return False
+    return True
 
 
 def raise_if_tinker_not_accessible() -> None:

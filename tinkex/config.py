@@ -15,6 +15,7 @@ from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest, load_manifest
 from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines
 
+from .credentials import resolve_credentials
 from .wire.dialect import DIALECT_ENV, WireDialect, dialect_setting
 
 __all__ = ["ClientConfig", "TINKEX_VERSION", "WIRE_SDK_VERSION", "load_tinker_manifest", "resolve_config"]
@@ -42,7 +43,9 @@ def load_tinker_manifest() -> Manifest:
 
 @dataclass(frozen=True, repr=False)
 class ClientConfig:
-    api_key: str
+    api_key: str | None
+    """The key from the api_key argument, ``TINKER_API_KEY`` or ``~/.tinker/credentials.json``; ``None`` when
+    ``TINKER_CREDENTIAL_CMD`` is the only credential (see :mod:`tinkex.credentials`)."""
     base_url: str
     tags: tuple[str, ...] = ()
     user_metadata: Mapping[str, Any] | None = None
@@ -58,6 +61,10 @@ class ClientConfig:
     dialect: WireDialect | None = None
     """The wire dialect forced for this client (``"0.16"``: JSON bodies; ``"0.38"``: protobuf forward_backward
     bodies), or ``None`` to ask the server with the ``client/config`` handshake (see :mod:`tinkex.wire.dialect`)."""
+    credential_command: str | None = None
+    """``TINKER_CREDENTIAL_CMD``: run for each JWT exchange when the server asks for one (:mod:`tinkex.credentials`)."""
+    credential_source: str = "the api_key argument"
+    """Where ``api_key`` came from (named in errors; never the value)."""
 
     def transport_config(self) -> dict[str, Any]:
         """The ``config`` mapping the manifest's header sources read."""
@@ -70,8 +77,9 @@ class ClientConfig:
         }
 
     def __repr__(self) -> str:
-        key = f"{self.api_key[:4]}…{self.api_key[-4:]}" if len(self.api_key) > 12 else "****"
-        return f"ClientConfig(base_url={self.base_url!r}, api_key={key!r}, tags={list(self.tags)!r})"
+        key = self.api_key or ""
+        shown = "none" if not key else f"{key[:4]}…{key[-4:]}" if len(key) > 12 else "****"
+        return f"ClientConfig(base_url={self.base_url!r}, api_key={shown!r}, tags={list(self.tags)!r})"
 
 
 def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -100,15 +108,7 @@ def resolve_config(
     """``dialect`` (else ``$TINKEX_WIRE_DIALECT``): ``"0.16"``, ``"0.38"`` or ``"auto"`` (ask the server)."""
     env = os.environ if env is None else env
     manifest = manifest or load_tinker_manifest()
-    key = api_key or env.get("TINKER_API_KEY") or None
-    if key is None:
-        raise ConfigurationError(
-            "No Tinker API key: pass tinkex.Client(api_key='tml-…') or set the TINKER_API_KEY environment variable."
-        )
-    if not key.startswith("tml-"):
-        raise ConfigurationError(
-            "The Tinker API key must start with 'tml-' (check TINKER_API_KEY or the api_key argument)."
-        )
+    credentials = resolve_credentials(api_key, env)  # the official order of sources; the error names each tried
     url = base_url or env.get(manifest.base_url.env or "", "") or manifest.base_url.default
     try:
         parsed = httpx.URL(url)
@@ -122,7 +122,9 @@ def resolve_config(
         # The official SDK passes TINKER_TAGS through a set (losing order); keep the user's order, drop repeats.
         tags = list(dict.fromkeys(t.strip() for t in env.get("TINKER_TAGS", "").split(",") if t.strip()))
     return ClientConfig(
-        api_key=key,
+        api_key=credentials.api_key,
+        credential_command=credentials.command,
+        credential_source=credentials.source,
         base_url=url.rstrip("/"),
         tags=tuple(tags),
         user_metadata=user_metadata,

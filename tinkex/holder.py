@@ -40,8 +40,11 @@ from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
 
 from .config import ClientConfig
+from .credentials import holder_auth
+from .deprecation import deprecation_notices
 from .request_size import SIZE_ESTIMATORS
 from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
+from .sdk_method import detached
 from .telemetry import Telemetry
 from .types import ClientConfigResponse, CreateSessionRequest, CreateSessionResponse
 from .wire.dialect import WireDialect, dialect_of_handshake
@@ -95,7 +98,9 @@ class Holder:
         self.display_name = display_name
         self.manifest = manifest
         self.runtime: BackgroundLoop = get_runtime()
-        self.redactor = Redactor(secret_values=[config.api_key])
+        self.redactor = Redactor(secret_values=[config.api_key] if config.api_key else [])
+        self.auth = holder_auth(self)  # the credential each request carries (tinkex.credentials)
+        self.notices = deprecation_notices()  # the server's deprecation notes, once per client
         self._transport_factory = transport_factory
         self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
         self._env = os.environ if env is None else env
@@ -148,6 +153,8 @@ class Holder:
             size_estimators=SIZE_ESTIMATORS,
             on_retry=self.telemetry.on_retry,
             http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
+            token_auth=self.auth.token_auth,
+            notices=self.notices,
         )
 
     def clients(self) -> LoopClients:
@@ -182,7 +189,7 @@ class Holder:
     async def session_id(self) -> str:
         with self._lock:
             if self._session is None or (self._session.done() and self._session.exception() is not None):
-                self._session = self.runtime.submit(self._create_session())
+                self._session = detached(self.runtime.submit, self._create_session())  # not the caller's x-sdk-method
             pending = self._session
         return await asyncio.wrap_future(pending)
 
@@ -192,7 +199,7 @@ class Holder:
         handshake's answer (asked once; a failed handshake is asked again by the next caller)."""
         with self._lock:
             if self._wire is None or (self._wire.done() and self._wire.exception() is not None):
-                self._wire = self.runtime.submit(self._handshake())
+                self._wire = detached(self.runtime.submit, self._handshake())
             pending = self._wire
         return await asyncio.wrap_future(pending)
 
@@ -273,6 +280,7 @@ class Holder:
         if heartbeat is not None:
             heartbeat.stop(timeout)
         self.telemetry.close(timeout)
+        self.auth.close()  # stops renewing; the last token is still served
         for loop, clients in list(self._per_loop.items()):
             if loop_is_usable(loop):  # not an inherited parent's loop in a forked child
                 closing = asyncio.run_coroutine_threadsafe(clients.aclose(), loop)

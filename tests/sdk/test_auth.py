@@ -4,7 +4,9 @@ monkeypatched: no real credential is read, and no key appears in any message."""
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,10 @@ OTHER_KEY = "tml-auth-wrong-key-9876543210fedcba"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("TINKER_API_KEY", "TINKER_BASE_URL", "TINKER_CREDENTIAL_CMD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no real ~/.tinker/credentials.json is read
 
 
 @pytest.mark.parametrize(
@@ -41,9 +44,23 @@ def test_the_token_and_credential_checks_follow_tinkex_resolution(
     assert auth.tinker_has_credentials() is (token is not None)
 
 
-def test_a_credential_command_is_not_a_tinkex_credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TINKER_CREDENTIAL_CMD", "echo tml-from-a-command")
-    assert auth.get_tinker_token() is None and not auth.tinker_has_credentials()
+def test_a_credential_command_counts_as_a_credential_but_is_not_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As in the official SDK: the command may call a credential service, so the local checks never run it."""
+    ran = tmp_path / "ran"
+    monkeypatch.setenv("TINKER_CREDENTIAL_CMD", f"touch {ran}; echo tml-from-a-command")
+    assert auth.get_tinker_token() is None and auth.tinker_has_credentials()
+    assert not ran.exists()
+
+
+def test_the_stored_default_key_is_a_token(tmp_path: Path) -> None:
+    stored = tmp_path / ".tinker" / "credentials.json"
+    stored.parent.mkdir()
+    stored.write_text(
+        json.dumps({"version": 1, "default": "work", "keys": {"work": {"type": "manual", "key": KEY, "name": "work"}}})
+    )
+    assert auth.get_tinker_token() == KEY and auth.tinker_has_credentials()
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, server: LocalServer, key: str) -> None:
@@ -66,7 +83,10 @@ def test_a_rejected_key_is_an_authentication_error_that_does_not_show_it(monkeyp
             auth.raise_if_tinker_not_accessible()
         assert refused.value.status_code == 401
         assert OTHER_KEY not in str(refused.value) and OTHER_KEY[4:] not in repr(refused.value)
-        assert len(server.ledger.received("get_server_capabilities")) == 1
+        # One request, refused: the client/config handshake when the dialect is negotiated (as official 0.38 asks
+        # first), else the capabilities check itself.
+        [request] = server.ledger.received()
+        assert request.status == 401
 
 
 @pytest.mark.parametrize(
