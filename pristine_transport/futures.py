@@ -14,6 +14,11 @@ Delivery rules (design.md, "exactly once"):
   None of them cancels the server's work.
 - Response bytes taken from the budget on a metadata-only reply are held until the future ends, and given back
   exactly once on every path (result, failure, deadline, cancellation).
+
+Result formats: a submit may name the formats its result is asked for in (the manifest's ``result_formats`` of
+the dialect the caller speaks). The polls then send them as ``Accept``, and a 2xx reply whose ``Content-Type`` is
+one of them is decoded by the codec the SDK registered for its ``(serializer, message)`` in ``result_codecs``.
+Every other reply is read as JSON, as without formats: try-again, failure and metadata-only replies are JSON.
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ from opentelemetry import trace
 from pristine_transport import extensions
 from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effective_deadlines
-from pristine_transport.errors import APIConnectionError, PristineError, body_excerpt
+from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError, body_excerpt
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
 from pristine_transport.logs import get_logger
-from pristine_transport.manifest import FuturesSpec
+from pristine_transport.manifest import FuturesSpec, ResultFormatSpec
 from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
@@ -63,12 +68,19 @@ __all__ = [
     "RequestCapacityError",
     "RequestFailedError",
     "RequestRateLimitedError",
+    "ResultCodecs",
+    "ResultDecoder",
     "ResultHandle",
     "combine",
 ]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+ResultDecoder = Callable[[bytes], Any]
+"""Turns a result body in one registered format into the result object (raises ``ValueError`` when it cannot)."""
+ResultCodecs = Mapping[tuple[str, str | None], ResultDecoder]
+"""The result decoders an SDK registers, by a :class:`ResultFormatSpec`'s ``(serializer, message)``."""
 
 FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "error"]
 RequestErrorCategory = Literal["user", "server", "unknown"]
@@ -351,10 +363,17 @@ class _ObserverFanout:
 class _Poll:
     """Mutable state of one future's polling."""
 
-    def __init__(self, request_id: str, request_type: str | None, roundtrip_s: float) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        request_type: str | None,
+        roundtrip_s: float,
+        result_formats: Sequence[ResultFormatSpec] = (),
+    ) -> None:
         self.request_id = request_id
         self.request_type = request_type
         self.roundtrip_s = roundtrip_s
+        self.result_formats = tuple(result_formats)
         self.iteration = 0
         self.allow_metadata_only = True
         self.held_bytes = 0
@@ -370,8 +389,9 @@ class FutureResolver:
     """Submits future-returning endpoints and polls their results, as the manifest's ``futures`` block says.
 
     ``response_budget`` bounds the bytes of results announced by metadata-only replies across every future of
-    this resolver (default: a budget of ``metadata_only.budget_bytes``). ``clock``, ``sleep`` and ``random`` are
-    injectable for tests.
+    this resolver (default: a budget of ``metadata_only.budget_bytes``). ``result_codecs`` decodes results in the
+    formats a submit names (see the module's docstring). ``clock``, ``sleep`` and ``random`` are injectable for
+    tests.
     """
 
     def __init__(
@@ -385,6 +405,7 @@ class FutureResolver:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random_module.random,
         deadlines: Deadlines | None = None,
+        result_codecs: ResultCodecs | None = None,
     ) -> None:
         spec = spec if spec is not None else client.manifest.futures
         if spec is None:
@@ -399,6 +420,7 @@ class FutureResolver:
         self._sleep = sleep
         self._random = random
         self._live: set[asyncio.Task[Any]] = set()
+        self.result_codecs: ResultCodecs = result_codecs if result_codecs is not None else {}
         self.deadlines = deadlines if deadlines is not None else DEFAULT_DEADLINES
         """This resolver's default deadlines (a ``with deadlines(...)`` scope around a call wins); every request it
         sends carries them, the submit included."""
@@ -411,14 +433,22 @@ class FutureResolver:
         json: Any = NOT_GIVEN,
         observer: QueueStateObserver | None = None,
         deadline_s: float | None = None,
+        result_formats: Sequence[ResultFormatSpec] = (),
+        request_type: str | None = None,
         **send_kwargs: Any,
     ) -> FutureHandle[T]:
         """Send ``endpoint`` (its own retries and limits apply), read the request id, start polling on the
         current loop. ``deadline_s`` bounds the polling, counted from when the handle is created; when it passes,
-        polling stops with :class:`FutureTimeoutError`. The submit's reply is the handle's ``submit_reply``."""
+        polling stops with :class:`FutureTimeoutError`. The submit's reply is the handle's ``submit_reply``.
+
+        ``result_formats``: what the polls ask the result in (nothing is sent when one has no codec).
+        ``request_type``: the polls' request-type header, when it is not ``endpoint``'s (a request a dialect
+        sends to another endpoint keeps its own type)."""
         started = self._clock()
-        future_spec = self.client.manifest.endpoint(endpoint).future
-        request_type = future_spec.request_type if future_spec is not None else None
+        self._check_codecs(result_formats)
+        if request_type is None:
+            future_spec = self.client.manifest.endpoint(endpoint).future
+            request_type = future_spec.request_type if future_spec is not None else None
         span = self._tracer.start_span(f"future {endpoint}", attributes={"pristine.future.endpoint": endpoint})
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
@@ -431,9 +461,8 @@ class FutureResolver:
             _end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
         reply = body if isinstance(body, Mapping) else None
-        return self._start(
-            span, request_id, result_type, request_type, observer, deadline_s, self._clock() - started, reply
-        )
+        state = _Poll(request_id, request_type, self._clock() - started, result_formats)
+        return self._start(span, state, result_type, observer, deadline_s, reply)
 
     def handle(
         self,
@@ -445,15 +474,28 @@ class FutureResolver:
         deadline_s: float | None = None,
         submitted_at: float | None = None,
         endpoint: str | None = None,
+        result_formats: Sequence[ResultFormatSpec] = (),
     ) -> FutureHandle[T]:
         """Poll a request id obtained some other way. ``submitted_at`` (on this resolver's clock) gives the
         roundtrip header; ``endpoint`` names the span (default: the retrieve endpoint). Call it on the loop
         that should poll."""
         asyncio.get_running_loop()  # fail before a span is started that nothing would end
+        self._check_codecs(result_formats)
         name = endpoint or self.spec.retrieve_endpoint
         span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
         roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
-        return self._start(span, request_id, result_type, request_type, observer, deadline_s, roundtrip)
+        state = _Poll(request_id, request_type, roundtrip, result_formats)
+        return self._start(span, state, result_type, observer, deadline_s)
+
+    def _check_codecs(self, result_formats: Sequence[ResultFormatSpec]) -> None:
+        for result_format in result_formats:
+            if result_format.serializer == "json":
+                continue
+            if (result_format.serializer, result_format.message) not in self.result_codecs:
+                raise ConfigurationError(
+                    f"no result codec is registered for serializer {result_format.serializer!r} and message "
+                    f"{result_format.message!r} ({result_format.content_type})"
+                )
 
     async def aclose(self) -> None:
         """Stop every future still polling and wait until their tasks have ended."""
@@ -465,17 +507,15 @@ class FutureResolver:
     def _start(
         self,
         span: trace.Span,
-        request_id: str,
+        state: _Poll,
         result_type: type[T],
-        request_type: str | None,
         observer: QueueStateObserver | None,
         deadline_s: float | None,
-        roundtrip_s: float,
         submit_reply: Mapping[str, Any] | None = None,
     ) -> FutureHandle[T]:
+        request_id = state.request_id
         span.set_attribute("pristine.future.request_id", request_id)
         loop = asyncio.get_running_loop()
-        state = _Poll(request_id, request_type, roundtrip_s)
         task = loop.create_task(
             self._resolve(span, state, result_type, _ObserverFanout(span, observer), deadline_s),
             name=f"pristine future {request_id}",
@@ -576,6 +616,9 @@ class FutureResolver:
                 continue
             if not 200 <= status < 300:
                 raise self._status_error(state, status, response.content, "fatal status")
+            result_format = _format_of(response, state.result_formats)
+            if result_format is not None:
+                return self._decoded(state, result_format, response.content, result_type)
             try:
                 body = msgspec.json.decode(response.content)
             except msgspec.DecodeError:
@@ -633,6 +676,26 @@ class FutureResolver:
             detail=f"no-progress deadline {no_progress:g} s; the next poll would start after it",
         )
 
+    def _decoded(self, state: _Poll, result_format: ResultFormatSpec, content: bytes, result_type: type[T]) -> T:
+        decoder = self.result_codecs[(result_format.serializer, result_format.message)]
+        try:
+            result = decoder(content)
+        except ValueError as exc:
+            raise FutureRetrieveError(
+                f"Error retrieving result for request {state.request_id}: the {result_format.content_type} result "
+                f"does not decode as {result_format.message}: {exc}",
+                request_id=state.request_id,
+                status_code=200,
+            ) from None
+        if isinstance(result_type, type) and not isinstance(result, result_type):
+            raise FutureRetrieveError(
+                f"Error retrieving result for request {state.request_id}: the {result_format.message} codec gave "
+                f"a {type(result).__name__}, not a {_type_name(result_type)}",
+                request_id=state.request_id,
+                status_code=200,
+            )
+        return result
+
     def _poll_body(self, state: _Poll) -> dict[str, Any]:
         body: dict[str, Any] = {self.spec.request_id_field: state.request_id}
         if self.spec.allow_metadata_only_field is not None:
@@ -646,6 +709,8 @@ class FutureResolver:
             headers[names.iteration] = str(state.iteration)
         if names.request_type is not None and state.request_type is not None:
             headers[names.request_type] = state.request_type
+        if state.result_formats:
+            headers["Accept"] = ", ".join(result_format.content_type for result_format in state.result_formats)
         if names.roundtrip is not None and state.iteration == 0:
             headers[names.roundtrip] = repr(state.roundtrip_s)
         return headers
@@ -715,6 +780,21 @@ def _request_id_of(body: Any, field: str, endpoint: str) -> str:
             f"{endpoint} answered without a request id in field {field!r}: {body!r:.200}", request_id="", body=body
         )
     return value
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _format_of(response: httpx.Response, formats: Sequence[ResultFormatSpec]) -> ResultFormatSpec | None:
+    """The asked-for non-JSON format a reply's ``Content-Type`` names, or None (the reply is read as JSON)."""
+    if not formats:
+        return None
+    media_type = _media_type(response.headers.get("content-type", ""))
+    for result_format in formats:
+        if result_format.serializer != "json" and _media_type(result_format.content_type) == media_type:
+            return result_format
+    return None
 
 
 def _answer_of_408(content: bytes, spec: FuturesSpec) -> PollAnswer:

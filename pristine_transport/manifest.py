@@ -37,6 +37,7 @@ __all__ = [
     "RetryOverride",
     "RetryHeadersSpec",
     "RetryPolicySpec",
+    "ResultFormatSpec",
     "SessionSpec",
     "TransportSpec",
     "load_manifest",
@@ -171,6 +172,17 @@ class EndpointFutureSpec(_Spec):
     """Name of the result type; the SDK on top maps names to its own types."""
 
 
+class ResultFormatSpec(_Spec):
+    """A format a future's result may be asked for in (a poll's ``Accept``) and arrive in (its ``Content-Type``).
+
+    ``serializer`` names a result codec: ``json`` is built in; any other name is a codec the SDK on top registers
+    for ``message`` (what it decodes, e.g. a protobuf message's full name)."""
+
+    content_type: str
+    serializer: str = "json"
+    message: str | None = None
+
+
 class EndpointDialectSpec(_Spec):
     """How the endpoint's request travels in one named dialect of the API (a version of its wire format).
 
@@ -183,6 +195,9 @@ class EndpointDialectSpec(_Spec):
     message: str | None = None
     content_type: str | None = None
     """The body's ``Content-Type``; required for any serializer but ``json``."""
+    result_formats: list[ResultFormatSpec] = msgspec.field(default_factory=list)
+    """The formats a poll of this endpoint's future asks for, in that order (``Accept``); empty: JSON as usual. A
+    JSON answer is still read (try-again, failure and metadata-only replies are JSON in every dialect)."""
 
 
 class EndpointSpec(_Spec):
@@ -497,6 +512,13 @@ def _cross_check(m: Manifest) -> list[str]:
             endpoint_exists(spec.endpoint, f"{where}.dialects.{dialect}.endpoint")
             if spec.serializer != "json" and (spec.content_type is None or spec.message is None):
                 problems.append(f"{where}.dialects.{dialect}: serializer {spec.serializer!r} needs message and content_type")
+            for index, result in enumerate(spec.result_formats):
+                if result.serializer != "json" and result.message is None:
+                    problems.append(
+                        f"{where}.dialects.{dialect}.result_formats[{index}]: serializer {result.serializer!r} needs message"
+                    )
+            if spec.result_formats and ep.future is None:
+                problems.append(f"{where}.dialects.{dialect}.result_formats: the endpoint answers with no future")
     if m.futures is not None:
         endpoint_exists(m.futures.retrieve_endpoint, "futures.retrieve_endpoint")
     if m.session is not None:

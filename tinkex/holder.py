@@ -10,7 +10,8 @@ creation, REST calls), so each write gets the official retry budget, not only in
 
 The wire dialect is settled before the session: forced by the config, or asked of the server with the
 ``client/config`` handshake (the official 0.38 SDK's first request; a 404 or 405 means the JSON dialect of 0.16,
-silently), once per holder.
+silently), once per holder. A 0.38 server's ``client/dynamic_config`` is read next and refreshed in the background
+(:mod:`tinkex.wire.dynamic_config`); every request sent after a refresh follows its flags.
 
 The session is created on first use (as the newest official SDK does), once, whichever loop asks first. Its
 heartbeat runs in a thread of its own with its own loop and connection, so user code that holds the CPU or
@@ -46,8 +47,9 @@ from .request_size import SIZE_ESTIMATORS
 from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
 from .sdk_method import detached
 from .telemetry import Telemetry
-from .types import ClientConfigResponse, CreateSessionRequest, CreateSessionResponse
-from .wire.dialect import WireDialect, dialect_of_handshake
+from .types import ClientConfigResponse, ClientDynamicConfigResponse, CreateSessionRequest, CreateSessionResponse
+from .wire import dynamic_config
+from .wire.dialect import HANDSHAKE_SDK_VERSION, RESULT_CODECS, SDK_VERSIONS, WireDialect, dialect_of_handshake
 
 __all__ = ["Holder", "LoopClients", "ServerWire"]
 
@@ -113,6 +115,10 @@ class Holder:
             forced.set_result(ServerWire(config.dialect, None))
             self._wire = forced
         self._heartbeat: BackgroundHeartbeat | None = None
+        # The floor is read here, not bound at import, so a test can shorten it for one client.
+        self.dynamic = dynamic_config.DynamicConfig(
+            self._fetch_dynamic_config, floor_s=dynamic_config.MIN_REFRESH_INTERVAL_S
+        )
         self.telemetry = Telemetry(self)
         self._model_seq = itertools.count()
         self._sampling_seq = itertools.count()
@@ -165,7 +171,9 @@ class Holder:
         found = self._per_loop.get(loop)
         if found is None:
             http = self.new_deadlined_client()
-            futures = FutureResolver(http, tracer=self._tracer, deadlines=self.config.deadlines)
+            futures = FutureResolver(
+                http, tracer=self._tracer, deadlines=self.config.deadlines, result_codecs=RESULT_CODECS
+            )
             found = LoopClients(http=http, futures=futures)
             self._per_loop[loop] = found
             if loop is not self.runtime.loop:
@@ -210,13 +218,23 @@ class Holder:
         """``POST client/config``, retried like any request (timeouts, 5xx); its answer names the dialect."""
         try:
             flags = await self.clients().http.call(
-                "client_config", json={"sdk_version": self.config.sdk_version}, result_type=ClientConfigResponse
+                "client_config", json={"sdk_version": HANDSHAKE_SDK_VERSION}, result_type=ClientConfigResponse
             )
         except APIStatusError as exc:
             if exc.status_code in (404, 405):
                 return ServerWire(dialect_of_handshake(exc.status_code), None)
             raise
         return ServerWire(dialect_of_handshake(200), flags)
+
+    async def _fetch_dynamic_config(self) -> ClientDynamicConfigResponse:
+        return await self.clients().http.call(
+            "client_dynamic_config", json={"sdk_version": HANDSHAKE_SDK_VERSION}, result_type=ClientDynamicConfigResponse
+        )
+
+    def dynamic_config(self) -> ClientDynamicConfigResponse:
+        """The server's latest ``client/dynamic_config`` (the official defaults for a 0.16 server, or before the
+        session exists); read it when acting, so a refresh applies to what is sent after it."""
+        return self.dynamic.current
 
     def known_wire_dialect(self) -> WireDialect | None:
         """The dialect if it is settled (never asks the server)."""
@@ -227,11 +245,13 @@ class Holder:
 
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"
-        await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is
+        dialect = await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is
+        if dialect == "0.38":
+            await self.dynamic.start()  # then the dynamic flags, refreshed on this (the runtime's) loop
         request = CreateSessionRequest(
             tags=list(self.config.tags),
             user_metadata=dict(self.config.user_metadata or {}),
-            sdk_version=self.config.sdk_version,
+            sdk_version=SDK_VERSIONS[dialect],
             project_id=self.config.project_id,
             **({"display_name": self.display_name} if self.display_name is not None else {}),  # [0.38] only when set
         )
@@ -279,6 +299,8 @@ class Holder:
             heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.stop(timeout)
+        if loop_is_usable(self.runtime.loop):
+            self.runtime.loop.call_soon_threadsafe(self.dynamic.stop)
         self.telemetry.close(timeout)
         self.auth.close()  # stops renewing; the last token is still served
         for loop, clients in list(self._per_loop.items()):

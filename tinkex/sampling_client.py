@@ -51,6 +51,7 @@ from .types import (
     TensorData,
 )
 from .validation import check_model_input, check_num_samples, check_sampling_params
+from .wire.dialect import future_options
 
 if TYPE_CHECKING:
     from .config import ClientConfig
@@ -314,6 +315,8 @@ class SamplingClient:
     ) -> SampleResponse:
         size = estimate_model_input_bytes(prompt)
         resolver = self.holder.clients().futures
+        # How the result is polled (0.38: asked as protobuf); the dialect is settled before any sampler exists.
+        polling = future_options("asample", await self.holder.wire_dialect(), self.holder.manifest)
         for resubmit in itertools.count():
             request = SampleRequest(
                 num_samples=num_samples,
@@ -331,6 +334,7 @@ class SamplingClient:
                 json=request,
                 observer=self._observer,
                 extensions={extensions.SIZE_BYTES: size},
+                **polling,
             )
             try:
                 return _attach_sequence_ids(await handle, handle.submit_reply.get("sample_sequence_ids"))
@@ -347,7 +351,10 @@ class SamplingClient:
 
     def _cancel_on_server(self, request_id: str) -> None:
         """A sample its caller cancelled (``future().cancel()``, a cancelled task, the ``RetryConfig`` deadline) is
-        abandoned on the server too (0.38's ``cancel_future``), freeing its place; best effort, in the background."""
+        abandoned on the server too (0.38's ``cancel_future``), freeing its place; best effort, in the background.
+        Only while the server's ``client/dynamic_config`` enables it (``sample_cancel_enabled``, read now)."""
+        if not self.holder.dynamic_config().sample_cancel_enabled:
+            return
 
         async def cancel() -> None:
             try:

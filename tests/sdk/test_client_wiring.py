@@ -26,7 +26,8 @@ def _client(server: LocalServer, **kwargs: Any) -> tinkex.Client:
 
 class _DropResultSequenceIds(httpx.AsyncBaseTransport):
     """A real HTTP transport whose ``retrieve_future`` answers lose every ``sequence_id``, as the official
-    service's sample results do (it names the ids only in the asample submit reply, recorded in ``submitted``)."""
+    service's sample results do (it names the ids only in the asample submit reply, recorded in ``submitted``).
+    Protobuf results (the 0.38 dialect's) pass as they are: their message has no ``sequence_id``."""
 
     def __init__(self, submitted: list[list[str]]) -> None:
         self._inner = httpx.AsyncHTTPTransport()
@@ -38,6 +39,8 @@ class _DropResultSequenceIds(httpx.AsyncBaseTransport):
         if not path.endswith(("/retrieve_future", "/asample")):
             return response
         content = await response.aread()
+        if "protobuf" in response.headers.get("content-type", ""):
+            return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
         body = msgspec.json.decode(content)
         if path.endswith("/asample"):
             self._submitted.append(body["sample_sequence_ids"])

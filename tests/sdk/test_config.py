@@ -116,6 +116,8 @@ def test_construction_does_no_network_io() -> None:
     # respx patches httpx's own transport, so this test asks for the httpx backend (the manifest's env switch).
     with respx.mock(base_url="http://tinker.test", assert_all_called=False) as router:
         session = router.post("/api/v1/create_session").respond(200, json={"session_id": SESSION_ID})
+        # A server without the 0.38 handshake: the client's first use asks, and then speaks the 0.16 dialect.
+        handshake = router.post("/api/v1/client/config").respond(404, json={"detail": "Not Found"})
         env = {"TINKEX_HTTP_BACKEND": "httpx"}
         client = tinkex.Client(api_key=API_KEY, base_url="http://tinker.test", env=env, telemetry=False)
         assert not router.calls, "the constructor must not talk to the server"
@@ -123,7 +125,9 @@ def test_construction_does_no_network_io() -> None:
             200, json={"sampling_session_id": f"{SESSION_ID}:sample:0"}
         )
         client.create_sampling_client(base_model=BASE_MODEL).result()  # first use creates the session
+        assert router.calls[0].request.url.path == "/api/v1/client/config"
         client.close()
+    assert handshake.call_count == 1
     assert session.call_count == 1
     assert sampling.call_count == 1
 
@@ -136,7 +140,7 @@ async def test_construction_inside_a_running_event_loop_works(wire: WireFake) ->
     assert asyncio.get_running_loop().time() - started < 1.0
     sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
     assert sampler.sampling_session_id == f"{SESSION_ID}:sample:0"
-    assert wire.endpoints() == ["create_session", "create_sampling_session"]
+    assert wire.endpoints() == ["client/config", "create_session", "create_sampling_session"]
     await client.aclose()
 
 

@@ -62,6 +62,7 @@ def test_the_observed_recipe_sends_the_observed_bodies(wire: WireFake) -> None:
     assert logprobs == [None, -0.25, -0.25]
     writes = [s for s in wire.sent() if s.endpoint not in ("retrieve_future", "session_heartbeat")]
     assert [s.endpoint for s in writes] == [
+        "client/config",  # the 0.38 handshake first; the wire fake answers 404, so the rest is 0.16's dialect
         "create_session",
         "create_model",
         "forward_backward",
@@ -74,6 +75,7 @@ def test_the_observed_recipe_sends_the_observed_bodies(wire: WireFake) -> None:
         "asample",
     ]
     expected = [
+        {"sdk_version": "0.38.0"},
         {"tags": [], "user_metadata": {"purpose": "fake-server-test"}, "sdk_version": "0.16.1", "project_id": None},
         {
             "session_id": SESSION_ID,

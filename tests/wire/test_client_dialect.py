@@ -28,11 +28,11 @@ DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3]), loss_fn_inputs={"
 @pytest.mark.parametrize(
     ("explicit", "env", "expected"),
     [
-        (None, {}, "0.16"),  # DEFAULT_DIALECT_SETTING
+        (None, {}, None),  # DEFAULT_DIALECT_SETTING: auto
         (None, {"TINKEX_WIRE_DIALECT": "0.38"}, "0.38"),
         (None, {"TINKEX_WIRE_DIALECT": " 0.16 "}, "0.16"),
         (None, {"TINKEX_WIRE_DIALECT": "AUTO"}, None),
-        (None, {"TINKEX_WIRE_DIALECT": ""}, "0.16"),
+        (None, {"TINKEX_WIRE_DIALECT": ""}, None),  # empty counts as unset
         ("0.16", {"TINKEX_WIRE_DIALECT": "0.38"}, "0.16"),  # the argument wins
         ("auto", {"TINKEX_WIRE_DIALECT": "0.38"}, None),
     ],
@@ -58,15 +58,15 @@ def test_other_handshake_answers_say_nothing(status: int) -> None:
         dialect_of_handshake(status)
 
 
-def test_without_a_setting_tinkex_speaks_json_without_a_handshake() -> None:
+def test_without_a_setting_tinkex_asks_the_server_first() -> None:
     with LocalServer() as server:
         client = tinkex.ServiceClient(base_url=server.base_url, api_key=API_KEY, env={})
         try:
             client.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8).forward([DATUM], "cross_entropy").result()
         finally:
             client.close()
-        assert "client_config" not in [r.endpoint for r in server.ledger.received()]
-        assert _training_requests(server) == [("forward", "application/json")]
+        assert [r.endpoint for r in server.ledger.received()][0] == "client_config"
+        assert _training_requests(server) == [("forward_backward", "application/x-protobuf")]
 
 
 def _train(server: LocalServer, dialect: str = "auto") -> tuple[list[float], list[float]]:

@@ -60,7 +60,7 @@ def _poll(http: httpx.Client, request_id: str, headers: dict[str, str] | None = 
     return http.post("/retrieve_future", json={"request_id": request_id}, headers=headers or HEADERS)
 
 
-def test_handshake_answers_every_flag_at_its_default(http: httpx.Client) -> None:
+def test_handshake_answers_every_flag_at_the_servers_default(http: httpx.Client) -> None:
     config = http.post("/client/config", json={"sdk_version": "0.38.0"})
     assert config.status_code == 200
     flags: dict[str, Any] = config.json()
@@ -68,7 +68,8 @@ def test_handshake_answers_every_flag_at_its_default(http: httpx.Client) -> None
     assert flags == msgspec.structs.asdict(t.ClientConfigResponse())
     assert len(flags) == len(t.ClientConfigResponse.__struct_fields__) == 17
     dynamic = http.post("/client/dynamic_config", json={"sdk_version": "0.38.0"})
-    assert dynamic.json() == {"refresh_interval_sec": 300, "sample_cancel_enabled": False,
+    # Sample cancellation is on: this server implements cancel_future.
+    assert dynamic.json() == {"refresh_interval_sec": 300, "sample_cancel_enabled": True,
                               "sample_cancel_max_batch_size": 64}
     assert http.get("/client/config").status_code == 405
 
@@ -131,7 +132,8 @@ def test_faults_apply_to_protobuf_bodies(server: LocalServer, http: httpx.Client
     ("endpoint", "content", "headers", "status", "detail"),
     [
         ("/forward_backward", b"\xff\xff", PROTOBUF, 400, "not a valid tinker_public.ForwardBackwardRequest"),
-        ("/forward_backward", b"", {**PROTOBUF, "Content-Encoding": "zstd"}, 415, "Content-Encoding 'zstd'"),
+        ("/forward_backward", b"", {**PROTOBUF, "Content-Encoding": "br"}, 415, "Content-Encoding 'br'"),
+        ("/forward_backward", b"\x00\x01", {**PROTOBUF, "Content-Encoding": "zstd"}, 400, "not valid zstd"),
         ("/optim_step", b"", PROTOBUF, 415, "optim_step takes a JSON body"),
     ],
 )

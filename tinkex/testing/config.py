@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinkex.types import ClientConfigResponse, ClientDynamicConfigResponse
+
 __all__ = ["DEFAULT_BASE_MODELS", "ServerConfig"]
 
 DEFAULT_BASE_MODELS: tuple[str, ...] = (
@@ -50,6 +52,14 @@ class ServerConfig:
     vocab_size: int | None = None
     """Token ids the model accepts; ``None``: the offline byte-level encoding's (``tinkex-bytes``, 283 ids). Set
     it larger to train and sample with another tokenizer's ids (the server then knows no end-of-sequence token)."""
+    client_config: ClientConfigResponse = field(default_factory=ClientConfigResponse)
+    """What ``client/config`` answers (the official defaults; e.g. ``proto_compress_fwdbwd=True`` asks 0.38
+    clients for zstd ``forward_backward`` bodies, which this server reads either way)."""
+    dynamic_config: ClientDynamicConfigResponse = field(
+        default_factory=lambda: ClientDynamicConfigResponse(sample_cancel_enabled=True)
+    )
+    """What ``client/dynamic_config`` answers until changed (``tinkex.testing.dialect.change_dynamic_config``).
+    ``sample_cancel_enabled`` is on: this server implements ``cancel_future``."""
     json_training_bodies: bool = True
     """False: ``forward_backward`` and ``forward`` refuse JSON bodies with 415 and take protobuf only, as servers
     built for today's official SDK do (see :mod:`tinkex.testing.dialect`)."""

@@ -4,11 +4,15 @@
 A 0.16 client never touches any of it: it sends JSON and polls without ``Accept: application/x-protobuf``, so
 it gets JSON. A 0.38 client announces itself through its bodies' content type and its polls' ``Accept``; the
 server keeps one record per future either way, so the ledger, replay cache and faults see both dialects alike.
+
+The flags both config endpoints answer are the server's (:class:`WireFlags`, from ``ServerConfig.client_config``
+and ``ServerConfig.dynamic_config``); the dynamic ones can be changed while the server runs
+(:func:`change_dynamic_config`), as a hosted service changes them between a client's refreshes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,12 +28,15 @@ from tinkex.wire.protobuf_bodies import (
 from .calls import Call, Result
 from .replies import Reply, error_reply, json_reply, validation_error_reply
 
+if TYPE_CHECKING:
+    from .server import LocalServer
+
 __all__ = [
     "PROTOBUF",
     "ClientConfigRequest",
+    "WireFlags",
     "accepts_protobuf",
-    "client_config",
-    "dynamic_config",
+    "change_dynamic_config",
     "is_protobuf",
     "json_refused",
     "protobuf_request",
@@ -49,17 +56,35 @@ class ClientConfigRequest(msgspec.Struct, frozen=True, kw_only=True):
     sdk_version: str | None = None
 
 
-def client_config(call: Call) -> Result:
-    """``POST /api/v1/client/config``: the feature flags, the first request of a 0.38 client."""
-    # Every flag is sent (the types omit defaults when encoding), so a client reads the server's choice rather than
-    # its own default. pjwt_auth_enabled is false: the API key is the credential; proto_compress_fwdbwd is false:
-    # this server does not read ``Content-Encoding: zstd``.
-    return Result(json_reply(msgspec.structs.asdict(t.ClientConfigResponse())))
+class WireFlags:
+    """What this server answers to ``client/config`` (fixed for its run) and ``client/dynamic_config`` (changeable
+    while it runs). Touched on the server loop only."""
+
+    def __init__(self, client: t.ClientConfigResponse, dynamic: t.ClientDynamicConfigResponse) -> None:
+        self.client = client
+        self.dynamic = dynamic
+
+    def client_config(self, call: Call) -> Result:
+        """``POST /api/v1/client/config``: the feature flags, the first request of a 0.38 client."""
+        # Every flag is sent (the types omit defaults when encoding), so a client reads the server's choice rather
+        # than its own default.
+        return Result(json_reply(msgspec.structs.asdict(self.client)))
+
+    def dynamic_config(self, call: Call) -> Result:
+        """``POST /api/v1/client/dynamic_config``: the settings a 0.38 client refreshes every few minutes."""
+        return Result(json_reply(msgspec.structs.asdict(self.dynamic)))
 
 
-def dynamic_config(call: Call) -> Result:
-    """``POST /api/v1/client/dynamic_config``: the settings a 0.38 client refreshes every few minutes."""
-    return Result(json_reply(msgspec.structs.asdict(t.ClientDynamicConfigResponse())))
+def change_dynamic_config(server: LocalServer, **flags: Any) -> t.ClientDynamicConfigResponse:
+    """Change the running ``server``'s ``client/dynamic_config`` (e.g. ``sample_cancel_enabled=False``): clients
+    see it at their next refresh. Returns the new flags; an unknown flag name is a ``TypeError``."""
+
+    def change(api: Any) -> t.ClientDynamicConfigResponse:
+        flags_now: WireFlags = api.wire_flags
+        flags_now.dynamic = msgspec.structs.replace(flags_now.dynamic, **flags)
+        return flags_now.dynamic
+
+    return server.call(change)
 
 
 def is_protobuf(content_type: str | None) -> bool:
@@ -78,12 +103,21 @@ def json_refused(endpoint: str, content_type: str | None, json_training_bodies: 
     return error_reply(415, f"{endpoint} takes {PROTOBUF} bodies only (tinker_public.ForwardBackwardRequest)")
 
 
+ZSTD = "zstd"
+
+
 def protobuf_request(body: bytes, content_encoding: str | None) -> Any | Reply:
-    """The request a protobuf ``forward_backward`` body carries, or the error reply: 415 for a compressed body
-    (``proto_compress_fwdbwd`` is off here), 400 naming what does not decode, 422 naming a field the JSON body
-    would also be refused for."""
-    if content_encoding not in (None, "", "identity"):
-        return error_reply(415, f"Content-Encoding {content_encoding!r} is not supported; send the body uncompressed")
+    """The request a protobuf ``forward_backward`` body carries, or the error reply: 415 for a content encoding
+    other than ``zstd`` (what a 0.38 client sends when ``proto_compress_fwdbwd`` is on), 400 naming what does not
+    decode, 422 naming a field the JSON body would also be refused for."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding == ZSTD:
+        try:
+            body = _unzstd(body)
+        except ValueError as exc:
+            return error_reply(400, f"forward_backward body is not valid zstd: {exc}")
+    elif encoding not in ("", "identity"):
+        return error_reply(415, f"Content-Encoding {content_encoding!r} is not supported; send identity or zstd")
     try:
         decoded = decode_forward_backward_request(body)
     except ProtobufBodyError as exc:
@@ -94,6 +128,24 @@ def protobuf_request(body: bytes, content_encoding: str | None) -> Any | Reply:
         return codec.decode(codec.encode(decoded), type(decoded))
     except msgspec.ValidationError as exc:
         return validation_error_reply(exc)
+
+
+_MAX_DECOMPRESSED = 1 << 30
+"""A zstd body may not expand beyond 1 GiB (a bomb is refused rather than decompressed into memory)."""
+
+
+def _unzstd(body: bytes) -> bytes:
+    import zstandard
+
+    try:
+        # A stream reader, not ``decompress``: the official client's frames may not record their content size.
+        with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+            data = reader.read(_MAX_DECOMPRESSED + 1)
+    except zstandard.ZstdError as exc:
+        raise ValueError(str(exc)) from None
+    if len(data) > _MAX_DECOMPRESSED:
+        raise ValueError("decompressed body is larger than 1 GiB")
+    return data
 
 
 def result_reply(endpoint: str, result: bytes, accept: str | None) -> Reply:

@@ -1,10 +1,12 @@
 """Which wire dialect a server speaks, and what that decides for a request body (wire spec §1.7, §13).
 
-Two dialects exist. ``"0.16"``: every body is JSON (the official SDK up to 0.16.x). ``"0.38"``: the server answers
-``POST /api/v1/client/config`` (the handshake the official 0.38 SDK sends first) and takes ``forward_backward``
-bodies as protobuf; ``forward`` is the same message with ``forward_only`` (0.38 servers have no ``/forward``).
-How each endpoint's body travels per dialect is the manifest's ``dialects`` data; this module supplies the codecs
-those entries name.
+Two dialects exist. ``"0.16"``: every body and result is JSON (the official SDK up to 0.16.x). ``"0.38"``: the
+server answers ``POST /api/v1/client/config`` (the handshake the official 0.38 SDK sends first), takes
+``forward_backward`` bodies as protobuf (zstd-compressed when its ``proto_compress_fwdbwd`` flag says so);
+``forward`` is the same message with ``forward_only`` (0.38 servers have no ``/forward``), and the results of
+forward/backward and sample futures come back as protobuf when a poll asks. How each endpoint's body and result
+travel per dialect is the manifest's ``dialects`` data; this module supplies the codecs those entries name
+(:data:`_ENCODERS` for bodies, :data:`RESULT_CODECS` for results).
 
 The dialect is chosen per client by ``resolve_config(dialect=...)``, else ``TINKEX_WIRE_DIALECT``, else
 :data:`DEFAULT_DIALECT_SETTING`: ``"0.16"`` or ``"0.38"`` forces one; ``"auto"`` asks the server with the handshake
@@ -25,20 +27,28 @@ from tinkex import types as t
 __all__ = [
     "DEFAULT_DIALECT_SETTING",
     "DIALECT_ENV",
+    "HANDSHAKE_SDK_VERSION",
+    "RESULT_CODECS",
+    "SDK_VERSIONS",
     "TrainingBody",
     "WireDialect",
     "dialect_of_handshake",
     "dialect_setting",
+    "future_options",
     "training_body",
 ]
 
 WireDialect = Literal["0.16", "0.38"]
 DIALECT_ENV = "TINKEX_WIRE_DIALECT"
 """``0.16`` or ``0.38`` forces that dialect; ``auto`` asks the server."""
-DEFAULT_DIALECT_SETTING = "0.16"
-"""Used when neither the argument nor the environment says: JSON, no handshake (tinkex's wire until now, which
-existing request-sequence tests pin). ``"auto"`` is the setting that follows the server."""
+DEFAULT_DIALECT_SETTING = "auto"
+"""Used when neither the argument nor the environment says: follow the server. A client's first request is the
+``client/config`` handshake; a server without it (404/405) gets the JSON dialect of 0.16, with no error or warning."""
 _DIALECTS: tuple[str, ...] = get_args(WireDialect)
+SDK_VERSIONS: dict[WireDialect, str] = {"0.16": "0.16.1", "0.38": "0.38.0"}
+"""The official SDK release whose requests each dialect reproduces; its ``sdk_version`` is what the bodies say."""
+HANDSHAKE_SDK_VERSION = SDK_VERSIONS["0.38"]
+"""``client/config`` is the 0.38 handshake, so it introduces the client as 0.38 (as the official SDK does)."""
 _NO_HANDSHAKE = frozenset({404, 405})
 
 
@@ -73,7 +83,8 @@ def dialect_of_handshake(status: int) -> WireDialect:
 
 @dataclass(frozen=True)
 class TrainingBody:
-    """How one forward or forward_backward chunk is sent: the endpoint and the keywords of ``ManifestClient.send``."""
+    """How one forward or forward_backward chunk is sent: the endpoint and the keywords of
+    ``FutureResolver.submit`` (the body, its headers, and how the future is polled)."""
 
     endpoint: str
     send_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -86,27 +97,82 @@ def _protobuf_forward_backward(request: Any) -> bytes:
     return encode_forward_backward_request(request)
 
 
+def _protobuf_forward_backward_output(body: bytes) -> Any:
+    from .protobuf_bodies import decode_forward_backward_output
+
+    return decode_forward_backward_output(body)
+
+
+def _protobuf_sample_response(body: bytes) -> Any:
+    from .protobuf_bodies import decode_sample_response
+
+    return decode_sample_response(body)
+
+
 _ENCODERS: dict[tuple[str, str | None], Callable[[Any], bytes]] = {
     ("protobuf", "tinker_public.ForwardBackwardRequest"): _protobuf_forward_backward,
 }
 """The body codecs tinkex registers for the serializer names a manifest's ``dialects`` entries use."""
 
+RESULT_CODECS: dict[tuple[str, str | None], Callable[[bytes], Any]] = {
+    ("protobuf", "tinker_public.ForwardBackwardOutput"): _protobuf_forward_backward_output,
+    ("protobuf", "tinker_public.SampleResponse"): _protobuf_sample_response,
+}
+"""The result codecs tinkex registers for the ``result_formats`` of a manifest's ``dialects`` entries (handed to
+``FutureResolver(result_codecs=...)``)."""
+
+ZSTD = "zstd"
+"""The ``Content-Encoding`` of a compressed protobuf body (flag ``proto_compress_fwdbwd``)."""
+
+
+def future_options(name: str, dialect: WireDialect, manifest: Manifest) -> dict[str, Any]:
+    """The ``FutureResolver.submit`` keywords for polling endpoint ``name``'s future in ``dialect``: the result
+    formats its ``dialects`` entry asks for (none: JSON), and the request type of ``name`` itself, which a
+    dialect that sends the request elsewhere keeps (0.38 polls a forward as ``Forward``)."""
+    endpoint = manifest.endpoint(name)
+    spec = endpoint.dialects.get(dialect)
+    options: dict[str, Any] = {}
+    if spec is not None and spec.result_formats:
+        options["result_formats"] = spec.result_formats
+    if spec is not None and spec.endpoint not in (None, name) and endpoint.future is not None:
+        options["request_type"] = endpoint.future.request_type
+    return options
+
+
+def _zstd(body: bytes) -> bytes:
+    import zstandard  # the official SDK's binding; loaded only by a client whose server asks for compression
+
+    return zstandard.ZstdCompressor().compress(body)
+
 
 def training_body(
-    request: t.ForwardBackwardRequest | t.ForwardRequest, dialect: WireDialect, manifest: Manifest
+    request: t.ForwardBackwardRequest | t.ForwardRequest,
+    dialect: WireDialect,
+    manifest: Manifest,
+    *,
+    compress: bool = False,
 ) -> TrainingBody:
     """How the manifest says ``request`` travels in ``dialect``: its endpoint's ``dialects`` entry (0.38: protobuf
-    to ``forward_backward``, with ``forward_only`` for a forward), else the endpoint itself with JSON."""
+    to ``forward_backward``, with ``forward_only`` for a forward), else the endpoint itself with JSON.
+
+    ``compress`` (the server's ``proto_compress_fwdbwd``): a non-JSON body is zstd-compressed and says so in
+    ``Content-Encoding``, as the official SDK does; JSON bodies are never compressed."""
     name = "forward" if isinstance(request, t.ForwardRequest) else "forward_backward"
     spec = manifest.endpoint(name).dialects.get(dialect)
+    options = future_options(name, dialect, manifest)
     if spec is None:
-        return TrainingBody(name, {"json": request})
+        return TrainingBody(name, {"json": request, **options})
     endpoint = spec.endpoint or name
     if spec.serializer == "json":
-        return TrainingBody(endpoint, {"json": request})
+        return TrainingBody(endpoint, {"json": request, **options})
     encoder = _ENCODERS.get((spec.serializer, spec.message))
     if encoder is None:
         raise ConfigurationError(
             f"manifest endpoints.{name}.dialects.{dialect}: tinkex has no {spec.serializer!r} codec for {spec.message!r}"
         )
-    return TrainingBody(endpoint, {"content": encoder(request), "headers": {"Content-Type": spec.content_type}})
+    body = encoder(request)
+    headers = {"Content-Type": spec.content_type}
+    if compress:
+        body = _zstd(body)
+        headers["Content-Encoding"] = ZSTD
+    return TrainingBody(endpoint, {"content": body, "headers": headers, **options})
