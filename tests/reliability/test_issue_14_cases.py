@@ -107,6 +107,8 @@ def test_case_3_a_chunked_batch_says_which_chunks_ran_failed_and_were_not_sent()
     message = str(error)
     for phrase in ("forward_backward of 2049 data in 3 chunks", "chunk 0 (data[0:1024], seq_id 1) ran",
                    "chunk 1 (data[1024:2048], seq_id 2) did not run: Error code: 400", "chunk refused",
+                   "the 1 later chunk(s) of its batch were held back (not sent)",
+                   "seq_id 2 goes to this model's next request", "the requests after the batch are sent in order",
                    "chunk 2 (data[2048:2049]) was not sent", "chunk(s) 0 ran and stay applied to the model",
                    "submit only data[1024:2048], data[2048:2049]"):
         assert phrase in message, (phrase, message)
