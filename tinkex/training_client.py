@@ -179,10 +179,16 @@ class TrainingClient:
 
     # dispatch --------------------------------------------------------------------------------------------
     async def _dispatch(
-        self, request_id: int, request: WireRequest, result_type: type[T], size_bytes: int | None = None
+        self,
+        request_id: int,
+        request: WireRequest,
+        result_type: type[T],
+        size_bytes: int | None = None,
+        held_back: str | None = None,
     ) -> FutureHandle[T]:
         """Wait for this request's turn, give it the next seq_id and submit it. If the server certainly did not
-        run it, its seq_id goes to the next request; the error says which seq_id it had and what follows."""
+        run it, its seq_id goes to the next request; the error says which seq_id it had and what follows.
+        ``held_back`` names what will not be sent if this fails (the later chunks of its batch)."""
         seq_id: int | None = None
         endpoint = "request"
         sent = False
@@ -199,7 +205,7 @@ class TrainingClient:
             if seq_id is not None:
                 outcome: WriteOutcome | None = getattr(exc, "outcome", None) if sent else "did_not_run"
                 reused = outcome == "did_not_run" and self._seq_ids.give_back(seq_id)
-                _say_what_became_of_the_seq_id(exc, endpoint, self.model_id, seq_id, outcome, reused)
+                _say_what_became_of_the_seq_id(exc, endpoint, self.model_id, seq_id, reused, held_back)
             self.holder.telemetry.exception(exc)
             raise
         finally:
@@ -268,8 +274,9 @@ class TrainingClient:
         seq_ids: list[int] = []
         operation = "forward_backward" if backward else "forward"
         try:
-            dialect = await self.holder.wire_dialect()  # settled with the session; no request here
-            for request_id, chunk in chunks:
+            server = await self.holder.server_wire()  # settled with the session; no request here
+            compress = server.config is not None and server.config.proto_compress_fwdbwd
+            for index, (request_id, chunk) in enumerate(chunks):
                 batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
 
                 def request(seq_id: int, batch: ForwardBackwardInput = batch) -> tuple[str, dict[str, Any]]:
@@ -279,11 +286,13 @@ class TrainingClient:
                         body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=seq_id)
                     else:
                         body = ForwardRequest(forward_input=batch, model_id=self.model_id, seq_id=seq_id)
-                    wire = training_body(body, dialect, self.holder.manifest)
+                    wire = training_body(body, server.dialect, self.holder.manifest, compress=compress)
                     return wire.endpoint, wire.send_kwargs
 
                 size = sum(estimate_datum_bytes(d) for d in chunk)
-                handles.append(await self._dispatch(request_id, request, ForwardBackwardOutput, size))
+                later = len(chunks) - index - 1
+                held_back = f"the {later} later chunk(s) of its batch" if later else None
+                handles.append(await self._dispatch(request_id, request, ForwardBackwardOutput, size, held_back))
         except Exception as exc:
             if len(chunks) == 1:
                 raise
@@ -653,21 +662,23 @@ async def _expiry_keeps_the_step(awaitable: Awaitable[T]) -> T:
 
 
 def _say_what_became_of_the_seq_id(
-    exc: Exception, endpoint: str, model_id: str, seq_id: int, outcome: WriteOutcome | None, reused: bool
+    exc: Exception, endpoint: str, model_id: str, seq_id: int, reused: bool, held_back: str | None
 ) -> None:
-    """End the error's message (which already says whether the request ran) with its seq_id and what became of it:
-    the requests after it are never held back; they go on from this seq_id if it did not run, else from the next."""
-    if not isinstance(exc, APIError) or outcome is None:
+    """End the error's message (which already says whether the request ran) with its seq_id and what became of it
+    and of the requests after it: ``held_back`` (the rest of its batch) is not sent; the model's other requests
+    are never held back, and go on from this seq_id if it did not run, else from the next."""
+    if not isinstance(exc, APIError) or exc.outcome is None:
         return
     which = f"{endpoint} had seq_id {seq_id} of model {model_id}"
     if reused:
-        sentence = (
-            f"{which}; as it did not run, seq_id {seq_id} goes to this model's next request, so the requests after "
-            "it are sent in order with no gap"
-        )
+        which += f"; as it did not run, seq_id {seq_id} goes to this model's next request"
+        after = "the requests after it are sent in order with no gap"
     else:
-        sentence = f"{which}, which stays used: the requests after it are sent from seq_id {seq_id + 1}"
-    exc.message = f"{exc.message}. {sentence}"
+        which += ", which stays used"
+        after = f"the requests after it are sent from seq_id {seq_id + 1}"
+    if held_back is not None:
+        after = f"{held_back} were held back (not sent); {after.replace('after it', 'after the batch')}"
+    exc.message = f"{exc.message}. {which}; {after}"
     exc.args = (exc.message,)
 
 
