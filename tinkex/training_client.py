@@ -214,9 +214,12 @@ class TrainingClient:
     def _json_request(self, endpoint: str, body: Callable[[int], msgspec.Struct]) -> WireRequest:
         return lambda seq_id: (endpoint, {"json": body(seq_id)})
 
-    def _future(self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None) -> APIFuture[T]:
+    def _future(
+        self, awaitable: Awaitable[Any], transform: Callable[[Any], T] | None = None, *, changes_state: bool = True
+    ) -> APIFuture[T]:
         """The user's future of a dispatched request; its failure is reported to telemetry once."""
-        return AwaitableFuture(_expiry_keeps_the_step(awaitable), transform, on_error=self.holder.telemetry.exception)
+        expiry_said = _expiry_says_what_ran(awaitable, changes_state)
+        return AwaitableFuture(expiry_said, transform, on_error=self.holder.telemetry.exception)
 
     def _in_background(self, work: Coroutine[Any, Any, APIFuture[T]]) -> APIFuture[T]:
         async def resolve() -> T:
@@ -303,9 +306,10 @@ class TrainingClient:
             for request_id, _ in chunks:
                 self._turns.mark_dispatched(request_id)
         if len(handles) == 1:
-            return self._future(combine(handles, combine_forward_backward_outputs))
+            return self._future(combine(handles, combine_forward_backward_outputs), changes_state=backward)
         data = [chunk for _, chunk in chunks]
-        return self._future(_every_chunk(operation, data, handles, seq_ids, changes_state=backward))
+        every_chunk = _every_chunk(operation, data, handles, seq_ids, changes_state=backward)
+        return self._future(every_chunk, changes_state=backward)
 
     async def forward_backward_custom_async(
         self,
@@ -650,14 +654,17 @@ def _named_path(method: str, name: str, response_type: type[_PathResponse]) -> C
     return with_path
 
 
-async def _expiry_keeps_the_step(awaitable: Awaitable[T]) -> T:
-    """A training request whose future expired ran, and its effect stays on the model: say so (a re-send would
-    apply the step twice)."""
+async def _expiry_says_what_ran(awaitable: Awaitable[T], changes_state: bool) -> T:
+    """A training request whose future expired ran. With ``changes_state`` (every training write but ``forward``)
+    its effect stays on the model: say so, since a re-send would apply the step twice; a ``forward`` may be sent
+    again for its result."""
     try:
         return await awaitable
     except FutureExpiredError as expired:
+        if expired.changes_state == changes_state:
+            raise
         raise FutureExpiredError(
-            expired.request_id, expired.status_code, request_type=expired.request_type, changes_state=True
+            expired.request_id, expired.status_code, request_type=expired.request_type, changes_state=changes_state
         ) from None
 
 
@@ -731,7 +738,8 @@ async def _every_chunk(
 ) -> ForwardBackwardOutput:
     """The combined result of every chunk; if any chunk failed, a :class:`ChunkedRequestError` that says how each
     one ended (every chunk is waited for, so the report is complete)."""
-    results = await asyncio.gather(*(_expiry_keeps_the_step(h) for h in handles), return_exceptions=True)
+    chunk_results = (_expiry_says_what_ran(handle, changes_state) for handle in handles)
+    results = await asyncio.gather(*chunk_results, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if not failures:
         return combine_forward_backward_outputs(results)  # type: ignore[arg-type]

@@ -50,6 +50,21 @@ def test_case_1_an_expired_forward_backward_ran_and_must_not_be_submitted_again(
     assert ran(server, training.model_id) == [("forward_backward", 1), ("optim_step", 2)], "ran once, not re-sent"
 
 
+def test_case_1_an_expired_forward_changed_nothing_and_may_be_sent_again_for_its_result() -> None:
+    expire = FaultRule.expired(future_endpoint="forward")
+    with LocalServer(faults=[expire]) as server:
+        client = client_of(server)
+        try:
+            training = client.create_lora_training_client(BASE_MODEL).result()
+            with pytest.raises(tinkex.FutureExpiredError) as caught:
+                training.forward([datum([1, 2, 3])], "cross_entropy").result(10)
+        finally:
+            client.close()
+    assert caught.value.outcome == "ran" and not caught.value.changes_state
+    assert "submit it again only if you need its result" in str(caught.value)
+    assert ran(server, training.model_id) == [("forward", 1)]
+
+
 @pytest.mark.parametrize("ends_with", ["bare_400_budget_spent", "no_progress_deadline"])
 def test_case_2_an_optim_step_whose_answer_was_lost_and_whose_resend_got_an_empty_400_may_have_run(
     ends_with: str,
