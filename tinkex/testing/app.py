@@ -3,7 +3,7 @@
 What each endpoint does lives in :mod:`tinkex.testing.handlers`; this module is the request pipeline around it:
 
 1. route by method and path (404 / 405 otherwise) and record the request in the ledger;
-2. check ``X-API-Key`` (401);
+2. check ``X-API-Key`` (401; with JWTs on, a live JWT of this server: :mod:`.jwt_tokens`);
 3. decode the body into the endpoint's request type (400 bad JSON or an unknown field, 422 naming any other
    wrong field; both dialects decode: 0.16's minimal bodies and 0.38's with defaults and ``type`` tags, and 0.38's
    protobuf ``forward_backward`` bodies, see :mod:`.dialect`; 415 for protobuf elsewhere), then apply a matching
@@ -28,8 +28,9 @@ import msgspec
 
 from tinkex.types import codec
 
-from . import dialect, request_rules
+from . import dialect, jwt_tokens, request_rules
 from .dedup import CachedReply
+from .deprecation import deprecation_headers
 from .faults import FaultKind, FaultPhase
 from .handlers import Call, Operation, Rejection, Result, TinkerApi
 from .hosting import Connections
@@ -69,7 +70,9 @@ class TinkerApp:
             reply = await self._handle(scope, receive)
         except _Dropped:
             return
-        await send({"type": "http.response.start", "status": reply.status, "headers": reply.raw_headers})
+        config = self.api.config
+        headers = reply.raw_headers + deprecation_headers(config.deprecation_note, config.deprecation_level)
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
 
     async def _handle(self, scope: Scope, receive: Receive) -> Reply:
@@ -108,9 +111,14 @@ class TinkerApp:
 
     async def _run(self, operation: Operation, call: Call, body: bytes, scope: Scope) -> Reply:
         if operation.endpoint not in _UNAUTHENTICATED:
-            problem = self.api.check_api_key(call.headers.get("x-api-key"))
-            if problem is not None:
-                return error_reply(401, problem)
+            refusal = jwt_tokens.authenticate(
+                call,
+                jwt_enabled=self.api.config.client_config.pjwt_auth_enabled,
+                issuer=self.api.jwt,
+                check_api_key=self.api.check_api_key,
+            )
+            if refusal is not None:  # 401; with JWTs on, a key or stale token is refused as invalid_token
+                return refusal
 
         # Decoded before the fault so that a poll fault can match on whose future is polled.
         content_type = call.headers.get("content-type")

@@ -60,6 +60,12 @@ class ServerConfig:
     )
     """What ``client/dynamic_config`` answers until changed (``tinkex.testing.dialect.change_dynamic_config``).
     ``sample_cancel_enabled`` is on: this server implements ``cancel_future``."""
+    jwt_lifetime: float = 3600.0
+    """Seconds between a JWT's ``iat`` and ``exp`` when ``client_config.pjwt_auth_enabled`` switches JWTs on (see
+    :mod:`tinkex.testing.jwt_tokens`); short lifetimes make renewal testable."""
+    deprecation_note: str | None = None
+    """Sent on every response as ``x-deprecation-note`` (with ``x-deprecation-level: deprecation_level``)."""
+    deprecation_level: str = "warning"
     json_training_bodies: bool = True
     """False: ``forward_backward`` and ``forward`` refuse JSON bodies with 415 and take protobuf only, as servers
     built for today's official SDK do (see :mod:`tinkex.testing.dialect`)."""

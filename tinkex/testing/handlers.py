@@ -38,6 +38,7 @@ from .dedup import ReplayCache
 from .downloads import Downloads
 from .faults import FaultKind, Faults
 from .futures_store import Category, Failure, FutureRecord, FutureStore
+from .jwt_tokens import JwtIssuer
 from .ledger import Ledger
 from .registry import (
     CheckpointRecord,
@@ -224,6 +225,7 @@ class TinkerApi:
         self.sequence_lengths: dict[str, tuple[int, int]] = {}
         """``sequence_id`` of every sampled sequence -> (prompt length, sampled length), for provenance spans."""
         self.wire_flags = dialect.WireFlags(config.client_config, config.dynamic_config)
+        self.jwt = JwtIssuer(config.jwt_lifetime)
         """What the 0.38 config endpoints answer; the dynamic flags may change while the server runs."""
         self.operations = self._operations()
         if config.strict_sequence:
@@ -293,6 +295,7 @@ class TinkerApi:
             op("healthz", "GET", f"{v1}/healthz", self.healthz),
             op("client_config", "POST", f"{v1}/client/config", self.wire_flags.client_config,
                request_type=dialect.ClientConfigRequest),
+            op("auth_token", "POST", f"{v1}/auth/token", self.jwt.auth_token),
             op("client_dynamic_config", "POST", f"{v1}/client/dynamic_config", self.wire_flags.dynamic_config,
                request_type=dialect.ClientConfigRequest),
             op("get_server_capabilities", "GET", f"{v1}/get_server_capabilities", self.get_server_capabilities),
