@@ -15,3 +15,17 @@ QUEUE_OBSERVER = "pristine.queue_observer"
 ATTEMPT = "pristine.attempt"
 """Re-sends before this attempt (int, 0 for the first). Set by ``RetryLayer`` on every attempt it sends, for the
 layers beneath it (``AttemptTelemetryLayer``); a caller's value is overwritten."""
+
+SPAN_ATTRIBUTES = "pristine.span_attributes"
+"""Attributes (a mapping of str to str/int/float/bool) the caller wants on the request's INTERNAL span (and, for a
+future-returning endpoint, on the future's span): an SDK's own ids under its own namespace, e.g.
+``{"tinker.model_id": ..., "tinker.seq_id": ...}``. Never secrets: spans are exported as they are."""
+
+NOT_READY_POLLS = "pristine.not_ready_polls"
+"""A :class:`~pristine_transport.layers.telemetry.NotReadyPolls` of the future this request polls for: a "not ready
+yet" answer (a try-again body, a 408) becomes one event and a count on the future's span instead of spans of its own.
+Set by the future resolver (``FutureResolver(not_ready_polls="events")``, the default)."""
+
+TELEMETRY = "pristine.telemetry"
+"""Set by the telemetry layer, not by callers: the request's span context and metric instruments for the layers
+beneath it. Absent while tracing and metrics are both off, so the layers beneath create nothing."""

@@ -42,6 +42,7 @@ from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effec
 from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError, body_excerpt
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
+from pristine_transport.layers.telemetry import NotReadyPolls
 from pristine_transport.logs import get_logger
 from pristine_transport.manifest import FuturesSpec, ResultFormatSpec
 from pristine_transport.policy import (
@@ -406,7 +407,13 @@ class FutureResolver:
         random: Callable[[], float] = random_module.random,
         deadlines: Deadlines | None = None,
         result_codecs: ResultCodecs | None = None,
+        not_ready_polls: Literal["events", "spans"] = "events",
     ) -> None:
+        if not_ready_polls not in ("events", "spans"):
+            raise ValueError(f"not_ready_polls must be 'events' or 'spans', got {not_ready_polls!r}")
+        self.not_ready_polls = not_ready_polls
+        """``events``: a poll answered "not ready yet" is an event and a count on the future's span, not spans of its
+        own (a long-polled future would flood the exporter); ``spans``: every poll gets its spans."""
         spec = spec if spec is not None else client.manifest.futures
         if spec is None:
             raise ValueError(f"manifest {client.manifest.name!r} has no futures block")
@@ -449,7 +456,7 @@ class FutureResolver:
         if request_type is None:
             future_spec = self.client.manifest.endpoint(endpoint).future
             request_type = future_spec.request_type if future_spec is not None else None
-        span = self._tracer.start_span(f"future {endpoint}", attributes={"pristine.future.endpoint": endpoint})
+        span = self._tracer.start_span(f"future {endpoint}", attributes=_future_attributes(endpoint, send_kwargs))
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 if DEADLINES not in (send_kwargs.get("extensions") or {}):
@@ -514,7 +521,8 @@ class FutureResolver:
         submit_reply: Mapping[str, Any] | None = None,
     ) -> FutureHandle[T]:
         request_id = state.request_id
-        span.set_attribute("pristine.future.request_id", request_id)
+        span.set_attribute("pristine.future.request_id", request_id)  # deprecated: {namespace}.request_id
+        span.set_attribute(f"{self.client.manifest.name}.request_id", request_id)
         loop = asyncio.get_running_loop()
         task = loop.create_task(
             self._resolve(span, state, result_type, _ObserverFanout(span, observer), deadline_s),
@@ -559,6 +567,9 @@ class FutureResolver:
         deadlines = effective_deadlines({}, self.deadlines)
         no_progress = deadlines.no_progress_s
         state.last_progress = started
+        poll_extensions: dict[str, Any] = {extensions.QUEUE_OBSERVER: observer}
+        if self.not_ready_polls == "events" and span.is_recording():
+            poll_extensions[extensions.NOT_READY_POLLS] = NotReadyPolls(span)
         while True:
             sent_at = self._clock()
             if warn_at is not None and sent_at - started >= warn_at:
@@ -581,7 +592,7 @@ class FutureResolver:
                     spec.retrieve_endpoint,
                     json=self._poll_body(state),
                     headers=self._poll_headers(state),
-                    extensions={extensions.QUEUE_OBSERVER: observer, DEADLINES: poll_deadlines},
+                    extensions={**poll_extensions, DEADLINES: poll_deadlines},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
                 state.last_answer = type(exc).__name__
@@ -771,6 +782,15 @@ class FutureResolver:
             status_code=status,
             body=body,
         )
+
+
+def _future_attributes(endpoint: str, send_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The future span's attributes: its endpoint, and the caller's ``SPAN_ATTRIBUTES`` of the submit."""
+    attributes: dict[str, Any] = {"pristine.future.endpoint": endpoint}
+    extra = (send_kwargs.get("extensions") or {}).get(extensions.SPAN_ATTRIBUTES)
+    if extra:
+        attributes.update(extra)
+    return attributes
 
 
 def _request_id_of(body: Any, field: str, endpoint: str) -> str:

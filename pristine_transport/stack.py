@@ -2,20 +2,22 @@
 
 Layer order, outermost first (each included only when the endpoint's manifest entry asks for it):
 
-1. ``TelemetryLayer`` (always)
+1. ``TelemetryLayer`` (always: the logical request's INTERNAL span, when tracing is on)
 2. ``IdempotencyLayer`` (``idempotency`` true, or null and the method is not GET/HEAD/OPTIONS)
 3. ``RetryLayer`` (the endpoint has an effective retry policy)
-4. ``AttemptTelemetryLayer`` (with the retry layer: without re-sends an attempt span would repeat the request's)
-5. ``PoolLimiterLayer`` (the endpoint names a pool)
-6. ``BackpressureLayer`` (``backpressure`` set)
-7. ``QueueStateLayer`` (``queue_state`` true)
-8. ``HeadersLayer`` (always: manifest default headers, then the endpoint's own)
+4. ``PoolLimiterLayer`` (the endpoint names a pool)
+5. ``BackpressureLayer`` (``backpressure`` set)
+6. ``QueueStateLayer`` (``queue_state`` true)
+7. ``HeadersLayer`` (always: manifest default headers, then the endpoint's own)
+8. ``ClientSpanLayer`` (always: one CLIENT span and one duration record per HTTP exchange, ``traceparent``; it sits
+   beneath every layer that re-sends, so each exchange is exactly one CLIENT span)
 9. ``BoundaryTransport`` (always: backend failures typed and masked, the endpoint's response size limits, echoed
    secrets masked; see ``pristine_transport.boundary``)
 10. the base transport, shared by every stack
 
 Stacks are built once, when the transport is built. Shared state lives on the router, never in globals: one
-``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy. An
+``PoolLimiter`` and one ``BackoffWindow`` per pool, one ``ProgressTracker`` per sampling-kind retry policy, one
+``Telemetry`` (tracer and metric instruments, resolved on first use). An
 endpoint with backpressure but no pool gets a backoff window of its own.
 
 Routing: ``request.extensions[extensions.ENDPOINT]`` names the stack (a dict lookup). Without it, the method and
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from pristine_transport import extensions
 from pristine_transport.boundary import BoundaryTransport, ResponseLimits
@@ -51,7 +53,7 @@ from pristine_transport.layers.notices import ResponseNoticeLayer, ResponseNotic
 from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueStateLayer
 from pristine_transport.layers.retry import ProgressTracker, RetryHook, RetryLayer
-from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
+from pristine_transport.layers.telemetry import ClientSpanLayer, Telemetry, TelemetryLayer
 from pristine_transport.layers.token_auth import TokenAuth, TokenAuthLayer
 from pristine_transport.manifest import (
     EndpointSpec,
@@ -84,6 +86,8 @@ def build_transport(
     env: Mapping[str, str] = os.environ,
     redactor: Redactor | None = None,
     tracer: trace.Tracer | None = None,
+    meter: metrics.Meter | None = None,
+    attribute_namespace: str | None = None,
     size_estimators: Mapping[str, SizeEstimator] | None = None,
     on_retry: RetryHook | None = None,
     deadlines: Deadlines = CALL_DEADLINES,
@@ -93,6 +97,8 @@ def build_transport(
     """Build every endpoint's stack over ``base`` (default: an ``httpx.AsyncHTTPTransport`` as the manifest's
     ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes. ``deadlines`` bound
     every request that declares none (neither a ``DEADLINES`` extension nor a ``with deadlines(...)`` scope).
+    ``tracer`` / ``meter``: spans and HTTP client metrics (default: the global providers', when configured);
+    ``attribute_namespace`` prefixes the API's own ids on spans (default: the manifest's name).
     ``token_auth`` sets each endpoint's token (``layers.token_auth``) and ``notices`` surfaces the server's notices
     once (``layers.notices``); both sit just above the headers layer, inside every retry.
 
@@ -108,6 +114,9 @@ def build_transport(
     windows = {name: BackoffWindow(recent_s=pool.recent_backoff_s) for name, pool in spec.pools.items()}
     limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
     trackers: dict[str, ProgressTracker] = {}
+    telemetry = Telemetry(
+        tracer=tracer, meter=meter, namespace=attribute_namespace if attribute_namespace is not None else spec.name
+    )
 
     def tracker_for(name: str, policy: RetryPolicySpec) -> ProgressTracker | None:
         if policy.kind != "sampling":
@@ -122,10 +131,16 @@ def build_transport(
         size_of = estimators.get(name)
         policy = spec.retry_policy_for(name)
         pool, backpressure = endpoint.pool, endpoint.backpressure
+        idempotent = _wants_idempotency(endpoint)
         layers: list[Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]] = [
-            lambda inner: TelemetryLayer(inner, endpoint=name, redactor=redactor, tracer=tracer)
+            lambda inner: TelemetryLayer(
+                inner,
+                endpoint=name,
+                telemetry=telemetry,
+                idempotency_header=spec.idempotency.header if idempotent else None,
+            )
         ]
-        if _wants_idempotency(endpoint):
+        if idempotent:
             layers.append(
                 lambda inner: IdempotencyLayer(inner, header=spec.idempotency.header, prefix=spec.idempotency.prefix)
             )
@@ -143,7 +158,6 @@ def build_transport(
                     deadlines=deadlines,
                 )
             )
-            layers.append(lambda inner: AttemptTelemetryLayer(inner, redactor=redactor, tracer=tracer))
         if pool is not None:
             layers.append(lambda inner: PoolLimiterLayer(inner, limiters[pool], size_of=size_of))
         if backpressure is not None:
@@ -158,6 +172,7 @@ def build_transport(
         layers.append(
             lambda inner: HeadersLayer(inner, merge_headers(default_headers, endpoint.headers), redactor=redactor)
         )
+        layers.append(lambda inner: ClientSpanLayer(inner, redactor=redactor))
         limits = ResponseLimits(
             endpoint=name,
             max_body_bytes=endpoint.max_response_bytes,
@@ -171,10 +186,9 @@ def build_transport(
     stacks = {name: assemble(name, endpoint) for name, endpoint in spec.endpoints.items()}
     default_boundary = BoundaryTransport(base, limits=ResponseLimits(endpoint=DEFAULT_STACK), redactor=redactor)
     default = TelemetryLayer(
-        HeadersLayer(default_boundary, default_headers, redactor=redactor),
+        HeadersLayer(ClientSpanLayer(default_boundary, redactor=redactor), default_headers, redactor=redactor),
         endpoint=DEFAULT_STACK,
-        redactor=redactor,
-        tracer=tracer,
+        telemetry=telemetry,
     )
     return RouterTransport(
         manifest=spec,

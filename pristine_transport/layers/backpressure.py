@@ -19,6 +19,7 @@ import anyio
 import httpx
 from opentelemetry import trace
 
+from pristine_transport import extensions
 from pristine_transport.deadlines import CLOCK, OperationClock
 from pristine_transport.layers.backoff_window import BackoffWindow
 from pristine_transport.layers.header_list import header_entry, set_header
@@ -56,6 +57,7 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
             if self._window.is_open():
                 if clock is not None:
                     clock.waiting()
+                _count_wait(request)
                 await self._window.wait(sleep=self._sleep)
                 if clock is not None:
                     clock.sending()
@@ -80,3 +82,10 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _count_wait(request: httpx.Request) -> None:
+    """One ``pristine.http.client.backpressure.waits`` when metrics are on (nothing is looked up otherwise)."""
+    telemetry = request.extensions.get(extensions.TELEMETRY)
+    if telemetry is not None and telemetry.instruments is not None:
+        telemetry.instruments.backpressure_waits.add(1, {"pristine.endpoint": telemetry.endpoint})

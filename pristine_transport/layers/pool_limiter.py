@@ -259,6 +259,10 @@ class PoolLimiterLayer(httpx.AsyncBaseTransport):
             permit = await self._limiter.acquire(size)
             if clock is not None:
                 clock.resume()
+            telemetry = request.extensions.get(extensions.TELEMETRY)
+            if telemetry is not None and telemetry.instruments is not None:
+                attributes = {"pristine.endpoint": telemetry.endpoint, "pristine.pool.name": self._limiter.name or ""}
+                telemetry.instruments.pool_waits.add(1, attributes)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException:

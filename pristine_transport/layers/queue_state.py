@@ -109,13 +109,19 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         try_again = self._try_again
         if response.status_code not in self._statuses and (try_again is None or probe.marker != try_again.value):
             return
+        telemetry = request.extensions.get(extensions.TELEMETRY)
+        if telemetry is not None:
+            telemetry.not_ready = True  # a poll's "not yet": the telemetry layer may make it an event
         if probe.state is _ABSENT and probe.reason is _ABSENT:
             return  # the server said nothing about its queue
         state, reason = _coerce(probe.state, probe.reason)
         event: dict[str, str] = {"queue.state": state.value}
         if reason is not None:
             event["queue.state_reason"] = reason
-        trace.get_current_span().add_event("queue_state", event)
+        if telemetry is not None and telemetry.exchanges is not None:
+            telemetry.queue_state = event  # goes into the poll's one event
+        else:
+            trace.get_current_span().add_event("queue_state", event)
         observer = request.extensions.get(extensions.QUEUE_OBSERVER)
         if observer is None:
             return

@@ -1,209 +1,477 @@
-"""OpenTelemetry spans: one per logical request (:class:`TelemetryLayer`) and one per attempt under it
-(:class:`AttemptTelemetryLayer`), with the stable HTTP client semantic-convention attributes.
+"""OpenTelemetry spans and HTTP client metrics, by the stable HTTP semantic conventions.
 
-Each span is made the current span while the request runs, so inner layers add their events with
-``trace.get_current_span().add_event(...)`` without knowing who created it. URLs go through the
-:class:`~pristine_transport.redaction.Redactor` before they become attributes.
+Span model (https://opentelemetry.io/docs/specs/semconv/http/http-spans/):
 
-With no TracerProvider configured the layers pass requests straight through: no span, no context switch, no
-attribute is computed. The attempt layer reuses what the logical-request layer above it already worked out in the
-same task (the global tracer lookup, the redacted request attributes) instead of repeating it per attempt.
+- :class:`ClientSpanLayer`, the innermost layer above the boundary, makes one **CLIENT** span per HTTP exchange:
+  every attempt the retry layer makes and every re-send after a backpressure window is its own span, named after
+  the method, with ``http.request.method``, ``url.full`` (credentials masked by the
+  :class:`~pristine_transport.redaction.Redactor`), ``server.address``, ``server.port``,
+  ``http.response.status_code``, ``error.type`` (the status for >= 400, else the failure's class) and, from the
+  second exchange of a logical request on, ``http.request.resend_count``. The W3C ``traceparent`` of that span (and
+  whatever else the configured propagator writes) is put on each exchange.
+- :class:`TelemetryLayer`, the outermost layer, makes one **INTERNAL** span per logical request, named after the
+  endpoint, that groups its exchanges and carries what happened between them as events: ``retry.backoff`` (retry
+  layer), ``backpressure.backoff``, ``pool.wait``, ``queue_state``. Attributes: ``pristine.endpoint``,
+  ``pristine.response.status_code`` (the answer the caller got), ``error.type``, ``pristine.retries`` (when > 0),
+  ``{namespace}.idempotency_key`` (namespace: the manifest's name, e.g. ``tinker.idempotency_key``) and whatever the
+  caller put in ``request.extensions[extensions.SPAN_ATTRIBUTES]``. No CLIENT span ever encloses another.
+- A future's polls (``extensions.NOT_READY_POLLS``): a poll answered "not ready yet" (a try-again body, a 408)
+  makes no span at all but one ``poll.not_ready`` event and a count (``pristine.future.not_ready_polls``) on the
+  future's span, so a future polled for an hour does not flood the exporter. The poll that ends the wait gets its
+  INTERNAL and CLIENT spans as any request, recorded when its answer is known (their start times are the real
+  ones; the ``traceparent`` such a poll sent names the future's span). Events beyond the SDK's span limit (128 by
+  default) are dropped by the SDK; the count stays exact. ``FutureResolver(not_ready_polls="spans")`` turns this off.
+
+Deprecated, kept for one release: the INTERNAL span also carries ``http.response.status_code`` (read
+``pristine.response.status_code``); before, the logical request was a CLIENT span with every HTTP attribute.
+
+Cost: with neither a tracer nor a meter provider the layers pass requests through and create nothing (no span, no
+attribute dict, no extra coroutine). Whether one is configured is looked up per request, so a provider installed
+after the stack was built is used; once found it is kept (OpenTelemetry's global providers are set once).
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
-from opentelemetry import context, trace
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind, Status, StatusCode
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.trace import NoOpTracer, NoOpTracerProvider, SpanKind, Status, StatusCode
 
 from .. import extensions
 from ..errors import failure_name
+from ..http_metrics import HttpClientInstruments
+from .header_list import find_header, header_entry, set_header
 
 if TYPE_CHECKING:
     from pristine_transport.redaction import Redactor
 
-__all__ = ["AttemptTelemetryLayer", "TelemetryLayer"]
+__all__ = [
+    "AttemptTelemetryLayer",
+    "ClientSpanLayer",
+    "NotReadyPolls",
+    "RequestTelemetry",
+    "Telemetry",
+    "TelemetryLayer",
+    "namespaced",
+]
 
-TRACER_NAME = "pristine_transport"
-_DEFAULT_PORTS = {"https": 443, "http": 80}
+TRACER_NAME: Final = "pristine_transport"
+METER_NAME: Final = "pristine_transport"
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+_ATTRIBUTE_CACHE_SIZE: Final = 256
 
 Attributes = dict[str, Any]
 
 
-class _TracerSource:
-    """The explicit tracer, else the global provider's, looked up per request so that a provider installed after
-    the stack was built is used. ``None`` while no real provider is installed."""
-
-    __slots__ = ("explicit", "_provider", "_tracer")
-
-    def __init__(self, explicit: trace.Tracer | None) -> None:
-        self.explicit = explicit
-        self._provider: trace.TracerProvider | None = None
-        self._tracer: trace.Tracer | None = None
-
-    def global_tracer(self) -> trace.Tracer | None:
-        provider = trace.get_tracer_provider()
-        if provider is not self._provider:
-            no_op = isinstance(provider, (ProxyTracerProvider, NoOpTracerProvider))
-            self._tracer = None if no_op else provider.get_tracer(TRACER_NAME)
-            self._provider = provider
-        return self._tracer
+def namespaced(namespace: str | None, name: str) -> str:
+    """``namespace.name``, or ``pristine.name`` without a namespace."""
+    return f"{namespace or 'pristine'}.{name}"
 
 
-class _LogicalRequest:
-    """What the logical-request layer already worked out, for the attempt layer beneath it in the same task: the
-    global tracer lookup (``global_resolved``) and the request attributes (redacting a URL is not free)."""
+def _global_tracer_provider() -> trace.TracerProvider | None:
+    # A module attribute read instead of trace.get_tracer_provider(), which looks at os.environ on every call while
+    # no provider is set (about 1.5 us per request). Telemetry.__init__ calls the public function once, which loads
+    # a provider named by OTEL_PYTHON_TRACER_PROVIDER.
+    return getattr(trace, "_TRACER_PROVIDER", None)
 
-    __slots__ = ("attributes", "global_resolved", "global_tracer", "url")
+
+def _global_meter_provider() -> metrics.MeterProvider | None:
+    internal = getattr(metrics, "_internal", None)
+    return getattr(internal, "_METER_PROVIDER", None)
+
+
+class Telemetry:
+    """The tracer and the metric instruments of one transport, shared by every endpoint stack it builds.
+
+    Explicit ones win; otherwise the global providers', looked up per request until one is configured.
+    ``namespace`` prefixes the API's own ids on spans (``{namespace}.idempotency_key``); the stack passes the
+    manifest's name."""
+
+    __slots__ = ("_explicit_meter", "_instruments", "_tracer", "namespace")
 
     def __init__(
-        self, global_resolved: bool, global_tracer: trace.Tracer | None, url: httpx.URL, attributes: Attributes | None
+        self,
+        *,
+        tracer: trace.Tracer | None = None,
+        meter: metrics.Meter | None = None,
+        namespace: str | None = None,
     ) -> None:
-        self.global_resolved = global_resolved
-        self.global_tracer = global_tracer
-        self.url = url
+        self.namespace = namespace
+        self._tracer = None if isinstance(tracer, NoOpTracer) else tracer
+        self._explicit_meter = meter
+        self._instruments = HttpClientInstruments(meter) if meter is not None else None
+        if tracer is None:
+            trace.get_tracer_provider()  # loads an environment-configured provider, once
+        if meter is None:
+            metrics.get_meter_provider()
+
+    def tracer(self) -> trace.Tracer | None:
+        tracer = self._tracer
+        if tracer is not None:
+            return tracer
+        provider = _global_tracer_provider()
+        if provider is None or isinstance(provider, NoOpTracerProvider):
+            return None
+        self._tracer = provider.get_tracer(TRACER_NAME)
+        return self._tracer
+
+    def instruments(self) -> HttpClientInstruments | None:
+        found = self._instruments
+        if found is not None:
+            return found
+        provider = _global_meter_provider()
+        if provider is None or isinstance(provider, metrics.NoOpMeterProvider):
+            return None
+        self._instruments = HttpClientInstruments(provider.get_meter(METER_NAME))
+        return self._instruments
+
+
+class NotReadyPolls:
+    """A future's "not ready yet" polls, as events and a count on the future's span (see the module docstring)."""
+
+    __slots__ = ("count", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.count = 0
+
+    def record(self, status: int, duration_s: float, queue_state: Mapping[str, str] | None) -> None:
+        self.count += 1
+        attributes: Attributes = {"http.response.status_code": status, "pristine.poll.duration_s": duration_s}
+        if queue_state:
+            attributes.update(queue_state)
+        self.span.add_event("poll.not_ready", attributes)
+        self.span.set_attribute("pristine.future.not_ready_polls", self.count)
+
+
+class _Exchange:
+    """One exchange of a poll whose spans wait for its answer."""
+
+    __slots__ = ("attributes", "end_ns", "error_type", "name", "start_ns", "status", "status_code")
+
+    def __init__(self, name: str, attributes: Attributes, start_ns: int) -> None:
+        self.name = name
         self.attributes = attributes
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.status_code: int | None = None
+        self.error_type: str | None = None
+        self.status: str | None = None
 
 
-_LOGICAL: ContextVar[_LogicalRequest | None] = ContextVar("pristine_transport.logical_request", default=None)
+class RequestTelemetry:
+    """Per logical request, in ``request.extensions[extensions.TELEMETRY]``: what the layers beneath need."""
+
+    __slots__ = (
+        "context",
+        "endpoint",
+        "exchanges",
+        "instruments",
+        "not_ready",
+        "queue_state",
+        "retries",
+        "sends",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        tracer: trace.Tracer | None,
+        instruments: HttpClientInstruments | None,
+        parent: context.Context | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.tracer = tracer
+        self.instruments = instruments
+        self.context = parent
+        """The context CLIENT spans start in: the request's INTERNAL span's."""
+        self.sends = 0
+        self.retries = 0
+        self.exchanges: list[_Exchange] | None = None
+        """Set for a poll whose spans wait for its answer (``NOT_READY_POLLS``)."""
+        self.not_ready = False
+        self.queue_state: dict[str, str] | None = None
 
 
-def _request_attributes(request: httpx.Request, redactor: Redactor) -> Attributes:
-    url = request.url
-    attributes: Attributes = {
-        "http.request.method": request.method,
-        "url.full": redactor.url(url),
-        "server.address": url.host,
-    }
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
-    if port is not None:
-        attributes["server.port"] = port
-    return attributes
-
-
-def _record_response(span: trace.Span, response: httpx.Response) -> None:
-    status = response.status_code
-    span.set_attribute("http.response.status_code", status)
-    if status >= 400:
-        span.set_attribute("error.type", str(status))
-        span.set_status(Status(StatusCode.ERROR))
-
-
-def _record_exception(span: trace.Span, exc: Exception, redactor: Redactor) -> None:
-    name = failure_name(exc)
-    span.set_attribute("error.type", name)
-    # The message, not the traceback: a traceback's locals and the URL in some messages may carry secrets.
-    span.set_status(Status(StatusCode.ERROR, redactor.text(str(exc)) or name))
-
-
-async def _send_in_span(
-    inner: httpx.AsyncBaseTransport, request: httpx.Request, span: trace.Span, redactor: Redactor
-) -> httpx.Response:
-    # attach/detach rather than ``trace.use_span``: the same effect without a generator-based context manager.
-    token = context.attach(trace.set_span_in_context(span))
-    try:
-        response = await inner.handle_async_request(request)
-    except Exception as exc:
-        if span.is_recording():
-            _record_exception(span, exc, redactor)
-        raise
-    else:
-        if span.is_recording():
-            _record_response(span, response)
-        return response
-    finally:
-        context.detach(token)
-        span.end()
+def telemetry_of(request: httpx.Request) -> RequestTelemetry | None:
+    """The request's telemetry, None while tracing and metrics are off."""
+    return request.extensions.get(extensions.TELEMETRY)
 
 
 class TelemetryLayer(httpx.AsyncBaseTransport):
-    """One CLIENT span per logical request, named after the endpoint."""
+    """The INTERNAL span of a logical request, named after the endpoint (outermost layer)."""
 
     def __init__(
         self,
         inner: httpx.AsyncBaseTransport,
         *,
         endpoint: str,
-        redactor: Redactor,
+        redactor: Redactor | None = None,
         tracer: trace.Tracer | None = None,
+        telemetry: Telemetry | None = None,
+        idempotency_header: str | None = None,
     ) -> None:
         self._inner = inner
         self._endpoint = endpoint
-        self._redactor = redactor
-        self._tracers = _TracerSource(tracer)
+        self._telemetry = telemetry if telemetry is not None else Telemetry(tracer=tracer)
+        self._start_attributes: Attributes = {"pristine.endpoint": endpoint}
+        self._metric_attributes: Attributes = {"pristine.endpoint": endpoint}
+        self._idempotency = header_entry(idempotency_header, "")[1] if idempotency_header else None
+        self._idempotency_attribute = namespaced(self._telemetry.namespace, "idempotency_key")
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        tracers = self._tracers
-        global_resolved = tracers.explicit is None
-        tracer = tracers.global_tracer() if global_resolved else tracers.explicit
-        if tracer is None:
-            state = _LOGICAL.set(_LogicalRequest(global_resolved, None, request.url, None))
-            try:
-                return await self._inner.handle_async_request(request)
-            finally:
-                _LOGICAL.reset(state)
-        attributes = _request_attributes(request, self._redactor)
-        span = tracer.start_span(
-            self._endpoint, kind=SpanKind.CLIENT, attributes={**attributes, "pristine.endpoint": self._endpoint}
-        )
-        global_tracer = tracer if global_resolved else None
-        state = _LOGICAL.set(_LogicalRequest(global_resolved, global_tracer, request.url, attributes))
+        telemetry = self._telemetry
+        tracer = telemetry.tracer()
+        instruments = telemetry.instruments()
+        if tracer is None and instruments is None:
+            return await self._inner.handle_async_request(request)
+        polls: NotReadyPolls | None = request.extensions.get(extensions.NOT_READY_POLLS)
+        if tracer is None or polls is not None:
+            return await self._send_untraced(request, tracer, instruments, polls)
+        attributes = self._start_attributes
+        extra = request.extensions.get(extensions.SPAN_ATTRIBUTES)
+        if extra:
+            attributes = {**attributes, **extra}
+        span = tracer.start_span(self._endpoint, kind=SpanKind.INTERNAL, attributes=attributes)
+        state = RequestTelemetry(self._endpoint, tracer, instruments, trace.set_span_in_context(span))
+        request.extensions[extensions.TELEMETRY] = state
+        # attach/detach rather than ``trace.use_span``: the same effect without a generator-based context manager.
+        token = context.attach(state.context)  # type: ignore[arg-type]
         try:
-            return await _send_in_span(self._inner, request, span, self._redactor)
+            response = await self._inner.handle_async_request(request)
+        except BaseException as exc:
+            if span.is_recording():
+                _record_failure(span, exc)
+                self._finish(span, request)
+            raise
+        else:
+            if span.is_recording():
+                _record_status(span, response.status_code)
+                self._finish(span, request)
+            return response
         finally:
-            _LOGICAL.reset(state)
+            context.detach(token)
+            span.end()
+            if instruments is not None and state.retries:
+                instruments.retries.add(state.retries, self._metric_attributes)
+
+    async def _send_untraced(
+        self,
+        request: httpx.Request,
+        tracer: trace.Tracer | None,
+        instruments: HttpClientInstruments | None,
+        polls: NotReadyPolls | None,
+    ) -> httpx.Response:
+        """Metrics only, or a poll whose spans wait for its answer."""
+        state = RequestTelemetry(self._endpoint, tracer, instruments, None)
+        deferred = tracer is not None and polls is not None
+        if deferred:
+            state.exchanges = []
+        request.extensions[extensions.TELEMETRY] = state
+        started_ns = time.time_ns()
+        status: int | None = None
+        failure: BaseException | None = None
+        try:
+            response = await self._inner.handle_async_request(request)
+            status = response.status_code
+            return response
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if instruments is not None and state.retries:
+                instruments.retries.add(state.retries, self._metric_attributes)
+            if deferred:
+                assert tracer is not None and polls is not None
+                if state.not_ready and failure is None and status is not None:
+                    polls.record(status, (time.time_ns() - started_ns) / 1e9, state.queue_state)
+                else:
+                    self._replay(tracer, request, state, started_ns, status, failure)
+
+    def _replay(
+        self,
+        tracer: trace.Tracer,
+        request: httpx.Request,
+        state: RequestTelemetry,
+        started_ns: int,
+        status: int | None,
+        failure: BaseException | None,
+    ) -> None:
+        """The spans of a poll that ended the wait, made now with the times they had."""
+        attributes = self._start_attributes
+        extra = request.extensions.get(extensions.SPAN_ATTRIBUTES)
+        if extra:
+            attributes = {**attributes, **extra}
+        span = tracer.start_span(self._endpoint, kind=SpanKind.INTERNAL, attributes=attributes, start_time=started_ns)
+        parent = trace.set_span_in_context(span)
+        for exchange in state.exchanges or ():
+            child = tracer.start_span(
+                exchange.name,
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=exchange.attributes,
+                start_time=exchange.start_ns,
+            )
+            if exchange.status_code is not None:
+                child.set_attribute("http.response.status_code", exchange.status_code)
+            if exchange.error_type is not None:
+                child.set_attribute("error.type", exchange.error_type)
+                child.set_status(Status(StatusCode.ERROR, exchange.status))
+            child.end(end_time=exchange.end_ns)
+        if span.is_recording():
+            if failure is not None:
+                _record_failure(span, failure)
+            elif status is not None:
+                _record_status(span, status)
+            self._finish(span, request)
+        span.end()
+
+    def _finish(self, span: trace.Span, request: httpx.Request) -> None:
+        if self._idempotency is not None:
+            key = find_header(request.headers, self._idempotency)
+            if key is not None:
+                span.set_attribute(self._idempotency_attribute, key.decode("latin-1"))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-class AttemptTelemetryLayer(httpx.AsyncBaseTransport):
-    """One CLIENT span per attempt, named after the method, carrying ``http.request.resend_count`` on re-sends.
+def _record_status(span: trace.Span, status: int) -> None:
+    span.set_attribute("pristine.response.status_code", status)
+    span.set_attribute("http.response.status_code", status)  # deprecated on this span; one release
+    if status >= 400:
+        span.set_attribute("error.type", str(status))
+        span.set_status(Status(StatusCode.ERROR))
 
-    The count comes from ``request.extensions[extensions.ATTEMPT]`` (set by the retry layer); without it, attempts
-    are counted per parent (logical request) span."""
 
-    def __init__(
-        self, inner: httpx.AsyncBaseTransport, *, redactor: Redactor, tracer: trace.Tracer | None = None
-    ) -> None:
+def _record_failure(span: trace.Span, exc: BaseException) -> None:
+    name = _error_type(exc)
+    span.set_attribute("error.type", name)
+    # The class, not the message: the boundary masks messages, but a caller's exception may carry anything.
+    span.set_status(Status(StatusCode.ERROR, name))
+
+
+def _error_type(exc: BaseException) -> str:
+    return failure_name(exc) if isinstance(exc, Exception) else type(exc).__name__
+
+
+class _Target:
+    """What the attributes of one URL are, worked out once (redacting a URL is not free)."""
+
+    __slots__ = ("metric_attributes", "span_attributes")
+
+    def __init__(self, request: httpx.Request, redactor: Redactor | None) -> None:
+        url = request.url
+        port = url.port or _DEFAULT_PORTS.get(url.scheme)
+        self.metric_attributes: Attributes = {"http.request.method": request.method, "server.address": url.host}
+        if port is not None:
+            self.metric_attributes["server.port"] = port
+        full = redactor.url(url) if redactor is not None else str(url.copy_with(username=None, password=None))
+        self.span_attributes: Attributes = {**self.metric_attributes, "url.full": full}
+
+
+class ClientSpanLayer(httpx.AsyncBaseTransport):
+    """One CLIENT span and one ``http.client.request.duration`` record per HTTP exchange, ``traceparent`` injected
+    (the innermost layer above the boundary, so that every re-send, backpressure ones included, is its own)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, redactor: Redactor | None = None) -> None:
         self._inner = inner
         self._redactor = redactor
-        self._tracers = _TracerSource(tracer)
-        self._attempts: WeakKeyDictionary[trace.Span, int] = WeakKeyDictionary()
+        self._targets: dict[tuple[str, str], _Target] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        logical = _LOGICAL.get()
-        tracers = self._tracers
-        if tracers.explicit is not None:
-            tracer: trace.Tracer | None = tracers.explicit
-        elif logical is not None and logical.global_resolved:
-            tracer = logical.global_tracer
-        else:
-            tracer = tracers.global_tracer()
-        if tracer is None:
+        state: RequestTelemetry | None = request.extensions.get(extensions.TELEMETRY)
+        if state is None:
             return await self._inner.handle_async_request(request)
-        attributes = logical.attributes if logical is not None and logical.url is request.url else None
-        if attributes is None:
-            attributes = _request_attributes(request, self._redactor)
-        resend_count = self._resend_count(request, trace.get_current_span())
-        if resend_count > 0:
-            attributes = {**attributes, "http.request.resend_count": resend_count}
-        span = tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
-        return await _send_in_span(self._inner, request, span, self._redactor)
+        return await self._send(request, state)
 
-    def _resend_count(self, request: httpx.Request, parent: trace.Span) -> int:
-        attempt = request.extensions.get(extensions.ATTEMPT)
-        if attempt is not None:
-            return attempt
-        if not parent.get_span_context().is_valid:
-            return 0
-        count = self._attempts.get(parent, 0)
-        self._attempts[parent] = count + 1
-        return count
+    async def _send(self, request: httpx.Request, state: RequestTelemetry) -> httpx.Response:
+        target = self._target(request)
+        resends = state.sends
+        state.sends = resends + 1
+        tracer = state.tracer
+        span: trace.Span | None = None
+        exchange: _Exchange | None = None
+        if tracer is not None:
+            attributes = target.span_attributes
+            if resends:
+                attributes = {**attributes, "http.request.resend_count": resends}
+            if state.exchanges is not None:  # a poll: its spans wait for the answer
+                exchange = _Exchange(request.method, attributes, time.time_ns())
+                state.exchanges.append(exchange)
+                _inject(request, None)
+            else:
+                span = tracer.start_span(
+                    request.method, context=state.context, kind=SpanKind.CLIENT, attributes=attributes
+                )
+                _inject(request, trace.set_span_in_context(span, state.context))
+        instruments = state.instruments
+        if instruments is not None:
+            instruments.active_requests.add(1, target.metric_attributes)
+            started = time.perf_counter()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException as exc:
+            error_type = _error_type(exc)
+            if span is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(Status(StatusCode.ERROR, error_type))
+                span.end()
+            elif exchange is not None:
+                exchange.error_type = exchange.status = error_type
+                exchange.end_ns = time.time_ns()
+            if instruments is not None:
+                instruments.active_requests.add(-1, target.metric_attributes)
+                instruments.request_duration.record(
+                    time.perf_counter() - started, {**target.metric_attributes, "error.type": error_type}
+                )
+            raise
+        status = response.status_code
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+        elif exchange is not None:
+            exchange.status_code = status
+            if status >= 400:
+                exchange.error_type = str(status)
+            exchange.end_ns = time.time_ns()
+        if instruments is not None:
+            instruments.active_requests.add(-1, target.metric_attributes)
+            recorded = {**target.metric_attributes, "http.response.status_code": status}
+            if status >= 400:
+                recorded["error.type"] = str(status)
+            instruments.request_duration.record(time.perf_counter() - started, recorded)
+        return response
+
+    def _target(self, request: httpx.Request) -> _Target:
+        key = (request.method, str(request.url))
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _ATTRIBUTE_CACHE_SIZE:
+                self._targets.clear()
+            target = self._targets[key] = _Target(request, self._redactor)
+        return target
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _inject(request: httpx.Request, ctx: context.Context | None) -> None:
+    """The configured propagator's headers (W3C ``traceparent`` by default) for ``ctx`` (None: the current one),
+    replacing any a previous exchange of the same request carried."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    headers = request.headers
+    for name, value in carrier.items():
+        set_header(headers, header_entry(name, value))
+
+
+AttemptTelemetryLayer = ClientSpanLayer
+"""Deprecated name of :class:`ClientSpanLayer` (one release)."""

@@ -547,7 +547,8 @@ async def test_resolver_aclose_stops_every_future() -> None:
     await assert_no_leaked_tasks(before)
 
 
-async def test_future_span_with_poll_spans_as_children() -> None:
+@pytest.mark.parametrize("not_ready_polls", ["events", "spans"])
+async def test_future_span_with_poll_spans_as_children(not_ready_polls: str) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -562,7 +563,9 @@ async def test_future_span_with_poll_spans_as_children() -> None:
     )
     client = mock_client(server, tracer=tracer)
     clock = FakeClock()
-    resolver = FutureResolver(client, tracer=tracer, clock=clock, sleep=clock.sleep)
+    resolver = FutureResolver(
+        client, tracer=tracer, clock=clock, sleep=clock.sleep, not_ready_polls=not_ready_polls  # type: ignore[arg-type]
+    )
     with tracer.start_as_current_span("caller") as caller:
         handle = await resolver.submit("submit", result_type=Result, json={})
     await handle
@@ -577,13 +580,25 @@ async def test_future_span_with_poll_spans_as_children() -> None:
     assert future.attributes["pristine.future.polls"] == 4
     assert future.attributes["pristine.future.outcome"] == "ok"
     events = [(e.name, dict(e.attributes or {})) for e in future.events]
-    assert events == [
-        ("queue_state_change", {"queue.state": "paused_capacity"}),
-        ("queue_state_change", {"queue.state": "active"}),
-        ("metadata_only", {"pristine.future.response_bytes": 10}),
-    ]
+    for _, attributes in events:
+        attributes.pop("pristine.poll.duration_s", None)  # real time
+    if not_ready_polls == "events":  # the 408 and the try-again are events with a count, not spans
+        assert events == [
+            ("queue_state_change", {"queue.state": "paused_capacity"}),
+            ("poll.not_ready", {"http.response.status_code": 408, "queue.state": "paused_capacity"}),
+            ("queue_state_change", {"queue.state": "active"}),
+            ("poll.not_ready", {"http.response.status_code": 200, "queue.state": "active"}),
+            ("metadata_only", {"pristine.future.response_bytes": 10}),
+        ]
+        assert future.attributes["pristine.future.not_ready_polls"] == 2
+    else:
+        assert events == [
+            ("queue_state_change", {"queue.state": "paused_capacity"}),
+            ("queue_state_change", {"queue.state": "active"}),
+            ("metadata_only", {"pristine.future.response_bytes": 10}),
+        ]
     polls = [s for s in spans if s.name == "retrieve"]
-    assert len(polls) == 4
+    assert len(polls) == (2 if not_ready_polls == "events" else 4)
     assert all(p.parent is not None and p.parent.span_id == future.context.span_id for p in polls)
     submit = next(s for s in spans if s.name == "submit")
     assert submit.parent is not None and submit.parent.span_id == future.context.span_id

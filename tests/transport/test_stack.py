@@ -19,7 +19,7 @@ from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueState, QueueStateLayer
 from pristine_transport.layers.retry import RetryLayer
-from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
+from pristine_transport.layers.telemetry import ClientSpanLayer, TelemetryLayer
 from pristine_transport.manifest import load_manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.stack import RouterTransport, build_transport
@@ -147,10 +147,10 @@ def test_a_full_endpoint_gets_every_layer_in_the_architecture_order(router: Rout
         TelemetryLayer,
         IdempotencyLayer,
         RetryLayer,
-        AttemptTelemetryLayer,
         PoolLimiterLayer,
         BackpressureLayer,
         HeadersLayer,
+        ClientSpanLayer,
         BoundaryTransport,
         ClosingBase,
     ]
@@ -158,20 +158,22 @@ def test_a_full_endpoint_gets_every_layer_in_the_architecture_order(router: Rout
         TelemetryLayer,
         IdempotencyLayer,
         RetryLayer,
-        AttemptTelemetryLayer,
         QueueStateLayer,
         HeadersLayer,
+        ClientSpanLayer,
         BoundaryTransport,
         ClosingBase,
     ]
 
 
 def test_layers_are_only_included_when_the_manifest_asks(router: RouterTransport) -> None:
-    assert chain(router.stacks["get_run"]) == [TelemetryLayer, HeadersLayer, BoundaryTransport, ClosingBase]
-    assert chain(router.stacks["forward"]) == [TelemetryLayer, IdempotencyLayer, PoolLimiterLayer, HeadersLayer, BoundaryTransport, ClosingBase]
-    assert chain(router.stacks["list_sessions"]) == [TelemetryLayer, IdempotencyLayer, HeadersLayer, BoundaryTransport, ClosingBase]
+    spans, boundary = [ClientSpanLayer, BoundaryTransport, ClosingBase], [BoundaryTransport, ClosingBase]
+    assert chain(router.stacks["get_run"]) == [TelemetryLayer, HeadersLayer, *spans]
+    assert chain(router.stacks["forward"]) == [TelemetryLayer, IdempotencyLayer, PoolLimiterLayer, HeadersLayer, *spans]
+    assert chain(router.stacks["list_sessions"]) == [TelemetryLayer, IdempotencyLayer, HeadersLayer, *spans]
     assert IdempotencyLayer not in chain(router.stacks["delete_checkpoint"])
-    assert chain(router.default_stack) == [TelemetryLayer, HeadersLayer, BoundaryTransport, ClosingBase]
+    assert chain(router.default_stack) == [TelemetryLayer, HeadersLayer, *spans]
+    assert boundary == spans[1:]
 
 
 def test_every_stack_shares_the_one_base_transport(router: RouterTransport) -> None:
