@@ -18,7 +18,7 @@ import os
 import re
 import warnings
 import weakref
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar, cast, overload
@@ -88,8 +88,12 @@ class ManifestClient:
         deadlines: Deadlines = CALL_DEADLINES,
         token_auth: TokenAuth | None = None,
         notices: ResponseNotices | None = None,
+        json_encoder: Callable[[Any], bytes] | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        self._json_encoder = json_encoder if json_encoder is not None else json_body
+        """Turns a ``json=`` body into bytes (default: compact JSON, unset Struct fields left out); an SDK whose API
+        has several dialects picks the shape per request here."""
         self.redactor = redactor if redactor is not None else Redactor()
         self.base_url = _resolve_base_url(self.manifest, base_url, env, self.redactor)
         self.transport: RouterTransport = build_transport(
@@ -168,7 +172,7 @@ class ManifestClient:
         if not isinstance(json, NotGiven):
             if content is not None:
                 raise ValueError("pass either json or content, not both")
-            content = json_body(json)
+            content = self._json_encoder(json)
             headers = {"Content-Type": "application/json", **(headers or {})}
         request_headers = merge_headers(self._default_headers, spec.headers, headers)
         query = encode_query(merge_query(self._default_query, params), spec.query_array_format)

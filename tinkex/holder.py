@@ -49,7 +49,14 @@ from .sdk_method import detached
 from .telemetry import Telemetry
 from .types import ClientConfigResponse, ClientDynamicConfigResponse, CreateSessionRequest, CreateSessionResponse
 from .wire import dynamic_config
-from .wire.dialect import HANDSHAKE_SDK_VERSION, RESULT_CODECS, SDK_VERSIONS, WireDialect, dialect_of_handshake
+from .wire.dialect import (
+    HANDSHAKE_SDK_VERSION,
+    RESULT_CODECS,
+    SDK_VERSIONS,
+    WireDialect,
+    dialect_of_handshake,
+    json_encoder,
+)
 
 __all__ = ["Holder", "LoopClients", "ServerWire"]
 
@@ -161,6 +168,7 @@ class Holder:
             http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
             token_auth=self.auth.token_auth,
             notices=self.notices,
+            json_encoder=json_encoder(self.known_wire_dialect),  # each body in the shapes of the server's dialect
         )
 
     def clients(self) -> LoopClients:

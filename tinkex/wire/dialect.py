@@ -20,9 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import msgspec
+
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest
+from pristine_transport.request import json_body
 from tinkex import types as t
+from tinkex.types._base import RequestStruct
+
+from .json_shapes import dump_038
 
 __all__ = [
     "DEFAULT_DIALECT_SETTING",
@@ -35,6 +41,7 @@ __all__ = [
     "dialect_of_handshake",
     "dialect_setting",
     "future_options",
+    "json_encoder",
     "training_body",
 ]
 
@@ -137,6 +144,23 @@ def future_options(name: str, dialect: WireDialect, manifest: Manifest) -> dict[
     if spec is not None and spec.endpoint not in (None, name) and endpoint.future is not None:
         options["request_type"] = endpoint.future.request_type
     return options
+
+
+def json_encoder(dialect_now: Callable[[], WireDialect | None]) -> Callable[[Any], bytes]:
+    """The JSON body encoder of a client whose dialect ``dialect_now()`` tells (None while unsettled).
+
+    0.16 (and unsettled: only the handshake is sent then): 0.16.1's shapes, a field left unset is absent, an
+    explicit ``None`` is ``null``. 0.38: 0.38.0's shapes, which dump requests with ``exclude_unset=False,
+    exclude_none=True``: every field with its default (``type`` discriminators, all optimizer parameters, ...) and
+    no ``null``. Only tinkex's request types change shape; any other body (plain data) is sent as it is."""
+    encode = msgspec.json.Encoder().encode
+
+    def encode_body(body: Any) -> bytes:
+        if isinstance(body, RequestStruct) and dialect_now() == "0.38":
+            return encode(dump_038(body))
+        return json_body(body)
+
+    return encode_body
 
 
 def _zstd(body: bytes) -> bytes:
