@@ -163,7 +163,8 @@ def test_exec_is_listed_in_the_cli_help(tmp_path: Path) -> None:
 def test_a_training_script_written_for_official_0_38_runs_unchanged_under_exec(tmp_path: Path) -> None:
     """tests/compat/programs/train_tinker_038.py uses 0.38's new forms: awaited creation futures, sequence ids on
     sampled sequences, provenance spans naming them, and close(status)."""
-    with LocalServer(api_key=API_KEY) as server:
+    # The program's prompt is BERT token ids (up to 7592): a server vocabulary that holds them.
+    with LocalServer(api_key=API_KEY, vocab_size=30522) as server:
         env = {**os.environ, "TINKER_API_KEY": API_KEY, "TINKER_BASE_URL": server.base_url}
         completed = _exec(sys.executable, str(TRAIN_038), "--steps", "3", "--group-size", "4", cwd=tmp_path, env=env)
         executions = server.ledger.executions()

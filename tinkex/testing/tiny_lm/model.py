@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .vocabulary import DEFAULT_VOCAB_SIZE
+
 __all__ = [
     "EMBED",
     "HIDDEN",
@@ -88,14 +90,17 @@ def layer_shapes(vocab_size: int) -> dict[str, tuple[int, int]]:
 
 
 def _output_prior(vocab_size: int) -> np.ndarray:
-    """Head bias: letters and space likelier than other printable bytes, control and non-ASCII bytes unlikely."""
+    """Head bias: ASCII letters, space and the encoding's merges likelier than other printable bytes; control
+    bytes, non-ASCII bytes and special tokens unlikely (ids past the byte encoding's get none)."""
     prior = np.zeros(vocab_size)
     for token in range(min(vocab_size, 256)):
         char = chr(token)
-        if char.isalpha() or char == " ":
-            prior[token] = 1.5
+        if char.isascii() and (char.isalpha() or char == " "):
+            prior[token] = 2.0
         elif not (32 <= token < 127):
-            prior[token] = -3.0
+            prior[token] = -4.0
+    prior[256 : min(vocab_size, DEFAULT_VOCAB_SIZE)] = 2.0  # the byte encoding's merges: English letter pairs
+    prior[DEFAULT_VOCAB_SIZE - 3 : min(vocab_size, DEFAULT_VOCAB_SIZE)] = -4.0  # its special tokens
     return prior
 
 
