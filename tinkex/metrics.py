@@ -9,17 +9,22 @@ Histograms are in milliseconds. Each keeps ``count``/``sum``/``min``/``max`` sin
 ``reservoir_size`` samples, over which p50 (true median: mean of the two middle values for an
 even count) and p95/p99 (nearest rank: the ``ceil(n * pct / 100)``-th smallest) are computed.
 
-:class:`MetricsSpanProcessor` reads the span conventions of ``pristine_transport``:
+:class:`MetricsSpanProcessor` reads the span conventions of ``pristine_transport`` (docs/telemetry.md):
 
-- logical request span: named after its endpoint, attributes ``pristine.endpoint``,
-  ``http.response.status_code`` (when a response came), ``error.type`` (on failure),
-  ``pristine.retries`` (re-sends);
-- future span: ``pristine.future.endpoint``, ``pristine.future.polls``, ``pristine.future.outcome``.
+- logical request: an INTERNAL span named after its endpoint, attributes ``pristine.endpoint``,
+  ``pristine.response.status_code`` (when a response came; ``http.response.status_code`` on spans of
+  earlier releases), ``error.type`` (on failure), ``pristine.retries`` (re-sends, when any);
+- HTTP exchange: a CLIENT span, child of its logical request's span (one per attempt and re-send);
+- future: ``pristine.future.endpoint``, ``pristine.future.polls``, ``pristine.future.outcome``, and its polls
+  answered "not ready yet", which have no spans of their own: one ``poll.not_ready`` event each
+  (``pristine.endpoint``, ``http.response.status_code``, ``pristine.poll.duration_s``) and their count
+  ``pristine.future.not_ready_polls``. Such a poll counts as a request (and an attempt) of its endpoint; polls
+  whose events the SDK dropped (past its event limit) are counted like the last recorded one, without a duration.
 
 It records, labelled by ``endpoint``: ``tinkex.requests`` (also by ``status_class``: ``2xx``,
 ``4xx``, ``5xx``, ... or ``error`` when no response came), ``tinkex.request.retries``,
-``tinkex.request.duration`` (ms), ``tinkex.futures`` (also by ``outcome``),
-``tinkex.future.polls`` and ``tinkex.future.duration`` (ms).
+``tinkex.request.attempts`` (HTTP exchanges), ``tinkex.request.duration`` (ms), ``tinkex.futures`` (also by
+``outcome``), ``tinkex.future.polls`` and ``tinkex.future.duration`` (ms).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from statistics import median
 from typing import Any, NamedTuple
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind
 
 __all__ = [
     "DEFAULT_BUCKETS_MS",
@@ -43,6 +50,7 @@ __all__ = [
     "FUTURE_DURATION",
     "FUTURE_POLLS",
     "REQUESTS",
+    "REQUEST_ATTEMPTS",
     "REQUEST_DURATION",
     "REQUEST_RETRIES",
     "HistogramSnapshot",
@@ -60,17 +68,24 @@ DEFAULT_RESERVOIR_SIZE = 1000
 
 REQUESTS = "tinkex.requests"
 REQUEST_RETRIES = "tinkex.request.retries"
+REQUEST_ATTEMPTS = "tinkex.request.attempts"
 REQUEST_DURATION = "tinkex.request.duration"
 FUTURES = "tinkex.futures"
 FUTURE_POLLS = "tinkex.future.polls"
 FUTURE_DURATION = "tinkex.future.duration"
 
 ENDPOINT_ATTRIBUTE = "pristine.endpoint"
-STATUS_ATTRIBUTE = "http.response.status_code"
+STATUS_ATTRIBUTE = "pristine.response.status_code"
+OLD_STATUS_ATTRIBUTE = "http.response.status_code"
+"""Where a logical request span of earlier releases kept its status (still set, deprecated, for one release)."""
+HTTP_STATUS_ATTRIBUTE = "http.response.status_code"
 RETRIES_ATTRIBUTE = "pristine.retries"
 FUTURE_ENDPOINT_ATTRIBUTE = "pristine.future.endpoint"
 FUTURE_POLLS_ATTRIBUTE = "pristine.future.polls"
 FUTURE_OUTCOME_ATTRIBUTE = "pristine.future.outcome"
+FUTURE_NOT_READY_ATTRIBUTE = "pristine.future.not_ready_polls"
+NOT_READY_EVENT = "poll.not_ready"
+POLL_DURATION_ATTRIBUTE = "pristine.poll.duration_s"
 
 
 def nearest_rank(sorted_values: Sequence[float], percent: float) -> float:
@@ -252,27 +267,41 @@ class Metrics:
 
 
 class MetricsSpanProcessor(SpanProcessor):
-    """Feeds :class:`Metrics` from ended request and future spans; every other span is ignored."""
+    """Feeds :class:`Metrics` from ended request, exchange and future spans; every other span is ignored."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._open: dict[int, str] = {}
+        """Span id -> endpoint of the logical request spans started and not yet ended (their CLIENT children end
+        first and carry no endpoint of their own)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        endpoint = _request_endpoint(span)
+        if endpoint is not None:
+            self._open[span.context.span_id] = endpoint
 
     def on_end(self, span: ReadableSpan) -> None:
+        if span.kind is SpanKind.CLIENT:
+            parent = span.parent
+            endpoint = self._open.get(parent.span_id) if parent is not None else None
+            if endpoint is not None:
+                self.metrics.increment(REQUEST_ATTEMPTS, labels={"endpoint": endpoint})
+            return
         attributes = span.attributes or {}
-        endpoint = attributes.get(ENDPOINT_ATTRIBUTE)
-        # Attempt spans may carry the endpoint too; only the logical span bears its name.
-        if isinstance(endpoint, str) and span.name == endpoint:
+        endpoint = _request_endpoint(span)
+        if endpoint is not None:
+            self._open.pop(span.context.span_id, None)
             self._record_request(endpoint, attributes, _duration_ms(span))
             return
         future_endpoint = attributes.get(FUTURE_ENDPOINT_ATTRIBUTE)
         if isinstance(future_endpoint, str):
             self._record_future(future_endpoint, attributes, _duration_ms(span))
+            self._record_not_ready_polls(span, attributes)
 
     def _record_request(self, endpoint: str, attributes: Mapping[str, Any], duration_ms: float | None) -> None:
         labels = {"endpoint": endpoint}
-        status = attributes.get(STATUS_ATTRIBUTE)
-        status_class = f"{status // 100}xx" if isinstance(status, int) else "error"
-        self.metrics.increment(REQUESTS, labels={**labels, "status_class": status_class})
+        status = attributes.get(STATUS_ATTRIBUTE, attributes.get(OLD_STATUS_ATTRIBUTE))
+        self.metrics.increment(REQUESTS, labels={**labels, "status_class": _status_class(status)})
         retries = attributes.get(RETRIES_ATTRIBUTE)
         if isinstance(retries, int) and retries > 0:
             self.metrics.increment(REQUEST_RETRIES, retries, labels)
@@ -289,11 +318,49 @@ class MetricsSpanProcessor(SpanProcessor):
         if duration_ms is not None:
             self.metrics.record(FUTURE_DURATION, duration_ms, labels)
 
+    def _record_not_ready_polls(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+        """Polls answered "not ready yet" have no spans: each is a request and an attempt of its endpoint."""
+        total = attributes.get(FUTURE_NOT_READY_ATTRIBUTE)
+        if not isinstance(total, int) or total <= 0:
+            return
+        seen = 0
+        labels: dict[str, str] | None = None
+        status_class = "error"
+        for event in span.events:
+            if event.name != NOT_READY_EVENT:
+                continue
+            event_attributes = event.attributes or {}
+            endpoint = event_attributes.get(ENDPOINT_ATTRIBUTE)
+            if not isinstance(endpoint, str):
+                continue
+            seen += 1
+            labels = {"endpoint": endpoint}
+            status_class = _status_class(event_attributes.get(HTTP_STATUS_ATTRIBUTE))
+            self.metrics.increment(REQUESTS, labels={**labels, "status_class": status_class})
+            self.metrics.increment(REQUEST_ATTEMPTS, labels=labels)
+            duration_s = event_attributes.get(POLL_DURATION_ATTRIBUTE)
+            if isinstance(duration_s, (int, float)):
+                self.metrics.record(REQUEST_DURATION, duration_s * 1000, labels)
+        dropped = total - seen
+        if dropped > 0 and labels is not None:  # past the SDK's event limit: counted like the last one seen
+            self.metrics.increment(REQUESTS, dropped, labels={**labels, "status_class": status_class})
+            self.metrics.increment(REQUEST_ATTEMPTS, dropped, labels=labels)
+
     def shutdown(self) -> None:
         """Nothing buffered, nothing to release."""
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _request_endpoint(span: ReadableSpan) -> str | None:
+    """The endpoint of a logical request span (INTERNAL, named after it; CLIENT in earlier releases), else None."""
+    endpoint = (span.attributes or {}).get(ENDPOINT_ATTRIBUTE)
+    return endpoint if isinstance(endpoint, str) and span.name == endpoint else None
+
+
+def _status_class(status: object) -> str:
+    return f"{status // 100}xx" if isinstance(status, int) else "error"
 
 
 def _duration_ms(span: ReadableSpan) -> float | None:
@@ -303,8 +370,10 @@ def _duration_ms(span: ReadableSpan) -> float | None:
 
 
 def format_summary(snapshot: MetricsSnapshot) -> str:
-    """One row per endpoint: requests by status class, retries, future polls, latency percentiles."""
-    header: tuple[str, ...] = ("endpoint", "requests", "2xx", "4xx", "5xx", "error", "retries", "futures", "polls")
+    """One row per endpoint: requests by status class, retries, HTTP exchanges (attempts), futures and their polls,
+    latency percentiles."""
+    header: tuple[str, ...] = ("endpoint", "requests", "2xx", "4xx", "5xx", "error", "retries", "attempts")
+    header += ("futures", "polls")
     header += ("p50 ms", "p95 ms", "p99 ms")
     rows = [header]
     for endpoint in snapshot.label_values("endpoint"):
@@ -320,6 +389,7 @@ def format_summary(snapshot: MetricsSnapshot) -> str:
                 _count(snapshot.counter_total(REQUESTS, labels)),
                 *(_count(value) for value in by_class),
                 _count(snapshot.counter(REQUEST_RETRIES, labels)),
+                _count(snapshot.counter(REQUEST_ATTEMPTS, labels)),
                 _count(snapshot.counter_total(FUTURES, labels)),
                 _count(snapshot.counter(FUTURE_POLLS, labels)),
                 *((f"{value:.1f}" for value in (latency.p50, latency.p95, latency.p99)) if latency else ("-",) * 3),

@@ -138,9 +138,13 @@ class NotReadyPolls:
         self.span = span
         self.count = 0
 
-    def record(self, status: int, duration_s: float, queue_state: Mapping[str, str] | None) -> None:
+    def record(self, endpoint: str, status: int, duration_s: float, queue_state: Mapping[str, str] | None) -> None:
         self.count += 1
-        attributes: Attributes = {"http.response.status_code": status, "pristine.poll.duration_s": duration_s}
+        attributes: Attributes = {
+            "pristine.endpoint": endpoint,
+            "http.response.status_code": status,
+            "pristine.poll.duration_s": duration_s,
+        }
         if queue_state:
             attributes.update(queue_state)
         self.span.add_event("poll.not_ready", attributes)
@@ -288,7 +292,7 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
             if deferred:
                 assert tracer is not None and polls is not None
                 if state.not_ready and failure is None and status is not None:
-                    polls.record(status, (time.time_ns() - started_ns) / 1e9, state.queue_state)
+                    polls.record(self._endpoint, status, (time.time_ns() - started_ns) / 1e9, state.queue_state)
                 else:
                     self._replay(tracer, request, state, started_ns, status, failure)
 

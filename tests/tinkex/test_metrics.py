@@ -182,10 +182,10 @@ def test_span_processor_records_requests_and_futures(
     lines = summary.splitlines()
     assert lines[0].split()[:3] == ["endpoint", "requests", "2xx"]
     fb_row = next(line for line in lines if line.startswith("forward_backward")).split()
-    # endpoint requests 2xx 4xx 5xx error retries futures polls p50 p95 p99
-    assert fb_row == ["forward_backward", "5", "4", "0", "1", "0", "3", "1", "4", "20.0", "40.0", "40.0"]
+    # endpoint requests 2xx 4xx 5xx error retries attempts futures polls p50 p95 p99 (no CLIENT spans here)
+    assert fb_row == ["forward_backward", "5", "4", "0", "1", "0", "3", "0", "1", "4", "20.0", "40.0", "40.0"]
     sample_row = next(line for line in lines if line.startswith("sample")).split()
-    assert sample_row[1:9] == ["2", "0", "1", "0", "1", "3", "0", "0"]
+    assert sample_row[1:10] == ["2", "0", "1", "0", "1", "3", "0", "0", "0"]
 
 
 def test_format_summary_without_data() -> None:
