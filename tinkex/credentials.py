@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from pristine_transport.deadlines import deadlines
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.layers.token_auth import (
     RefreshingToken,
@@ -45,6 +46,7 @@ from pristine_transport.layers.token_auth import (
     TokenSource,
     jwt_validity,
 )
+from pristine_transport.policy import RetryBudget
 from pristine_transport.redaction import Redactor
 
 from .sdk_method import detached
@@ -74,6 +76,7 @@ RAW_CREDENTIAL_ENDPOINTS = frozenset({"client_config", AUTH_TOKEN_ENDPOINT})
 """Endpoints that carry the credential itself, never the JWT: the handshake that says whether JWTs are used, and
 the exchange that makes them."""
 COMMAND_TIMEOUT_S = 60.0
+EXCHANGE_NO_PROGRESS_S = 30.0
 _KEY_PREFIXES = ("tml-", "eyJ")
 _MISSING = "No Tinker API key: pass tinkex.Client(api_key='tml-…') or set the TINKER_API_KEY environment variable"
 
@@ -358,7 +361,10 @@ def holder_auth(holder: Holder) -> TinkerAuth:
         return (await holder.server_wire()).config
 
     async def exchange() -> str:
-        answer = await holder.clients().http.call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
+        # One exchange is the endpoint's own re-sends only (manifest), not an operation's rounds for minutes: the
+        # renewal schedule retries, and a request waiting for its token fails over to it.
+        with deadlines(no_progress_s=EXCHANGE_NO_PROGRESS_S, budget=RetryBudget(rounds=False)):
+            answer = await holder.clients().http.call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
         return answer.jwt
 
     def run(coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
