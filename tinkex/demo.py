@@ -1,7 +1,9 @@
 """``tinkex demo``: a real training-and-sampling loop with ``tinkex.Client``.
 
-By default it starts the embedded local Tinker-compatible server on 127.0.0.1 and trains its deterministic fake
-model ``tinkex/fake-tiny``; with a base URL (``--base-url`` or ``TINKER_BASE_URL``) and an API key (``--api-key``
+It teaches a model a short text: it samples a continuation of the text's first two words, trains a LoRA adapter on
+the text (printing the loss of every step), and samples again: the continuation has become the text. By default it
+starts the embedded local Tinker-compatible server on 127.0.0.1 and trains its tiny real language model
+``tinkex/fake-tiny`` (:mod:`tinkex.testing.tiny_lm`); with a base URL (``--base-url`` or ``TINKER_BASE_URL``) and an API key (``--api-key``
 or ``TINKER_API_KEY``) it runs against that server instead: the Tinker service, or a ``python -m tinkex.testing``.
 At the end it prints what the OpenTelemetry spans saw, per endpoint.
 
@@ -38,17 +40,11 @@ REMOTE_MODEL = "openai/gpt-oss-20b"  # preferred on a remote server that offers 
 MAX_FAULT_RATE = 0.5
 """Above this the injected faults outnumber the answers and a few steps take minutes: refused as a usage error."""
 
-CORPUS = (
-    "the quick brown fox jumps over the lazy dog",
-    "a journey of a thousand miles begins with a single step",
-    "to be or not to be that is the question",
-    "all that glitters is not gold",
-    "the early bird catches the worm",
-    "knowledge is power and power is knowledge",
-    "practice makes perfect when the practice is right",
-    "where there is a will there is a way",
-)
-PROMPTS = ("the quick", "to be or", "a journey of")
+TEXT = "the quick brown fox jumps over the lazy dog"
+LOCAL_LEARNING_RATE = 1e-3
+"""The tiny model learns the text in about 20 steps at this rate."""
+REMOTE_LEARNING_RATE = 2e-4
+"""Gentler on a large model, which needs fewer steps to memorise one sentence."""
 
 
 class DemoUsageError(ValueError):
@@ -57,17 +53,22 @@ class DemoUsageError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's own options (``tinkex demo`` adds the CLI's shared ones: ``--base-url``, ``--api-key``, ``--json``)."""
+    parser.add_argument("--text", default=TEXT, help="the text to teach (at least two words)")
     parser.add_argument("--steps", type=int, default=30, help="training steps (>= 1)")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per step (>= 1)")
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="Adam learning rate (> 0)")
+    parser.add_argument("--batch-size", type=int, default=1, help="copies of the text per step (>= 1)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None,
+        help=f"Adam learning rate (> 0; default {LOCAL_LEARNING_RATE:g} on the embedded server, "
+        f"{REMOTE_LEARNING_RATE:g} on another)",
+    )
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank (>= 1)")
     parser.add_argument(
         "--base-model", default=None,
         help=f"model to train (default: {LOCAL_MODEL} on the embedded server; on another server {REMOTE_MODEL} "
         "if offered, else the first offered model with an offline tokenizer)",
     )
-    parser.add_argument("--samples", type=int, default=2, help="samples per prompt (>= 1)")
-    parser.add_argument("--max-tokens", type=int, default=12, help="tokens per sample (>= 1)")
+    parser.add_argument("--samples", type=int, default=2, help="samples at temperature 0.7 after training (>= 1)")
+    parser.add_argument("--max-tokens", type=int, default=48, help="tokens per sample (>= 1)")
     parser.add_argument("--http2", action="store_true", help="speak HTTP/2 (h2c prior knowledge) to the embedded server")
     parser.add_argument(
         "--fault-rate", type=float, default=0.0,
@@ -83,8 +84,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value < minimum:
             raise DemoUsageError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
-    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+    if args.learning_rate is not None and (not math.isfinite(args.learning_rate) or args.learning_rate <= 0):
         raise DemoUsageError(f"--learning-rate must be a finite number > 0, got {args.learning_rate}")
+    if len(args.text.split()) < 2:
+        raise DemoUsageError(f"--text must have at least two words (its first two are the prompt), got {args.text!r}")
     if not 0 <= args.fault_rate <= MAX_FAULT_RATE:
         raise DemoUsageError(f"--fault-rate must be between 0 and {MAX_FAULT_RATE}, got {args.fault_rate}")
     target = _target(args)
@@ -196,17 +199,30 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).splitlines()[0].split(". ")[0]
 
 
-def _batch(tokenizer: Tokenizer, step: int, size: int) -> list[Datum]:
-    data = []
-    for i in range(size):
-        tokens = tokenizer.encode(CORPUS[(step * size + i) % len(CORPUS)])
-        data.append(
-            Datum(
-                model_input=ModelInput.from_ints(tokens[:-1]),
-                loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)},
-            )
-        )
-    return data
+def _prefix(text: str) -> str:
+    """The prompt: the text's first two words."""
+    first, second = text.split()[:2]
+    return text[: text.index(second, text.index(first) + len(first)) + len(second)]
+
+
+def _datum(tokenizer: Tokenizer, text: str) -> Datum:
+    """The whole text, then end-of-sequence (so the model also learns where it stops), as next-token targets."""
+    tokens = tokenizer.encode(text)
+    if tokenizer.eos_token_id is not None:
+        tokens.append(tokenizer.eos_token_id)
+    return Datum(
+        model_input=ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={"target_tokens": tokens[1:], "weights": [1.0] * (len(tokens) - 1)},
+    )
+
+
+def _continuations(sampler: Any, tokenizer: Tokenizer, prompt: str, count: int, params: SamplingParams) -> list[dict[str, Any]]:
+    response = sampler.sample(ModelInput.from_ints(tokenizer.encode(prompt)), count, params).result()
+    return [
+        {"prompt": prompt, "text": tokenizer.decode(sequence.tokens, skip_special_tokens=True),
+         "stop_reason": sequence.stop_reason}
+        for sequence in response.sequences
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,36 +256,42 @@ def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = Non
             print(f"tinkex demo: training {base_model} against {where}", file=out)
             training = client.create_lora_training_client(base_model, rank=args.rank, seed=args.seed)
             tokenizer = _tokenizer_for(training, base_model)
+            text, prompt = args.text, _prefix(args.text)
+            greedy = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
+            print(f"text: {text!r}", file=out)
+            [before] = _continuations(training.save_weights_and_get_sampling_client(), tokenizer, prompt, 1, greedy)
+            print(f"before: {prompt!r} -> {before['text']!r} ({before['stop_reason']})", file=out)
+
+            learning_rate = args.learning_rate or (LOCAL_LEARNING_RATE if embedded else REMOTE_LEARNING_RATE)
+            batch = [_datum(tokenizer, text)] * args.batch_size
+            weight = sum(len(d.model_input.to_ints()) for d in batch)
             losses = []
             steps = tqdm(range(args.steps), desc="training", unit="step", disable=args.no_progress, file=sys.stderr)
             for step in steps:
-                batch = _batch(tokenizer, step, args.batch_size)
                 fwd_bwd = training.forward_backward(batch, "cross_entropy")
-                optim = training.optim_step(AdamParams(learning_rate=args.learning_rate))
+                optim = training.optim_step(AdamParams(learning_rate=learning_rate))
                 output = fwd_bwd.result()
                 optim.result()
-                weight = sum(len(d.model_input.to_ints()) for d in batch)
                 losses.append(output.metrics["loss:sum"] / weight)
                 steps.set_postfix(loss=f"{losses[-1]:.4f}")
+                steps.write(f"step {step + 1}: loss {losses[-1]:.4f}", file=out)
             steps.close()
-            print(f"loss: {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps", file=out)
+            print(f"loss: {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps (per token)", file=out)
 
             saved = training.save_weights_for_sampler("demo-final").result()
             print(f"saved sampler weights: {saved.path}", file=out)
             sampler = client.create_sampling_client(model_path=saved.path)
-            params = SamplingParams(max_tokens=args.max_tokens, temperature=0.7, seed=args.seed)
-            futures = [
-                (prompt, sampler.sample(ModelInput.from_ints(tokenizer.encode(prompt)), args.samples, params))
-                for prompt in PROMPTS
-            ]
-            samples = []
-            for prompt, future in futures:
-                for sequence in future.result().sequences:
-                    text = tokenizer.decode(sequence.tokens, skip_special_tokens=True)
-                    samples.append({"prompt": prompt, "text": text, "stop_reason": sequence.stop_reason})
-                    print(f"sample: {prompt!r} -> {text!r} ({sequence.stop_reason})", file=out)
-            report = {"base_model": base_model, "server": base_url, "losses": losses, "sampler_path": saved.path,
-                      "samples": samples}
+            [after] = _continuations(sampler, tokenizer, prompt, 1, greedy)
+            print(f"after:  {prompt!r} -> {after['text']!r} ({after['stop_reason']})", file=out)
+            learned = (prompt + after["text"]).strip() == text.strip()
+            print(f"learned the text: {'yes' if learned else 'not yet (try more --steps)'}", file=out)
+            warm = SamplingParams(max_tokens=args.max_tokens, temperature=0.7, seed=args.seed)
+            samples = _continuations(sampler, tokenizer, prompt, args.samples, warm)
+            for sample in samples:
+                print(f"sample: {prompt!r} -> {sample['text']!r} ({sample['stop_reason']})", file=out)
+            report = {"base_model": base_model, "server": base_url, "text": text, "prompt": prompt,
+                      "learning_rate": learning_rate, "losses": losses, "before": before, "after": after,
+                      "learned": learned, "sampler_path": saved.path, "samples": samples}
         elapsed = time.perf_counter() - started
     provider.force_flush()
     summary = format_summary(metrics.snapshot())
