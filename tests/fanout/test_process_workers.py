@@ -10,61 +10,25 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from fanout_checks import ALL_DONE_S, WORKERS, check_every_sample_ran_once, copy_of, wait_for_samples
 from fanout_workers import (
-    MODEL,
     SAMPLES_PER_WORKER,
-    WORKER_DEADLINE_S,
     Rollout,
-    prompt_text,
     rollout,
     rollout_into_queue,
     sample_after,
-    sampling_params,
 )
 
 import tinkex
-from tinkex import types
 from tinkex.sampling_client import SamplingClient
 from tinkex.testing import LocalServer
 
-WORKERS = 8
-SAMPLE_LATENCY_S = 0.15
-"""Each sample's future resolves this late, so the parent's close lands while workers are mid-sample."""
-ALL_DONE_S = 120.0
-"""The whole fan-out's deadline (8 spawned interpreters importing tinkex on a loaded 2-core machine included)."""
-
 START_METHODS = [m for m in ("fork", "spawn") if m in multiprocessing.get_all_start_methods()]
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    with LocalServer(base_models=(MODEL,), latency_by_endpoint={"asample": SAMPLE_LATENCY_S}) as running:
-        yield running
-
-
-@pytest.fixture
-def parent(server: LocalServer) -> Iterator[tuple[tinkex.Client, SamplingClient]]:
-    client = tinkex.Client(api_key="tml-fanout", base_url=server.base_url, telemetry=False)
-    try:
-        sampler = client.create_sampling_client(base_model=MODEL)
-        sampler.sample(types.ModelInput.from_ints([1, 2]), 1, types.SamplingParams(max_tokens=2)).result(timeout=30)
-        yield client, sampler
-    finally:
-        client.close()
-
-
-def _wait_for_samples(server: LocalServer, count: int, deadline_s: float) -> None:
-    """Until the server has received ``count`` samples (the workers are under way)."""
-    deadline = time.monotonic() + deadline_s
-    while len(server.ledger.received("asample")) < count:
-        assert time.monotonic() < deadline, f"the workers sent {len(server.ledger.received('asample'))} samples"
-        time.sleep(0.02)
 
 
 def _run_processes(method: str, sampler: SamplingClient, on_started: Callable[[], None]) -> list[Rollout]:
@@ -119,40 +83,6 @@ def _run_pool(method: str, sampler: SamplingClient, on_started: Callable[[], Non
         return [future.result(timeout=max(0.1, deadline - time.monotonic())) for future in futures]
 
 
-def _check_every_sample_ran_once(
-    server: LocalServer, sampler: SamplingClient, rollouts: list[Rollout], warmups: int
-) -> None:
-    """The server's ledger: one session, each worker sample executed once (none answered from the replay cache,
-    none re-sent), and the answers the parent got are those of the prompts it asked (not another worker's)."""
-    ledger = server.ledger
-    assert sorted(r.worker for r in rollouts) == list(range(WORKERS))
-    assert all(r.pid != os.getpid() for r in rollouts)
-    assert all(len(r.responses) == SAMPLES_PER_WORKER for r in rollouts)
-    # One session: the parent's, which every worker joined.
-    session_id = sampler.holder.known_session_id()
-    assert session_id is not None
-    assert server.call(lambda api: list(api.registry.sessions)) == [session_id]
-    assert len(ledger.received("create_session")) == 1
-    assert {r.session_id for r in rollouts} == {session_id}
-    assert {r.sampling_session_id for r in rollouts} == {sampler.sampling_session_id}
-    # Exactly once: as many executions as samples asked for, each received once, no identity run twice.
-    executions = ledger.executions("asample")
-    assert len(executions) == warmups + WORKERS * SAMPLES_PER_WORKER
-    assert len(ledger.received("asample")) == len(executions)
-    assert ledger.duplicates_executed() == []
-    assert len({(e.seq_scope, e.seq_id) for e in executions}) == len(executions)
-    assert {e.session_id for e in executions} == {session_id}
-    # The answers back in the parent are each prompt's own: the same seeded sample made here agrees.
-    tokenizer = sampler.get_tokenizer()
-    for r in rollouts:
-        assert r.prompts == [prompt_text(r.worker, index) for index in range(SAMPLES_PER_WORKER)]
-    checked = [(r.worker, index, r.responses[index]) for r in rollouts for index in (0, SAMPLES_PER_WORKER - 1)]
-    for worker, index, response in checked:
-        prompt = types.ModelInput.from_ints(tokenizer.encode(prompt_text(worker, index)))
-        expected = sampler.sample(prompt, 1, sampling_params(worker, index)).result(timeout=WORKER_DEADLINE_S)
-        assert response.sequences[0].tokens == expected.sequences[0].tokens, (worker, index)
-
-
 @pytest.mark.parametrize("method", START_METHODS)
 @pytest.mark.parametrize("runner", [_run_processes, _run_pool], ids=["Process", "ProcessPoolExecutor"])
 def test_eight_workers_sample_each_prompt_once_while_the_parent_closes_its_client(
@@ -168,17 +98,13 @@ def test_eight_workers_sample_each_prompt_once_while_the_parent_closes_its_clien
     def close_parent_mid_sample() -> None:
         # Once the workers have samples under way (none has finished its share: each sample takes 0.15 s), the
         # parent releases its client: its heartbeat, telemetry and connections. The workers go on.
-        _wait_for_samples(server, sent_before + WORKERS, ALL_DONE_S)
+        wait_for_samples(server, sent_before + WORKERS, ALL_DONE_S)
         client.close()
 
     rollouts = runner(method, sampler, close_parent_mid_sample)
     assert client._holder.closed  # noqa: SLF001 - the parent's client really was closed while they sampled
-    # The parent's closed client cannot check the answers: a copy of the sampler (same session) does.
-    checker = SamplingClient.from_sampler_handle(sampler.get_sampler_handle(), api_key="tml-fanout")
-    try:
-        _check_every_sample_ran_once(server, checker, rollouts, warmups)
-    finally:
-        checker.holder.close()
+    with copy_of(sampler) as checker:  # the parent's own client is closed
+        check_every_sample_ran_once(server, checker, rollouts, warmups)
 
 
 @pytest.mark.skipif("fork" not in START_METHODS, reason="needs the fork start method")
