@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import deadlines
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.layers.token_auth import (
@@ -49,6 +50,7 @@ from pristine_transport.layers.token_auth import (
 from pristine_transport.policy import RetryBudget
 from pristine_transport.redaction import Redactor
 
+from .runtime import loop_is_usable
 from .sdk_method import detached
 from .types import AuthTokenResponse, ClientConfigResponse
 
@@ -77,6 +79,7 @@ RAW_CREDENTIAL_ENDPOINTS = frozenset({"client_config", AUTH_TOKEN_ENDPOINT})
 the exchange that makes them."""
 COMMAND_TIMEOUT_S = 60.0
 EXCHANGE_NO_PROGRESS_S = 30.0
+CLOSE_TIMEOUT_S = 5.0
 _KEY_PREFIXES = ("tml-", "eyJ")
 _MISSING = "No Tinker API key: pass tinkex.Client(api_key='tml-…') or set the TINKER_API_KEY environment variable"
 
@@ -283,8 +286,10 @@ class TinkerAuth:
         server_flags: Callable[[], Awaitable[ClientConfigResponse | None]],
         exchange: Callable[[], Awaitable[str]],
         run: Runner[Any],
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._credentials = credentials
+        self._on_close = on_close
         self._redactor = redactor
         self._server_flags = server_flags
         self._command = (
@@ -306,7 +311,10 @@ class TinkerAuth:
         return self._command
 
     def close(self) -> None:
+        """Stop renewing (the last token is still served) and close the exchanges' connections."""
         self.jwt.close()
+        if self._on_close is not None:
+            self._on_close()
 
     def _source_for(self, endpoint: str) -> TokenSource | None:
         if endpoint == AUTH_TOKEN_ENDPOINT:
@@ -360,16 +368,30 @@ def holder_auth(holder: Holder) -> TinkerAuth:
     async def flags() -> ClientConfigResponse | None:
         return (await holder.server_wire()).config
 
+    # The exchanges' own client (the official SDK's auth pool), made on the runtime loop at the first exchange: it
+    # outlives the per-loop clients while the holder closes, so the last telemetry batch can still get a token.
+    own: list[ManifestClient] = []
+
     async def exchange() -> str:
+        if not own:
+            own.append(holder.new_manifest_client())
         # One exchange is the endpoint's own re-sends only (manifest), not an operation's rounds for minutes: the
         # renewal schedule retries, and a request waiting for its token fails over to it.
         with deadlines(no_progress_s=EXCHANGE_NO_PROGRESS_S, budget=RetryBudget(rounds=False)):
-            answer = await holder.clients().http.call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
+            answer = await own[0].call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
         return answer.jwt
 
     def run(coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return detached(holder.runtime.submit, coroutine)
 
+    def close_client() -> None:
+        if own and loop_is_usable(holder.runtime.loop):
+            closing = asyncio.run_coroutine_threadsafe(own.pop().aclose(), holder.runtime.loop)
+            if not holder.runtime.in_loop_thread():
+                closing.result(CLOSE_TIMEOUT_S)
+
     config = holder.config
     credentials = Credentials(config.api_key, config.credential_command, config.credential_source)
-    return TinkerAuth(credentials, redactor=holder.redactor, server_flags=flags, exchange=exchange, run=run)
+    return TinkerAuth(
+        credentials, redactor=holder.redactor, server_flags=flags, exchange=exchange, run=run, on_close=close_client
+    )

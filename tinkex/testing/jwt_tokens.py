@@ -73,6 +73,8 @@ class JwtIssuer:
         self._revoked: set[str] = set()
         self.issued = 0
         self.refused = 0
+        self.tokens: list[str] = []
+        """Every token issued, for tests that prove the tokens leak nowhere (this is a test server)."""
 
     def __repr__(self) -> str:
         return f"JwtIssuer(lifetime_s={self.lifetime_s}, issued={self.issued}, refused={self.refused})"
@@ -85,10 +87,12 @@ class JwtIssuer:
         claims = {"iss": "tinkex-local", "sub": f"key-{subject}", "iat": now, "exp": now + self.lifetime_s, "jti": jti}
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         signature = _b64(hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        token = f"{header}.{payload}.{signature}"
         with self._lock:
             self._keys[jti] = api_key
             self.issued += 1
-        return f"{header}.{payload}.{signature}"
+            self.tokens.append(token)
+        return token
 
     def check(self, token: str) -> TokenCheck:
         problem, api_key = self._problem(token)
