@@ -92,9 +92,15 @@ logger = get_logger("futures")
 
 
 class RequestFailedError(PristineError):
-    """The server ran the request and reports that it failed. ``category`` tells whose fault it was."""
+    """The server ran the request and reports that it failed. ``category`` tells whose fault it was; ``outcome``
+    (also at the end of the message) is ``"ran"``: it reached execution on the server."""
+
+    outcome: WriteOutcome = "ran"
+    _ended = "it ran on the server and failed there"
 
     def __init__(self, message: str, *, request_id: str, category: RequestErrorCategory = "unknown") -> None:
+        if not message.endswith(self._ended):
+            message = f"{message}; {self._ended}"
         super().__init__(message)
         self.message = message
         self.request_id = request_id
@@ -113,6 +119,9 @@ class RequestCapacityError(RequestFailedError):
 class RequestCancelledError(RequestFailedError):
     """A failed request whose message says it was cancelled at the client's request (``cancelled_patterns``): its
     work was abandoned on purpose, so there is no result to wait for; send it again if it is still wanted."""
+
+    outcome: WriteOutcome = "may_have_run"
+    _ended = "the server abandoned it, whether or not it had started running"
 
 
 class FutureExpiredError(PristineError):
@@ -146,11 +155,17 @@ def _rebuild_expired(
 
 
 class FutureRetrieveError(PristineError, ValueError):
-    """Polling cannot go on: a fatal status, too many bare 400s, or a result that does not match its type."""
+    """Polling cannot go on: a fatal status, too many bare 400s, or a result that does not match its type. The
+    server accepted the request (it answered with a future), so ``outcome`` is ``"ran"``, also said in the message."""
+
+    outcome: WriteOutcome = "ran"
+    _accepted = "the server accepted the request (it runs or has run): do not submit it again"
 
     def __init__(
         self, message: str, *, request_id: str, status_code: int | None = None, body: object | None = None
     ) -> None:
+        if not message.endswith(self._accepted):
+            message = f"{message}; {self._accepted}"
         super().__init__(message)
         self.message = message
         self.request_id = request_id
