@@ -14,6 +14,7 @@ ids; ``--vocab-size`` accepts more ids, for a client that brings its own tokeniz
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -22,6 +23,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .config import DEFAULT_BASE_MODELS, ServerConfig
 from .faults import fault_rules_from_json
@@ -87,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faults", type=Path, help="JSON file: a list of FaultRule objects (faults.fault_rules_from_json)"
     )
+    parser.add_argument(
+        "--jwt-lifetime", type=_ranged(float, 0.1),
+        help="exchange API keys for JWTs of this many seconds (pjwt_auth_enabled; see tinkex.testing.jwt_tokens)",
+    )
+    parser.add_argument("--deprecation-note", help="send this x-deprecation-note on every response")
+    parser.add_argument("--deprecation-level", default="warning", help="its x-deprecation-level (default: warning)")
     parser.add_argument("--certfile", type=Path, help="with --keyfile: serve TLS (h2 via ALPN)")
     parser.add_argument("--keyfile", type=Path)
     return parser
@@ -124,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         base_models=models,
         vocab_size=args.vocab_size,
     )
+    config = dataclasses.replace(
+        config, deprecation_note=args.deprecation_note, deprecation_level=args.deprecation_level
+    )
+    if args.jwt_lifetime is not None:  # JWTs on: client/config says so, and only JWTs of this server are taken
+        jwt_flags = msgspec.structs.replace(config.client_config, pjwt_auth_enabled=True)
+        config = dataclasses.replace(config, jwt_lifetime=args.jwt_lifetime, client_config=jwt_flags)
     stopped = threading.Event()
     # Both set explicitly: a process started in the background by a non-interactive shell inherits SIGINT ignored,
     # and Python then installs no KeyboardInterrupt handler, so Ctrl-C (or a test's SIGINT) would do nothing.
