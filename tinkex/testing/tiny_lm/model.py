@@ -43,6 +43,7 @@ __all__ = [
     "log_softmax",
     "matmul",
     "name_seed",
+    "probabilities",
     "token_logprobs",
     "windows",
 ]
@@ -194,8 +195,23 @@ def forward(base: BaseWeights, params: Params, scale: float, window_ids: np.ndar
     g = h + mlp_act
     logits = _layer(g, base.w_out, base.b_out, "unembed", params, scale, low_rank)
     peak = logits.max(axis=1, keepdims=True)
-    log_normalizer = (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
+    log_normalizer = (peak + np.log(_exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
     return Activations(x, h, mlp_act, g, logits, log_normalizer, low_rank)
+
+
+_EXP_FLOOR = -80.0
+"""exp() of anything below this is below float32's normal range: its subnormal results are (on x86) a hundred times
+slower to compute, and a trained model puts most of the vocabulary down there. Such probabilities (< 2e-35) are
+taken as 2e-35, which changes no sum or gradient at float32 precision."""
+
+
+def _exp(values: np.ndarray) -> np.ndarray:
+    return np.exp(np.maximum(values, _EXP_FLOOR))
+
+
+def probabilities(logprobs: np.ndarray) -> np.ndarray:
+    """``exp`` of log-probabilities, fast for the very unlikely (see :data:`_EXP_FLOOR`)."""
+    return _exp(logprobs)
 
 
 def log_softmax(acts: Activations) -> np.ndarray:
@@ -233,7 +249,7 @@ def backward(
     d logp(y) / d logits = onehot(y) - softmax(logits), then the chain rule back through the three layers; the
     frozen base weights get no gradient, so only the adapter's low-rank factors are computed."""
     rows = np.arange(len(targets))
-    d_logits = -np.exp(log_softmax(acts)) * d_logprobs[:, None]
+    d_logits = -_exp(log_softmax(acts)) * d_logprobs[:, None]
     d_logits[rows, targets] += d_logprobs
     grads: dict[str, np.ndarray] = {}
     _adapter_grads("unembed", acts.g, d_logits, params, scale, acts, grads)

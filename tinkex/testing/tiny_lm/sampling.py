@@ -63,11 +63,16 @@ def _choose(logprobs: np.ndarray, settings: SamplingSettings, draws: np.ndarray)
         return logprobs.argmax(axis=1)
     scores = logprobs / settings.temperature
     vocab = scores.shape[1]
+    if settings.top_k <= 0 and settings.top_p >= 1:  # no filter: draw in vocabulary order, no sort needed
+        probs = model.probabilities(scores - scores.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(probs, axis=1)
+        picks = (cumulative < draws[:, None] * cumulative[:, -1:]).sum(axis=1)
+        return np.minimum(picks, vocab - 1)
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(scores, order, axis=1)
+    probs = model.probabilities(ranked - ranked[:, :1])
     if 0 < settings.top_k < vocab:
-        ranked[:, settings.top_k :] = -np.inf
-    probs = np.exp(ranked - ranked[:, :1])
+        probs[:, settings.top_k :] = 0.0
     probs /= probs.sum(axis=1, keepdims=True)
     if settings.top_p < 1:
         before = np.cumsum(probs, axis=1) - probs  # mass of the likelier tokens: keep while it is below top_p
