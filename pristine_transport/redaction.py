@@ -2,7 +2,8 @@
 
 Everything that may print a request (logs, header dumps, span attributes, exception messages) passes headers,
 URLs and free text through a :class:`Redactor` first. Secrets are registered once, where they enter the stack
-(the headers layer), and are masked everywhere after that.
+(the headers layer; a token source for credentials obtained at run time), and are masked everywhere after that.
+Short-lived credentials that were replaced can be removed again (``remove_secret_value``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ class Redactor:
                 return
             self._registered_count += 1
             self._secret_values = self._secret_values | forms
+            self._pattern_stale = True
+            longest_first = sorted(self._secret_values, key=len, reverse=True)
+            self._secret_bytes = tuple((v.encode(), self.mask(v).encode()) for v in longest_first)
+
+    def remove_secret_value(self, value: str) -> None:
+        """Stop masking ``value`` (and its percent-encoded form): for short-lived credentials a client replaces at
+        run time (renewed tokens), so masking work does not grow with every renewal. Unknown values are ignored."""
+        forms = {value, quote(value, safe="")}
+        with self._lock:
+            if value not in self._secret_values:
+                return
+            self._registered_count -= 1
+            self._secret_values = self._secret_values - forms
             self._pattern_stale = True
             longest_first = sorted(self._secret_values, key=len, reverse=True)
             self._secret_bytes = tuple((v.encode(), self.mask(v).encode()) for v in longest_first)
@@ -122,7 +136,8 @@ class Redactor:
             with self._lock:
                 if self._pattern_stale:
                     longest_first = sorted(self._secret_values, key=len, reverse=True)
-                    self._value_pattern = re.compile("|".join(re.escape(v) for v in longest_first))
+                    pattern = "|".join(re.escape(v) for v in longest_first)
+                    self._value_pattern = re.compile(pattern) if pattern else None
                     self._pattern_stale = False
         return self._value_pattern
 

@@ -149,6 +149,11 @@ def _replayable(request: httpx.Request) -> bool:
     return True
 
 
+_KEEP_REGISTERED = 4
+"""Tokens kept registered with the Redactor: the current one and the last few (a request sent with one may still be
+logged or fail after it was replaced); older ones have expired and are removed."""
+
+
 # ---- decisions ----------------------------------------------------------------------------------------------
 
 
@@ -279,6 +284,7 @@ class RefreshingToken:
         self._closed = False
         self._failures = 0
         self._last_failure: BaseException | None = None
+        self._registered: list[str] = []
         self.exchanges = 0
         """Exchanges started (successful or not)."""
 
@@ -346,11 +352,17 @@ class RefreshingToken:
         held = _Held(value, expires_at, expires_at - issued_at)
         with self._lock:
             self._held = held
+            self._registered.append(value)
+            retired = self._registered[: -_KEEP_REGISTERED]
+            del self._registered[: -_KEEP_REGISTERED]
             self._failures = 0
             self._last_failure = None
             start_background = self._background is None and not self._closed
             if start_background:
                 self._background = self._run(self._renew_in_background())
+        if self._redactor is not None:
+            for old in retired:  # long expired: masking them forever would only grow the work per log line
+                self._redactor.remove_secret_value(old)
         return held
 
     async def _renew_in_background(self) -> None:
