@@ -27,8 +27,8 @@ from _local_server import SIZES  # noqa: E402  (the bench dir is put on the path
 from tinkex import types  # noqa: E402
 from tinkex.types import codec  # noqa: E402
 
-DATUM_TOKENS = [(7 * i) % 1000 + 1 for i in range(SIZES.datum_tokens + 1)]
-PROMPT_TOKENS = [(11 * i) % 1000 + 1 for i in range(SIZES.prompt_tokens)]
+DATUM_TOKENS = [(7 * i) % 200 + 1 for i in range(SIZES.datum_tokens + 1)]
+PROMPT_TOKENS = [(11 * i) % 200 + 1 for i in range(SIZES.prompt_tokens)]
 
 
 def _datum_from_lists() -> Any:
