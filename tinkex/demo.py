@@ -190,7 +190,7 @@ def _tokenizer_for(training: Any, base_model: str) -> Tokenizer:
     except (TokenizerNotFoundError, TokenizerLoadError) as exc:
         raise DemoUsageError(
             f"no tokenizer for {base_model} on this machine ({_first_line(exc)}); point TINKEX_TOKENIZER_FILE at its "
-            f"tiktoken ranks file, or pick --base-model {LOCAL_MODEL} (the local server's fake model)"
+            f"tiktoken ranks file, or pick --base-model {LOCAL_MODEL} (the local server's tiny model)"
         ) from None
     return tokenizer
 

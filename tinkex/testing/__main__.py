@@ -32,7 +32,7 @@ from .server import LocalServer
 
 FAKE_MODEL = "tinkex/fake-tiny"
 SERVED_BY_DEFAULT: tuple[str, ...] = (FAKE_MODEL, *DEFAULT_BASE_MODELS)
-"""What ``python -m tinkex.testing`` serves without ``--base-model``: the fake model first."""
+"""What ``python -m tinkex.testing`` serves without ``--base-model``: the model with an offline tokenizer first."""
 
 
 def tokenizer_status(model: str) -> str:

@@ -598,7 +598,7 @@ class TinkerApi:
     def get_info(self, call: Call) -> Result:
         request: t.GetInfoRequest = call.body
         run = self._run(request.model_id)
-        data = t.ModelData(arch="fake-lora", model_name=run.base_model, tokenizer_id=run.base_model)
+        data = t.ModelData(arch="tinkex-tiny-lm", model_name=run.base_model, tokenizer_id=run.base_model)
         info = t.GetInfoResponse(
             model_data=data, model_id=run.run_id, is_lora=True, lora_rank=run.lora_rank, model_name=run.base_model
         )
