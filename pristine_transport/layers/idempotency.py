@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -60,11 +60,13 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
         self._prefix = prefix
         self._key_factory = key_factory if key_factory is not None else uuid4_string
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
+        # Not a coroutine function: it only edits the request, then hands back the inner layer's coroutine, so the
+        # layer adds no frame to the request's path (httpx awaits whatever this returns).
         if not has_header(request.headers, self._lower_name):
             key = self._key_for(request).encode("utf-8")
             live_entries(request.headers).append((self._name, self._lower_name, key))
-        return await self._inner.handle_async_request(request)
+        return self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

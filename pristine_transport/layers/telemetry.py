@@ -33,7 +33,7 @@ after the stack was built is used; once found it is kept (OpenTelemetry's global
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -71,16 +71,33 @@ def namespaced(namespace: str | None, name: str) -> str:
     return f"{namespace or 'pristine'}.{name}"
 
 
-def _global_tracer_provider() -> trace.TracerProvider | None:
-    # A module attribute read instead of trace.get_tracer_provider(), which looks at os.environ on every call while
-    # no provider is set (about 1.5 us per request). Telemetry.__init__ calls the public function once, which loads
-    # a provider named by OTEL_PYTHON_TRACER_PROVIDER.
-    return getattr(trace, "_TRACER_PROVIDER", None)
+# The global providers by a module attribute read instead of trace.get_tracer_provider(), which looks at os.environ
+# on every call while no provider is set (about 1.5 us per request). Telemetry.__init__ calls the public functions
+# once, which load a provider named by OTEL_PYTHON_TRACER_PROVIDER / OTEL_PYTHON_METER_PROVIDER. Should a release
+# of the API rename the attribute, the public functions are used.
+_METRICS_INTERNAL: Any = getattr(metrics, "_internal", None)
+if hasattr(trace, "_TRACER_PROVIDER"):
+
+    def _global_tracer_provider() -> trace.TracerProvider | None:
+        return trace._TRACER_PROVIDER
+
+else:  # pragma: no cover - another API release
+
+    def _global_tracer_provider() -> trace.TracerProvider | None:
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, trace.ProxyTracerProvider) else provider
 
 
-def _global_meter_provider() -> metrics.MeterProvider | None:
-    internal = getattr(metrics, "_internal", None)
-    return getattr(internal, "_METER_PROVIDER", None)
+if hasattr(_METRICS_INTERNAL, "_METER_PROVIDER"):
+
+    def _global_meter_provider() -> metrics.MeterProvider | None:
+        return _METRICS_INTERNAL._METER_PROVIDER  # type: ignore[no-any-return]
+
+else:  # pragma: no cover - another API release
+
+    def _global_meter_provider() -> metrics.MeterProvider | None:
+        provider = metrics.get_meter_provider()
+        return None if type(provider).__name__.startswith("_Proxy") else provider
 
 
 class Telemetry:
@@ -227,15 +244,22 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         self._idempotency = header_entry(idempotency_header, "")[1] if idempotency_header else None
         self._idempotency_attribute = namespaced(self._telemetry.namespace, "idempotency_key")
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
+        # Not a coroutine function: with tracing and metrics off it hands back the inner layer's coroutine, so the
+        # layer adds no frame to the request's path (httpx awaits whatever this returns).
         telemetry = self._telemetry
         tracer = telemetry.tracer()
         instruments = telemetry.instruments()
         if tracer is None and instruments is None:
-            return await self._inner.handle_async_request(request)
+            return self._inner.handle_async_request(request)
         polls: NotReadyPolls | None = request.extensions.get(extensions.NOT_READY_POLLS)
         if tracer is None or polls is not None:
-            return await self._send_untraced(request, tracer, instruments, polls)
+            return self._send_untraced(request, tracer, instruments, polls)
+        return self._send_traced(request, tracer, instruments)
+
+    async def _send_traced(
+        self, request: httpx.Request, tracer: trace.Tracer, instruments: HttpClientInstruments | None
+    ) -> httpx.Response:
         attributes = self._start_attributes
         extra = request.extensions.get(extensions.SPAN_ATTRIBUTES)
         if extra:
@@ -250,12 +274,11 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         except BaseException as exc:
             if span.is_recording():
                 _record_failure(span, exc)
-                self._finish(span, request)
+                span.set_attributes(self._ids(request))
             raise
         else:
             if span.is_recording():
-                _record_status(span, response.status_code)
-                self._finish(span, request)
+                _record_status(span, response.status_code, self._ids(request))
             return response
         finally:
             context.detach(token)
@@ -329,27 +352,30 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         if span.is_recording():
             if failure is not None:
                 _record_failure(span, failure)
+                span.set_attributes(self._ids(request))
             elif status is not None:
-                _record_status(span, status)
-            self._finish(span, request)
+                _record_status(span, status, self._ids(request))
         span.end()
 
-    def _finish(self, span: trace.Span, request: httpx.Request) -> None:
+    def _ids(self, request: httpx.Request) -> Attributes:
+        """The API's ids known only once the request went through the layers (the idempotency key)."""
         if self._idempotency is not None:
             key = find_header(request.headers, self._idempotency)
             if key is not None:
-                span.set_attribute(self._idempotency_attribute, key.decode("latin-1"))
+                return {self._idempotency_attribute: key.decode("latin-1")}
+        return {}
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-def _record_status(span: trace.Span, status: int) -> None:
-    span.set_attribute("pristine.response.status_code", status)
-    span.set_attribute("http.response.status_code", status)  # deprecated on this span; one release
+def _record_status(span: trace.Span, status: int, attributes: Attributes) -> None:
+    attributes["pristine.response.status_code"] = status
+    attributes["http.response.status_code"] = status  # deprecated on this span; one release
     if status >= 400:
-        span.set_attribute("error.type", str(status))
+        attributes["error.type"] = str(status)
         span.set_status(Status(StatusCode.ERROR))
+    span.set_attributes(attributes)  # one call: each set_attribute takes the span's lock
 
 
 def _record_failure(span: trace.Span, exc: BaseException) -> None:
@@ -387,11 +413,12 @@ class ClientSpanLayer(httpx.AsyncBaseTransport):
         self._redactor = redactor
         self._targets: dict[tuple[str, str], _Target] = {}
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
+        # Not a coroutine function, like TelemetryLayer's: no frame of its own while telemetry is off.
         state: RequestTelemetry | None = request.extensions.get(extensions.TELEMETRY)
         if state is None:
-            return await self._inner.handle_async_request(request)
-        return await self._send(request, state)
+            return self._inner.handle_async_request(request)
+        return self._send(request, state)
 
     async def _send(self, request: httpx.Request, state: RequestTelemetry) -> httpx.Response:
         target = self._target(request)
