@@ -22,8 +22,7 @@ import pytest
 
 import tinkex
 from tinkex import types
-from tinkex.testing import LocalServer
-from tinkex.testing import tiny_lm
+from tinkex.testing import LocalServer, tiny_lm
 
 MODEL = "tinkex/fake-tiny"
 TRAIN_TOKENS = 512

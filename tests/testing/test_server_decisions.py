@@ -15,9 +15,9 @@ import pytest
 from tinkex import types as t
 from tinkex.testing import custom_loss_graph, session_search
 from tinkex.testing.checkpoint_files import safetensors_bytes
-from tinkex.testing.tiny_lm import ModelInputError
 from tinkex.testing.identity import principal_for
 from tinkex.testing.registry import SessionRecord
+from tinkex.testing.tiny_lm import ModelInputError
 
 ME, THEM = "tml:user:me", "tml:user:them"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -18,11 +18,11 @@ from tinkex.testing.tiny_lm import (
     UnsupportedOptimizer,
     adam_settings,
     base_weights,
+    model,
     run_builtin_loss,
     sample,
     score,
 )
-from tinkex.testing.tiny_lm import model
 from tinkex.types import AdamParams, DimuonParams
 
 MODEL = "tinkex/fake-tiny"
