@@ -241,10 +241,13 @@ class TinkerApi:
         """400 before anything runs when a token id is outside the model's vocabulary (the message names it)."""
         for index, chunk in enumerate(model_input.chunks):
             if isinstance(chunk, t.EncodedTextChunk):
-                try:
-                    tiny_lm.check_tokens(chunk.tokens, self.vocab_size, f"{where}.chunks[{index}].tokens")
-                except tiny_lm.TokenOutOfVocabulary as exc:
-                    raise reject(400, str(exc)) from None
+                self._check_token_ids(chunk.tokens, f"{where}.chunks[{index}].tokens")
+
+    def _check_token_ids(self, tokens: Any, where: str) -> None:
+        try:
+            tiny_lm.check_tokens(tokens, self.vocab_size, where)
+        except tiny_lm.TokenOutOfVocabulary as exc:
+            raise reject(400, str(exc)) from None
 
     # routing and auth
 
@@ -625,6 +628,9 @@ class TinkerApi:
         run = self._live_run(model_id)
         for index, datum in enumerate(fb_input.data):
             self._check_vocabulary(datum.model_input, f"data[{index}].model_input")
+            targets = datum.loss_fn_inputs.get("target_tokens")
+            if targets is not None:
+                self._check_token_ids(targets.data, f"data[{index}].loss_fn_inputs['target_tokens']")
 
         def compute() -> msgspec.Struct:
             data = [_datum_input(datum, index) for index, datum in enumerate(fb_input.data)]

@@ -100,6 +100,9 @@ def test_a_token_beyond_the_vocabulary_is_a_400_naming_the_limit(client: tinkex.
     with pytest.raises(tinkex.BadRequestError, match=r"token id 283 is outside the model's vocabulary of 283 ids") as caught:
         training.forward_backward([datum], "cross_entropy").result()
     assert caught.value.status_code == 400
+    target_beyond = types.Datum(model_input=types.ModelInput.from_ints([1, 2]), loss_fn_inputs={"target_tokens": [2, 300]})
+    with pytest.raises(tinkex.BadRequestError, match=r"target_tokens'\]\[1\]: token id 300 is outside"):
+        training.forward([target_beyond], "cross_entropy").result()
     sampler = client.create_sampling_client(base_model=MODEL)
     with pytest.raises(tinkex.BadRequestError, match="vocabulary of 283 ids"):
         sampler.sample(types.ModelInput.from_ints([5, 100_000]), 1, types.SamplingParams(max_tokens=2)).result()
