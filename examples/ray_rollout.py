@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {round_index}: mean reward {statistics.fmean(rewards):.3f} over {len(rewards)} completions "
                 f"from {args.workers} Ray actors, {len(data)} trained on, {time.monotonic() - started:.1f} s"
             )
-        print(f"one session for the driver and every actor: {sampler.holder.known_session_id()}")
+        print(f"one session for the driver and every actor: {training.holder.known_session_id()}")
     return 0
 
 
