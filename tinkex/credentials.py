@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from pristine_transport.layers.token_auth import (
 from pristine_transport.policy import RetryBudget
 from pristine_transport.redaction import Redactor
 
-from .runtime import loop_is_usable
+from .runtime import loop_is_usable, running_loop
 from .sdk_method import detached
 from .types import AuthTokenResponse, ClientConfigResponse
 
@@ -370,25 +371,30 @@ def holder_auth(holder: Holder) -> TinkerAuth:
 
     # The exchanges' own client (the official SDK's auth pool), made on the runtime loop at the first exchange: it
     # outlives the per-loop clients while the holder closes, so the last telemetry batch can still get a token.
-    own: list[ManifestClient] = []
+    # Keyed by loop: a forked child runs a new runtime loop, where the parent's connections cannot be used.
+    own: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ManifestClient] = weakref.WeakKeyDictionary()
 
     async def exchange() -> str:
-        if not own:
-            own.append(holder.new_manifest_client())
+        loop = asyncio.get_running_loop()
+        client = own.get(loop)
+        if client is None:
+            client = own[loop] = holder.new_manifest_client()
         # One exchange is the endpoint's own re-sends only (manifest), not an operation's rounds for minutes: the
         # renewal schedule retries, and a request waiting for its token fails over to it.
         with deadlines(no_progress_s=EXCHANGE_NO_PROGRESS_S, budget=RetryBudget(rounds=False)):
-            answer = await own[0].call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
+            answer = await client.call(AUTH_TOKEN_ENDPOINT, json={}, result_type=AuthTokenResponse)
         return answer.jwt
 
     def run(coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return detached(holder.runtime.submit, coroutine)
 
     def close_client() -> None:
-        if own and loop_is_usable(holder.runtime.loop):
-            closing = asyncio.run_coroutine_threadsafe(own.pop().aclose(), holder.runtime.loop)
-            if not holder.runtime.in_loop_thread():
-                closing.result(CLOSE_TIMEOUT_S)
+        for loop, client in list(own.items()):
+            del own[loop]
+            if loop_is_usable(loop):  # not a parent's loop in a forked child
+                closing = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                if loop is not running_loop():
+                    closing.result(CLOSE_TIMEOUT_S)
 
     config = holder.config
     credentials = Credentials(config.api_key, config.credential_command, config.credential_source)

@@ -28,6 +28,7 @@ import base64
 import concurrent.futures
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -285,6 +286,7 @@ class RefreshingToken:
         self._failures = 0
         self._last_failure: BaseException | None = None
         self._registered: list[str] = []
+        self._pid = os.getpid()
         self.exchanges = 0
         """Exchanges started (successful or not)."""
 
@@ -328,6 +330,8 @@ class RefreshingToken:
 
     def _exchange(self, *, force_after: _Held | None) -> concurrent.futures.Future[_Held]:
         """The exchange in flight, else a new one, unless the token changed since the caller looked (then that)."""
+        if self._pid != os.getpid():
+            self._forget_parent_work()
         with self._lock:
             if self._held is not force_after and self._held is not None:
                 done: concurrent.futures.Future[_Held] = concurrent.futures.Future()
@@ -337,6 +341,14 @@ class RefreshingToken:
                 self.exchanges += 1
                 self._pending = self._run(self._fetch_once())
             return self._pending
+
+    def _forget_parent_work(self) -> None:
+        """In a forked child: the parent's exchange and renewal ran on a loop this process does not run, so they
+        would never finish here. Start afresh (the token itself is still good)."""
+        self._lock = threading.Lock()  # the parent may have held it at the fork
+        self._pid = os.getpid()
+        self._pending = None
+        self._background = None
 
     async def _fetch_once(self) -> _Held:
         try:
