@@ -247,6 +247,8 @@ class _Held:
     value: str
     expires_at: float
     lifetime_s: float
+    received_at: float
+    """Local time of receipt: renewal is scheduled from it, so a skewed clock cannot move it."""
 
 
 class RefreshingToken:
@@ -323,8 +325,8 @@ class RefreshingToken:
         except Exception as exc:
             current = self._held
             if current is not None and current.expires_at > self._clock():
-                logger.warning("%s renewal failed; the current one is used until it expires: %s", self._name,
-                               self._masked(exc))
+                log = logger.warning if self._failures <= 1 else logger.debug  # once per outage, not per request
+                log("%s renewal failed; the current one is used until it expires: %s", self._name, self._masked(exc))
                 return current.value
             raise self._unavailable(exc) from exc
 
@@ -361,7 +363,7 @@ class RefreshingToken:
                 self._failures += 1
                 self._last_failure = exc
             raise
-        held = _Held(value, expires_at, expires_at - issued_at)
+        held = _Held(value, expires_at, expires_at - issued_at, self._clock())
         with self._lock:
             self._held = held
             self._registered.append(value)
@@ -386,8 +388,7 @@ class RefreshingToken:
                 delay = retry_delay(self._failures, held.expires_at - self._clock(), self._renewal,
                                     random=random.random())
             else:
-                renew_at = held.expires_at - held.lifetime_s + refresh_delay(held.lifetime_s, self._renewal,
-                                                                             random=random.random())
+                renew_at = held.received_at + refresh_delay(held.lifetime_s, self._renewal, random=random.random())
                 delay = max(renew_at - self._clock(), 0.0)
             await asyncio.sleep(delay)
             if self._closed:

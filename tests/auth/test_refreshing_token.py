@@ -48,6 +48,7 @@ def home() -> Iterator[asyncio.AbstractEventLoop]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     yield loop
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result(5)  # let cancelled renewals wind down
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
