@@ -36,6 +36,10 @@ class Run:
     wall_s: float
     samples_per_s: float
     executed_once: bool
+    server_cpu_ms_per_sample: float
+    """CPU of the parent process (the server's thread; the parent itself only waits) per sample."""
+    client_cpu_ms_per_sample: float
+    """CPU of the worker processes per sample."""
 
 
 def _worker(sampler: Any, barrier: Any, results: Any, samples: int, in_flight: int, max_tokens: int) -> None:
@@ -46,6 +50,7 @@ def _worker(sampler: Any, barrier: Any, results: Any, samples: int, in_flight: i
         params = types.SamplingParams(max_tokens=max_tokens, temperature=1.0)
         sampler.sample(prompt, 1, params).result(timeout=60)  # warm: connection, shadow holder, imports
         barrier.wait(timeout=_DEADLINE_S)
+        cpu = time.process_time()
         pending: list[Any] = []
         for _ in range(samples):
             if len(pending) >= in_flight:
@@ -53,7 +58,8 @@ def _worker(sampler: Any, barrier: Any, results: Any, samples: int, in_flight: i
             pending.append(sampler.sample(prompt, 1, params))
         for future in pending:
             future.result(timeout=_DEADLINE_S)
-        results.put(("done", time.monotonic()))  # CLOCK_MONOTONIC: one clock for every process of the machine
+        # CLOCK_MONOTONIC: one clock for every process of the machine
+        results.put(("done", (time.monotonic(), time.process_time() - cpu)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -83,8 +89,9 @@ def measure(workers: int, samples_per_worker: int, in_flight: int, max_tokens: i
                 for process in processes:
                     process.start()
                 barrier.wait(timeout=_DEADLINE_S)
-                started = time.monotonic()
+                started, server_cpu = time.monotonic(), time.process_time()
                 reports = [results.get(timeout=_DEADLINE_S) for _ in processes]
+                server_cpu = time.process_time() - server_cpu
             finally:
                 for process in processes:
                     process.join(timeout=30)
@@ -93,14 +100,23 @@ def measure(workers: int, samples_per_worker: int, in_flight: int, max_tokens: i
             errors = [detail for kind, detail in reports if kind == "error"]
             if errors:
                 raise RuntimeError(f"workers failed: {errors}")
-            wall = max(end for _, end in reports) - started
+            wall = max(end for _, (end, _cpu) in reports) - started
+            client_cpu = sum(cpu for _, (_end, cpu) in reports)
             total = workers * samples_per_worker
             ledger = server.ledger
             executed_once = (
                 len(ledger.executions("asample")) - before == total + workers  # + each worker's warm-up
                 and ledger.duplicates_executed() == []
             )
-            return Run(workers, total, round(wall, 3), round(total / wall, 1), executed_once)
+            return Run(
+                workers,
+                total,
+                round(wall, 3),
+                round(total / wall, 1),
+                executed_once,
+                round(1000 * server_cpu / total, 2),
+                round(1000 * client_cpu / total, 2),
+            )
         finally:
             client.close()
 
@@ -127,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.json:
             print(
                 f"{run.workers} worker(s): {run.samples} samples in {run.wall_s:.2f} s = {run.samples_per_s:.1f} "
-                f"samples/s (each ran once: {run.executed_once})",
+                f"samples/s; CPU per sample: server {run.server_cpu_ms_per_sample:.1f} ms, workers "
+                f"{run.client_cpu_ms_per_sample:.1f} ms (each ran once: {run.executed_once})",
                 flush=True,
             )
     if args.json:
