@@ -224,7 +224,11 @@ def telemetry_of(request: httpx.Request) -> RequestTelemetry | None:
 
 
 class TelemetryLayer(httpx.AsyncBaseTransport):
-    """The INTERNAL span of a logical request, named after the endpoint (outermost layer)."""
+    """The INTERNAL span of a logical request, named after the endpoint (outermost layer).
+
+    ``telemetry`` is shared by every stack of a transport (else one is made from ``tracer``); ``redactor`` is
+    accepted for the signature of earlier releases and unused (URLs become attributes in :class:`ClientSpanLayer`).
+    ``idempotency_header`` names the header whose value becomes ``{namespace}.idempotency_key``."""
 
     def __init__(
         self,
