@@ -255,7 +255,9 @@ class Holder:
         assert self.manifest.session is not None, "the manifest has no session block"
         dialect = await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is
         if dialect == "0.38":
-            await self.dynamic.start()  # then the dynamic flags, refreshed on this (the runtime's) loop
+            # Then the dynamic flags, refreshed on this (the runtime's) loop. Not inside the handshake: a request
+            # sent there would wait for the handshake's own answer (the credential layer asks it for the flags).
+            await self.dynamic.start()
         request = CreateSessionRequest(
             tags=list(self.config.tags),
             user_metadata=dict(self.config.user_metadata or {}),

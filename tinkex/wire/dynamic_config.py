@@ -50,7 +50,10 @@ class DynamicConfig:
 
     async def start(self) -> None:
         """The first fetch (its request's own retries apply; a 404 means the defaults), then the refresh task on
-        the running loop. Any other failure propagates, as a failed ``client/config`` does."""
+        the running loop. Any other failure propagates, as a failed ``client/config`` does. Once it succeeded,
+        later calls do nothing."""
+        if self._task is not None:
+            return
         try:
             self.current = await self._fetch()
         except APIStatusError as exc:
