@@ -61,7 +61,7 @@ class Sizes:
     prompt_tokens: int = 32
     max_tokens: int = 16
     warmup: int = 5
-    inflight: int = 300
+    inflight: int = 256
     inflight_latency_s: float = 2.0
 
 

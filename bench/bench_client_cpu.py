@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import importlib.metadata
 import json
 import os
@@ -38,6 +39,7 @@ import pstats
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,9 @@ import tinkex  # noqa: E402
 from tinkex import types  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-OFFICIAL_PYTHON = Path("/tmp/official-venv/bin/python")
-LATEST_PYTHON = Path("/tmp/official-latest/bin/python")
+# The venvs tests/official/setup_venvs.sh makes (each official SDK in its own).
+OFFICIAL_PYTHON = BENCH.parent / "tests" / "official" / ".venv" / "tinker-0.16.1" / "bin" / "python"
+LATEST_PYTHON = BENCH.parent / "tests" / "official" / ".venv" / "tinker-0.38.0" / "bin" / "python"
 
 # The bar, from the project guide: official SDK 0.16 spends ~12-14 ms of client CPU per operation; its newest
 # release on the Rust transport 6.4 ms per sample and 7.6 ms per training op. tinkex must be >= 3x below the
@@ -74,12 +77,14 @@ MEMORY_FRACTION = 0.5
 
 # tinkex: its adapter and its own httpx_floor workload --------------------------------------------------------
 def _client(base_url: str) -> tinkex.Client:
-    """``TINKEX_BENCH_TRANSPORT=aiohttp`` measures tinkex on the optional aiohttp base transport."""
+    """``TINKEX_BENCH_TRANSPORT=httpx-h2c`` measures httpx's HTTP/2 against the plain-text local server (prior
+    knowledge: over http:// ALPN never offers h2); otherwise the manifest's base transport (``TINKEX_HTTP_BACKEND``)."""
     transport = None
-    if os.environ.get("TINKEX_BENCH_TRANSPORT") == "aiohttp":
-        import httpx_aiohttp
+    if os.environ.get("TINKEX_BENCH_TRANSPORT") == "httpx-h2c":
+        import httpx
 
-        transport = httpx_aiohttp.AiohttpTransport
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=20, keepalive_expiry=5.0)  # the manifest's
+        transport = functools.partial(httpx.AsyncHTTPTransport, http1=False, http2=True, limits=limits)
     return tinkex.Client(api_key=API_KEY, base_url=base_url, telemetry=False, transport=transport)
 
 
@@ -127,7 +132,58 @@ def httpx_floor(base_url: str) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-WORKLOADS: dict[str, Workload] = {**workloads(TINKEX), "httpx_floor": httpx_floor}
+def _raw_floor(base_url: str, label: str, post: Callable[[Any, str, bytes], Any], session: Callable[[], Any]) -> dict[str, Any]:
+    """``sample_sync``'s two requests per sample straight on an HTTP library, without httpx on top: the floor under
+    any client built on that library (``post(session, path, body)`` returns the reply's bytes)."""
+    import msgspec
+
+    async def run() -> dict[str, Any]:
+        async with TINKEX.async_session(base_url) as client:
+            sampler = await client.create_sampling_client_async(base_model=BASE_MODEL)
+            prompt, params = sampling_args(TINKEX)
+            body = msgspec.json.encode(types.SampleRequest(
+                prompt=prompt, sampling_params=params, sampling_session_id=sampler.sampling_session_id))
+        http = session()
+
+        async def samples(count: int) -> None:
+            for _ in range(count):
+                request_id = msgspec.json.decode(await post(http, "/api/v1/asample", body))["request_id"]
+                reply = await post(http, "/api/v1/retrieve_future", b'{"request_id":"%s"}' % request_id.encode())
+                assert b"sequences" in reply, reply
+
+        result = await measure_async(lambda: samples(SIZES.warmup), lambda: samples(SIZES.samples), SIZES.samples)
+        return {**TINKEX.info, "sdk": label, **result.as_dict()}
+
+    return asyncio.run(run())
+
+
+def aiohttp_floor(base_url: str) -> dict[str, Any]:
+    import aiohttp
+
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+
+    async def post(http: Any, path: str, body: bytes) -> bytes:
+        async with http.post(base_url + path, data=body, headers=headers) as response:
+            return await response.read()
+
+    return _raw_floor(base_url, "bare aiohttp", post, aiohttp.ClientSession)
+
+
+def pyqwest_floor(base_url: str) -> dict[str, Any]:
+    import pyqwest
+
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
+
+    async def post(http: Any, path: str, body: bytes) -> bytes:
+        response = await http.post(base_url + path, headers=headers, content=body)
+        return bytes(response.content)
+
+    return _raw_floor(base_url, "bare pyqwest", post, pyqwest.Client)
+
+
+WORKLOADS: dict[str, Workload] = {
+    **workloads(TINKEX), "httpx_floor": httpx_floor, "aiohttp_floor": aiohttp_floor, "pyqwest_floor": pyqwest_floor,
+}
 CPU_WORKLOADS = ("train_sync", "train_async", "sample_sync", "sample_async")
 
 
@@ -283,9 +339,9 @@ def _profile(workload: str, top: int) -> None:
     from tinkex.runtime import get_runtime
 
     runtime = get_runtime()
-    in_loop = cProfile.Profile()
+    in_loop = cProfile.Profile(time.thread_time)  # CPU of each thread: waits in either thread cost nothing
     runtime.loop.call_soon_threadsafe(in_loop.enable)
-    caller = cProfile.Profile()
+    caller = cProfile.Profile(time.thread_time)
     with local_server(SIZES.inflight_latency_s if workload == "inflight" else 0.0) as url:
         caller.enable()
         print(json.dumps(WORKLOADS[workload](url)))

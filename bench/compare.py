@@ -35,6 +35,13 @@ class Config:
     python: Path
     script: Path
     env: dict[str, str] = field(default_factory=dict)
+    replaces: dict[str, str] = field(default_factory=dict)
+    """workload -> the workload this configuration runs in its place; with any, it runs only those."""
+
+    def workload(self, name: str) -> str | None:
+        if not self.replaces:
+            return name
+        return self.replaces.get(name)
 
 
 def tinkex(backend: str, dialect: str) -> Config:
@@ -46,6 +53,16 @@ def tinkex(backend: str, dialect: str) -> Config:
     return Config(f"tinkex {backend} {dialect}", Path(sys.executable), BENCH / "bench_client_cpu.py", env)
 
 
+def floor(library: str) -> Config:
+    """``sample_sync``'s two requests per sample on the bare HTTP library: the floor under any client on it."""
+    workload = f"{library}_floor"
+    return Config(f"bare {library} (floor)", Path(sys.executable), BENCH / "bench_client_cpu.py",
+                  replaces={"sample_sync": workload})
+
+
+FLOORS = ("httpx", "aiohttp", "pyqwest")
+
+
 def official(version: str) -> Config:
     return Config(f"official {version}", official_python(version), BENCH / "official_sdk_cpu.py")
 
@@ -55,8 +72,9 @@ DIALECTS = ("0.16", "0.38")
 WORKLOADS = ("train_sync", "train_async", "sample_sync", "sample_async", "inflight")
 
 
-def configs(backends: list[str], dialects: list[str], versions: list[str]) -> list[Config]:
+def configs(backends: list[str], dialects: list[str], versions: list[str], floors: list[str]) -> list[Config]:
     found = [tinkex(backend, dialect) for dialect in dialects for backend in backends]
+    found += [floor(library) for library in floors]
     return found + [official(version) for version in versions if official_python(version).exists()]
 
 
@@ -64,7 +82,7 @@ def run(config: Config, workload: str) -> dict[str, Any]:
     saved = dict(os.environ)
     os.environ.update(config.env)
     try:
-        return _run_worker(config.python, config.script, workload)
+        return _run_worker(config.python, config.script, config.workload(workload) or workload)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -74,9 +92,10 @@ def measure(workloads: list[str], found: list[Config], rounds: int) -> dict[str,
     """workload -> label -> the rounds' results."""
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for workload in workloads:
-        rows = table.setdefault(workload, {config.label: [] for config in found})
+        runs = [config for config in found if config.workload(workload)]
+        rows = table.setdefault(workload, {config.label: [] for config in runs})
         for index in range(rounds):
-            for config in found[index % len(found):] + found[: index % len(found)]:
+            for config in runs[index % len(runs):] + runs[: index % len(runs)]:
                 try:
                     result = run(config, workload)
                 except RuntimeError as error:  # one failed run (a shared, busy machine) leaves a hole, not a crash
@@ -118,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--dialects", nargs="+", default=list(DIALECTS), choices=DIALECTS)
     parser.add_argument("--official", nargs="*", default=["0.16.1", "0.38.0"])
+    parser.add_argument("--floors", nargs="*", default=list(FLOORS), choices=FLOORS,
+                        help="bare HTTP libraries measured in sample_sync's place")
     parser.add_argument("--json", type=Path, help="every run's numbers")
     args = parser.parse_args(argv)
-    found = configs(args.backends, args.dialects, args.official)
+    found = configs(args.backends, args.dialects, args.official, args.floors)
     table = measure(args.workloads, found, args.rounds)
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
