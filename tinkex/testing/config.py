@@ -73,6 +73,10 @@ class ServerConfig:
     """True: a model's training requests must arrive with consecutive seq_ids (1, 2, 3 …), else 409 naming the
     expected and the received one, as some third-party servers answer (see :mod:`tinkex.testing.sequence_rules`)."""
 
+    def __post_init__(self) -> None:
+        if isinstance(self.state_dir, str):  # a path given as text (``LocalServer(state_dir="./state")``)
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
+
     def latency_for(self, endpoint: str) -> float:
         return self.latency_by_endpoint.get(endpoint, self.future_latency)
 
