@@ -238,7 +238,7 @@ def test_case_6_a_restarted_local_server_repeats_no_id_and_answers_earlier_futur
         first_ids = {e.request_id for e in first_run if e.request_id is not None}
         step_id = next(e.request_id for e in first_run if e.endpoint == "forward_backward")
 
-    with LocalServer(state_dir=tmp_path) as server:
+    with LocalServer(state_dir=str(tmp_path)) as server:  # the same directory, given as text
         client = client_of(server)
         try:
             again = client.create_lora_training_client(BASE_MODEL).result()
