@@ -252,8 +252,9 @@ class CommandCredential:
             raise ConfigurationError(f"{CREDENTIAL_CMD_ENV} exited with status {process.returncode}")
         if not credential:
             raise ConfigurationError(f"{CREDENTIAL_CMD_ENV} printed no credential")
-        if credential.startswith("eyJ") and _key_problem(credential) is not None:
-            raise ConfigurationError(f"{CREDENTIAL_CMD_ENV} printed a JWT that {_key_problem(credential)[3:]}")
+        problem = _key_problem(credential) if credential.startswith("eyJ") else None
+        if problem is not None:  # a JWT past its expiry (or unreadable): the server would only refuse it
+            raise ConfigurationError(f"{CREDENTIAL_CMD_ENV} printed a credential that {problem}")
         return credential
 
     async def replacement(self, rejected: str) -> str:
