@@ -51,8 +51,16 @@ def _httpx_http1() -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport()
 
 
-@pytest.mark.parametrize("transport", [None, _httpx_http1, _h2c], ids=["manifest-aiohttp", "httpx-http1", "httpx-h2c"])
-def test_every_operation_runs_exactly_once_under_faults(transport: Callable[[], httpx.AsyncBaseTransport] | None) -> None:
+@pytest.mark.parametrize(
+    ("backend", "transport"),
+    [("aiohttp", None), ("pyqwest", None), (None, _httpx_http1), (None, _h2c)],
+    ids=["manifest-aiohttp", "manifest-pyqwest", "httpx-http1", "httpx-h2c"],
+)
+def test_every_operation_runs_exactly_once_under_faults(
+    backend: str | None, transport: Callable[[], httpx.AsyncBaseTransport] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend is not None:  # the manifest's base transport, picked the way a user picks it
+        monkeypatch.setenv("TINKEX_HTTP_BACKEND", backend)
     rules = _faults()
     with LocalServer(faults=rules, seed=7, base_models=(MODEL,), sample_inflight_limit=16) as server:
         client = tinkex.Client(api_key="tml-chaos", base_url=server.base_url, telemetry=False, transport=transport)
