@@ -26,7 +26,7 @@ import itertools
 import logging
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,10 +122,13 @@ class Holder:
             forced.set_result(ServerWire(config.dialect, None))
             self._wire = forced
         self._heartbeat: BackgroundHeartbeat | None = None
-        # The floor is read here, not bound at import, so a test can shorten it for one client.
+        # The floor is read here, not bound at import, so a test can shorten it for one client. The refresh task
+        # must not keep a dropped client alive (its heartbeat would beat on): it reaches the holder through a weak
+        # reference, and the holder's finalizer stops it.
         self.dynamic = dynamic_config.DynamicConfig(
-            self._fetch_dynamic_config, floor_s=dynamic_config.MIN_REFRESH_INTERVAL_S
+            _weak_fetch(weakref.ref(self)), floor_s=dynamic_config.MIN_REFRESH_INTERVAL_S
         )
+        weakref.finalize(self, _stop_refreshing, self.runtime.loop, self.dynamic)
         self.telemetry = Telemetry(self)
         self._model_seq = itertools.count()
         self._sampling_seq = itertools.count()
@@ -168,7 +171,9 @@ class Holder:
             http_client_kwargs={"headers": dict(self.config.default_headers)} if self.config.default_headers else None,
             token_auth=self.auth.token_auth,
             notices=self.notices,
-            json_encoder=json_encoder(self.known_wire_dialect),  # each body in the shapes of the server's dialect
+            # Each body in the shapes of the server's dialect. Weakly: the heartbeat's client outlives a dropped
+            # client's last reference, and must not keep it alive.
+            json_encoder=json_encoder(_weak_dialect(weakref.ref(self))),
         )
 
     def clients(self) -> LoopClients:
@@ -309,8 +314,7 @@ class Holder:
             heartbeat = self._heartbeat
         if heartbeat is not None:
             heartbeat.stop(timeout)
-        if loop_is_usable(self.runtime.loop):
-            self.runtime.loop.call_soon_threadsafe(self.dynamic.stop)
+        _stop_refreshing(self.runtime.loop, self.dynamic)
         self.telemetry.close(timeout)
         self.auth.close()  # stops renewing; the last token is still served
         for loop, clients in list(self._per_loop.items()):
@@ -325,3 +329,26 @@ class Holder:
         if own is not None:
             await own.aclose()
         await asyncio.to_thread(self.close, timeout)
+
+
+def _weak_fetch(holder: weakref.ref[Holder]) -> Callable[[], Awaitable[ClientDynamicConfigResponse]]:
+    async def fetch() -> ClientDynamicConfigResponse:
+        alive = holder()
+        if alive is None:
+            raise RuntimeError("the tinkex client was dropped")
+        return await alive._fetch_dynamic_config()
+
+    return fetch
+
+
+def _stop_refreshing(loop: asyncio.AbstractEventLoop, dynamic: dynamic_config.DynamicConfig) -> None:
+    if loop_is_usable(loop):
+        loop.call_soon_threadsafe(dynamic.stop)
+
+
+def _weak_dialect(holder: weakref.ref[Holder]) -> Callable[[], WireDialect | None]:
+    def dialect_now() -> WireDialect | None:
+        alive = holder()
+        return alive.known_wire_dialect() if alive is not None else None
+
+    return dialect_now

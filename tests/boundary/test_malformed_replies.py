@@ -118,7 +118,9 @@ def test_through_tinkex_a_malformed_reply_is_retried_and_the_call_succeeds(backe
 
     capabilities = http_response(b'{"supported_models":[]}', headers=[("Content-Type", "application/json")])
     with RawServer([MALFORMED["garbage status line"], capabilities]) as server:
-        client = tinkex.Client(api_key=API_KEY, base_url=server.url, env={"TINKEX_HTTP_BACKEND": backend})
+        # The dialect forced: the scripted replies are for this one call, not for the client/config handshake.
+        env = {"TINKEX_HTTP_BACKEND": backend, "TINKEX_WIRE_DIALECT": "0.16"}
+        client = tinkex.Client(api_key=API_KEY, base_url=server.url, env=env)
         try:
             answer = client.get_server_capabilities()
         finally:

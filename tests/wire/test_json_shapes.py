@@ -62,3 +62,10 @@ def test_the_two_shapes_differ_where_the_sdks_do() -> None:
     assert as_016 == {"adam_params": {"learning_rate": 1e-4}, "model_id": "m", "seq_id": 2}
     unsettled = msgspec.json.decode(json_encoder(lambda: None)(request))
     assert unsettled == as_016  # before the handshake answers, nothing 0.38-only is sent
+
+
+def test_a_literal_rest_body_keeps_its_null_in_both_dialects() -> None:
+    """Official 0.38 writes set_checkpoint_ttl's body as a dict: ``ttl_seconds: null`` removes the expiry."""
+    request = t.SetCheckpointTtlRequest(ttl_seconds=None)
+    for dialect in ("0.16", "0.38"):
+        assert json_encoder(lambda d=dialect: d)(request) == b'{"ttl_seconds":null}'  # type: ignore[misc]

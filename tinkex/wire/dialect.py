@@ -28,7 +28,7 @@ from pristine_transport.request import json_body
 from tinkex import types as t
 from tinkex.types._base import RequestStruct
 
-from .json_shapes import dump_038
+from .json_shapes import LITERAL_BODIES, dump_038
 
 __all__ = [
     "DEFAULT_DIALECT_SETTING",
@@ -156,7 +156,7 @@ def json_encoder(dialect_now: Callable[[], WireDialect | None]) -> Callable[[Any
     encode = msgspec.json.Encoder().encode
 
     def encode_body(body: Any) -> bytes:
-        if isinstance(body, RequestStruct) and dialect_now() == "0.38":
+        if isinstance(body, RequestStruct) and type(body) not in LITERAL_BODIES and dialect_now() == "0.38":
             return encode(dump_038(body))
         return json_body(body)
 

@@ -5,6 +5,10 @@ its default (so ``type`` discriminators and all optimizer parameters are sent) a
 request types keep 0.16.1's rule in their slots (an unset field is ``UNSET``; its 0.38 default is the read default
 :func:`tinkex.types._base.unset_reads_as` gave it), so this module fills those defaults in, drops ``None``, and
 uses the wire names the types declare. Plain data inside (dicts, lists) is kept as it is.
+
+Not every 0.38 request goes through that dump: the REST client writes a few bodies as literal dicts, where a
+``None`` is sent as ``null`` because it means something (``ttl_seconds: null`` removes a checkpoint's expiry).
+Those types (:data:`LITERAL_BODIES`) keep 0.16.1's encoding in both dialects.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
+from tinkex.types import SetCheckpointTtlRequest, WeightsInfoRequest
 from tinkex.types._base import _raw, _ReadDefault
 
-__all__ = ["dump_038"]
+__all__ = ["LITERAL_BODIES", "dump_038"]
+
+LITERAL_BODIES: frozenset[type] = frozenset({SetCheckpointTtlRequest, WeightsInfoRequest})
+"""Request types official 0.38 sends as literal dicts (``rest_client.py``), not through its exclude-none dump."""
 
 _NO_DEFAULT = object()
 _FIELDS: dict[type, tuple[tuple[str, str, Any], ...]] = {}
