@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tinkex.testing import FaultRule, LocalServer
+from tinkex.types import ClientConfigResponse
 
 from .conftest import official_environment
 
@@ -142,3 +144,59 @@ def test_official_038_rides_out_faults_on_protobuf_bodies_and_results(official_p
     assert [r.status for r in bodies[:3]] == [500, 503, 200]
     assert all(r.headers["content-type"] == "application/x-protobuf" for r in bodies)
     assert 408 in [r.status for r in received if r.endpoint == "retrieve_future"]
+
+
+def _run_recipe_with_tinkex(server: LocalServer) -> dict[str, Any]:
+    """The same recipe file, its ``import tinker`` served by tinkex (tinkex.compat), with no dialect setting."""
+    env = {key: value for key, value in official_environment().items() if not key.startswith("TINKEX_")}
+    env.update(TINKER_BASE_URL=server.base_url, TINKER_API_KEY=API_KEY, TINKER_TELEMETRY="0")
+    code = f"import runpy, tinkex.compat; tinkex.compat.install(); runpy.run_path({str(RECIPE)!r}, run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=HERE, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, f"tinkex failed the recipe:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _dialect_features(server: LocalServer) -> dict[str, Any]:
+    """What the 0.38 dialect puts on the wire, per request kind: body types and encodings, and how each future's
+    result is asked for (poll request type -> Accept)."""
+    received = server.ledger.received()
+    return {
+        "first": received[0].endpoint,
+        "dynamic_config": "client_dynamic_config" in [r.endpoint for r in received],
+        "training_bodies": sorted(
+            {(r.endpoint, r.headers.get("content-type"), r.headers.get("content-encoding"))
+             for r in received if r.endpoint in ("forward", "forward_backward")}
+        ),
+        "polls": sorted(
+            {(r.headers.get("x-tinker-request-type"), r.headers.get("accept"))
+             for r in received if r.endpoint == "retrieve_future"}
+        ),
+        "refused": [(r.endpoint, r.status) for r in received if r.status is None or r.status >= 400],
+    }
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "zstd"])
+def test_tinkex_speaks_the_038_dialect_as_official_038_does(
+    official_python: Callable[[str], Path], compress: bool
+) -> None:
+    """Official 0.38 and tinkex (negotiating, no setting) run the same recipe against LocalServer; the dialect's
+    features on the wire are the same: handshake first, dynamic config, protobuf bodies (zstd when the server's
+    flag says so), protobuf results asked for the same poll types, a forward polled as Forward."""
+    flags = ClientConfigResponse(proto_compress_fwdbwd=compress)
+    with LocalServer(client_config=flags) as official_server:
+        official = run_recipe(official_python, "0.38.0", official_server)
+        official_wire = _dialect_features(official_server)
+    with LocalServer(client_config=flags) as tinkex_server:
+        mine = _run_recipe_with_tinkex(tinkex_server)
+        tinkex_wire = _dialect_features(tinkex_server)
+    check_recipe_results(mine)
+    assert tinkex_wire == official_wire
+    assert official_wire["training_bodies"] == [
+        ("forward_backward", "application/x-protobuf", "zstd" if compress else None)
+    ]
+    assert ("Forward", "application/x-protobuf") in official_wire["polls"]
+    assert mine["forward_backward"]["metrics"] == pytest.approx(official["forward_backward"]["metrics"], rel=1e-6)
+    for ours, theirs in zip(mine["forward_backward"]["outputs"], official["forward_backward"]["outputs"], strict=True):
+        assert ours["logprobs"] == pytest.approx(theirs["logprobs"], rel=1e-6)
