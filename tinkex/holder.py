@@ -36,6 +36,7 @@ from opentelemetry.trace import TracerProvider
 from pristine_transport.client import ManifestClient
 from pristine_transport.errors import APIStatusError
 from pristine_transport.futures import FutureResolver
+from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.manifest import Manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
@@ -48,7 +49,7 @@ from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, 
 from .sdk_method import detached
 from .telemetry import Telemetry
 from .types import ClientConfigResponse, ClientDynamicConfigResponse, CreateSessionRequest, CreateSessionResponse
-from .wire import dynamic_config
+from .wire import dynamic_config, server_limits
 from .wire.dialect import (
     HANDSHAKE_SDK_VERSION,
     RESULT_CODECS,
@@ -185,7 +186,11 @@ class Holder:
         if found is None:
             http = self.new_deadlined_client()
             futures = FutureResolver(
-                http, tracer=self._tracer, deadlines=self.config.deadlines, result_codecs=RESULT_CODECS
+                http,
+                tracer=self._tracer,
+                deadlines=self.config.deadlines,
+                result_codecs=RESULT_CODECS,
+                response_budget=self._response_budget(),
             )
             found = LoopClients(http=http, futures=futures)
             self._per_loop[loop] = found
@@ -239,6 +244,28 @@ class Holder:
             raise
         return ServerWire(dialect_of_handshake(200), flags)
 
+    def _response_budget(self) -> BytesSemaphore | None:
+        """The response-bytes budget of a new resolver: the server's flag once the handshake gave it, else the
+        manifest's (None here lets the resolver take the manifest's)."""
+        found = self._wire
+        settled = found is not None and found.done() and not found.cancelled() and found.exception() is None
+        flags = found.result().config if settled and found is not None else None
+        if flags is None:
+            return None
+        size = server_limits.response_budget_bytes(flags, self.manifest)
+        return BytesSemaphore(size) if size is not None else None
+
+    def _apply_server_limits(self) -> None:
+        """The resolvers made before the handshake answered (its own loop's, at least) take the server's budget;
+        none of them holds any bytes yet, since no future exists before the session."""
+        budget_of = self._response_budget
+        for clients in list(self._per_loop.values()):
+            current = clients.futures.response_budget
+            if current is None or current.available == current.budget:
+                fresh = budget_of()
+                if fresh is not None:
+                    clients.futures.response_budget = fresh
+
     async def _fetch_dynamic_config(self) -> ClientDynamicConfigResponse:
         return await self.clients().http.call(
             "client_dynamic_config", json={"sdk_version": HANDSHAKE_SDK_VERSION}, result_type=ClientDynamicConfigResponse
@@ -259,6 +286,7 @@ class Holder:
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"
         dialect = await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is
+        self._apply_server_limits()
         if dialect == "0.38":
             # Then the dynamic flags, refreshed on this (the runtime's) loop. Not inside the handshake: a request
             # sent there would wait for the handshake's own answer (the credential layer asks it for the flags).
