@@ -365,10 +365,22 @@ class TinkerAuth:
 
 def holder_auth(holder: Holder) -> TinkerAuth:
     """The credential wiring of one client (``tinkex.holder.Holder``): its server flags come from the handshake,
-    exchanges go through its own clients on its background loop, outside any public call's ``x-sdk-method``."""
+    exchanges go through its own clients on its background loop, outside any public call's ``x-sdk-method``.
+
+    The holder is held weakly: every stack of the client (the heartbeat's included, in a thread of its own) holds
+    this wiring, and a strong reference would keep a dropped client, and its heartbeat, alive forever. A dropped
+    client's wiring is closed by a finalizer (renewal stopped, connections closed)."""
+    holder_ref = weakref.ref(holder)
+    runtime = holder.runtime
+
+    def live() -> Holder:
+        found = holder_ref()
+        if found is None:
+            raise RuntimeError("the tinkex client was dropped")
+        return found
 
     async def flags() -> ClientConfigResponse | None:
-        return (await holder.server_wire()).config
+        return (await live().server_wire()).config
 
     # The exchanges' own client (the official SDK's auth pool), made on the runtime loop at the first exchange: it
     # outlives the per-loop clients while the holder closes, so the last telemetry batch can still get a token.
@@ -379,7 +391,7 @@ def holder_auth(holder: Holder) -> TinkerAuth:
         loop = asyncio.get_running_loop()
         client = own.get(loop)
         if client is None:
-            client = own[loop] = holder.new_manifest_client()
+            client = own[loop] = live().new_manifest_client()
         # One exchange is the endpoint's own re-sends only (manifest), not an operation's rounds for minutes: the
         # renewal schedule retries, and a request waiting for its token fails over to it.
         with deadlines(no_progress_s=EXCHANGE_NO_PROGRESS_S, budget=RetryBudget(rounds=False)):
@@ -387,7 +399,7 @@ def holder_auth(holder: Holder) -> TinkerAuth:
         return answer.jwt
 
     def run(coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        return detached(holder.runtime.submit, coroutine)
+        return detached(runtime.submit, coroutine)
 
     def close_client() -> None:
         for loop, client in list(own.items()):
@@ -399,6 +411,8 @@ def holder_auth(holder: Holder) -> TinkerAuth:
 
     config = holder.config
     credentials = Credentials(config.api_key, config.credential_command, config.credential_source)
-    return TinkerAuth(
+    auth = TinkerAuth(
         credentials, redactor=holder.redactor, server_flags=flags, exchange=exchange, run=run, on_close=close_client
     )
+    weakref.finalize(holder, auth.close)
+    return auth
