@@ -8,6 +8,7 @@ inside a layer.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -402,46 +403,124 @@ def load_manifest(source: str | Path | bytes | Mapping[str, Any]) -> Manifest:
         raw = dict(source)
     if not isinstance(raw, dict):
         raise ManifestError(["$: expected a JSON object"], label)
-    manifest, problems = _decode_collecting(raw)
+    manifest, problems, dropped = _decode_collecting(raw)
     if manifest is not None:
-        problems += _cross_check(manifest)
+        problems += _cross_check(manifest, dropped)
     if problems:
         raise ManifestError(problems, label)
     assert manifest is not None
     return manifest
 
 
-def _decode_collecting(raw: dict[str, Any]) -> tuple[Manifest | None, list[str]]:
+def _decode_collecting(raw: dict[str, Any]) -> tuple[Manifest | None, list[str], dict[str, set[str]]]:
     """Decode field by field, and the named entries of mapping fields one by one, so that every broken entry is
-    reported, not only the first."""
+    reported, not only the first. What can be repaired (an unknown key dropped, a bad optional field left at its
+    default, a broken entry left out) is, so the semantic checks still run over the rest; the names of entries
+    left out are returned, so a reference to one of them is not reported a second time as unknown."""
     fields = msgspec.structs.fields(Manifest)
     known = {field.name for field in fields}
     problems = [f"{key}: unknown key" for key in raw if key not in known]
+    repaired: dict[str, Any] = {}
+    dropped: dict[str, set[str]] = {}
+    buildable = True
     for field in fields:
         if field.name not in raw:
             if field.required:
                 problems.append(f"{field.name}: required")
+                buildable = False
             continue
         value = raw[field.name]
         if get_origin(field.type) is not dict:
-            problems += _convert_errors(value, field.type, field.name)
+            fixed, found = _repaired(value, field.type, field.name)
+            problems += found
+            if fixed is not _BROKEN:
+                repaired[field.name] = fixed
+            elif field.required:
+                buildable = False
         elif not isinstance(value, dict):
             problems.append(f"{field.name}: expected an object")
         else:
             entry_type = get_args(field.type)[1]
+            entries: dict[str, Any] = {}
             for entry_name, entry in value.items():
-                problems += _convert_errors(entry, entry_type, f"{field.name}.{entry_name}")
-    if problems:
-        return None, problems
-    return msgspec.convert(raw, Manifest), []
+                fixed, found = _repaired(entry, entry_type, f"{field.name}.{entry_name}")
+                problems += found
+                if fixed is _BROKEN:
+                    dropped.setdefault(field.name, set()).add(entry_name)
+                else:
+                    entries[entry_name] = fixed
+            repaired[field.name] = entries
+    if not buildable:
+        return None, problems, dropped
+    return msgspec.convert(repaired, Manifest), problems, dropped
 
 
-def _convert_errors(value: Any, spec_type: Any, path: str) -> list[str]:
+_BROKEN: Any = object()
+"""What :func:`_repaired` returns for a value it could not repair."""
+_MAX_REPAIRS = 50
+_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _repaired(value: Any, spec_type: Any, path: str) -> tuple[Any, list[str]]:
+    """``value`` with every problem msgspec finds removed (one at a time: it reports the first), and the problems.
+
+    A field with a problem is dropped (its default applies); an object missing a required field, or a problem that
+    cannot be located (inside a mapping msgspec reports as ``[...]``), drops the object holding it. A required
+    field missing only because a problem removed it is not reported again."""
+    problems: list[str] = []
+    value = copy.deepcopy(value)
+    removed: set[tuple[str | int, ...]] = set()
+    for _ in range(_MAX_REPAIRS):
+        try:
+            msgspec.convert(value, spec_type)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            detail, _, where = message.rpartition(" - at `")
+            # msgspec names no location for a problem of the object itself
+            detail, steps = (detail, _location(where.rstrip("`"))) if detail else (message, ())
+            field_problem = _FIELD_PROBLEM.match(detail)
+            if steps is not None and field_problem and field_problem.group(1) == "missing required":
+                consequence = (*steps, field_problem.group(2)) in removed
+                if not consequence:
+                    problems.append(_format_validation_error(path, message))
+                target = steps  # the object that lacks the field goes
+            else:
+                problems.append(_format_validation_error(path, message))
+                target = (*steps, field_problem.group(2)) if steps is not None and field_problem else steps
+            if not target or not _remove(value, target):
+                return _BROKEN, problems
+            removed.add(target)
+        else:
+            return value, problems
+    return _BROKEN, problems
+
+
+def _location(where: str) -> tuple[str | int, ...] | None:
+    """msgspec's ``$.a[0].b`` as steps; None when it cannot be followed (``[...]`` stands for an unnamed key)."""
+    if not where.startswith("$"):
+        return None
+    rest, steps = where[1:], []
+    while rest:
+        step = _PATH_STEP.match(rest)
+        if step is None:
+            return None
+        steps.append(step.group(1) if step.group(1) is not None else int(step.group(2)))
+        rest = rest[step.end() :]
+    return tuple(steps)
+
+
+def _remove(value: Any, steps: tuple[str | int, ...]) -> bool:
+    """Remove the key (or list item) at ``steps``; False when there is nothing to remove."""
+    for step in steps[:-1]:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return False
     try:
-        msgspec.convert(value, spec_type)
-    except msgspec.ValidationError as exc:
-        return [_format_validation_error(path, str(exc))]
-    return []
+        del value[steps[-1]]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return True
 
 
 _FIELD_PROBLEM = re.compile(r"Object (contains unknown|missing required) field `(.+)`")
@@ -462,15 +541,20 @@ def _format_validation_error(prefix: str, message: str) -> str:
     return f"{path or '$'}: {detail}"
 
 
-def _cross_check(m: Manifest) -> list[str]:
+def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> list[str]:
+    """The semantic problems. Names in ``dropped`` (entries whose own problems were reported) count as defined."""
     problems: list[str] = []
+    dropped = dropped or {}
+    known_policies = m.retry_policies.keys() | dropped.get("retry_policies", set())
+    known_endpoints = m.endpoints.keys() | dropped.get("endpoints", set())
+    known_pools = m.pools.keys() | dropped.get("pools", set())
 
     def policy_exists(name: str, where: str) -> None:
-        if name not in m.retry_policies:
+        if name not in known_policies:
             problems.append(f"{where}: unknown policy {name!r}")
 
     def endpoint_exists(name: str | None, where: str) -> None:
-        if name is not None and name not in m.endpoints:
+        if name is not None and name not in known_endpoints:
             problems.append(f"{where}: unknown endpoint {name!r}")
 
     if not m.base_url.default.startswith(("http://", "https://")):
@@ -496,7 +580,7 @@ def _cross_check(m: Manifest) -> list[str]:
         for param in _PATH_PARAM.findall(ep.path):
             if not _IDENTIFIER.match(param):
                 problems.append(f"{where}.path: bad parameter name {{{param}}}")
-        if ep.pool is not None and ep.pool not in m.pools:
+        if ep.pool is not None and ep.pool not in known_pools:
             problems.append(f"{where}.pool: unknown pool {ep.pool!r}")
         if isinstance(ep.retry, str):
             policy_exists(ep.retry, f"{where}.retry")
