@@ -21,7 +21,9 @@ import concurrent.futures
 import logging
 import os
 import select
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -314,9 +316,53 @@ def fail_inherited_future(future: concurrent.futures.Future[Any], parent_pid: in
             pass
 
 
+FORK_WAIT_LIMIT_S = 2.0
+"""How long a fork waits for the background loops to finish the step they are running (see ``_before_fork``)."""
+
+
 def _before_fork() -> None:
     global _forking_loop
     _forking_loop = running_loop()
+    _wait_for_loops_between_steps(FORK_WAIT_LIMIT_S)
+
+
+def _wait_for_loops_between_steps(limit_s: float) -> None:
+    """Let each background loop thread finish the step it is in (up to ``limit_s``) before another thread forks.
+
+    The child gets a copy of the process as it is at the fork, mid-step included: a module the loop thread was
+    importing stays half-initialised there (later imports of it fail), and a subprocess it was starting (``platform``
+    runs ``uname`` for the first request's headers) has its error pipe copied into the child, which then holds it
+    open as long as it lives while the loop thread waits on that pipe for good. Between steps, blocked in the
+    selector, the loop holds nothing of the kind. A ``ProcessPoolExecutor`` forks its workers right while the first
+    request is being prepared, so this is the usual case, not a rare one."""
+    me = threading.get_ident()
+    loops = [
+        (thread, loop)
+        for runtime in list(_LIVE)
+        if (thread := runtime._thread) is not None
+        and (loop := runtime._loop) is not None
+        and thread.ident not in (None, me)
+        and thread.is_alive()
+    ]
+    if not loops:
+        return
+    deadline = time.monotonic() + limit_s
+    while True:
+        frames = sys._current_frames()
+        if all(_between_steps(frames.get(thread.ident), loop) for thread, loop in loops):
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.001)
+
+
+def _between_steps(frame: Any, loop: asyncio.AbstractEventLoop) -> bool:
+    """The loop thread waits for I/O in its selector (or is gone) with no callback due: it runs nothing now, and
+    work just handed to it (a request submitted right before the fork) has gone as far as it can without I/O."""
+    if frame is None:
+        return True
+    waiting = frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
+    return waiting and not getattr(loop, "_ready", ())
 
 
 def _after_fork_in_parent() -> None:

@@ -11,6 +11,8 @@ the network, not the CPU).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,3 +90,16 @@ def test_eight_ray_workers_sample_each_prompt_once_while_the_driver_closes_its_c
     with copy_of(sampler) as checker:
         check_every_sample_ran_once(server, checker, rollouts, warmups)
 
+
+def test_ray_rollout_example_on_the_local_instance(ray_instance: Any) -> None:
+    """examples/ray_rollout.py as the README runs it, joining this module's Ray instance (``--ray-address``)."""
+    address = ray_instance.get_runtime_context().gcs_address
+    done = subprocess.run(
+        [sys.executable, "examples/ray_rollout.py", "--local-server", "--workers", "2", "--rounds", "2",
+         "--ray-address", address],
+        capture_output=True, text=True, timeout=ALL_DONE_S, cwd=_HERE.parents[1], check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rounds = [line for line in done.stdout.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2 and all("from 2 Ray actors" in line for line in rounds), done.stdout
+    assert "one session for the driver and every actor: sess-" in done.stdout
