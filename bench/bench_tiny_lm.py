@@ -41,6 +41,7 @@ class ModelAlone:
     def __init__(self) -> None:
         self.base = tiny_lm.base_weights(MODEL, tiny_lm.DEFAULT_VOCAB_SIZE)
         self.state = tiny_lm.ModelState.fresh(self.base.vocab_size, RANK, ("attn", "mlp", "unembed"), seed=0)
+        self.state.require_adapter()
         tokens = _tokens(TRAIN_TOKENS + 1, 1)
         self.batch = [tiny_lm.DatumInput(tokens[:-1], {"target_tokens": tokens[1:], "weights": [1.0] * TRAIN_TOKENS})]
         self.prompt = _tokens(32, 2)

@@ -31,6 +31,7 @@ MODEL = "tinkex/fake-tiny"
 def _float64_state(rank: int, targets: tuple[str, ...] = ("attn", "mlp", "unembed")) -> ModelState:
     """An adapter with non-zero B (as after training), in float64 so differences are exact enough to compare."""
     state = ModelState.fresh(DEFAULT_VOCAB_SIZE, rank, targets, seed=5)
+    state.require_adapter()
     rng = np.random.default_rng(9)
     state.params = {
         name: (array if name.endswith("lora_A") else rng.standard_normal(array.shape) * 0.01).astype(np.float64)
@@ -186,3 +187,17 @@ def test_snapshots_round_trip_and_load_without_optimizer_starts_it_fresh() -> No
     with pytest.raises(ModelInputError, match="not a tinkex-tiny-lm-lora/1 adapter"):
         ModelState().restore({"theta": 0.5}, with_optimizer=True)
     assert math.isclose(state.scale, 256.0 / 4)
+
+
+def test_a_fresh_adapter_is_made_on_first_use() -> None:
+    """A run that is never trained holds the recipe, not the tensors (hundreds of such runs cost next to nothing)."""
+    state = ModelState.fresh(DEFAULT_VOCAB_SIZE, 32, ("attn", "mlp", "unembed"), seed="run-1")
+    assert state.params == {} and ModelState.from_json(state.to_json()).recipe == state.recipe
+    state.require_adapter()
+    again = ModelState.fresh(DEFAULT_VOCAB_SIZE, 32, ("attn", "mlp", "unembed"), seed="run-1")
+    again.require_adapter()
+    assert state.recipe is None and state.params["unembed.lora_A"].shape == (model.HIDDEN, 32)
+    assert all((state.params[name] == again.params[name]).all() for name in state.params)  # seeded
+    assert not state.params["unembed.lora_B"].any()  # B starts at zero: the base model unchanged
+    with pytest.raises(ModelInputError, match="rank must be between 1 and 512"):
+        ModelState.fresh(DEFAULT_VOCAB_SIZE, 0, ("attn",), seed=1)

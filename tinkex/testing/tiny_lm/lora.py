@@ -23,7 +23,7 @@ import numpy as np
 from .errors import ModelInputError
 from .model import DTYPE, layer_shapes, name_seed
 
-__all__ = ["ALPHA", "TARGETS", "decode_tensors", "encode_tensors", "fresh_adapter", "lora_scale"]
+__all__ = ["ALPHA", "TARGETS", "adapter_targets", "decode_tensors", "encode_tensors", "fresh_adapter", "lora_scale"]
 
 ALPHA = 256.0
 TARGETS = ("attn", "mlp", "unembed")
@@ -34,13 +34,19 @@ def lora_scale(rank: int) -> float:
     return ALPHA / rank
 
 
-def fresh_adapter(vocab_size: int, rank: int, targets: Iterable[str], seed: int | str) -> dict[str, np.ndarray]:
-    """A new adapter of ``rank`` on ``targets``: ``A`` from ``seed``, ``B`` zero."""
+def adapter_targets(rank: int, targets: Iterable[str]) -> list[str]:
+    """The targets of a valid adapter request, in model order; a user error names what is wrong."""
     if not 1 <= rank <= MAX_RANK:
         raise ModelInputError(f"lora_config.rank must be between 1 and {MAX_RANK}, got {rank}")
     chosen = [t for t in TARGETS if t in set(targets)]
     if not chosen:
         raise ModelInputError("lora_config must train at least one of unembed, mlp, attn")
+    return chosen
+
+
+def fresh_adapter(vocab_size: int, rank: int, targets: Iterable[str], seed: int | str) -> dict[str, np.ndarray]:
+    """A new adapter of ``rank`` on ``targets``: ``A`` from ``seed``, ``B`` zero."""
+    chosen = adapter_targets(rank, targets)
     rng = np.random.default_rng(name_seed("tinkex-tiny-lm-lora", seed))
     shapes = layer_shapes(vocab_size)
     params: dict[str, np.ndarray] = {}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelInputError
-from .lora import decode_tensors, encode_tensors, fresh_adapter, lora_scale
+from .lora import adapter_targets, decode_tensors, encode_tensors, fresh_adapter, lora_scale
 from .optim import AdamSettings, adam_step
 
 __all__ = ["SNAPSHOT_FORMAT", "ModelState", "snapshot_params"]
@@ -26,7 +26,10 @@ SNAPSHOT_FORMAT = "tinkex-tiny-lm-lora/1"
 
 @dataclass
 class ModelState:
-    """A run's adapter and optimizer. ``ModelState()`` has no adapter yet: :meth:`fresh` or :meth:`restore` give it."""
+    """A run's adapter and optimizer. ``ModelState()`` has no adapter yet: :meth:`fresh` or :meth:`restore` give it.
+
+    :meth:`fresh` only records how to make the adapter (``recipe``); its tensors are made on first use, so a run
+    that is created and never trained (a test, a client that only samples) costs a few bytes, not the adapter's."""
 
     rank: int = 0
     params: dict[str, np.ndarray] = field(default_factory=dict)
@@ -37,16 +40,22 @@ class ModelState:
     adam_v: dict[str, np.ndarray] = field(default_factory=dict)
     step: int = 0
     """Optimizer steps taken (Adam's bias correction counts from it)."""
+    recipe: dict[str, Any] | None = None
+    """``fresh_adapter``'s arguments until the adapter is first needed."""
 
     @classmethod
     def fresh(cls, vocab_size: int, rank: int, targets: Iterable[str], seed: int | str) -> ModelState:
-        return cls(rank=rank, params=fresh_adapter(vocab_size, rank, targets, seed))
+        """A new adapter (checked now, made on first use)."""
+        chosen = adapter_targets(rank, targets)
+        return cls(rank=rank, recipe={"vocab_size": vocab_size, "rank": rank, "targets": chosen, "seed": seed})
 
     @property
     def scale(self) -> float:
         return lora_scale(self.rank)
 
     def require_adapter(self) -> None:
+        if not self.params and self.recipe is not None:
+            self.params, self.recipe = fresh_adapter(**self.recipe), None
         if not self.params:
             raise ModelInputError("this training run has no adapter weights (create it or load a checkpoint first)")
 
@@ -88,7 +97,7 @@ class ModelState:
         if snapshot.get("format") != SNAPSHOT_FORMAT:
             raise ModelInputError(f"checkpoint is not a {SNAPSHOT_FORMAT} adapter (format {snapshot.get('format')!r})")
         self.rank = int(snapshot["rank"])
-        self.params = decode_tensors(snapshot["adapter"])
+        self.params, self.recipe = decode_tensors(snapshot["adapter"]), None
         self.grads, self.pending_backward = {}, 0
         if with_optimizer and "step" in snapshot:
             self.step = int(snapshot["step"])
@@ -107,6 +116,7 @@ class ModelState:
             "adam_m": encode_tensors(self.adam_m),
             "adam_v": encode_tensors(self.adam_v),
             "step": self.step,
+            "recipe": self.recipe,
         }
 
     @classmethod
@@ -119,6 +129,7 @@ class ModelState:
             adam_m=decode_tensors(data["adam_m"]),
             adam_v=decode_tensors(data["adam_v"]),
             step=int(data["step"]),
+            recipe=data.get("recipe"),
         )
 
 
