@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from pristine_transport.boundary import ResponseTooLarge
 from pristine_transport.policy import Attempt, WriteOutcome, is_bare_400, write_outcome, write_outcome_advice
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PristineError",
+    "ProgressTimeoutError",
     "RateLimitError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
@@ -149,6 +151,15 @@ class APITimeoutError(APIConnectionError):
         super().__init__(request=request, message=message)
 
 
+class ProgressTimeoutError(httpx.TimeoutException):
+    """No request of a retry policy made progress for ``timeout_s`` seconds (raised by the retry layer, beneath
+    the taxonomy: :func:`error_for_transport_exception` maps it to an :class:`APITimeoutError`)."""
+
+    def __init__(self, timeout_s: float, request: httpx.Request) -> None:
+        super().__init__(f"No progress made in {timeout_s:g}s. Requests appear to be stuck.", request=request)
+        self.timeout_s = timeout_s
+
+
 class APIResponseValidationError(APIError):
     response: httpx.Response
     status_code: int
@@ -229,9 +240,6 @@ def body_excerpt(text: str) -> str:
 def error_for_transport_exception(exc: Exception, request: httpx.Request) -> APIConnectionError | ResponseTooLargeError:
     """Map an httpx transport failure to ``APITimeoutError`` / ``APIConnectionError``, a response over its
     endpoint's size limit to ``ResponseTooLargeError``."""
-    from .boundary import ResponseTooLarge
-    from .layers.retry import ProgressTimeoutError
-
     if isinstance(exc, ResponseTooLarge):
         return ResponseTooLargeError(
             str(exc), exc.request, limit_name=exc.limit_name, limit=exc.limit, endpoint=exc.endpoint

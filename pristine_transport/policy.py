@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
+
 from pristine_transport.manifest import PollBackoffSpec, RetryPolicySpec
 
 __all__ = [
@@ -244,8 +246,6 @@ def is_bare_400(status: int, content: bytes) -> bool:
 
 
 def _all_values_empty(content: bytes) -> bool:
-    import msgspec
-
     try:
         body = msgspec.json.decode(content)
     except msgspec.DecodeError:

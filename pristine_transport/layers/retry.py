@@ -56,7 +56,7 @@ from pristine_transport.deadlines import (
     OperationClock,
     effective_deadlines,
 )
-from pristine_transport.errors import WRITE_OUTCOME, failure_name
+from pristine_transport.errors import WRITE_OUTCOME, ProgressTimeoutError, failure_name
 from pristine_transport.layers.response_io import discard, read_or_close
 from pristine_transport.policy import (
     CALL_DEADLINES,
@@ -86,14 +86,6 @@ logger = logging.getLogger("pristine_transport.retry")
 _SLACK_FRACTION = 0.01
 """A tracker pushes new deadlines to in-flight requests only when progress moved the deadline by more than this
 fraction of the timeout: an attempt may be cancelled up to 1% late, and a burst of successes costs O(1) each."""
-
-
-class ProgressTimeoutError(httpx.TimeoutException):
-    """No request of a retry policy made progress for ``timeout_s`` seconds."""
-
-    def __init__(self, timeout_s: float, request: httpx.Request) -> None:
-        super().__init__(f"No progress made in {timeout_s:g}s. Requests appear to be stuck.", request=request)
-        self.timeout_s = timeout_s
 
 
 class ProgressTracker:
