@@ -121,6 +121,11 @@ class ModelState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelState:
+        if "rank" not in data:
+            raise ModelInputError(
+                f"a training run's saved state has no adapter (keys {sorted(data)}): the state directory was written "
+                "by a LocalServer with the earlier fake model; start on a new state directory"
+            )
         return cls(
             rank=int(data["rank"]),
             params=decode_tensors(data["params"]),
