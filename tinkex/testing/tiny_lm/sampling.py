@@ -98,8 +98,12 @@ def sample(
     if settings.stop_strings and decode is None:
         raise ModelInputError("sampling_params.stop: string stop sequences need the default vocabulary (its text)")
     prompt_ids = check_tokens(prompt, base.vocab_size, "prompt")
-    generators = [np.random.default_rng(model.name_seed("tinkex-tiny-lm-sample", settings.seed, i)) for i in range(num_samples)]
-    history = np.tile(model.windows(prompt_ids, base.pad)[-1:] if len(prompt_ids) else np.full((1, model.WINDOW), base.pad), (num_samples, 1))
+    generators = [
+        np.random.default_rng(model.name_seed("tinkex-tiny-lm-sample", settings.seed, i)) for i in range(num_samples)
+    ]
+    # Each sequence's window of its last tokens (newest first), starting from the prompt's last window.
+    last_window = model.windows(prompt_ids, base.pad)[-1:] if len(prompt_ids) else np.full((1, model.WINDOW), base.pad)
+    history = np.tile(last_window, (num_samples, 1))
     tokens: list[list[int]] = [[] for _ in range(num_samples)]
     logprobs: list[list[float]] = [[] for _ in range(num_samples)]
     reasons: list[Literal["length", "stop"]] = ["length"] * num_samples
