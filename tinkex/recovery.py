@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from pristine_transport.policy import backoff_delay
+
 from .rest_client import RestClient, parse_tinker_path
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ class RecoveryPolicy:
 
     def backoff_s(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (1-based)."""
-        return float(min(self.backoff_initial_s * 2 ** (attempt - 1), self.backoff_max_s))
+        return backoff_delay(attempt - 1, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
 
 
 class RecoveryExecutor:

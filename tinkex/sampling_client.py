@@ -24,6 +24,7 @@ import binascii
 import itertools
 import json
 import logging
+import math
 import threading
 import uuid
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import msgspec
 from pristine_transport import extensions
 from pristine_transport.futures import FutureExpiredError
 from pristine_transport.layers.queue_state import QueueState
+from pristine_transport.policy import backoff_delay
 
 from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
@@ -344,7 +346,7 @@ class SamplingClient:
             except FutureExpiredError:
                 if resubmit >= self.retry_config.max_resubmits:
                     raise
-                delay = self.retry_config.resubmit_delay_s * 2**resubmit
+                delay = backoff_delay(resubmit, initial_s=self.retry_config.resubmit_delay_s, max_s=math.inf)
                 logger.info("sample %s expired on the server; sending it again in %.2fs", handle.request_id, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
