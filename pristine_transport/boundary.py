@@ -29,6 +29,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
+from pristine_transport import extensions
 from pristine_transport.layers.header_list import find_header, live_entries
 from pristine_transport.redaction import Redactor
 
@@ -310,8 +311,16 @@ def masked_request(request: httpx.Request, redactor: Redactor) -> httpx.Request:
     """A copy of ``request`` that can travel with an exception: secret headers and URL parts masked, no body."""
     headers = [(name, value.encode()) for name, value in redactor.headers(request.headers).items()]  # masks are UTF-8
     copy = httpx.Request(request.method, redactor.url(request.url), headers=headers)
-    copy.extensions = {k: v for k, v in request.extensions.items() if isinstance(k, str) and k.startswith("pristine.")}
+    copy.extensions = {
+        k: v
+        for k, v in request.extensions.items()
+        if isinstance(k, str) and k.startswith("pristine.") and k not in _PER_REQUEST_STATE
+    }
     return copy
+
+
+_PER_REQUEST_STATE = frozenset({extensions.TELEMETRY, extensions.NOT_READY_POLLS})
+"""Extensions an exception need not carry: span contexts and instruments, which would keep spans alive with it."""
 
 
 def scrub_exception(exc: BaseException, redactor: Redactor) -> BaseException:
