@@ -15,6 +15,7 @@ from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest, load_manifest
 from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines
 
+from . import env_names
 from .credentials import resolve_credentials
 from .wire.dialect import DIALECT_ENV, WireDialect, dialect_setting
 
@@ -120,7 +121,7 @@ def resolve_config(
         )
     if tags is None:
         # The official SDK passes TINKER_TAGS through a set (losing order); keep the user's order, drop repeats.
-        tags = list(dict.fromkeys(t.strip() for t in env.get("TINKER_TAGS", "").split(",") if t.strip()))
+        tags = list(dict.fromkeys(t.strip() for t in env.get(env_names.TAGS, "").split(",") if t.strip()))
     return ClientConfig(
         api_key=credentials.api_key,
         credential_command=credentials.command,
@@ -128,11 +129,11 @@ def resolve_config(
         base_url=url.rstrip("/"),
         tags=tuple(tags),
         user_metadata=user_metadata,
-        project_id=project_id if project_id is not None else env.get("TINKER_PROJECT_ID") or None,
-        telemetry=env_flag(env, "TINKER_TELEMETRY", True) if telemetry is None else telemetry,
+        project_id=project_id if project_id is not None else env.get(env_names.PROJECT_ID) or None,
+        telemetry=env_flag(env, env_names.TELEMETRY, True) if telemetry is None else telemetry,
         default_headers=dict(default_headers or {}),
-        cloudflare_client_id=env.get("CLOUDFLARE_ACCESS_CLIENT_ID") or None,
-        cloudflare_client_secret=env.get("CLOUDFLARE_ACCESS_CLIENT_SECRET") or None,
+        cloudflare_client_id=env.get(env_names.CLOUDFLARE_ACCESS_CLIENT_ID) or None,
+        cloudflare_client_secret=env.get(env_names.CLOUDFLARE_ACCESS_CLIENT_SECRET) or None,
         deadlines=_checked_deadlines(deadlines),
         dialect=_checked_dialect(dialect, env),
     )

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tqdm import tqdm
 
+from . import env_names
 from .client import Client
 from .metrics import Metrics, MetricsSpanProcessor, format_summary
 from .tokenizer import Tokenizer, TokenizerLoadError, TokenizerNotFoundError
@@ -114,8 +115,8 @@ class _Target:
 
 def _target(args: argparse.Namespace) -> _Target:
     return _Target(
-        base_url=getattr(args, "base_url", None) or os.environ.get("TINKER_BASE_URL") or None,
-        api_key=getattr(args, "api_key", None) or os.environ.get("TINKER_API_KEY") or None,
+        base_url=getattr(args, "base_url", None) or os.environ.get(env_names.BASE_URL) or None,
+        api_key=getattr(args, "api_key", None) or os.environ.get(env_names.API_KEY) or None,
     )
 
 

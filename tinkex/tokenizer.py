@@ -37,6 +37,8 @@ import msgspec
 import tiktoken
 from tiktoken.load import read_file_cached
 
+from . import env_names
+
 if TYPE_CHECKING:
     from tinkex.types import ModelInput
 
@@ -59,9 +61,9 @@ __all__ = [
     "special_token_pairs",
 ]
 
-ENV_FORCE_ENCODING = "TINKEX_TOKENIZER"
-ENV_RANKS_FILE = "TINKEX_TOKENIZER_FILE"
-ENV_RANKS_FILES = "TINKEX_TOKENIZER_FILES"
+ENV_FORCE_ENCODING = env_names.TOKENIZER
+ENV_RANKS_FILE = env_names.TOKENIZER_FILE
+ENV_RANKS_FILES = env_names.TOKENIZER_FILES
 TOKENIZER_CONFIG_FILENAME = "tokenizer_config.json"
 
 BYTES_ENCODING_NAME = "tinkex-bytes"
