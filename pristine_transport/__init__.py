@@ -50,7 +50,7 @@ from pristine_transport.layers.backpressure import BackpressureLayer
 from pristine_transport.layers.headers import HeadersLayer, resolve_headers
 from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import BytesSemaphore, PoolLimiter, PoolLimiterLayer
-from pristine_transport.layers.queue_state import QueueState, QueueStateLayer, QueueStateObserver
+from pristine_transport.layers.queue_state import QueueStateLayer, QueueStateObserver
 from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracker, RetryEvent, RetryHook, RetryLayer
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
 from pristine_transport.logs import SecretMaskingFilter, configure_logging, get_logger
@@ -115,7 +115,6 @@ __all__ = [
     "PristineError",
     "ProgressTimeoutError",
     "ProgressTracker",
-    "QueueState",
     "QueueStateLayer",
     "QueueStateObserver",
     "RateLimitError",

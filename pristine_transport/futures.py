@@ -41,7 +41,7 @@ from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effective_deadlines
 from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError, body_excerpt
 from pristine_transport.layers.pool_limiter import BytesSemaphore
-from pristine_transport.layers.queue_state import QueueState, QueueStateObserver
+from pristine_transport.layers.queue_state import QueueStateObserver
 from pristine_transport.layers.telemetry import NotReadyPolls
 from pristine_transport.logs import get_logger
 from pristine_transport.manifest import FuturesSpec, ResultFormatSpec
@@ -364,7 +364,7 @@ class _ObserverFanout:
         self._observer = observer
         self._last: tuple[str, str | None] | None = None
 
-    def on_queue_state_change(self, state: QueueState, reason: str | None) -> None:
+    def on_queue_state_change(self, state: str, reason: str | None) -> None:
         if (state, reason) == self._last:
             return
         self._last = (state, reason)

@@ -283,6 +283,9 @@ class FuturesSpec(_Spec):
     """A 2xx body that means "not ready yet, poll again"; without it only 408 and 5xx mean that."""
     queue_state_field: str = "queue_state"
     queue_state_reason_field: str = "queue_state_reason"
+    queue_states: list[str] = msgspec.field(default_factory=list)
+    """The queue states the API reports (lowercase); any other value is reported as ``unknown``. Empty: every
+    string value is reported, lowercased. Their meaning is the SDK's."""
     failure: FailureSpec = msgspec.field(default_factory=FailureSpec)
     metadata_only: MetadataOnlySpec | None = None
     expiry_status: int = 410

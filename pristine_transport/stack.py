@@ -286,6 +286,7 @@ def _queue_state_layer(inner: httpx.AsyncBaseTransport, manifest: Manifest) -> Q
         try_again=futures.try_again,
         state_field=futures.queue_state_field,
         reason_field=futures.queue_state_reason_field,
+        states=futures.queue_states,
     )
 
 

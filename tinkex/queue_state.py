@@ -1,5 +1,8 @@
 """Queue-state reporting: pauses reach the user's callback as they happen, and a debounced warning in the log.
 
+Tinker's queue states are :class:`QueueState` (the manifest lists their wire values; pristine_transport reports
+them as plain strings and gives them no meaning).
+
 The official SDK logs a pause at most once a minute (0.16) and only after 15 minutes of pause (0.38), so users
 saw nothing while their job sat paused. Here the callback sees every change at once; the log line keeps the
 official wording and its 60 s debounce.
@@ -11,12 +14,33 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 
-from pristine_transport.layers.queue_state import QueueState
-
-__all__ = ["QueueStateCallback", "QueueStateLogger"]
+__all__ = ["QueueState", "QueueStateCallback", "QueueStateLogger"]
 
 logger = logging.getLogger("tinkex.queue_state")
+
+
+
+class QueueState(StrEnum):
+    """Where Tinker's queue holds a model's or sampler's requests."""
+
+    ACTIVE = "active"
+    PAUSED_RATE_LIMIT = "paused_rate_limit"
+    """Too many concurrent clients (training) or sampler weights (sampling)."""
+    PAUSED_CAPACITY = "paused_capacity"
+    """The service is short on capacity."""
+    UNKNOWN = "unknown"
+    """The server named no state, or one this SDK does not know."""
+
+    @classmethod
+    def of(cls, reported: str) -> QueueState:
+        """The state a poll reported (any case); one this SDK does not know is ``UNKNOWN``."""
+        try:
+            return cls(reported.lower())
+        except ValueError:
+            return cls.UNKNOWN
+
 
 QueueStateCallback = Callable[[QueueState, "str | None"], None]
 
@@ -60,7 +84,8 @@ class QueueStateLogger:
     def for_sampling(cls, sampler_id: str, callback: QueueStateCallback | None = None) -> QueueStateLogger:
         return cls(f"Sampling is paused for sampler {sampler_id}. Reason: {{reason}}", SAMPLING_REASONS, callback)
 
-    def on_queue_state_change(self, state: QueueState, reason: str | None) -> None:
+    def on_queue_state_change(self, reported: str, reason: str | None) -> None:
+        state = QueueState.of(reported)
         if self._callback is not None:
             self._callback(state, reason)
         if state is QueueState.ACTIVE:

@@ -34,12 +34,11 @@ import msgspec
 
 from pristine_transport import extensions
 from pristine_transport.futures import FutureExpiredError
-from pristine_transport.layers.queue_state import QueueState
 from pristine_transport.policy import backoff_delay
 
 from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
-from .queue_state import QueueStateCallback, QueueStateLogger
+from .queue_state import QueueState, QueueStateCallback, QueueStateLogger
 from .runtime import after_fork_in_child
 from .types import (
     CreateSamplingSessionRequest,
@@ -207,8 +206,7 @@ class SamplingClient:
 
     def on_queue_state_change(self, queue_state: QueueState | str, queue_state_reason: str | None) -> None:
         """Called as this client's samples pause and resume (logs a warning, throttled; then the user callback)."""
-        state = queue_state if isinstance(queue_state, QueueState) else QueueState(queue_state)
-        self._observer.on_queue_state_change(state, queue_state_reason)
+        self._observer.on_queue_state_change(queue_state, queue_state_reason)
 
     # sampling --------------------------------------------------------------------------------------------
     async def sample_async(

@@ -3,13 +3,16 @@
 The server reports queue state in the small JSON bodies of "not yet" answers: a 408, or a 2xx "try again" body.
 The layer reads only those bodies, notifies the observer attached to the request (``extensions.QUEUE_OBSERVER``)
 and records a span event. It never alters the response: a body it read stays readable by the caller.
+
+What the states are is the API's business: the manifest lists them (``futures.queue_states``) and the SDK on top
+gives them meaning. The layer reports a state as its lowercased string, ``"unknown"`` when the body has none that
+is a string or one outside the listed states.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -21,37 +24,38 @@ from pristine_transport.layers.header_list import find_header
 from pristine_transport.layers.response_io import read_or_close
 from pristine_transport.manifest import MatchSpec
 
-__all__ = ["QueueState", "QueueStateLayer", "QueueStateObserver", "parse_queue_state"]
+__all__ = ["UNKNOWN_STATE", "QueueStateLayer", "QueueStateObserver", "parse_queue_state"]
 
 logger = logging.getLogger("pristine_transport.queue_state")
 
 
-class QueueState(StrEnum):
-    ACTIVE = "active"
-    PAUSED_RATE_LIMIT = "paused_rate_limit"
-    PAUSED_CAPACITY = "paused_capacity"
-    UNKNOWN = "unknown"
+UNKNOWN_STATE = "unknown"
+"""The state reported when the body has none that is a string, or one the API does not list."""
 
 
 @runtime_checkable
 class QueueStateObserver(Protocol):
-    def on_queue_state_change(self, state: QueueState, reason: str | None) -> None: ...
+    def on_queue_state_change(self, state: str, reason: str | None) -> None: ...
 
 
 def parse_queue_state(
-    body: Mapping[str, Any], *, state_field: str = "queue_state", reason_field: str = "queue_state_reason"
-) -> tuple[QueueState, str | None]:
-    """The queue state and reason of a response body; a missing or unrecognised state is ``UNKNOWN``."""
-    return _coerce(body.get(state_field), body.get(reason_field))
+    body: Mapping[str, Any],
+    *,
+    state_field: str = "queue_state",
+    reason_field: str = "queue_state_reason",
+    states: Collection[str] = (),
+) -> tuple[str, str | None]:
+    """The queue state (lowercased) and reason of a response body. A missing state, or one outside ``states``
+    (when given), is :data:`UNKNOWN_STATE`."""
+    return _coerce(body.get(state_field), body.get(reason_field), frozenset(states))
 
 
-def _coerce(raw_state: object, raw_reason: object) -> tuple[QueueState, str | None]:
-    state = QueueState.UNKNOWN
+def _coerce(raw_state: object, raw_reason: object, states: frozenset[str]) -> tuple[str, str | None]:
+    state = UNKNOWN_STATE
     if isinstance(raw_state, str):
-        try:
-            state = QueueState(raw_state.lower())
-        except ValueError:
-            pass
+        lowered = raw_state.lower()
+        if not states or lowered in states:
+            state = lowered
     reason = raw_reason if isinstance(raw_reason, str) else None
     return state, reason
 
@@ -68,8 +72,10 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         statuses: Collection[int] = (408,),
         state_field: str = "queue_state",
         reason_field: str = "queue_state_reason",
+        states: Collection[str] = (),
     ) -> None:
         self._inner = inner
+        self._states = frozenset(states)
         self._try_again = try_again
         self._statuses = frozenset(statuses)
         # Decoding into a Struct of only the fields we look at skips everything else without building it, so a
@@ -114,8 +120,8 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
             telemetry.not_ready = True  # a poll's "not yet": the telemetry layer may make it an event
         if probe.state is _ABSENT and probe.reason is _ABSENT:
             return  # the server said nothing about its queue
-        state, reason = _coerce(probe.state, probe.reason)
-        event: dict[str, str] = {"queue.state": state.value}
+        state, reason = _coerce(probe.state, probe.reason, self._states)
+        event: dict[str, str] = {"queue.state": state}
         if reason is not None:
             event["queue.state_reason"] = reason
         if telemetry is not None and telemetry.exchanges is not None:

@@ -29,7 +29,6 @@ from pristine_transport.futures import (
     combine,
 )
 from pristine_transport.layers.pool_limiter import BytesSemaphore
-from pristine_transport.layers.queue_state import QueueState
 from tests.flows.conftest import (
     FakeClock,
     LoopbackServer,
@@ -40,6 +39,7 @@ from tests.flows.conftest import (
     mock_client,
     tasks_besides,
 )
+from tinkex.queue_state import QueueState
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from sdk_helpers import BASE_MODEL, datum, server_client
 
-from pristine_transport.layers.queue_state import QueueState
 from tinkex import types
-from tinkex.queue_state import QueueStateLogger
+from tinkex.queue_state import QueueState, QueueStateLogger
 from tinkex.testing import FaultRule, LocalServer
 
 

@@ -1,5 +1,6 @@
 import logging
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 import httpx
 import pytest
@@ -8,12 +9,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pristine_transport import extensions
-from pristine_transport.layers.queue_state import QueueState, QueueStateLayer, QueueStateObserver, parse_queue_state
+from pristine_transport.layers.queue_state import UNKNOWN_STATE, QueueStateLayer, QueueStateObserver, parse_queue_state
 from pristine_transport.manifest import MatchSpec
 
 pytestmark = pytest.mark.anyio
 
 TRY_AGAIN = MatchSpec(field="type", value="try_again")
+
+
+class QueueState(StrEnum):
+    """The states of an API on top (the layer knows only strings, and the states its manifest lists)."""
+
+    ACTIVE = "active"
+    PAUSED_RATE_LIMIT = "paused_rate_limit"
+    PAUSED_CAPACITY = "paused_capacity"
+    UNKNOWN = UNKNOWN_STATE
+
+
+STATES = ("active", "paused_rate_limit", "paused_capacity")
 
 
 class RecordingObserver:
@@ -64,7 +77,7 @@ def json_stream_response(
     ],
 )
 def test_parse_queue_state(body: dict[str, object], expected: tuple[QueueState, str | None]) -> None:
-    assert parse_queue_state(body) == expected
+    assert parse_queue_state(body, states=STATES) == expected
 
 
 def test_parse_queue_state_with_custom_fields() -> None:
@@ -155,7 +168,7 @@ async def test_bodies_without_queue_state_notify_nothing(queue_observer: Recordi
 
 async def test_unknown_state_is_reported_as_unknown(queue_observer: RecordingObserver) -> None:
     response, _ = json_stream_response(200, b'{"type": "try_again", "queue_state": "hibernating"}')
-    layer = QueueStateLayer(serving(response), try_again=TRY_AGAIN)
+    layer = QueueStateLayer(serving(response), try_again=TRY_AGAIN, states=STATES)
     request = httpx.Request("GET", "http://qs.test/", extensions={extensions.QUEUE_OBSERVER: queue_observer})
     await layer.handle_async_request(request)
     assert queue_observer.changes == [(QueueState.UNKNOWN, None)]

@@ -17,12 +17,13 @@ from pristine_transport.layers.backpressure import BackpressureLayer
 from pristine_transport.layers.headers import HeadersLayer
 from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.pool_limiter import PoolLimiterLayer
-from pristine_transport.layers.queue_state import QueueState, QueueStateLayer
+from pristine_transport.layers.queue_state import QueueStateLayer
 from pristine_transport.layers.retry import RetryLayer
 from pristine_transport.layers.telemetry import ClientSpanLayer, TelemetryLayer
 from pristine_transport.manifest import load_manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.stack import RouterTransport, build_transport
+from tinkex.queue_state import QueueState
 
 pytestmark = pytest.mark.anyio
 
