@@ -15,6 +15,7 @@ import resource
 import selectors
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -78,41 +79,73 @@ def local_server(latency: float = 0.0, python: Path | str | None = None) -> Iter
     """
     interpreter = str(python or (REPO_PYTHON if REPO_PYTHON.exists() else sys.executable))
     command = [interpreter, "-m", "tinkex.testing", "--port", "0", "--latency", str(latency)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        yield _first_line(process)
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: nobody reads it while the server runs
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+            yield _first_line(process, stderr)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
 
 
-def _first_line(process: subprocess.Popen[str]) -> str:
-    """The base URL the server prints on its first stdout line, or an error naming the exit code."""
+def _first_line(process: subprocess.Popen[str], stderr: Any) -> str:
+    """The base URL the server prints on its first stdout line, or an error with the exit code and stderr's tail."""
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(_START_TIMEOUT_S):
-            raise RuntimeError(f"local server printed no URL within {_START_TIMEOUT_S} s")
-    line = process.stdout.readline().strip()
-    if not line.startswith("http"):
-        raise RuntimeError(f"local server did not start (exit code {process.poll()}, first line {line!r})")
-    return line
+        ready = selector.select(_START_TIMEOUT_S)
+    line = process.stdout.readline().strip() if ready else ""
+    if line.startswith("http"):
+        return line
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    stderr.seek(0)
+    said = stderr.read()[-1500:]
+    what = f"first line {line!r}" if ready else f"no URL within {_START_TIMEOUT_S} s"
+    raise RuntimeError(f"local server did not start (exit code {process.poll()}, {what}); stderr: {said}")
 
 
 # probes ------------------------------------------------------------------------------------------------------
+class CallCounter:
+    """Python function calls in every thread of this process while ``counting``: installed before the SDK starts
+    its threads (``threading.setprofile`` reaches only threads started afterwards). Deterministic where CPU time is
+    not, at the price of running everything several times slower, so a counted run reports no CPU figures."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.counting = False
+
+    def _hook(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and self.counting:
+            self.calls += 1
+
+    def install(self) -> None:
+        threading.setprofile(self._hook)
+        sys.setprofile(self._hook)
+
+
+_COUNTER: CallCounter | None = None
+"""Set by ``worker_main --count-calls``; ``measure`` / ``measure_async`` then count the timed region's calls."""
+
+
 @dataclass(frozen=True)
 class Measurement:
     ops: int
     cpu_s: float
     wall_s: float
+    calls: int | None = None
 
     def as_dict(self) -> dict[str, float]:
+        if self.calls is not None:
+            return {"ops": self.ops, "calls_per_op": self.calls / self.ops}
         return {
             "ops": self.ops,
             "cpu_ms_per_op": 1000 * self.cpu_s / self.ops,
@@ -122,12 +155,27 @@ class Measurement:
         }
 
 
+@contextmanager
+def _counted() -> Iterator[list[int]]:
+    counted: list[int] = []
+    if _COUNTER is None:
+        yield counted
+        return
+    _COUNTER.calls, _COUNTER.counting = 0, True
+    try:
+        yield counted
+    finally:
+        _COUNTER.counting = False
+        counted.append(_COUNTER.calls)
+
+
 def measure(warmup: Callable[[], object], timed: Callable[[], object], ops: int) -> Measurement:
     """Process CPU (every thread of this process, so the SDK's background loop counts) and wall time of ``timed``."""
     warmup()
     cpu, wall = time.process_time(), time.perf_counter()
-    timed()
-    return Measurement(ops, time.process_time() - cpu, time.perf_counter() - wall)
+    with _counted() as calls:
+        timed()
+    return Measurement(ops, time.process_time() - cpu, time.perf_counter() - wall, calls[0] if calls else None)
 
 
 async def measure_async(
@@ -135,8 +183,9 @@ async def measure_async(
 ) -> Measurement:
     await warmup()
     cpu, wall = time.process_time(), time.perf_counter()
-    await timed()
-    return Measurement(ops, time.process_time() - cpu, time.perf_counter() - wall)
+    with _counted() as calls:
+        await timed()
+    return Measurement(ops, time.process_time() - cpu, time.perf_counter() - wall, calls[0] if calls else None)
 
 
 def _rss_bytes() -> int:
@@ -203,7 +252,12 @@ def worker_main(workloads: dict[str, Workload], argv: list[str] | None = None) -
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", choices=sorted(workloads), required=True)
     parser.add_argument("--base-url", help="a running local server (default: start one)")
+    parser.add_argument("--count-calls", action="store_true", help="report Python calls per op instead of CPU")
     args = parser.parse_args(argv)
+    if args.count_calls:
+        global _COUNTER
+        _COUNTER = CallCounter()
+        _COUNTER.install()
     if args.base_url:
         print(json.dumps(workloads[args.workload](args.base_url)), flush=True)
         return 0

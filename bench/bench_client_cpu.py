@@ -229,11 +229,11 @@ if pytest is not None:
 
 
 # plain entry point: both SDKs, fresh processes ---------------------------------------------------------------
-def _run_worker(python: Path, script: Path, workload: str) -> dict[str, Any]:
+def _run_worker(python: Path, script: Path, workload: str, *extra: str) -> dict[str, Any]:
     latency = SIZES.inflight_latency_s if workload == "inflight" else 0.0
     with local_server(latency) as url:
         done = subprocess.run(
-            [str(python), str(script), "--workload", workload, "--base-url", url],
+            [str(python), str(script), "--workload", workload, "--base-url", url, *extra],
             capture_output=True,
             text=True,
             timeout=600,

@@ -14,7 +14,8 @@ measured in the same conditions, in alternating rounds:
   each also as Python function calls per operation (``*_calls``, cProfile over the caller's and tinkex's loop
   thread): deterministic, so a slowdown made of Python code shows there even when CPU time is noisy.
 - in fresh processes (the full run only): tinkex's CPU per operation against each official SDK's (0.16.1, 0.38.0,
-  each in its own venv, both against the local server), one fresh process per SDK and round, alternating.
+  each in its own venv, both against the local server), one fresh process per SDK and round, alternating; and
+  tinkex's Python calls per operation against theirs (``*_calls_vs_*``, every thread counted, one run each).
 
 Baselines are in ``bench/baselines.json`` (ratios, lower is better). A ratio fails when it is above its baseline by
 more than the tolerance (10 % for the full run, 25 % for ``--quick``, ``.ci/run``'s under-a-minute run).
@@ -323,13 +324,23 @@ def official_python(version: str) -> Path:
     return OFFICIAL_VENVS / f"tinker-{version}" / "bin" / "python"
 
 
+def _worker(python: Path, script: Path, workload: str, *extra: str) -> dict[str, Any]:
+    """One fresh-process run; a run that fails is tried once more (a local server that could not start on a busy
+    machine is not a regression), a second failure ends the gate."""
+    from bench_client_cpu import _run_worker
+
+    try:
+        return _run_worker(python, script, workload, *extra)
+    except RuntimeError as error:
+        print(f"{script.name} {workload} failed once, trying again: {error}", file=sys.stderr)
+        return _run_worker(python, script, workload, *extra)
+
+
 def measure_official(rounds: int, versions: Sequence[str] = OFFICIAL_VERSIONS,
                      workloads: Sequence[str] = OFFICIAL_WORKLOADS) -> dict[str, float]:
     """``{workload}_vs_{version}``: tinkex's CPU per op over the official SDK's, one fresh process per SDK and
     round (each against a fresh local server), the SDKs' order rotating every round; median of the rounds' ratios.
     A version whose venv is missing is left out (``tests/official/setup_venvs.sh`` makes them)."""
-    from bench_client_cpu import _run_worker
-
     present = [version for version in versions if official_python(version).exists()]
     for version in sorted(set(versions) - set(present)):
         print(f"official {version}: no venv at {official_python(version)} (run tests/official/setup_venvs.sh)",
@@ -343,11 +354,16 @@ def measure_official(rounds: int, versions: Sequence[str] = OFFICIAL_VERSIONS,
         for index in range(rounds):
             order = sdks[index % len(sdks):] + sdks[: index % len(sdks)]
             for label, python, script in order:
-                cpu[label].append(_run_worker(python, script, workload)["cpu_ms_per_op"])
+                cpu[label].append(_worker(python, script, workload)["cpu_ms_per_op"])
+        # Python calls per op: one counted run each is enough, they repeat to within 0.5 %.
+        calls = {label: _worker(python, script, workload, "--count-calls")["calls_per_op"]
+                 for label, python, script in sdks}
         for version in present:
             ratios[f"{workload}_vs_{version}"] = median_ratio(list(zip(cpu["tinkex"], cpu[version], strict=True)))
-            print(f"{workload} tinkex {statistics.median(cpu['tinkex']):.2f} ms/op, official {version} "
-                  f"{statistics.median(cpu[version]):.2f} ms/op", file=sys.stderr)
+            ratios[f"{workload}_calls_vs_{version}"] = calls["tinkex"] / calls[version]
+            print(f"{workload} tinkex {statistics.median(cpu['tinkex']):.2f} ms/op {calls['tinkex']:.0f} calls/op, "
+                  f"official {version} {statistics.median(cpu[version]):.2f} ms/op {calls[version]:.0f} calls/op",
+                  file=sys.stderr)
     return ratios
 
 

@@ -91,7 +91,7 @@ def slowed_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-ROUNDS = 5
+ROUNDS = 7
 MEASURED = ("stack", "sample")
 
 
