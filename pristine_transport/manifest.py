@@ -46,6 +46,7 @@ __all__ = [
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 PlatformValue = Literal["os", "arch", "runtime", "runtime_version", "async_library"]
+RetryKind = Literal["standard", "progress", "sampling"]
 
 
 class ManifestError(ValueError):
@@ -116,10 +117,11 @@ class PoolSpec(_Spec):
 
 class RetryPolicySpec(_Spec):
     """``standard``: capped exponential backoff with jitter in [1-jitter, 1], at most ``max_retries`` re-sends.
-    ``sampling``: symmetric jitter ±jitter, unlimited re-sends (``max_retries`` null) until no request of the
-    policy has made progress for ``progress_timeout_s``."""
+    ``progress``: symmetric jitter ±jitter, unlimited re-sends (``max_retries`` null) until no request of the
+    policy has made progress for ``progress_timeout_s`` (one progress tracker shared by the policy's endpoints).
+    ``sampling`` is the name ``progress`` had first (the official SDK's sampler uses it), still read as the same."""
 
-    kind: Literal["standard", "sampling"] = "standard"
+    kind: RetryKind = "standard"
     max_retries: int | None = 10
     initial_delay_s: float = 0.5
     max_delay_s: float = 10.0
@@ -138,7 +140,7 @@ class RetryOverride(_Spec):
     """A named policy with some fields replaced, e.g. ``{"policy": "standard", "max_retries": 0}``."""
 
     policy: str
-    kind: Literal["standard", "sampling"] | msgspec.UnsetType = msgspec.UNSET
+    kind: RetryKind | msgspec.UnsetType = msgspec.UNSET
     max_retries: int | None | msgspec.UnsetType = msgspec.UNSET
     initial_delay_s: float | msgspec.UnsetType = msgspec.UNSET
     max_delay_s: float | msgspec.UnsetType = msgspec.UNSET

@@ -119,7 +119,7 @@ def build_transport(
     )
 
     def tracker_for(name: str, policy: RetryPolicySpec) -> ProgressTracker | None:
-        if policy.kind != "sampling":
+        if policy.kind == "standard":
             return None
         key = _tracker_key(spec, name, policy)
         if key not in trackers:
