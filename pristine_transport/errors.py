@@ -12,7 +12,7 @@ raises), and the message ends with the verdict and what to do next. ``outcome`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -31,12 +31,20 @@ __all__ = [
     "BillingError",
     "ConfigurationError",
     "ConflictError",
+    "FutureExpiredError",
+    "FutureRetrieveError",
+    "FutureTimeoutError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
     "PristineError",
     "ProgressTimeoutError",
     "RateLimitError",
+    "RequestCancelledError",
+    "RequestCapacityError",
+    "RequestErrorCategory",
+    "RequestFailedError",
+    "RequestRateLimitedError",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
     "WRITE_OUTCOME",
@@ -174,6 +182,106 @@ class APIResponseValidationError(APIError):
         super().__init__(message, response.request, body=body)
         self.response = response
         self.status_code = response.status_code
+
+
+# The failures of a future (pristine_transport.futures raises them): the server's own verdict on a request it
+# accepted, or the poll that could not go on.
+
+RequestErrorCategory = Literal["user", "server", "unknown"]
+
+
+class RequestFailedError(PristineError):
+    """The server ran the request and reports that it failed. ``category`` tells whose fault it was; ``outcome``
+    (also at the end of the message) is ``"ran"``: it reached execution on the server."""
+
+    outcome: WriteOutcome = "ran"
+    _ended = "it ran on the server and failed there"
+
+    def __init__(self, message: str, *, request_id: str, category: RequestErrorCategory = "unknown") -> None:
+        if not message.endswith(self._ended):
+            message = f"{message}; {self._ended}"
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.category: RequestErrorCategory = category
+
+
+class RequestRateLimitedError(RequestFailedError):
+    """A failed request whose message names a rate or concurrency limit (the manifest's ``rate_limit_patterns``):
+    wait or lower the concurrency, then send it again."""
+
+
+class RequestCapacityError(RequestFailedError):
+    """A failed request whose message says the service is out of capacity (``capacity_patterns``): retry later."""
+
+
+class RequestCancelledError(RequestFailedError):
+    """A failed request whose message says it was cancelled at the client's request (``cancelled_patterns``): its
+    work was abandoned on purpose, so there is no result to wait for; send it again if it is still wanted."""
+
+    outcome: WriteOutcome = "may_have_run"
+    _ended = "the server abandoned it, whether or not it had started running"
+
+
+class FutureExpiredError(PristineError):
+    """The server no longer has this future's result. The request behind it ran (a server only issues a future
+    for work it accepted), so ``outcome`` is ``"ran"``: submitting it again runs it a second time."""
+
+    outcome: WriteOutcome = "ran"
+
+    def __init__(
+        self, request_id: str, status_code: int, *, request_type: str | None = None, changes_state: bool = False
+    ) -> None:
+        what = f"the {request_type} request" if request_type else "the request"
+        advice = write_outcome_advice("ran", what=what, future_expired=True, changes_state=changes_state)
+        super().__init__(f"Future {request_id} expired (HTTP {status_code}): {advice}.")
+        self.request_id = request_id
+        self.status_code = status_code
+        self.request_type = request_type
+        self.changes_state = changes_state
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_expired,
+            (self.request_id, self.status_code, self.request_type, self.changes_state),
+        )
+
+
+def _rebuild_expired(
+    request_id: str, status_code: int, request_type: str | None, changes_state: bool
+) -> FutureExpiredError:
+    return FutureExpiredError(request_id, status_code, request_type=request_type, changes_state=changes_state)
+
+
+class FutureRetrieveError(PristineError, ValueError):
+    """Polling cannot go on: a fatal status, too many bare 400s, or a result that does not match its type. The
+    server accepted the request (it answered with a future), so ``outcome`` is ``"ran"``, also said in the message."""
+
+    outcome: WriteOutcome = "ran"
+    _accepted = "the server accepted the request (it runs or has run): do not submit it again"
+
+    def __init__(
+        self, message: str, *, request_id: str, status_code: int | None = None, body: object | None = None
+    ) -> None:
+        if not message.endswith(self._accepted):
+            message = f"{message}; {self._accepted}"
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.status_code = status_code
+        self.body = body
+
+
+class FutureTimeoutError(TimeoutError):
+    """A deadline passed before the future resolved. Raised by the handle's ``deadline_s`` (polling stopped) and
+    by a wait's own ``timeout`` (only that wait gave up)."""
+
+    def __init__(self, request_id: str, timeout_s: float, *, polling_stopped: bool) -> None:
+        what = "polling stopped" if polling_stopped else "the future is still being polled"
+        super().__init__(f"Future {request_id} did not resolve within {timeout_s:g} s ({what}).")
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+        self.polling_stopped = polling_stopped
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

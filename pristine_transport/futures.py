@@ -39,7 +39,18 @@ from opentelemetry import trace
 from pristine_transport import extensions
 from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effective_deadlines
-from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError, body_excerpt
+from pristine_transport.errors import (
+    APIConnectionError,
+    ConfigurationError,
+    FutureExpiredError,
+    FutureRetrieveError,
+    FutureTimeoutError,
+    RequestCancelledError,
+    RequestCapacityError,
+    RequestFailedError,
+    RequestRateLimitedError,
+    body_excerpt,
+)
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueStateObserver
 from pristine_transport.layers.telemetry import NotReadyPolls
@@ -49,11 +60,9 @@ from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
     PollAnswer,
-    WriteOutcome,
     is_bare_400,
     poll_delay,
     poll_is_progress,
-    write_outcome_advice,
 )
 from pristine_transport.request import NOT_GIVEN
 
@@ -84,105 +93,9 @@ ResultCodecs = Mapping[tuple[str, str | None], ResultDecoder]
 """The result decoders an SDK registers, by a :class:`ResultFormatSpec`'s ``(serializer, message)``."""
 
 FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "error"]
-RequestErrorCategory = Literal["user", "server", "unknown"]
-
 _CATEGORIES: frozenset[str] = frozenset({"user", "server", "unknown"})
 
 logger = get_logger("futures")
-
-
-class RequestFailedError(PristineError):
-    """The server ran the request and reports that it failed. ``category`` tells whose fault it was; ``outcome``
-    (also at the end of the message) is ``"ran"``: it reached execution on the server."""
-
-    outcome: WriteOutcome = "ran"
-    _ended = "it ran on the server and failed there"
-
-    def __init__(self, message: str, *, request_id: str, category: RequestErrorCategory = "unknown") -> None:
-        if not message.endswith(self._ended):
-            message = f"{message}; {self._ended}"
-        super().__init__(message)
-        self.message = message
-        self.request_id = request_id
-        self.category: RequestErrorCategory = category
-
-
-class RequestRateLimitedError(RequestFailedError):
-    """A failed request whose message names a rate or concurrency limit (the manifest's ``rate_limit_patterns``):
-    wait or lower the concurrency, then send it again."""
-
-
-class RequestCapacityError(RequestFailedError):
-    """A failed request whose message says the service is out of capacity (``capacity_patterns``): retry later."""
-
-
-class RequestCancelledError(RequestFailedError):
-    """A failed request whose message says it was cancelled at the client's request (``cancelled_patterns``): its
-    work was abandoned on purpose, so there is no result to wait for; send it again if it is still wanted."""
-
-    outcome: WriteOutcome = "may_have_run"
-    _ended = "the server abandoned it, whether or not it had started running"
-
-
-class FutureExpiredError(PristineError):
-    """The server no longer has this future's result. The request behind it ran (a server only issues a future
-    for work it accepted), so ``outcome`` is ``"ran"``: submitting it again runs it a second time."""
-
-    outcome: WriteOutcome = "ran"
-
-    def __init__(
-        self, request_id: str, status_code: int, *, request_type: str | None = None, changes_state: bool = False
-    ) -> None:
-        what = f"the {request_type} request" if request_type else "the request"
-        advice = write_outcome_advice("ran", what=what, future_expired=True, changes_state=changes_state)
-        super().__init__(f"Future {request_id} expired (HTTP {status_code}): {advice}.")
-        self.request_id = request_id
-        self.status_code = status_code
-        self.request_type = request_type
-        self.changes_state = changes_state
-
-    def __reduce__(self) -> Any:
-        return (
-            _rebuild_expired,
-            (self.request_id, self.status_code, self.request_type, self.changes_state),
-        )
-
-
-def _rebuild_expired(
-    request_id: str, status_code: int, request_type: str | None, changes_state: bool
-) -> FutureExpiredError:
-    return FutureExpiredError(request_id, status_code, request_type=request_type, changes_state=changes_state)
-
-
-class FutureRetrieveError(PristineError, ValueError):
-    """Polling cannot go on: a fatal status, too many bare 400s, or a result that does not match its type. The
-    server accepted the request (it answered with a future), so ``outcome`` is ``"ran"``, also said in the message."""
-
-    outcome: WriteOutcome = "ran"
-    _accepted = "the server accepted the request (it runs or has run): do not submit it again"
-
-    def __init__(
-        self, message: str, *, request_id: str, status_code: int | None = None, body: object | None = None
-    ) -> None:
-        if not message.endswith(self._accepted):
-            message = f"{message}; {self._accepted}"
-        super().__init__(message)
-        self.message = message
-        self.request_id = request_id
-        self.status_code = status_code
-        self.body = body
-
-
-class FutureTimeoutError(TimeoutError):
-    """A deadline passed before the future resolved. Raised by the handle's ``deadline_s`` (polling stopped) and
-    by a wait's own ``timeout`` (only that wait gave up)."""
-
-    def __init__(self, request_id: str, timeout_s: float, *, polling_stopped: bool) -> None:
-        what = "polling stopped" if polling_stopped else "the future is still being polled"
-        super().__init__(f"Future {request_id} did not resolve within {timeout_s:g} s ({what}).")
-        self.request_id = request_id
-        self.timeout_s = timeout_s
-        self.polling_stopped = polling_stopped
 
 
 class ResultHandle(Generic[T]):

@@ -44,3 +44,19 @@ def test_the_retry_layer_raises_the_taxonomys_progress_timeout() -> None:
     mapped = errors.error_for_transport_exception(failure, request)
     assert isinstance(mapped, errors.APITimeoutError)
     assert mapped.message.startswith("No progress made in 120s. Requests appear to be stuck.")
+
+
+def test_a_futures_failures_are_the_taxonomys() -> None:
+    from pristine_transport import futures
+
+    for name in (
+        "FutureExpiredError",
+        "FutureRetrieveError",
+        "FutureTimeoutError",
+        "RequestCancelledError",
+        "RequestCapacityError",
+        "RequestFailedError",
+        "RequestRateLimitedError",
+    ):
+        assert getattr(futures, name) is getattr(errors, name)
+        assert getattr(errors, name).__module__ == "pristine_transport.errors"
