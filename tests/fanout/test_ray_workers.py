@@ -34,10 +34,11 @@ _HERE = Path(__file__).parent
 @pytest.fixture(scope="module")
 def ray_instance() -> Iterator[Any]:
     """A local Ray instance for the module (never a cluster named by RAY_ADDRESS), shut down at the end."""
-    saved = os.environ.get("PYTHONPATH")
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "RAY_USAGE_STATS_ENABLED")}
     # Ray's workers are new processes started by its raylet: they find the worker functions' module as a user's
     # job finds its own code, on the path they inherit.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_HERE), saved) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_HERE), saved["PYTHONPATH"]) if p)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # tests never reach the internet (Ray would report usage)
     started = time.monotonic()
     try:
         ray.init(
@@ -53,10 +54,11 @@ def ray_instance() -> Iterator[Any]:
         stopping = time.monotonic()
         ray.shutdown()
         print(f"ray.shutdown took {time.monotonic() - stopping:.1f} s")
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _tasks(ray_module: Any, sampler: SamplingClient) -> list[Any]:
