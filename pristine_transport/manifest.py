@@ -12,7 +12,8 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
@@ -31,6 +32,7 @@ __all__ = [
     "LoggingSpec",
     "Manifest",
     "ManifestError",
+    "ManifestProblem",
     "MatchSpec",
     "MetadataOnlySpec",
     "PollBackoffSpec",
@@ -49,14 +51,33 @@ PlatformValue = Literal["os", "arch", "runtime", "runtime_version", "async_libra
 RetryKind = Literal["standard", "progress", "sampling"]
 
 
+class ManifestProblem(str):
+    """One problem of a manifest. It reads as ``"json.path: what is wrong"``; ``path`` and ``detail`` are its two
+    halves and ``hint`` says how to fix it (the keys known at that place, the names defined), or is None."""
+
+    path: str
+    detail: str
+    hint: str | None
+
+    def __new__(cls, text: str, hint: str | None = None) -> ManifestProblem:
+        problem = super().__new__(cls, text)
+        problem.path, _, problem.detail = text.partition(": ")
+        problem.hint = hint
+        return problem
+
+
 class ManifestError(ValueError):
-    """A manifest failed to load. ``problems`` holds one ``"json.path: what is wrong"`` line per problem."""
+    """A manifest failed to load. ``problems`` holds every problem found, each a :class:`ManifestProblem` (a
+    ``"json.path: what is wrong"`` line, with its hint when there is one)."""
 
     def __init__(self, problems: list[str], source: str = "manifest") -> None:
-        self.problems = problems
+        self.problems = [p if isinstance(p, ManifestProblem) else ManifestProblem(p) for p in problems]
         self.source = source
-        listing = "\n".join(f"  - {p}" for p in problems)
+        listing = "\n".join(f"  - {p}" + (f"\n    hint: {p.hint}" if p.hint else "") for p in self.problems)
         super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{listing}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ManifestError, (self.problems, self.source))
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -412,9 +433,64 @@ def load_manifest(source: str | Path | bytes | Mapping[str, Any]) -> Manifest:
     if manifest is not None:
         problems += _cross_check(manifest, dropped)
     if problems:
-        raise ManifestError(problems, label)
+        raise ManifestError([ManifestProblem(p, _hint(p, raw)) for p in problems], label)
     assert manifest is not None
     return manifest
+
+
+_REFERENCES = (("policy", "retry_policies"), ("endpoint", "endpoints"), ("pool", "pools"))
+_STEP = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])*)")
+
+
+def _hint(problem: str, raw: Mapping[str, Any]) -> str | None:
+    """How to fix ``problem``: for an unknown key, the keys known at that place; for a reference to an undefined
+    name, the names defined."""
+    path, _, detail = problem.partition(": ")
+    if detail == "unknown key":
+        known = _known_keys([step.group(0) for step in _STEP.finditer(path)][:-1])
+        return f"known keys here: {', '.join(sorted(known))}" if known else None
+    for what, section in _REFERENCES:
+        if detail.startswith(f"unknown {what} "):
+            defined = raw.get(section)
+            names = sorted(defined) if isinstance(defined, dict) else []
+            return f"{section} defines {', '.join(names)}" if names else f"{section} defines none"
+    return None
+
+
+def _known_keys(steps: list[str]) -> list[str]:
+    """The field names of the Struct at ``steps`` (a manifest path split at its dots), or none."""
+    spec_type: Any = Manifest
+    for step in steps:
+        match = _STEP.fullmatch(step)
+        if match is None:
+            return []
+        spec_type = _struct_arm(spec_type)
+        if isinstance(spec_type, type) and issubclass(spec_type, msgspec.Struct):
+            fields = {f.name: f.type for f in msgspec.structs.fields(spec_type)}
+            if match.group(1) not in fields:
+                return []
+            spec_type = fields[match.group(1)]
+        elif get_origin(spec_type) is dict:
+            spec_type = get_args(spec_type)[1]
+        else:
+            return []
+        for _ in range(match.group(2).count("[")):  # an entry of a mapping or list: its value type
+            container = _struct_arm(spec_type)
+            args = get_args(container)
+            spec_type = args[-1] if get_origin(container) in (dict, list) else None
+    spec_type = _struct_arm(spec_type)
+    if isinstance(spec_type, type) and issubclass(spec_type, msgspec.Struct):
+        return [f.name for f in msgspec.structs.fields(spec_type)]
+    return []
+
+
+def _struct_arm(spec_type: Any) -> Any:
+    """Of a union (``X | None``, ``str | RetryOverride``), its Struct, mapping or list arm; else the type."""
+    if get_origin(spec_type) in (Union, UnionType):
+        for arm in get_args(spec_type):
+            if get_origin(arm) in (dict, list) or (isinstance(arm, type) and issubclass(arm, msgspec.Struct)):
+                return arm
+    return spec_type
 
 
 def _decode_collecting(raw: dict[str, Any]) -> tuple[Manifest | None, list[str], dict[str, set[str]]]:

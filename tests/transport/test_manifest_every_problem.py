@@ -1,11 +1,12 @@
 """Manifest validation reports every problem at once: structural ones (unknown keys, wrong types) and the semantic
 checks over what is left, each under its manifest field path, in one ManifestError."""
 
+import pickle
 from typing import Any
 
 import pytest
 
-from pristine_transport.manifest import ManifestError, load_manifest
+from pristine_transport.manifest import ManifestError, ManifestProblem, load_manifest
 
 
 def minimal(**sections: Any) -> dict[str, Any]:
@@ -110,3 +111,63 @@ def test_the_repo_manifest_still_loads_and_is_not_changed_by_repairs() -> None:
 
     path = Path(__file__).resolve().parents[2] / "manifest.json"
     assert load_manifest(path) == msgspec.convert(msgspec.json.decode(path.read_bytes()), type(load_manifest(path)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "hint"),
+    [
+        (
+            minimal(surprise=1),
+            "surprise",
+            "known keys here: base_url, default_retry, endpoints, events, futures, "
+            "headers, idempotency, logging, name, pools, retry_headers, retry_policies, session, transport",
+        ),
+        (
+            minimal(endpoints={"a": {"method": "GET", "path": "/a", "backpressure": {"header": "h", "colour": 1}}}),
+            "endpoints.a.backpressure.colour",
+            "known keys here: header, large_backoff_s, small_backoff_s, small_request_bytes, status, value",
+        ),
+        (
+            minimal(
+                endpoints={
+                    "a": {
+                        "method": "POST",
+                        "path": "/a",
+                        "dialects": {"v2": {"result_formats": [{"content_type": "x", "z": 1}]}},
+                    }
+                }
+            ),
+            "endpoints.a.dialects[...].result_formats[0].z",
+            "known keys here: content_type, message, serializer",
+        ),
+        (
+            minimal(default_retry="fast", retry_policies={"slow": {}, "std": {}}),
+            "default_retry",
+            "retry_policies defines slow, std",
+        ),
+        (
+            minimal(endpoints={"a": {"method": "GET", "path": "/a", "pool": "p"}}),
+            "endpoints.a.pool",
+            "pools defines none",
+        ),
+        (minimal(futures={"retrieve_endpoint": "poll"}), "futures.retrieve_endpoint", "endpoints defines none"),
+        (minimal(endpoints={"a": {"method": "GET"}}), "endpoints.a.path", None),
+    ],
+)
+def test_each_problem_carries_its_path_and_a_hint(raw: dict[str, Any], path: str, hint: str | None) -> None:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(raw)
+    (problem,) = [p for p in caught.value.problems if isinstance(p, ManifestProblem) and p.path == path]
+    assert problem.hint == hint
+    assert problem == f"{problem.path}: {problem.detail}"
+    if hint is not None:
+        assert f"  - {problem}\n    hint: {hint}" in str(caught.value)
+
+
+def test_the_error_pickles_with_its_problems() -> None:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(minimal(surprise=1, default_retry="fast"))
+    error = caught.value
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.problems, copy.source) == (str(error), error.problems, error.source)
+    assert [(p.path, p.hint) for p in copy.problems] == [(p.path, p.hint) for p in error.problems]
