@@ -31,16 +31,14 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import msgspec
 import tiktoken
 from tiktoken.load import read_file_cached
 
 from . import env_names
-
-if TYPE_CHECKING:
-    from tinkex.types import ModelInput
+from .types import ModelInput
 
 __all__ = [
     "BYTES_ENCODING_NAME",
@@ -213,8 +211,6 @@ class Tokenizer:
 
 def model_input_from_text(text: str, tokenizer: Tokenizer, *, add_special_tokens: bool = True) -> ModelInput:
     """``ModelInput`` holding the tokens of ``text``."""
-    from tinkex.types import ModelInput  # deferred: tinkex.types delegates from_text back here
-
     return ModelInput.from_ints(tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
 
