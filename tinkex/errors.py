@@ -30,22 +30,20 @@ from pristine_transport.errors import (
     BillingError,
     ConfigurationError,
     ConflictError,
+    FutureExpiredError,
+    FutureRetrieveError,
+    FutureTimeoutError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
     PristineError,
     RateLimitError,
-    ResponseTooLargeError,
-    UnprocessableEntityError,
-)
-from pristine_transport.futures import (
-    FutureExpiredError,
-    FutureRetrieveError,
-    FutureTimeoutError,
     RequestCancelledError,
     RequestCapacityError,
     RequestFailedError,
     RequestRateLimitedError,
+    ResponseTooLargeError,
+    UnprocessableEntityError,
 )
 from pristine_transport.policy import WriteOutcome
 
