@@ -271,27 +271,14 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._clock = clock
         self._bare_400 = _Tokens(deadlines.budget.bare_400_retries)
 
-    def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
-        # Not a coroutine function: a request whose body is in memory and whose policy has no progress tracker (the
-        # common case) goes straight to _send_with_retries's coroutine, one frame less (httpx awaits what this
-        # returns).
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             request.content  # noqa: B018 - raises while a streamed body is unread
         except httpx.RequestNotRead:
-            return self._read_then_send(request)
-        if self._progress is None:
-            return self._send_with_retries(request)
-        return self._send_admitted(request)
-
-    async def _read_then_send(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        if self._progress is None:
-            return await self._send_with_retries(request)
-        return await self._send_admitted(request)
-
-    async def _send_admitted(self, request: httpx.Request) -> httpx.Response:
+            await request.aread()
         progress = self._progress
-        assert progress is not None
+        if progress is None:
+            return await self._send_with_retries(request)
         async with progress.admit():
             with progress.deadline_scope():
                 return await self._send_with_retries(request)
@@ -313,7 +300,6 @@ class RetryLayer(httpx.AsyncBaseTransport):
             deadlines.attempt_s if deadlines.attempt_s is not None else read_timeout,
             math.inf if no_progress is None else started + no_progress,
             now,
-            on_loop_clock=self._clock is None,
         )
         state: _Operation | None = None  # made on the first failure: the common success needs none
         retries = 0
@@ -326,8 +312,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 sent.extensions[CLOCK] = clock
                 attempt: Attempt
                 try:
-                    # One attempt timer per attempt, on the loop's shared watchdog (deadlines.AttemptTimer).
-                    with clock.start_attempt() as timer:
+                    async with asyncio.timeout_at(clock.first_deadline()) as timer:
+                        clock.arm(timer)
                         response = await self._inner.handle_async_request(sent)
                         if self._buffer_body and not response.is_closed:
                             # A connection that dies after the headers must count as a failed attempt, not reach
