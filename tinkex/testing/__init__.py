@@ -8,7 +8,12 @@ trace export, ``auth/apikey/me`` and server-side custom losses.
 
 With a ``state_dir`` it survives a stop or a SIGKILL: restarted on the same directory it answers the futures it
 issued before, replays re-sent writes instead of running them again, keeps its ledger and never repeats an id
-(:mod:`tinkex.testing.write_journal`)."""
+(:mod:`tinkex.testing.write_journal`).
+
+:class:`ModelState` is a training run's adapter and optimizer state (``LocalServer.model_state(model_id)`` returns
+a copy): ``params`` (the LoRA tensors), ``step``, Adam's ``adam_m`` / ``adam_v``, the ``grads`` and
+``pending_backward`` count waiting for ``optim_step``. It replaced the fake model's state (whose ``theta`` is gone).
+"""
 
 from .config import ServerConfig
 from .faults import FaultKind, FaultRule, Faults
