@@ -48,7 +48,7 @@ def test_a_fork_waits_for_the_loop_thread_to_finish_its_step() -> None:
         if child.is_alive():
             child.kill()
     running.result(timeout=10)
-    assert waited < STEP_S + 1.0
+    assert waited < FORK_WAIT_LIMIT_S  # it waited for the step, not for the limit
 
 
 def test_a_fork_does_not_wait_for_an_idle_loop() -> None:
@@ -63,7 +63,7 @@ def test_a_fork_does_not_wait_for_an_idle_loop() -> None:
         queue.get(timeout=30)
     finally:
         child.join(timeout=10)
-    assert waited < 0.2
+    assert waited < FORK_WAIT_LIMIT_S / 2  # no wait beyond the fork's own cost (an idle loop is never waited for)
 
 
 async def _nothing() -> None:
