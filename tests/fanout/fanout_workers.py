@@ -5,7 +5,6 @@ that every start method can import by name."""
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,15 +68,16 @@ def rollout_into_queue(queue: Any, sampler: SamplingClient, worker: int, samples
         queue.put((worker, f"{type(exc).__name__}: {exc}"))
 
 
-def sample_after(sampler: SamplingClient, wait_s: float) -> str:
-    """Sample once after ``wait_s`` seconds: the outcome's class name, or the error's (for the finish test)."""
-    time.sleep(wait_s)
+def sample_when_told(queue: Any, sampler: SamplingClient, go: Any) -> None:
+    """``multiprocessing.Process`` target: once ``go`` is set, sample once; into ``queue`` "ok" or the error."""
+    go.wait(WORKER_DEADLINE_S)
     prompt = types.ModelInput.from_ints([1, 2, 3])
     try:
         sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2)).result(timeout=WORKER_DEADLINE_S)
     except Exception as exc:  # noqa: BLE001 - the parent reads what happened
-        return f"{type(exc).__name__}: {exc}"
-    return "ok"
+        queue.put(f"{type(exc).__name__}: {exc}")
+        return
+    queue.put("ok")
 
 
 class RolloutActor:

@@ -21,7 +21,7 @@ from fanout_workers import (
     Rollout,
     rollout,
     rollout_into_queue,
-    sample_after,
+    sample_when_told,
 )
 
 import tinkex
@@ -114,9 +114,17 @@ def test_finishing_the_session_in_the_parent_ends_the_workers_sampling_with_a_cl
     """``close("success")`` (or leaving ``with tinkex.Client()``) finishes the session on the server: from then on
     it takes no new work, the workers' included. What a worker sees is an error naming it, not a hang."""
     client, sampler = parent
-    with _bounded_pool("fork") as pool:
-        late = pool.submit(sample_after, sampler, 1.0)
+    context = multiprocessing.get_context("fork")
+    go, queue = context.Event(), context.Queue()
+    worker = context.Process(target=sample_when_told, args=(queue, sampler, go), daemon=True)
+    worker.start()
+    try:
         client.close("success").result(timeout=30)
-        outcome = late.result(timeout=ALL_DONE_S)
+        go.set()
+        outcome = queue.get(timeout=ALL_DONE_S)
+    finally:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
     assert outcome != "ok"
     assert "410" in outcome or "finished" in outcome, outcome
