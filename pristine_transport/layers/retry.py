@@ -37,6 +37,7 @@ import asyncio
 import email.utils
 import logging
 import math
+import operator
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -196,6 +197,9 @@ RetryHook = Callable[[RetryEvent], None]
 _DEFAULT_HEADERS = RetryHeadersSpec()
 
 
+_LOWER_NAME = operator.itemgetter(1)
+
+
 class _Attempts:
     """The attempts of one logical request. A per-attempt header the caller set is kept as is on every attempt."""
 
@@ -203,11 +207,12 @@ class _Attempts:
 
     def __init__(self, request: httpx.Request, count_name: bytes | None, read_timeout: HeaderEntry | None) -> None:
         self._request = request
-        self._headers = list(live_entries(request.headers))  # as given, before the layers beneath edit attempt 0
-        for entry in self._headers:
-            if entry[1] == count_name:
+        self._headers = headers = list(live_entries(request.headers))  # as given, before the layers beneath edit
+        if count_name is not None or read_timeout is not None:
+            names = set(map(_LOWER_NAME, headers))  # in C: this runs for every logical request
+            if count_name in names:
                 count_name = None
-            elif read_timeout is not None and entry[1] == read_timeout[1]:
+            if read_timeout is not None and read_timeout[1] in names:
                 read_timeout = None
         self._count_name = count_name
         self._read_timeout = read_timeout
@@ -271,14 +276,27 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._clock = clock
         self._bare_400 = _Tokens(deadlines.budget.bare_400_retries)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
+        # Not a coroutine function: a request whose body is in memory and whose policy has no progress tracker (the
+        # common case) goes straight to _send_with_retries's coroutine, one frame less (httpx awaits what this
+        # returns).
         try:
             request.content  # noqa: B018 - raises while a streamed body is unread
         except httpx.RequestNotRead:
-            await request.aread()
-        progress = self._progress
-        if progress is None:
+            return self._read_then_send(request)
+        if self._progress is None:
+            return self._send_with_retries(request)
+        return self._send_admitted(request)
+
+    async def _read_then_send(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        if self._progress is None:
             return await self._send_with_retries(request)
+        return await self._send_admitted(request)
+
+    async def _send_admitted(self, request: httpx.Request) -> httpx.Response:
+        progress = self._progress
+        assert progress is not None
         async with progress.admit():
             with progress.deadline_scope():
                 return await self._send_with_retries(request)
@@ -300,6 +318,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
             deadlines.attempt_s if deadlines.attempt_s is not None else read_timeout,
             math.inf if no_progress is None else started + no_progress,
             now,
+            on_loop_clock=self._clock is None,
         )
         state: _Operation | None = None  # made on the first failure: the common success needs none
         retries = 0
@@ -312,8 +331,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 sent.extensions[CLOCK] = clock
                 attempt: Attempt
                 try:
-                    async with asyncio.timeout_at(clock.first_deadline()) as timer:
-                        clock.arm(timer)
+                    # One attempt timer per attempt, on the loop's shared watchdog (deadlines.AttemptTimer).
+                    with clock.start_attempt(started if retries == 0 else None) as timer:
                         response = await self._inner.handle_async_request(sent)
                         if self._buffer_body and not response.is_closed:
                             # A connection that dies after the headers must count as a failed attempt, not reach
@@ -340,7 +359,9 @@ class RetryLayer(httpx.AsyncBaseTransport):
                 else:
                     status = response.status_code
                     if 200 <= status < 300:
-                        self._bare_400.give_back()
+                        tokens = self._bare_400
+                        if tokens.tokens < tokens.limit:  # give_back(), inlined on the common path
+                            tokens.tokens += 1
                         if progress is not None:
                             progress.record_success()
                         return response
