@@ -7,8 +7,9 @@ sidecar errors and 0.38's ``ExperimentalWarning`` are here so code that names th
 tinkex's own, all under ``TinkerError`` too: ``ChunkedRequestError`` (a batch sent in several requests failed in
 part: per chunk, which ran, which failed and which were not sent), ``DeadlineExceededError`` (a bound of docs/deadlines.md passed; also an
 ``APITimeoutError`` and a built-in ``TimeoutError``), ``InFlightAtForkError`` (a call in flight in the parent when
-the process forked) and ``RequestCancelledError`` (a ``RequestFailedError`` whose request was cancelled on purpose,
-e.g. a sample whose caller cancelled it).
+the process forked), ``ForkedTrainingClientError`` (a training request from a process that inherited its
+``TrainingClient`` through fork) and ``RequestCancelledError`` (a ``RequestFailedError`` whose request was
+cancelled on purpose, e.g. a sample whose caller cancelled it).
 """
 
 from __future__ import annotations
@@ -162,6 +163,32 @@ def _rebuild_chunked(operation: str, chunks: list[ChunkReport], changes_state: b
     return ChunkedRequestError(operation, chunks, changes_state=changes_state)
 
 
+class ForkedTrainingClientError(TinkerError, RuntimeError):
+    """A ``TrainingClient`` inherited through ``os.fork()`` was asked, in the child, for a request that takes the
+    model's next training seq_id (``forward``, ``forward_backward``, ``optim_step``, a save or load ...). The server
+    runs one model's training requests as one ordered sequence, and parent and child would number theirs from the
+    same counter: the server would answer the later of two equal seq_ids from its replay cache without running it,
+    a training step lost without an error. Nothing was sent. Train in the process that made the client; in
+    workers, sample (a ``SamplingClient`` works after a fork) or read (``get_info``, ``get_tokenizer``)."""
+
+    def __init__(self, operation: str, model_id: str, parent_pid: int) -> None:
+        self.operation = operation
+        self.model_id = model_id
+        self.parent_pid = parent_pid
+        self.message = (
+            f"{operation} refused: this TrainingClient of model {model_id} was inherited through fork from process "
+            f"{parent_pid}, which numbers this model's training requests; a request from here would take a seq_id "
+            "that process also uses, and the server would answer one of the two from its replay cache without "
+            "running it. Nothing was sent. Train in the process that created the client (send it data, e.g. over "
+            "a multiprocessing queue); in worker processes sample with a SamplingClient (e.g. from "
+            "save_weights_and_get_sampling_client() in the parent) or read (get_info, get_tokenizer)"
+        )
+        super().__init__(self.message)
+
+    def __reduce__(self) -> object:
+        return (ForkedTrainingClientError, (self.operation, self.model_id, self.parent_pid))
+
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -179,6 +206,7 @@ __all__ = [
     "ExperimentalWarning",
     "FutureExpiredError",
     "FutureRetrieveError",
+    "ForkedTrainingClientError",
     "FutureTimeoutError",
     "InFlightAtForkError",
     "InvalidArgumentError",

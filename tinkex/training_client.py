@@ -34,7 +34,7 @@ from .api_future import APIFuture, AwaitableFuture, completed_future, in_backgro
 from .chunking import chunk_data, combine_forward_backward_outputs
 from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
-from .errors import ChunkedRequestError, ChunkReport
+from .errors import ChunkedRequestError, ChunkReport, ForkedTrainingClientError
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
 from .runtime import ForkSafeLock, InFlightAtForkError, after_fork_in_child, fail_inherited_future
@@ -86,13 +86,16 @@ class _Turns:
     """Dispatch order across loops and threads: request ``n`` waits until request ``n - 1`` was dispatched.
 
     Across ``os.fork()``: a request caught mid-dispatch in the parent is never marked in the child (the thread
-    dispatching it is not there), so in the child every turn still pending fails with ``InFlightAtForkError``,
-    and the next request goes (the failed one's outcome belongs to the parent)."""
+    dispatching it is not there), so in the child every turn still pending fails with ``InFlightAtForkError``
+    (its outcome belongs to the parent), and ``inherited_from`` names the parent: the client refuses to take
+    new turns there (see :meth:`TrainingClient._reserve`)."""
 
     def __init__(self) -> None:
         self._lock = ForkSafeLock()
         self._next_id = 0
         self._dispatched: dict[int, concurrent.futures.Future[None]] = {}
+        self.inherited_from: int | None = None
+        """The pid of the process these turns were inherited from through fork; None in the process that made them."""
         after_fork_in_child(self, self._fail_pending_after_fork)
 
     def reserve(self, count: int) -> list[int]:
@@ -120,6 +123,8 @@ class _Turns:
 
     def _fail_pending_after_fork(self) -> None:
         parent_pid = os.getppid()
+        if self.inherited_from is None:  # a grandchild still names the process that owns the sequence
+            self.inherited_from = parent_pid
         for dispatched in list(self._dispatched.values()):
             fail_inherited_future(dispatched, parent_pid)
 
@@ -178,6 +183,20 @@ class TrainingClient:
         return f"TrainingClient(model_id={self.model_id!r})"
 
     # dispatch --------------------------------------------------------------------------------------------
+    def _refuse_if_inherited(self, operation: str) -> None:
+        """In a process that inherited this client through fork, refuse a request that takes a training seq_id.
+        The model's seq_ids are one ordered sequence counted here and in the parent alike: the parent's next
+        request and the child's would carry the same seq_id, and the server would answer the later one from its
+        replay cache without running it (a step lost with no error). Raised in the caller's thread, before
+        anything is reserved or sent."""
+        if self._turns.inherited_from is not None:
+            raise ForkedTrainingClientError(operation, self.model_id, self._turns.inherited_from)
+
+    def _reserve(self, operation: str, count: int = 1) -> list[int]:
+        """The request ids (turns) of ``count`` training requests of ``operation``, in this process only."""
+        self._refuse_if_inherited(operation)
+        return self._turns.reserve(count)
+
     async def _dispatch(
         self,
         request_id: int,
@@ -232,36 +251,36 @@ class TrainingClient:
     async def forward_backward_async(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        chunks = self._reserve_checked("forward_backward", data, loss_fn, loss_fn_config)
         return await self._forward_backward(chunks, loss_fn, loss_fn_config, backward=True)
 
     def forward_backward(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        chunks = self._reserve_checked("forward_backward", data, loss_fn, loss_fn_config)
         return self._in_background(self._forward_backward(chunks, loss_fn, loss_fn_config, backward=True))
 
     async def forward_async(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        chunks = self._reserve_checked("forward", data, loss_fn, loss_fn_config)
         return await self._forward_backward(chunks, loss_fn, loss_fn_config, backward=False)
 
     def forward(
         self, data: list[Datum], loss_fn: LossFnType, loss_fn_config: dict[str, float] | None = None
     ) -> APIFuture[ForwardBackwardOutput]:
-        chunks = self._reserve_checked(data, loss_fn, loss_fn_config)
+        chunks = self._reserve_checked("forward", data, loss_fn, loss_fn_config)
         return self._in_background(self._forward_backward(chunks, loss_fn, loss_fn_config, backward=False))
 
     def _reserve_checked(
-        self, data: Any, loss_fn: Any, loss_fn_config: Any
+        self, operation: str, data: Any, loss_fn: Any, loss_fn_config: Any
     ) -> list[tuple[int, list[Datum]]]:
         """Arguments checked in the caller's thread before any request id is taken: a mistake raises
         ``InvalidArgumentError`` at the call and leaves no gap in the model's sequence."""
         chunks = chunk_data(check_data(data, allow_empty=True))  # an empty batch sends nothing, as officially
         check_loss_fn(loss_fn)
         check_loss_fn_config(loss_fn_config)
-        return list(zip(self._turns.reserve(len(chunks)), chunks))
+        return list(zip(self._reserve(operation, len(chunks)), chunks))
 
     async def _forward_backward(
         self,
@@ -325,6 +344,7 @@ class TrainingClient:
         from ``Client.create_custom_loss``, which may read other ``loss_fn_inputs`` keys (they stay on the client).
         ``loss_type_input``: the loss always receives logprobs; ``"logprobs"`` (0.16's default) and ``None``
         (0.38's) mean the same, anything else is refused."""
+        self._refuse_if_inherited("forward_backward_custom")
         _check_loss_type_input(loss_type_input)
         data = check_data(data)
         from .custom_loss_handle import LossHandle, check_loss_inputs, run_loss_handle
@@ -353,6 +373,7 @@ class TrainingClient:
         *,
         loss_type_input: Literal["logprobs"] | None = None,
     ) -> APIFuture[ForwardBackwardOutput]:
+        self._refuse_if_inherited("forward_backward_custom")
         _check_loss_type_input(loss_type_input)
         return self._in_background(self.forward_backward_custom_async(data, loss_fn))
 
@@ -363,13 +384,13 @@ class TrainingClient:
         """One optimizer step with the family's parameters (``AdamParams``, or e.g. ``DimuonParams`` for a model
         created with that optimizer). ``adam_params=`` is the 0.16 keyword; passing both is an error."""
         params = _optim_params(optim_params, adam_params)
-        return await self._optim_step(self._turns.reserve(1)[0], params)
+        return await self._optim_step(self._reserve("optim_step")[0], params)
 
     def optim_step(
         self, optim_params: OptimParams | None = None, *, adam_params: AdamParams | None = None
     ) -> APIFuture[OptimStepResponse]:
         params = _optim_params(optim_params, adam_params)
-        return self._in_background(self._optim_step(self._turns.reserve(1)[0], params))
+        return self._in_background(self._optim_step(self._reserve("optim_step")[0], params))
 
     async def _optim_step(self, request_id: int, params: OptimParams) -> APIFuture[OptimStepResponse]:
         request = self._json_request("optim_step", lambda seq_id: _optim_step_request(params, self.model_id, seq_id))
@@ -384,7 +405,7 @@ class TrainingClient:
     ) -> APIFuture[SaveWeightsResponse]:
         """Save weights and optimizer state as ``tinker://<run>/weights/<name>``; ``overwrite`` replaces an
         existing checkpoint of that name."""
-        return await self._save_state(self._turns.reserve(1)[0], name, ttl_seconds, overwrite, user_metadata)
+        return await self._save_state(self._reserve("save_state")[0], name, ttl_seconds, overwrite, user_metadata)
 
     def save_state(
         self,
@@ -393,7 +414,7 @@ class TrainingClient:
         overwrite: bool = False,
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsResponse]:
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("save_state")[0]
         return self._in_background(self._save_state(request_id, name, ttl_seconds, overwrite, user_metadata))
 
     async def _save_state(
@@ -409,21 +430,21 @@ class TrainingClient:
     async def load_state_async(self, path: str, weights_access_token: str | None = None) -> APIFuture[LoadWeightsResponse]:
         """Load weights (not the optimizer state) from a ``save_state`` checkpoint; ``weights_access_token``
         reads one saved under another account."""
-        return await self._load_state(self._turns.reserve(1)[0], path, False, weights_access_token)
+        return await self._load_state(self._reserve("load_state")[0], path, False, weights_access_token)
 
     def load_state(self, path: str, weights_access_token: str | None = None) -> APIFuture[LoadWeightsResponse]:
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("load_state")[0]
         return self._in_background(self._load_state(request_id, path, False, weights_access_token))
 
     async def load_state_with_optimizer_async(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
-        return await self._load_state(self._turns.reserve(1)[0], path, True, weights_access_token)
+        return await self._load_state(self._reserve("load_state_with_optimizer")[0], path, True, weights_access_token)
 
     def load_state_with_optimizer(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("load_state_with_optimizer")[0]
         return self._in_background(self._load_state(request_id, path, True, weights_access_token))
 
     async def _load_state(
@@ -441,12 +462,13 @@ class TrainingClient:
     async def save_weights_for_sampler_async(
         self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        return await self._save_for_sampler(self._turns.reserve(1)[0], name, ttl_seconds, user_metadata)
+        request_id = self._reserve("save_weights_for_sampler")[0]
+        return await self._save_for_sampler(request_id, name, ttl_seconds, user_metadata)
 
     def save_weights_for_sampler(
         self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("save_weights_for_sampler")[0]
         return self._in_background(self._save_for_sampler(request_id, name, ttl_seconds, user_metadata))
 
     async def _save_for_sampler(
@@ -468,12 +490,13 @@ class TrainingClient:
         """Save the weights in an external (e.g. Hugging Face) format as ``tinker://<run>/external_weights/<name>``
         (0.38); download them with ``RestClient.get_external_weights_urls``. ``age_encryption_recipients`` (at
         most 10 age or SSH public keys) encrypts every file to them."""
-        return await self._save_external(self._turns.reserve(1)[0], name, ttl_seconds, age_encryption_recipients)
+        request_id = self._reserve("save_weights_external")[0]
+        return await self._save_external(request_id, name, ttl_seconds, age_encryption_recipients)
 
     def save_weights_external(
         self, name: str, ttl_seconds: int | None = None, age_encryption_recipients: list[str] | None = None
     ) -> APIFuture[SaveWeightsExternalResponse]:
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("save_weights_external")[0]
         return self._in_background(self._save_external(request_id, name, ttl_seconds, age_encryption_recipients))
 
     async def _save_external(
@@ -508,6 +531,7 @@ class TrainingClient:
         """
         from .sampling_client import SamplingClient
 
+        self._refuse_if_inherited("save_weights_and_get_sampling_client")
         if kind not in ("snapshot", "inflight"):
             raise ValueError(f"kind must be 'snapshot' or 'inflight', got {kind!r}")
         if name is not None:
@@ -515,7 +539,7 @@ class TrainingClient:
                 raise ValueError("a named sampler checkpoint is a snapshot; kind='inflight' takes no name")
             saved = await (await self.save_weights_for_sampler_async(name))
             return await self.create_sampling_client_async(saved.path, retry_config, record_stability_info)
-        request_id = self._turns.reserve(1)[0]
+        request_id = self._reserve("save_weights_and_get_sampling_client")[0]
         sampling_session_seq_id = self.holder.next_sampling_session_seq_id()
         inflight = _set_only(kind=None if kind == "snapshot" else kind)  # 0.16 knows only snapshots: it sends no kind
         request = self._json_request(
@@ -552,6 +576,7 @@ class TrainingClient:
         """Returns at once: a future of the client (``.result()`` / ``await``) that also works as the client."""
         from .client_futures import BackcompatSamplingClientFuture
 
+        self._refuse_if_inherited("save_weights_and_get_sampling_client")  # at the call, not at .result()
         return BackcompatSamplingClientFuture(
             in_background(
                 self.save_weights_and_get_sampling_client_async(name, retry_config, record_stability_info, kind)
@@ -562,6 +587,7 @@ class TrainingClient:
         self, retry_config: RetryConfig | None = None
     ) -> APIFuture[SamplingClient]:
         """0.16's non-blocking form of :meth:`save_weights_and_get_sampling_client`."""
+        self._refuse_if_inherited("save_weights_and_get_sampling_client_submit")
         return in_background(self.save_weights_and_get_sampling_client_async(retry_config=retry_config))
 
     async def create_sampling_client_async(
