@@ -60,9 +60,10 @@ from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
     PollAnswer,
-    is_bare_400,
+    PollEnd,
     poll_delay,
     poll_is_progress,
+    poll_status_verdict,
 )
 from pristine_transport.request import NOT_GIVEN
 
@@ -536,25 +537,25 @@ class FutureResolver:
             state.last_answer = f"HTTP {status}"
             if status != 400:
                 state.bad_requests = 0
-            if status == 429:  # the server sheds polls: back off as for connection errors
+            verdict = poll_status_verdict(
+                status, response.content, expiry_status=spec.expiry_status, queue_state_field=spec.queue_state_field
+            )
+            if verdict is PollAnswer.SHED:  # the server sheds polls: back off as for connection errors
                 state.rate_limited += 1
-                await self._wait(state, deadlines, PollAnswer.SHED, held=held, streak=state.rate_limited)
+                await self._wait(state, deadlines, verdict, held=held, streak=state.rate_limited)
                 continue
             state.rate_limited = 0
-            if status == 408 or status >= 500:
-                answer = PollAnswer.SERVER_ERROR if status >= 500 else _answer_of_408(response.content, spec)
-                await self._wait(state, deadlines, answer, held=held, streak=state.fast_repolls + 1)
-                continue
-            if status == spec.expiry_status:
+            if verdict is PollEnd.EXPIRED:
                 raise FutureExpiredError(state.request_id, status, request_type=state.request_type)
-            if status == 400 and is_bare_400(status, response.content):
+            if verdict is PollEnd.FATAL:
+                raise self._status_error(state, status, response.content, "fatal status")
+            if verdict is PollAnswer.BARE_400:
                 state.bad_requests += 1
                 if state.bad_requests > spec.bad_request_retries:
                     raise self._status_error(state, status, response.content, "repeated bare 400")
-                await self._wait(state, deadlines, PollAnswer.BARE_400, held=held, streak=state.fast_repolls + 1)
+            if verdict is not None:  # not ready yet: a server error, a 408 (queued or not), a bare 400
+                await self._wait(state, deadlines, verdict, held=held, streak=state.fast_repolls + 1)
                 continue
-            if not 200 <= status < 300:
-                raise self._status_error(state, status, response.content, "fatal status")
             result_format = _format_of(response, state.result_formats)
             if result_format is not None:
                 return self._decoded(state, result_format, response.content, result_type)
@@ -743,13 +744,6 @@ def _format_of(response: httpx.Response, formats: Sequence[ResultFormatSpec]) ->
         if result_format.serializer != "json" and _media_type(result_format.content_type) == media_type:
             return result_format
     return None
-
-
-def _answer_of_408(content: bytes, spec: FuturesSpec) -> PollAnswer:
-    """A 408 carrying a queue state is a live server's "queued"; a bare one says nothing more than a timeout."""
-    if spec.queue_state_field.encode() in content:
-        return PollAnswer.QUEUED
-    return PollAnswer.NOT_YET
 
 
 def _type_name(tp: Any) -> str:

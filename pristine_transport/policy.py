@@ -32,6 +32,7 @@ __all__ = [
     "Deadlines",
     "GiveUp",
     "PollAnswer",
+    "PollEnd",
     "ReplayAnswer",
     "Retry",
     "RetryBudget",
@@ -43,6 +44,7 @@ __all__ = [
     "may_have_run",
     "poll_delay",
     "poll_is_progress",
+    "poll_status_verdict",
     "write_outcome",
     "write_outcome_advice",
 ]
@@ -328,6 +330,36 @@ class PollAnswer(enum.Enum):
     """The result is ready but large: fetch it in full next (once)."""
     METADATA_AGAIN = "metadata only, again"
     """Metadata-only although the full result was asked for."""
+
+
+class PollEnd(enum.Enum):
+    """A poll's status that ends the polling."""
+
+    EXPIRED = "expired"
+    """The server no longer has the result (the manifest's ``expiry_status``)."""
+    FATAL = "fatal status"
+    """Any other status that is neither a result nor "not yet"."""
+
+
+def poll_status_verdict(
+    status: int, content: bytes, *, expiry_status: int, queue_state_field: str
+) -> PollAnswer | PollEnd | None:
+    """What a poll's HTTP status says: a :class:`PollAnswer` to wait on and poll again, a :class:`PollEnd`, or
+    None for a 2xx, whose body decides (a result, a try-again, a failure). A 408 whose body names the queue state
+    (``queue_state_field``) is a live server's "queued"; a bare one says no more than a timeout."""
+    if status == 429:
+        return PollAnswer.SHED
+    if status >= 500:
+        return PollAnswer.SERVER_ERROR
+    if status == 408:
+        return PollAnswer.QUEUED if queue_state_field.encode() in content else PollAnswer.NOT_YET
+    if status == expiry_status:
+        return PollEnd.EXPIRED
+    if is_bare_400(status, content):
+        return PollAnswer.BARE_400
+    if not 200 <= status < 300:
+        return PollEnd.FATAL
+    return None
 
 
 _PROGRESS = frozenset({PollAnswer.QUEUED, PollAnswer.TRY_AGAIN, PollAnswer.METADATA_FIRST})
