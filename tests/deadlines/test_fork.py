@@ -1,5 +1,7 @@
 """A client inherited through ``os.fork()`` (``multiprocessing``'s fork start method) works in the child; only the
-calls that were in flight in the parent fail there, at once, with ``InFlightAtForkError``.
+calls that were in flight in the parent fail there, at once, with ``InFlightAtForkError``. An inherited
+``TrainingClient`` reads and makes samplers in the child but refuses its training writes there, at once, with
+``ForkedTrainingClientError`` (parent and child would share the model's seq_ids; tests/fanout/test_training_fork.py).
 
 The local server runs in a thread of the parent process, which keeps serving while the child (a real process) is
 a client of it over TCP.
@@ -16,6 +18,7 @@ import pytest
 
 import tinkex
 from tinkex import types
+from tinkex.errors import ForkedTrainingClientError
 from tinkex.runtime import InFlightAtForkError
 from tinkex.testing import FaultRule, LocalServer
 
@@ -52,6 +55,15 @@ def _run_child(target: Any, *args: Any) -> dict[str, Any]:
     return report
 
 
+def _refused_write(write: Any) -> str:
+    """``"refused"`` if ``write`` raised ``ForkedTrainingClientError`` at the call, else what happened."""
+    try:
+        write()
+    except ForkedTrainingClientError:
+        return "refused"
+    return "sent"
+
+
 def _sync_child(queue: Any, client: Any, training: Any, sampler: Any, pending: Any) -> None:
     report: dict[str, Any] = {}
     try:
@@ -63,7 +75,8 @@ def _sync_child(queue: Any, client: Any, training: Any, sampler: Any, pending: A
             report["pending"] = f"InFlightAtForkError: {exc}"
         report["pending_s"] = time.monotonic() - started
         report["tokens"] = sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens
-        report["loss"] = training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
+        report["info"] = training.get_info().model_data.model_name
+        report["write"] = _refused_write(lambda: training.forward_backward([_datum()], "cross_entropy"))
         started = time.monotonic()
         client.close()  # closes what the child made; leaves the parent's connections alone
         report["close_s"] = time.monotonic() - started
@@ -86,10 +99,11 @@ def test_sync_client_created_before_fork_works_in_the_child() -> None:
             assert report["pending"].startswith("InFlightAtForkError: this call was in flight in process")
             assert report["pending_s"] < 1.0  # at once, not after a timeout
             assert report["tokens"] == expected  # same session and sampler, same seeded answer
-            assert report["loss"]
+            assert report["info"] == MODEL and report["write"] == "refused"
             assert report["close_s"] < 2.0
             assert pending.result(timeout=20) is not None  # the parent still gets its own result
             assert sampler.sample(PROMPT, 1, PARAMS).result(timeout=20).sequences[0].tokens == expected
+            assert training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics  # parent trains on
         finally:
             client.close()
 
@@ -104,9 +118,12 @@ def _mid_dispatch_child(queue: Any, training: Any, pending: Any) -> None:
         except InFlightAtForkError:
             report["pending"] = "InFlightAtForkError"
         report["pending_s"] = time.monotonic() - started
-        # The next request's turn came after the one caught mid-dispatch: it must not wait for it forever.
-        report["loss"] = training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
-        report["step"] = training.optim_step(types.AdamParams(learning_rate=1e-4)).result(timeout=20) is not None
+        # A training write here is refused at once (the model's seq_ids are the parent's), never left waiting for
+        # the turn of the request caught mid-dispatch.
+        started = time.monotonic()
+        report["write"] = _refused_write(lambda: training.forward_backward([_datum()], "cross_entropy"))
+        report["step"] = _refused_write(lambda: training.optim_step(types.AdamParams(learning_rate=1e-4)))
+        report["write_s"] = time.monotonic() - started
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         report["error"] = repr(exc)
     queue.put(report)
@@ -126,7 +143,7 @@ def test_a_training_request_mid_dispatch_at_the_fork_does_not_block_the_childs_r
             report = _run_child(_mid_dispatch_child, training, pending)  # forked while the submit waits
             assert "error" not in report, report
             assert report["pending"] == "InFlightAtForkError" and report["pending_s"] < 1.0
-            assert report["loss"] and report["step"]
+            assert report["write"] == report["step"] == "refused" and report["write_s"] < 1.0
             # The parent's request was not disturbed: it gets its own answer, and its turn passes on as usual.
             assert pending.result(timeout=20) is not None
             assert training.forward_backward([_datum()], "cross_entropy").result(timeout=20).metrics
@@ -137,9 +154,13 @@ def test_a_training_request_mid_dispatch_at_the_fork_does_not_block_the_childs_r
 def _async_child(queue: Any, sampler: Any, training: Any) -> None:
     async def main() -> dict[str, Any]:
         response = await sampler.sample_async(PROMPT, 1, PARAMS)
-        future = await training.forward_backward_async([_datum()], "cross_entropy")
-        output = await future
-        return {"tokens": response.sequences[0].tokens, "loss": output.metrics}
+        info = await training.get_info_async()
+        try:
+            await training.forward_backward_async([_datum()], "cross_entropy")
+            write = "sent"
+        except ForkedTrainingClientError:
+            write = "refused"
+        return {"tokens": response.sequences[0].tokens, "info": info.model_data.model_name, "write": write}
 
     try:
         report = asyncio.run(asyncio.wait_for(main(), 20))
@@ -160,7 +181,7 @@ def test_async_client_created_before_fork_works_in_the_child() -> None:
                 # Forked from inside the running loop, as multiprocessing does when started from async code.
                 report = _run_child(_async_child, sampler, training)
                 assert "error" not in report, report
-                assert report["tokens"] == expected and report["loss"]
+                assert report["tokens"] == expected and report["info"] == MODEL and report["write"] == "refused"
                 # The parent's loop and connections are untouched by the child.
                 assert (await sampler.sample_async(PROMPT, 1, PARAMS)).sequences[0].tokens == expected
             finally:
