@@ -135,10 +135,10 @@ class _BoundedStream(httpx.AsyncByteStream):
         self._request = request
         self._boundary = boundary
         self._decoders = decoders
-        self._masker = _StreamMasker(boundary._redactor)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         boundary, request = self._boundary, self._request
+        masker = _StreamMasker(boundary._redactor)  # made here: a body already in memory is never iterated
         limit = boundary.limits.max_body_bytes
         received = 0
         # Undecoded bodies (nearly all) are read straight from the backend: one async generator less per response.
@@ -160,10 +160,10 @@ class _BoundedStream(httpx.AsyncByteStream):
             received += len(chunk)
             if limit is not None and received > limit:
                 raise boundary._too_large(request, "max_response_bytes", limit, f"body of more than {limit} bytes")
-            masked = self._masker.feed(chunk)
+            masked = masker.feed(chunk)
             if masked:
                 yield masked
-        tail = self._masker.finish()
+        tail = masker.finish()
         if tail:
             yield tail
         _refuse_reuse_after_trailing_bytes(self._inner)

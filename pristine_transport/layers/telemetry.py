@@ -76,6 +76,12 @@ def namespaced(namespace: str | None, name: str) -> str:
 # once, which load a provider named by OTEL_PYTHON_TRACER_PROVIDER / OTEL_PYTHON_METER_PROVIDER. Should a release
 # of the API rename the attribute, the public functions are used.
 _METRICS_INTERNAL: Any = getattr(metrics, "_internal", None)
+_TRACE_STATE: dict[str, Any] = vars(trace) if hasattr(trace, "_TRACER_PROVIDER") else {"_TRACER_PROVIDER": True}
+_METRICS_STATE: dict[str, Any] = (
+    vars(_METRICS_INTERNAL) if hasattr(_METRICS_INTERNAL, "_METER_PROVIDER") else {"_METER_PROVIDER": True}
+)
+"""The API modules' namespaces, for :meth:`Telemetry.off` (a dict read each); with another API release whose
+attributes differ, ``True`` stands in, so ``off()`` says no and the public lookups decide."""
 if hasattr(trace, "_TRACER_PROVIDER"):
 
     def _global_tracer_provider() -> trace.TracerProvider | None:
@@ -124,6 +130,17 @@ class Telemetry:
             trace.get_tracer_provider()  # loads an environment-configured provider, once
         if meter is None:
             metrics.get_meter_provider()
+
+    def off(self) -> bool:
+        """Neither a tracer nor a meter, and no global provider of either yet: the common case, decided with no
+        call beyond this one."""
+        return (
+            self._tracer is None
+            and self._instruments is None
+            and self._explicit_meter is None
+            and _TRACE_STATE.get("_TRACER_PROVIDER") is None
+            and _METRICS_STATE.get("_METER_PROVIDER") is None
+        )
 
     def tracer(self) -> trace.Tracer | None:
         tracer = self._tracer
@@ -252,6 +269,8 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         # Not a coroutine function: with tracing and metrics off it hands back the inner layer's coroutine, so the
         # layer adds no frame to the request's path (httpx awaits whatever this returns).
         telemetry = self._telemetry
+        if telemetry.off():
+            return self._inner.handle_async_request(request)
         tracer = telemetry.tracer()
         instruments = telemetry.instruments()
         if tracer is None and instruments is None:
