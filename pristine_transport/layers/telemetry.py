@@ -37,7 +37,10 @@ from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
-from opentelemetry import context, metrics, propagate, trace
+from opentelemetry import baggage, context, metrics, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace import NoOpTracer, NoOpTracerProvider, SpanKind, Status, StatusCode
 
 from .. import extensions
@@ -462,7 +465,7 @@ class ClientSpanLayer(httpx.AsyncBaseTransport):
                 span = tracer.start_span(
                     request.method, context=state.context, kind=SpanKind.CLIENT, attributes=attributes
                 )
-                _inject(request, trace.set_span_in_context(span, state.context))
+                _inject_span(request, span, state.context)
         instruments = state.instruments
         if instruments is not None:
             instruments.active_requests.add(1, target.metric_attributes)
@@ -525,6 +528,42 @@ def _inject(request: httpx.Request, ctx: context.Context | None) -> None:
     headers = request.headers
     for name, value in carrier.items():
         set_header(headers, header_entry(name, value))
+
+
+_TRACEPARENT = header_entry("traceparent", "")[:2]
+_TRACESTATE = header_entry("tracestate", "")[:2]
+_default_textmap_seen: object = None
+"""The global propagator last found to be OpenTelemetry's default (W3C trace context, then W3C baggage)."""
+
+
+def _is_default_textmap(textmap: object) -> bool:
+    global _default_textmap_seen
+    if textmap is _default_textmap_seen:
+        return True
+    found = [type(p) for p in getattr(textmap, "_propagators", ())] if type(textmap) is CompositePropagator else []
+    if found != [TraceContextTextMapPropagator, W3CBaggagePropagator]:
+        return False
+    _default_textmap_seen = textmap
+    return True
+
+
+def _inject_span(request: httpx.Request, span: trace.Span, parent: context.Context | None) -> None:
+    """:func:`_inject` for a CLIENT span. With the default propagator and no baggage, the headers it would write
+    are written directly (``traceparent``, and ``tracestate`` when the span has one): the same bytes, without a
+    carrier dict, a context for the span and the propagators' lookups, per exchange."""
+    span_context = span.get_span_context()
+    if not (
+        span_context.is_valid
+        and _is_default_textmap(propagate.get_global_textmap())
+        and not baggage.get_all(parent)
+    ):
+        _inject(request, trace.set_span_in_context(span, parent))
+        return
+    headers = request.headers
+    traceparent = b"00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
+    set_header(headers, (*_TRACEPARENT, traceparent))
+    if span_context.trace_state:
+        set_header(headers, (*_TRACESTATE, span_context.trace_state.to_header().encode("utf-8")))
 
 
 AttemptTelemetryLayer = ClientSpanLayer
