@@ -79,13 +79,20 @@ class Verdict:
         verdict = "FAIL" if self.failed else "ok"
         change = self.measured / self.baseline - 1
         return (f"{self.metric:34} {self.measured:7.3f}   baseline {self.baseline:7.3f}   {change:+6.1%}   "
-                f"limit {self.limit:7.3f}   {verdict}")
+                f"limit {self.limit:7.3f} (+{self.tolerance:.0%})   {verdict}")
 
 
-def judge(measured: dict[str, float], baselines: dict[str, float], tolerance: float) -> list[Verdict]:
+def judge(
+    measured: dict[str, float], baselines: dict[str, float], tolerance: float, wider: dict[str, float] | None = None
+) -> list[Verdict]:
     """One verdict per measured ratio, in the measured order. A ratio without a baseline never fails (it is new);
-    a baseline without a measurement is not judged (that run did not measure it)."""
-    return [Verdict(name, value, baselines.get(name), tolerance) for name, value in measured.items()]
+    a baseline without a measurement is not judged (that run did not measure it). ``wider`` names ratios whose
+    measured spread exceeds ``tolerance``: each is judged at the larger of the two."""
+    wider = wider or {}
+    return [
+        Verdict(name, value, baselines.get(name), max(tolerance, wider.get(name, 0.0)))
+        for name, value in measured.items()
+    ]
 
 
 def median_ratio(pairs: Sequence[tuple[float, float]]) -> float:
@@ -99,14 +106,23 @@ def load_baselines(path: Path | None = None) -> dict[str, float]:
     return {name: float(value) for name, value in json.loads(path.read_text())["ratios"].items()}
 
 
+def load_wider_tolerances(path: Path | None = None) -> dict[str, float]:
+    """Ratios judged at a wider tolerance than the run's, each with its reason in the file (``wider_tolerance``)."""
+    path = path or BASELINES
+    entries = json.loads(path.read_text()).get("wider_tolerance", {}) if path.exists() else {}
+    return {name: float(entry["tolerance"]) for name, entry in entries.items()}
+
+
 def write_baselines(ratios: dict[str, float], path: Path | None = None) -> None:
     path = path or BASELINES
-    existing = load_baselines(path) if path.exists() else {}
-    merged = {**existing, **{name: round(value, 4) for name, value in ratios.items()}}
+    current = json.loads(path.read_text()) if path.exists() else {}
+    merged = {**current.get("ratios", {}), **{name: round(value, 4) for name, value in ratios.items()}}
     body = {
         "about": "bench/gate.py: ratios (tinkex / reference, lower is better); rewrite with bench/gate.py --update",
         "ratios": dict(sorted(merged.items())),
     }
+    if "wider_tolerance" in current:
+        body["wider_tolerance"] = current["wider_tolerance"]
     path.write_text(json.dumps(body, indent=1) + "\n")
 
 
@@ -372,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="in-process ratios only, 25%% tolerance (.ci/run)")
     parser.add_argument("--rounds", type=int, help="alternating rounds (default: 11 quick, 21 full)")
-    parser.add_argument("--official-rounds", type=int, default=5, help="fresh-process rounds per official SDK")
+    parser.add_argument("--official-rounds", type=int, default=9, help="fresh-process rounds per official SDK")
     parser.add_argument("--tolerance", type=float, help="allowed worsening over a baseline (0.10 = 10%%)")
     parser.add_argument("--update", action="store_true", help="write the measured ratios as the new baselines")
     parser.add_argument("--json", type=Path, help="also write the measured ratios here")
@@ -387,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update:
         write_baselines(measured)
         print(f"baselines written to {BASELINES}")
-    verdicts = judge(measured, load_baselines() if BASELINES.exists() else {}, tolerance)
+    verdicts = judge(measured, load_baselines() if BASELINES.exists() else {}, tolerance, load_wider_tolerances())
     print(f"benchmark gate ({'quick' if args.quick else 'full'}, tolerance {tolerance:.0%}, "
           f"{time.perf_counter() - started:.0f} s): ratio tinkex / reference, lower is better")
     for verdict in verdicts:

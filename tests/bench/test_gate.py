@@ -41,6 +41,19 @@ def test_a_ratio_fails_only_above_its_baseline_plus_the_tolerance(
     assert ("FAIL" in verdict.line()) is failed
 
 
+def test_a_ratio_named_as_noisier_is_judged_at_its_wider_tolerance_only_when_wider() -> None:
+    verdicts = gate.judge({"noisy": 1.2, "calm": 1.2}, {"noisy": 1.0, "calm": 1.0}, 0.10, {"noisy": 0.25, "calm": 0.05})
+    assert [(v.metric, v.tolerance, v.failed) for v in verdicts] == [("noisy", 0.25, False), ("calm", 0.10, True)]
+
+
+def test_the_committed_wider_tolerances_say_why_and_name_measured_ratios() -> None:
+    import json
+
+    entries = json.loads(gate.BASELINES.read_text())["wider_tolerance"]
+    assert set(entries) <= set(gate.load_baselines())
+    assert all(entry["reason"] and entry["tolerance"] <= 0.25 for entry in entries.values())
+
+
 def test_a_baseline_the_run_did_not_measure_is_not_judged() -> None:
     assert [v.metric for v in gate.judge({"a": 1.0}, {"a": 1.0, "b": 1.0}, 0.1)] == ["a"]
 
@@ -58,6 +71,7 @@ def test_baselines_cover_every_quick_ratio_and_round_trip(tmp_path: Path) -> Non
     gate.write_baselines({"x": 1.234567}, path)
     gate.write_baselines({"y": 2.0}, path)
     assert gate.load_baselines(path) == {"x": 1.2346, "y": 2.0}
+    assert gate.load_wider_tolerances(path) == {}
 
 
 # the gate on the real paths ----------------------------------------------------------------------------------
