@@ -159,10 +159,26 @@ class OperationClock:
     are on ``now``'s clock (injectable for tests); timers are converted to the loop's clock, unless ``now`` is the
     running loop's own ``time`` (``on_loop_clock``), when no conversion is needed."""
 
-    __slots__ = ("attempt_s", "deadline", "in_exchange", "last_seen", "now", "_on_loop_clock", "_paused_at", "_timer")
+    __slots__ = (
+        "attempt_s",
+        "deadline",
+        "in_exchange",
+        "last_seen",
+        "now",
+        "_loop",
+        "_on_loop_clock",
+        "_paused_at",
+        "_timer",
+    )
 
     def __init__(
-        self, attempt_s: float | None, deadline: float, now: Callable[[], float], *, on_loop_clock: bool = False
+        self,
+        attempt_s: float | None,
+        deadline: float,
+        now: Callable[[], float],
+        *,
+        on_loop_clock: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.attempt_s = attempt_s
         self.deadline = deadline
@@ -172,6 +188,8 @@ class OperationClock:
         self.in_exchange = False
         """True while an HTTP exchange is under way (the server may be running the request)."""
         self._on_loop_clock = on_loop_clock
+        self._loop = loop
+        """The running loop, when the caller has it at hand (saves looking it up per attempt)."""
         self._timer: AttemptTimer | None = None
         self._paused_at: float | None = None
 
@@ -183,7 +201,7 @@ class OperationClock:
             now = self.now()
         attempt_s = self.attempt_s
         when = self.deadline if attempt_s is None else min(now + attempt_s, self.deadline)
-        timer = self._timer = AttemptTimer(self._loop_time(when, now))
+        timer = self._timer = AttemptTimer(self._loop_time(when, now), self._loop)
         return timer
 
     def first_deadline(self) -> float | None:
@@ -230,7 +248,7 @@ class OperationClock:
             return None
         if self._on_loop_clock:
             return when
-        return asyncio.get_running_loop().time() + (when - now)
+        return (self._loop or asyncio.get_running_loop()).time() + (when - now)
 
     def _reschedule(self, when: float, now: float) -> None:
         timer = self._timer
@@ -261,10 +279,12 @@ class AttemptTimer:
     ``TimeoutError`` on exit when the deadline caused it. Only on an asyncio loop (the stack's retry layer is
     asyncio-only)."""
 
-    __slots__ = ("_cancelling", "_state", "_task", "_watchdog", "when")
+    __slots__ = ("_cancelling", "_loop", "_state", "_task", "_watchdog", "when")
 
-    def __init__(self, when: float | None) -> None:
+    def __init__(self, when: float | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: the running loop, if the caller has it (else it is looked up on entry)."""
         self.when = when
+        self._loop = loop
         self._state = 0
         self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
@@ -273,13 +293,14 @@ class AttemptTimer:
     def __enter__(self) -> AttemptTimer:
         if self._state:
             raise RuntimeError("an attempt timer is entered once")
-        task = asyncio.current_task()
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("an attempt timer is used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
         self._state = _ENTERED
-        self._watchdog = _watchdog_of(task.get_loop())
+        self._watchdog = _watchdog_of(loop)
         if self.when is not None:
             self._watchdog.watch(self, self.when)
         return self

@@ -311,7 +311,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
         attempts = _Attempts(request, self._count_name, read_timeout_entry)
         deadlines = effective_deadlines(request.extensions, self._deadlines)
         progress = self._progress
-        now = self._clock or asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        now = self._clock or loop.time
         started = now()
         no_progress = deadlines.no_progress_s
         clock = OperationClock(
@@ -319,6 +320,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
             math.inf if no_progress is None else started + no_progress,
             now,
             on_loop_clock=self._clock is None,
+            loop=loop,
         )
         state: _Operation | None = None  # made on the first failure: the common success needs none
         retries = 0
