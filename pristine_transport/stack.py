@@ -342,7 +342,7 @@ class RouterTransport(httpx.AsyncBaseTransport):
         """The stack ``request`` goes through."""
         name = request.extensions.get(extensions.ENDPOINT)
         if name is None:
-            return self._templates.match(request.method, request.url.path) or self.default_stack
+            return self._templates.match_url(request.method, request.url) or self.default_stack
         stack = self.stacks.get(name)
         if stack is None:
             known = ", ".join(sorted(self.stacks)) or "none"
@@ -391,6 +391,24 @@ class _TemplateMatcher:
             self._strict[method] = (_alternation([t for t, _ in ordered], "[^/]+"), stacks)
             self._loose[method] = (_alternation([t for t, _ in ordered], ".+"), stacks)
         self._cache: dict[tuple[str, str], httpx.AsyncBaseTransport | None] = {}
+        self._raw_cache: dict[tuple[str, str], httpx.AsyncBaseTransport | None] = {}
+
+    def match_url(self, method: str, url: httpx.URL) -> httpx.AsyncBaseTransport | None:
+        """:meth:`match` for ``url.path``, cached by the path as sent: decoding it (``url.path``) costs more than
+        the match, and a path as sent always decodes to the same one."""
+        reference = getattr(url, "_uri_reference", None)  # httpx's parsed URL; absent in another release
+        if reference is None:
+            return self.match(method, url.path)
+        key = (method, reference.path)
+        try:
+            return self._raw_cache[key]
+        except KeyError:
+            pass
+        found = self.match(method, url.path)
+        if len(self._raw_cache) >= _ROUTE_CACHE_SIZE:
+            self._raw_cache.clear()
+        self._raw_cache[key] = found
+        return found
 
     def match(self, method: str, path: str) -> httpx.AsyncBaseTransport | None:
         key = (method, path)

@@ -508,7 +508,9 @@ class ClientSpanLayer(httpx.AsyncBaseTransport):
         return response
 
     def _target(self, request: httpx.Request) -> _Target:
-        key = (request.method, str(request.url))
+        url = request.url
+        # httpx's parsed form of the URL (a named tuple) hashes in a tenth of the time str(url) takes to build.
+        key = (request.method, getattr(url, "_uri_reference", None) or str(url))
         target = self._targets.get(key)
         if target is None:
             if len(self._targets) >= _ATTRIBUTE_CACHE_SIZE:
