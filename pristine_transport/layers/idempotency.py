@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from .. import extensions
-from .header_list import has_header, header_entry, live_entries
+from .header_list import header_entry, live_entries
 
 __all__ = ["IdempotencyLayer", "uuid4_string"]
 
@@ -63,9 +63,16 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
     def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
         # Not a coroutine function: it only edits the request, then hands back the inner layer's coroutine, so the
         # layer adds no frame to the request's path (httpx awaits whatever this returns).
-        if not has_header(request.headers, self._lower_name):
-            key = self._key_for(request).encode("utf-8")
-            live_entries(request.headers).append((self._name, self._lower_name, key))
+        entries = live_entries(request.headers)
+        lower_name = self._lower_name
+        for entry in entries:  # has_header(), inlined: this runs for every logical request
+            if entry[1] == lower_name:
+                return self._inner.handle_async_request(request)
+        if extensions.IDEMPOTENCY_KEY in request.extensions:
+            key = self._key_for(request)
+        else:
+            key = self._prefix + self._key_factory()
+        entries.append((self._name, lower_name, key.encode("utf-8")))
         return self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
