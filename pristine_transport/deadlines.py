@@ -201,7 +201,13 @@ class OperationClock:
             now = self.now()
         attempt_s = self.attempt_s
         when = self.deadline if attempt_s is None else min(now + attempt_s, self.deadline)
-        timer = self._timer = AttemptTimer(self._loop_time(when, now), self._loop)
+        if when == math.inf:
+            loop_when: float | None = None
+        elif self._on_loop_clock:
+            loop_when = when  # _loop_time(), inlined: once per attempt
+        else:
+            loop_when = self._loop_time(when, now)
+        timer = self._timer = AttemptTimer(loop_when, self._loop)
         return timer
 
     def first_deadline(self) -> float | None:
@@ -300,7 +306,8 @@ class AttemptTimer:
         self._task = task
         self._cancelling = task.cancelling()
         self._state = _ENTERED
-        self._watchdog = _watchdog_of(loop)
+        last = _last_watchdog  # _watchdog_of(), its common case inlined
+        self._watchdog = last if last is not None and last._loop() is loop else _watchdog_of(loop)
         if self.when is not None:
             self._watchdog.watch(self, self.when)
         return self

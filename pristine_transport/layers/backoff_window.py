@@ -22,12 +22,15 @@ class BackoffWindow:
         self._recent_s = recent_s
         self._clock = clock
         self._deadline: float | None = None
+        self.opened = False
+        """Whether the window was ever opened (read on every request: a plain attribute, not a call)."""
 
     def open(self, duration_s: float) -> None:
         """Back off for ``duration_s`` from now; a later deadline already set is kept."""
         candidate = self._clock() + duration_s
         if self._deadline is None or candidate > self._deadline:
             self._deadline = candidate
+        self.opened = True
 
     def is_open(self) -> bool:
         return self._deadline is not None and self._clock() < self._deadline

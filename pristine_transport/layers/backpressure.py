@@ -54,7 +54,8 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
         set_header(request.headers, self._header)
         clock: OperationClock | None = request.extensions.get(CLOCK)
         while True:
-            if self._window.is_open():
+            window = self._window
+            if window.opened and window.is_open():  # ``opened`` first: no clock read while it never opened
                 if clock is not None:
                     clock.waiting()
                 _count_wait(request)

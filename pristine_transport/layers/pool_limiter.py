@@ -139,7 +139,8 @@ class PoolLimiter:
     def try_acquire(self, size_bytes: int) -> PoolPermit | None:
         """Every permit a request of ``size_bytes`` needs if all are free right now, else None (nothing held)."""
         permit = PoolPermit()
-        recent = self._window.is_recent()
+        window = self._window
+        recent = window.opened and window.is_recent()  # ``opened`` first: no call while it never opened
         try:
             if self._count is not None:
                 self._count.acquire_nowait()
