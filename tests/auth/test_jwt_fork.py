@@ -32,7 +32,9 @@ def child(queue: Any, client: tinkex.Client, training: tinkex.TrainingClient) ->
     try:
         started = time.monotonic()
         for _ in range(3):
-            training.forward_backward([datum()], "cross_entropy").result(20)
+            # A read: an inherited TrainingClient refuses training writes in a child (ForkedTrainingClientError,
+            # docs/fanout.md), and a read needs a token all the same.
+            assert training.get_info().model_id == training.model_id
             time.sleep(0.7)  # past renewal points: the child renews on its own
         report["seconds"] = time.monotonic() - started
         client.close()
