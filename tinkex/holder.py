@@ -25,6 +25,7 @@ import concurrent.futures
 import itertools
 import logging
 import os
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from .config import ClientConfig
 from .credentials import holder_auth
 from .deprecation import deprecation_notices
 from .request_size import SIZE_ESTIMATORS
-from .runtime import BackgroundLoop, ForkSafeLock, get_runtime, loop_is_usable, running_loop
+from .runtime import BackgroundLoop, ForkSafeLock, after_fork_in_child, get_runtime, loop_is_usable, running_loop
 from .sdk_method import detached
 from .telemetry import Telemetry
 from .types import ClientConfigResponse, ClientDynamicConfigResponse, CreateSessionRequest, CreateSessionResponse
@@ -59,7 +60,7 @@ from .wire.dialect import (
     json_encoder,
 )
 
-__all__ = ["Holder", "LoopClients", "ServerWire"]
+__all__ = ["Holder", "LoopClients", "ServerWire", "fresh_seq_id_base"]
 
 logger = logging.getLogger("tinkex")
 
@@ -90,6 +91,12 @@ class LoopClients:
         # Polling first: a poll the server holds open would otherwise outlive the client by up to its timeout.
         await self.futures.aclose()
         await self.http.aclose()
+
+
+def fresh_seq_id_base() -> int:
+    """The first id of a random block of a billion: a copy of a client (unpickled, or inherited through fork)
+    numbers its requests from one, so copies never collide with one another or with the original."""
+    return 1_000_000_000 * (uuid.uuid4().int % 1_000_000_000 + 1)
 
 
 class Holder:
@@ -133,6 +140,7 @@ class Holder:
         self.telemetry = Telemetry(self)
         self._model_seq = itertools.count()
         self._sampling_seq = itertools.count()
+        after_fork_in_child(self, self._renumber_after_fork)
         self._closed = False
         if session_id is not None:  # a shadow holder (an unpickled SamplingClient) joins an existing session
             done: concurrent.futures.Future[str] = concurrent.futures.Future()
@@ -148,6 +156,13 @@ class Holder:
     def next_sampling_session_seq_id(self) -> int:
         with self._lock:
             return next(self._sampling_seq)
+
+    def _renumber_after_fork(self) -> None:
+        """In a forked child: new models and samplers are numbered from fresh random blocks. The child inherits the
+        parent's counters, and the server answers a creation whose seq_id it has seen from its replay cache: the
+        parent's next training or sampling client would silently be the child's."""
+        self._model_seq = itertools.count(fresh_seq_id_base())
+        self._sampling_seq = itertools.count(fresh_seq_id_base())
 
     # per-loop clients ------------------------------------------------------------------------------------
     def new_manifest_client(self) -> ManifestClient:

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from pristine_transport.policy import backoff_delay
 
 from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
+from .holder import fresh_seq_id_base
 from .queue_state import QueueState, QueueStateCallback, QueueStateLogger
 from .runtime import after_fork_in_child
 from .types import (
@@ -162,7 +162,7 @@ class SamplingClient:
         self.record_stability_info = record_stability_info
         self._base_model = base_model
         if seq_id_base is None:
-            seq_id_base = _shadow_seq_id_base() if shadow else 0
+            seq_id_base = fresh_seq_id_base() if shadow else 0
         self._seq_ids = itertools.count(seq_id_base)
         self._seq_lock = threading.Lock()
         self._observer = QueueStateLogger.for_sampling(sampling_session_id, on_queue_state_change)
@@ -172,7 +172,7 @@ class SamplingClient:
         """In a forked child: go on from a fresh random block of seq_ids, as an unpickled copy does. Every child
         inherits the parent's counter, and the server answers a (sampler, seq_id) it has seen from its replay
         cache: without this, the children's samples would get one another's answers instead of running."""
-        self._seq_ids = itertools.count(_shadow_seq_id_base())
+        self._seq_ids = itertools.count(fresh_seq_id_base())
         self._seq_lock = threading.Lock()  # a thread of the parent may have held it at the fork
 
     def __repr__(self) -> str:
@@ -473,11 +473,6 @@ class _CancelFutureRequest(msgspec.Struct, kw_only=True):
 
 _CANCELLING: set[asyncio.Task[None]] = set()
 """Cancellations under way (the loop keeps only weak references to tasks)."""
-
-
-def _shadow_seq_id_base() -> int:
-    """A copy's first seq_id: a random block of a billion, so copies never collide with each other or the original."""
-    return 1_000_000_000 * (uuid.uuid4().int % 1_000_000_000 + 1)
 
 
 _NO_OPTIONS: dict[str, Any] = {}
