@@ -346,7 +346,11 @@ class _Watchdog:
     __slots__ = ("__weakref__", "_armed_at", "_handle", "_heap", "_loop", "_sequence", "_sweep_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = weakref.ref(loop)  # the loop holds the watchdog through its timer, not the other way round
+        try:
+            # The loop holds the watchdog through its timer, not the other way round.
+            self._loop: Callable[[], asyncio.AbstractEventLoop | None] = weakref.ref(loop)
+        except TypeError:  # a loop type without weak references: held for the life of the watchdog
+            self._loop = lambda: loop
         self._heap: list[tuple[float, int, AttemptTimer]] = []
         self._sequence = itertools.count()
         self._armed_at = math.inf
@@ -395,6 +399,7 @@ class _Watchdog:
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+_strong_watchdogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
 _last_watchdog: _Watchdog | None = None
 """The watchdog used last: nearly always the one asked for next (one loop per process), found without hashing."""
 
@@ -404,8 +409,13 @@ def _watchdog_of(loop: asyncio.AbstractEventLoop) -> _Watchdog:
     last = _last_watchdog  # one read: a thread running another loop may replace it meanwhile
     if last is not None and last._loop() is loop:
         return last
-    watchdog = _watchdogs.get(loop)
-    if watchdog is None:
-        watchdog = _watchdogs[loop] = _Watchdog(loop)
+    try:
+        watchdog = _watchdogs.get(loop)
+        if watchdog is None:
+            watchdog = _watchdogs[loop] = _Watchdog(loop)
+    except TypeError:  # not weakly referenceable: one watchdog per such loop, kept
+        watchdog = _strong_watchdogs.get(loop)
+        if watchdog is None:
+            watchdog = _strong_watchdogs[loop] = _Watchdog(loop)
     _last_watchdog = watchdog
     return watchdog

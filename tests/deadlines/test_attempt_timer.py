@@ -151,3 +151,29 @@ def test_one_watchdog_per_loop() -> None:
     # Two loops one after the other: each has its own watchdog and its own loop timer.
     assert run(deadline_in(0.02))
     assert run(deadline_in(0.02))
+
+
+def test_a_loop_without_weak_references_still_gets_its_deadlines() -> None:
+    loop = asyncio.new_event_loop()
+    real_ref = weakref.ref
+
+    def refuse(obj: object, *args: object) -> object:
+        if obj is loop:
+            raise TypeError("cannot create weak reference to 'Loop' object")  # as uvloop-like loops may
+        return real_ref(obj, *args)
+
+    async def main() -> bool:
+        try:
+            with AttemptTimer(asyncio.get_running_loop().time() + 0.02):
+                await asyncio.sleep(1)
+        except TimeoutError:
+            return True
+        return False
+
+    deadlines.weakref.ref = refuse  # the weakref module's own: WeakKeyDictionary refuses the loop too
+    try:
+        assert loop.run_until_complete(main())
+    finally:
+        deadlines.weakref.ref = real_ref
+        deadlines._strong_watchdogs.pop(loop, None)
+        loop.close()
