@@ -298,6 +298,14 @@ class Holder:
             return None
         return found.result().dialect
 
+    def known_server_flags(self) -> ClientConfigResponse | None:
+        """The server's ``client/config`` flags if the handshake settled with them (never asks the server). Settled
+        before any training or sampling client exists, since their creation needs the session."""
+        found = self._wire
+        if found is None or not found.done() or found.cancelled() or found.exception() is not None:
+            return None
+        return found.result().config
+
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"
         dialect = await self.wire_dialect()  # the handshake is a client's first request, as the official SDK's is

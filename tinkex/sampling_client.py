@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ from .types import (
     TensorData,
 )
 from .validation import check_model_input, check_num_samples, check_sampling_params
+from .wire import server_limits
 from .wire.dialect import future_options
 
 if TYPE_CHECKING:
@@ -166,6 +168,7 @@ class SamplingClient:
         self._seq_ids = itertools.count(seq_id_base)
         self._seq_lock = threading.Lock()
         self._observer = QueueStateLogger.for_sampling(sampling_session_id, on_queue_state_change)
+        self._in_flight: server_limits.ConcurrencyCap | None = None
         after_fork_in_child(self, self._renumber_after_fork)
 
     def _renumber_after_fork(self) -> None:
@@ -248,8 +251,8 @@ class SamplingClient:
         extras: dict[str, Any],
     ) -> SampleResponse:
         """The sample, its arguments checked and its 0.38 options (``extras``, see ``_new_options``) gathered."""
-        work = self._sample(
-            prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
+        work = self._capped(
+            self._sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras)
         )
         try:
             if self.retry_config.timeout_s is None:
@@ -303,6 +306,16 @@ class SamplingClient:
                 prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
             )
         )
+
+    async def _capped(self, work: Awaitable[SampleResponse]) -> SampleResponse:
+        """``work`` once this client has fewer samples in flight than the server's ``sample_max_concurrent_requests``
+        (the official sampling client's ``max_connections``). Read at the first sample: the flags are settled then."""
+        if self._in_flight is None:
+            self._in_flight = server_limits.ConcurrencyCap(
+                server_limits.sample_concurrency_cap(self.holder.known_server_flags())
+            )
+        async with self._in_flight.hold():
+            return await work
 
     async def _sample(
         self,

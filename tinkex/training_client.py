@@ -64,6 +64,7 @@ from .types import (
     SaveWeightsResponse,
 )
 from .validation import check_data, check_loss_fn, check_loss_fn_config
+from .wire import server_limits
 from .wire.dialect import training_body
 
 if TYPE_CHECKING:
@@ -277,7 +278,10 @@ class TrainingClient:
     ) -> list[tuple[int, list[Datum]]]:
         """Arguments checked in the caller's thread before any request id is taken: a mistake raises
         ``InvalidArgumentError`` at the call and leaves no gap in the model's sequence."""
-        chunks = chunk_data(check_data(data, allow_empty=True))  # an empty batch sends nothing, as officially
+        # Split by the server's chunk limits (its client/config flags, settled with the session), else the defaults.
+        limits = server_limits.chunk_limits(self.holder.known_server_flags())
+        # An empty batch sends nothing, as officially.
+        chunks = chunk_data(check_data(data, allow_empty=True), limits.max_len, limits.max_bytes)
         check_loss_fn(loss_fn)
         check_loss_fn_config(loss_fn_config)
         return list(zip(self._reserve(operation, len(chunks)), chunks))

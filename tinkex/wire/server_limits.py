@@ -1,22 +1,94 @@
-"""Limits a 0.38 server sets in its ``client/config`` flags, over the defaults the manifest holds.
+"""Limits a 0.38 server sets in its ``client/config`` flags, over the defaults tinkex holds.
 
-Pure decisions; :mod:`tinkex.holder` applies them. Today: the response-bytes budget held by metadata-only results
-(``inflight_response_bytes_semaphore_size``, the official 0.38 holder's ``_inflight_response_bytes_semaphore``).
+Pure decisions, plus the per-loop concurrency cap they feed; :mod:`tinkex.holder`, the training and the sampling
+clients apply them. Applied today:
+
+- the response-bytes budget held by metadata-only results (``inflight_response_bytes_semaphore_size``, the
+  official 0.38 holder's ``_inflight_response_bytes_semaphore``; default: the manifest's);
+- the chunk limits of forward / forward_backward batches (``fwdbwd_max_chunk_len``,
+  ``fwdbwd_max_chunk_bytes_count``; default: :mod:`tinkex.chunking`'s, the official values);
+- the cap on samples in flight per sampling client (``sample_max_concurrent_requests``, the official sampling
+  client's ``max_connections``; without flags: no cap beyond the manifest's ``sample`` pool).
+
+A flag that is not positive is nonsense from a server and is ignored (the default stays).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+
 from pristine_transport.manifest import Manifest
 
+from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
 from ..types import ClientConfigResponse
 
-__all__ = ["response_budget_bytes"]
+__all__ = ["ChunkLimits", "ConcurrencyCap", "chunk_limits", "response_budget_bytes", "sample_concurrency_cap"]
+
+
+def _positive(value: int) -> int | None:
+    return value if value > 0 else None
 
 
 def response_budget_bytes(flags: ClientConfigResponse | None, manifest: Manifest) -> int | None:
     """The bytes that metadata-only results may hold at once: the server's flag when it sent its flags, else the
     manifest's ``futures.metadata_only.budget_bytes`` (None: the manifest has no metadata-only replies)."""
-    if flags is not None and flags.inflight_response_bytes_semaphore_size > 0:
-        return flags.inflight_response_bytes_semaphore_size
+    if flags is not None and (size := _positive(flags.inflight_response_bytes_semaphore_size)) is not None:
+        return size
     metadata_only = manifest.futures.metadata_only if manifest.futures is not None else None
     return metadata_only.budget_bytes if metadata_only is not None else None
+
+
+class ChunkLimits(msgspec.Struct, frozen=True):
+    """How a forward / forward_backward batch is split: at most ``max_len`` data and ``max_bytes`` estimated bytes
+    per chunk (a single larger datum still goes alone)."""
+
+    max_len: int = MAX_CHUNK_LEN
+    max_bytes: int = MAX_CHUNK_BYTES_COUNT
+
+
+def chunk_limits(flags: ClientConfigResponse | None) -> ChunkLimits:
+    """The server's ``fwdbwd_max_chunk_len`` / ``fwdbwd_max_chunk_bytes_count`` when it sent its flags, each
+    falling back to the official default on its own."""
+    if flags is None:
+        return ChunkLimits()
+    return ChunkLimits(
+        max_len=_positive(flags.fwdbwd_max_chunk_len) or MAX_CHUNK_LEN,
+        max_bytes=_positive(flags.fwdbwd_max_chunk_bytes_count) or MAX_CHUNK_BYTES_COUNT,
+    )
+
+
+def sample_concurrency_cap(flags: ClientConfigResponse | None) -> int | None:
+    """Samples one sampling client may have in flight (submitted and not yet answered): the server's
+    ``sample_max_concurrent_requests``; None (no cap of its own) without flags."""
+    return _positive(flags.sample_max_concurrent_requests) if flags is not None else None
+
+
+class ConcurrencyCap:
+    """At most ``limit`` holders at once on each event loop (an asyncio semaphore belongs to one loop; a client's
+    samples run on its runtime's loop, or on a caller's own loop for ``*_async`` calls). ``limit`` None: no cap."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        # A plain dict, pruned of closed loops: some loop types (uvloop's) take no weak references.
+        self._per_loop: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self.limit is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        semaphore = self._per_loop.get(loop)
+        if semaphore is None:
+            for closed in [other for other in self._per_loop if other.is_closed()]:
+                del self._per_loop[closed]
+            semaphore = self._per_loop[loop] = asyncio.Semaphore(self.limit)
+        async with semaphore:
+            yield
+
+    def __repr__(self) -> str:
+        return f"ConcurrencyCap(limit={self.limit})"
