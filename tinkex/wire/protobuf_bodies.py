@@ -3,8 +3,10 @@
 Three bodies travel as protobuf in that dialect: the ``forward_backward`` request (``forward`` is the same message
 with ``forward_only``), and the results of forward/backward and sample futures when a poll asks for
 ``application/x-protobuf``. This module turns each into bytes and back, through the messages generated from
-``tinkex/proto/tinker_public.proto``; it knows nothing of HTTP. Numeric arrays are little-endian packed ``bytes``
-built and read with numpy in one call, which is why these bodies cost less client CPU than their JSON.
+``tinkex/proto/tinker_public.proto``; it knows nothing of HTTP. Numeric arrays are little-endian packed ``bytes``,
+built and read by the standard library's :mod:`array` in one C call each, so a client whose data are plain Python
+lists never loads numpy (12 MiB of memory); data that already are numpy arrays go through numpy, which is loaded
+then anyway.
 
 Conventions the protocol fixes (and the official SDK reads): tokens are int32; tensor data is float32 or int64
 (int32 widens to int64 and bfloat16 to float32 on the way in); a missing prompt logprob is NaN; an empty top-k
@@ -15,15 +17,17 @@ when read.
 
 from __future__ import annotations
 
+import math
+import sys
+from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 from google.protobuf.message import DecodeError
 
 from tinkex import types as t
 from tinkex.proto import tinker_public_pb2 as pb
-from tinkex.types.sampling import TopkEntries
+from tinkex.types.sampling import MASK_LOGPROB, TopkEntries
 
 __all__ = [
     "ProtobufBodyError",
@@ -43,16 +47,65 @@ class ProtobufBodyError(ValueError):
 _STOP_REASONS: dict[str, int] = {"stop": pb.STOP_REASON_STOP, "length": pb.STOP_REASON_LENGTH}
 _STOP_REASON_NAMES: dict[int, t.StopReason] = {pb.STOP_REASON_STOP: "stop", pb.STOP_REASON_LENGTH: "length"}
 _PROTO_DTYPE: dict[str, int] = {"float32": pb.DTYPE_FLOAT32, "int64": pb.DTYPE_INT64}
-_NUMPY_DTYPE: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
-_READ_DTYPE: dict[int, tuple[np.dtype[Any], t.TensorDtype]] = {
-    pb.DTYPE_FLOAT32: (np.dtype("<f4"), "float32"),
-    pb.DTYPE_INT64: (np.dtype("<i8"), "int64"),
-    pb.DTYPE_INT32: (np.dtype("<i4"), "int64"),
-    pb.DTYPE_BFLOAT16: (np.dtype("<u2"), "float32"),
+
+
+# packed arrays: the standard library's ``array``, whose item codes are C types of the platform's widths
+
+
+def _code(kind: str, size: int) -> str:
+    """The ``array`` type code whose items are ``size`` bytes of ``kind`` on this platform."""
+    for code in kind:
+        if array(code).itemsize == size:
+            return code
+    raise ImportError(f"this platform's array module has no {size}-byte type among {kind!r}")  # pragma: no cover
+
+
+_INT32 = _code("ilh", 4)
+_INT64 = _code("qlL", 8)
+_FLOAT32 = _code("f", 4)
+_UINT16 = _code("HI", 2)
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_TYPE_NAMES: dict[str, str] = {_INT32: "int32", _INT64: "int64", _FLOAT32: "float32", _UINT16: "uint16"}
+_NUMPY_TYPES: dict[str, str] = {_INT32: "<i4", _INT64: "<i8", _FLOAT32: "<f4"}
+_TENSOR_CODE: dict[str, str] = {"float32": _FLOAT32, "int64": _INT64}
+_READ_CODE: dict[int, tuple[str, t.TensorDtype]] = {
+    pb.DTYPE_FLOAT32: (_FLOAT32, "float32"),
+    pb.DTYPE_INT64: (_INT64, "int64"),
+    pb.DTYPE_INT32: (_INT32, "int64"),
+    pb.DTYPE_BFLOAT16: (_UINT16, "float32"),
 }
-_INT32 = np.dtype("<i4")
-_INT64 = np.dtype("<i8")
-_FLOAT32 = np.dtype("<f4")
+
+
+def _numpy_bytes(values: Any, code: str) -> bytes:
+    """What numpy makes of ``values`` as little-endian ``code`` items: for arrays (numpy is loaded already) and
+    for lists only numpy's conversion accepts (floats for an integer type, ``None`` as NaN, numeric strings)."""
+    import numpy as np
+
+    return np.asarray(values, dtype=_NUMPY_TYPES[code]).tobytes()
+
+
+def _pack(values: Any, code: str) -> bytes:
+    """``values`` (a list of numbers, or an array) as packed little-endian ``code`` items."""
+    if type(values) is list or type(values) is tuple:
+        try:
+            packed = array(code, values)
+        except (TypeError, ValueError, OverflowError):
+            return _numpy_bytes(values, code)  # numpy converts or refuses them, as it always did
+        if not _LITTLE_ENDIAN:
+            packed.byteswap()
+        return packed.tobytes()
+    return _numpy_bytes(values, code)
+
+
+def _unpack(raw: bytes, code: str, where: str) -> list[Any]:
+    """The Python numbers of packed little-endian ``code`` items."""
+    values = array(code)
+    if len(raw) % values.itemsize:
+        raise ProtobufBodyError(f"{where}: {len(raw)} bytes is not a whole number of {_TYPE_NAMES[code]} values")
+    values.frombytes(raw)
+    if not _LITTLE_ENDIAN:
+        values.byteswap()
+    return values.tolist()
 
 
 def _parse(message: Any, body: bytes) -> None:
@@ -65,56 +118,70 @@ def _parse(message: Any, body: bytes) -> None:
 # tensors
 
 
-def _tensor_array(tensor: t.TensorData) -> np.ndarray[Any, Any]:
-    dtype = _NUMPY_DTYPE.get(tensor.dtype)
-    if dtype is None:
+def _tensor_bytes(tensor: t.TensorData) -> bytes:
+    code = _TENSOR_CODE.get(tensor.dtype)
+    if code is None:
         raise ProtobufBodyError(f"TensorData dtype {tensor.dtype!r} has no protobuf form (float32 or int64 only)")
-    return np.asarray(tensor.data, dtype=dtype)
+    return _pack(tensor.data, code)
 
 
 def _write_tensor(message: pb.Tensor, tensor: t.TensorData) -> None:
     message.dtype = _PROTO_DTYPE[tensor.dtype] if tensor.dtype in _PROTO_DTYPE else pb.DTYPE_UNSPECIFIED
-    message.dense = _tensor_array(tensor).tobytes()
+    message.dense = _tensor_bytes(tensor)
     if tensor.shape is not None:
         message.shape.extend(tensor.shape)  # type: ignore[arg-type]  # reads as None while unset
 
 
-def _widened(raw: bytes, proto_dtype: int, where: str) -> tuple[np.ndarray[Any, Any], t.TensorDtype]:
-    """The values of a packed array as float32 or int64, with the public dtype they read as."""
-    known = _READ_DTYPE.get(proto_dtype)
+def _widened(raw: bytes, proto_dtype: int, where: str) -> tuple[list[Any], t.TensorDtype]:
+    """The values of a packed array as Python floats or ints, with the public dtype they read as."""
+    known = _READ_CODE.get(proto_dtype)
     if known is None:
         raise ProtobufBodyError(f"{where}: unsupported protobuf dtype {proto_dtype}")
-    numpy_dtype, public = known
-    if len(raw) % numpy_dtype.itemsize:
-        raise ProtobufBodyError(f"{where}: {len(raw)} bytes is not a whole number of {numpy_dtype} values")
-    values = np.frombuffer(raw, dtype=numpy_dtype)
+    code, public = known
     if proto_dtype == pb.DTYPE_BFLOAT16:
-        values = (values.astype(np.uint32) << 16).view(np.float32)  # bfloat16 is a float32's upper half
-    elif proto_dtype == pb.DTYPE_INT32:
-        values = values.astype(np.int64)
-    return values, public
+        if len(raw) % 2:
+            raise ProtobufBodyError(f"{where}: {len(raw)} bytes is not a whole number of uint16 values")
+        # bfloat16 is a float32's upper half: each little-endian pair becomes the high bytes of four.
+        widened = bytearray(2 * len(raw))
+        widened[2::4] = raw[0::2]
+        widened[3::4] = raw[1::2]
+        return _unpack(bytes(widened), _FLOAT32, where), public
+    return _unpack(raw, code, where), public
+
+
+def _dense_from_csr(
+    csr: pb.SparseCsr, proto_dtype: int, shape: list[int], where: str
+) -> tuple[list[Any], t.TensorDtype]:
+    """The row-major dense values of a CSR tensor (zero where it holds nothing), with their public dtype."""
+    values, public = _widened(csr.values, proto_dtype, where)
+    rows = _unpack(csr.crow_indices, _INT64, where)
+    columns = _unpack(csr.col_indices, _INT64, where)
+    if len(shape) != 2 or len(rows) != shape[0] + 1 or len(columns) != len(values):
+        raise ProtobufBodyError(f"{where}: sparse CSR tensor does not match its shape {shape}")
+    height, width = shape
+    dense: list[Any] = [0.0 if public == "float32" else 0] * (height * width)
+    for row in range(height):
+        if not 0 <= rows[row] <= rows[row + 1] <= len(values):
+            raise ProtobufBodyError(f"{where}: sparse CSR row offsets {rows} do not index its {len(values)} values")
+        for index in range(rows[row], rows[row + 1]):
+            column = columns[index]
+            if not 0 <= column < width:
+                raise ProtobufBodyError(f"{where}: sparse CSR column {column} is outside shape {shape}")
+            dense[row * width + column] = values[index]
+    return dense, public
 
 
 def _read_tensor(message: pb.Tensor, where: str) -> t.TensorData:
     shape = list(message.shape)
     if message.HasField("sparse_csr"):
-        values, public = _widened(message.sparse_csr.values, message.dtype, where)
-        rows = np.frombuffer(message.sparse_csr.crow_indices, dtype=_INT64)
-        columns = np.frombuffer(message.sparse_csr.col_indices, dtype=_INT64)
-        if len(shape) != 2 or len(rows) != shape[0] + 1 or len(columns) != len(values):
-            raise ProtobufBodyError(f"{where}: sparse CSR tensor does not match its shape {shape}")
-        dense = np.zeros(shape, dtype=values.dtype)
-        for row in range(shape[0]):
-            start, end = int(rows[row]), int(rows[row + 1])
-            dense[row, columns[start:end]] = values[start:end]
-        values = dense.reshape(-1)
+        values, public = _dense_from_csr(message.sparse_csr, message.dtype, shape, where)
     else:
         values, public = _widened(message.dense, message.dtype, where)
-    if shape and int(np.prod(shape)) != len(values):
+    if shape and math.prod(shape) != len(values):
         raise ProtobufBodyError(f"{where}: {len(values)} values do not fill shape {shape}")
     if shape:
-        return t.TensorData.model_construct(data=values.tolist(), dtype=public, shape=shape)
-    return t.TensorData.model_construct(data=values.tolist(), dtype=public)
+        return t.TensorData.model_construct(data=values, dtype=public, shape=shape)
+    return t.TensorData.model_construct(data=values, dtype=public)
 
 
 # forward_backward request
@@ -122,7 +189,7 @@ def _read_tensor(message: pb.Tensor, where: str) -> t.TensorData:
 
 def _write_chunk(message: pb.Chunk, chunk: Any) -> None:
     if isinstance(chunk, t.EncodedTextChunk):
-        message.encoded_text.tokens = np.asarray(chunk.tokens, dtype=_INT32).tobytes()
+        message.encoded_text.tokens = _pack(chunk.tokens, _INT32)
     elif isinstance(chunk, t.ImageChunk):
         message.image.data = chunk.data
         message.image.format = chunk.format
@@ -140,7 +207,7 @@ def _read_chunk(message: pb.Chunk, where: str) -> Any:
         raw = message.encoded_text.tokens
         if len(raw) % 4:
             raise ProtobufBodyError(f"{where}: {len(raw)} token bytes is not a whole number of int32 tokens")
-        return t.EncodedTextChunk.model_construct(tokens=np.frombuffer(raw, dtype=_INT32).tolist())
+        return t.EncodedTextChunk.model_construct(tokens=_unpack(raw, _INT32, where))
     if kind == "image":
         image = message.image
         if image.HasField("expected_tokens"):
@@ -244,9 +311,7 @@ def decode_forward_backward_request(body: bytes) -> t.ForwardBackwardRequest | t
             data.append(t.Datum(**fields))
         except ValueError as exc:
             raise ProtobufBodyError(f"{where}: {exc}") from None
-    fb_input = t.ForwardBackwardInput(
-        data=data, loss_fn=message.loss_fn, loss_fn_config=_read_loss_fn_config(message)
-    )
+    fb_input = t.ForwardBackwardInput(data=data, loss_fn=message.loss_fn, loss_fn_config=_read_loss_fn_config(message))
     if message.forward_only:
         return t.ForwardRequest(forward_input=fb_input, model_id=message.model_id, seq_id=message.seq_id)
     return t.ForwardBackwardRequest(forward_backward_input=fb_input, model_id=message.model_id, seq_id=message.seq_id)
@@ -284,12 +349,13 @@ def encode_forward_backward_output(output: t.ForwardBackwardOutput) -> bytes:
     for run in _runs(output.loss_fn_outputs):
         record = message.loss_fn_outputs.add(num_datums=len(run))
         for name, dtype, trailing in _field_signature(run[0]):
-            arrays = [_tensor_array(datum[name]) for datum in run]
-            sizes = np.fromiter((a.nbytes for a in arrays), dtype=_INT64, count=len(arrays))
-            offsets = np.concatenate([np.zeros(1, dtype=_INT64), np.cumsum(sizes, dtype=_INT64)])
+            packed = [_tensor_bytes(datum[name]) for datum in run]
+            offsets = [0]
+            for piece in packed:
+                offsets.append(offsets[-1] + len(piece))
             batched = record.fields[name]
-            batched.data = b"".join(a.tobytes() for a in arrays)
-            batched.offsets = offsets.astype(_INT64).tobytes()
+            batched.data = b"".join(packed)
+            batched.offsets = _pack(offsets, _INT64)
             batched.dtype = _PROTO_DTYPE[dtype]
             batched.trailing_shape.extend(trailing)
     return message.SerializeToString()
@@ -303,20 +369,21 @@ def decode_forward_backward_output(body: bytes) -> t.ForwardBackwardOutput:
         datums: list[t.LossFnOutput] = [{} for _ in range(record.num_datums)]
         for name, batched in record.fields.items():
             where = f"loss_fn_outputs[{index}].fields[{name!r}]"
-            raw_dtype = _READ_DTYPE.get(batched.dtype)
-            if raw_dtype is None:
+            raw_code = _READ_CODE.get(batched.dtype)
+            if raw_code is None:
                 raise ProtobufBodyError(f"{where}: unsupported protobuf dtype {batched.dtype}")
             values, public = _widened(batched.data, batched.dtype, where)
-            offsets = np.frombuffer(batched.offsets, dtype=_INT64) // raw_dtype[0].itemsize
+            item_size = array(raw_code[0]).itemsize
+            offsets = [offset // item_size for offset in _unpack(batched.offsets, _INT64, f"{where}.offsets")]
             if len(offsets) != record.num_datums + 1 or (len(offsets) and offsets[-1] != len(values)):
                 raise ProtobufBodyError(f"{where}: offsets do not cover {record.num_datums} datums")
             trailing = list(batched.trailing_shape)
-            per_row = int(np.prod(trailing)) if trailing else 1
+            per_row = math.prod(trailing) if trailing else 1
             for datum_index in range(record.num_datums):
-                piece = values[int(offsets[datum_index]) : int(offsets[datum_index + 1])]
+                piece = values[offsets[datum_index] : offsets[datum_index + 1]]
                 leading = len(piece) // per_row if per_row else 0
                 datums[datum_index][name] = t.TensorData.model_construct(
-                    data=piece.tolist(), dtype=public, shape=[leading, *trailing]
+                    data=piece, dtype=public, shape=[leading, *trailing]
                 )
         outputs.extend(datums)
     return t.ForwardBackwardOutput(
@@ -330,19 +397,34 @@ def decode_forward_backward_output(body: bytes) -> t.ForwardBackwardOutput:
 
 
 def _write_topk(message: pb.TopkLogprobs, entries: TopkEntries) -> None:
-    topk = t.TopkLogprobs.from_lists(entries)
-    message.token_ids = topk.token_ids.astype(_INT32).tobytes()
-    message.logprobs = topk.logprobs.astype(_FLOAT32).tobytes()
-    message.length, message.k = topk.token_ids.shape
+    """The dense ``length x k`` form (``TopkLogprobs.from_lists``, row-major, without building numpy arrays)."""
+    k = max((len(row) for row in entries if row), default=0)
+    token_ids: list[Any] = [0] * (len(entries) * k)
+    logprobs: list[Any] = [MASK_LOGPROB] * (len(entries) * k)
+    for position, row in enumerate(entries):
+        for cell, (token_id, logprob) in enumerate(row or (), start=position * k):
+            token_ids[cell] = token_id
+            logprobs[cell] = logprob
+    message.token_ids = _pack(token_ids, _INT32)
+    message.logprobs = _pack(logprobs, _FLOAT32)
+    message.length, message.k = len(entries), k
 
 
 def _read_topk(message: pb.TopkLogprobs, where: str) -> TopkEntries:
+    """The list form (``topk_to_lists``): per position, its non-empty cells as pairs, or None for none."""
     length, k = message.length, message.k
     if len(message.token_ids) != 4 * length * k or len(message.logprobs) != 4 * length * k:
         raise ProtobufBodyError(f"{where}: top-k arrays do not hold {length} x {k} cells")
-    token_ids = np.frombuffer(message.token_ids, dtype=_INT32).reshape(length, k)
-    logprobs = np.frombuffer(message.logprobs, dtype=_FLOAT32).reshape(length, k)
-    return t.topk_to_lists(t.TopkLogprobs(token_ids=token_ids, logprobs=logprobs))
+    if k == 0:
+        return [None] * length
+    token_ids = _unpack(message.token_ids, _INT32, where)
+    logprobs = _unpack(message.logprobs, _FLOAT32, where)
+    rows: TopkEntries = []
+    for start in range(0, length * k, k):
+        cells = zip(token_ids[start : start + k], logprobs[start : start + k], strict=True)
+        pairs = [(token_id, logprob) for token_id, logprob in cells if not (token_id == 0 and logprob == MASK_LOGPROB)]
+        rows.append(pairs or None)
+    return rows
 
 
 def encode_sample_response(response: t.SampleResponse) -> bytes:
@@ -350,16 +432,16 @@ def encode_sample_response(response: t.SampleResponse) -> bytes:
     for sequence in response.sequences:
         sequence_message = message.sequences.add(
             stop_reason=_STOP_REASONS[sequence.stop_reason],
-            tokens=np.asarray(sequence.tokens, dtype=_INT32).tobytes(),
+            tokens=_pack(sequence.tokens, _INT32),
         )
         if sequence.logprobs is not None:
-            sequence_message.logprobs = np.asarray(sequence.logprobs, dtype=_FLOAT32).tobytes()
+            sequence_message.logprobs = _pack(sequence.logprobs, _FLOAT32)
         if sequence.topk_logprobs is not None:
             _write_topk(sequence_message.topk_sampled_logprobs, sequence.topk_logprobs)
     if response.prompt_logprobs is not None:
         missing = float("nan")
         values = [missing if value is None else value for value in response.prompt_logprobs]
-        message.prompt_logprobs = np.asarray(values, dtype=_FLOAT32).tobytes()
+        message.prompt_logprobs = _pack(values, _FLOAT32)
     if response.topk_prompt_logprobs is not None:
         _write_topk(message.topk_prompt_logprobs, response.topk_prompt_logprobs)
     if response.target_prompt_logprobs is not None:
@@ -383,17 +465,17 @@ def decode_sample_response(body: bytes) -> t.SampleResponse:
         tokens, _ = _widened(sequence.tokens, pb.DTYPE_INT32, f"{where}.tokens")
         logprobs = None
         if sequence.HasField("logprobs"):
-            logprobs = _widened(sequence.logprobs, pb.DTYPE_FLOAT32, f"{where}.logprobs")[0].tolist()
+            logprobs = _widened(sequence.logprobs, pb.DTYPE_FLOAT32, f"{where}.logprobs")[0]
         topk = None
         if sequence.HasField("topk_sampled_logprobs"):
             topk = _read_topk(sequence.topk_sampled_logprobs, f"{where}.topk_sampled_logprobs")
         sequences.append(
-            t.SampledSequence(stop_reason=stop_reason, tokens=tokens.tolist(), logprobs=logprobs, topk_logprobs=topk)
+            t.SampledSequence(stop_reason=stop_reason, tokens=tokens, logprobs=logprobs, topk_logprobs=topk)
         )
     prompt_logprobs: list[float | None] | None = None
     if message.HasField("prompt_logprobs"):
         values = _widened(message.prompt_logprobs, pb.DTYPE_FLOAT32, "prompt_logprobs")[0]
-        prompt_logprobs = [None if value != value else value for value in values.tolist()]  # NaN: not scored
+        prompt_logprobs = [None if value != value else value for value in values]  # NaN: not scored
     alt = None
     if message.HasField("prompt_alt_tokens"):
         alt = t.PromptAltTokens(
