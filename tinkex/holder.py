@@ -175,7 +175,8 @@ class Holder:
 
     def _manifest_client_arguments(self) -> dict[str, Any]:
         return dict(
-            manifest=self.manifest,
+            # The server's dispatch byte budgets as pool limits, for clients made once the handshake answered.
+            manifest=server_limits.manifest_with_dispatch_budgets(self.known_server_flags(), self.manifest),
             base_url=self.config.base_url,
             config=self.config.transport_config(),
             env=self._env,
@@ -250,9 +251,12 @@ class Holder:
     async def _handshake(self) -> ServerWire:
         """``POST client/config``, retried like any request (timeouts, 5xx); its answer names the dialect."""
         try:
-            flags = await self.clients().http.call(
-                "client_config", json={"sdk_version": HANDSHAKE_SDK_VERSION}, result_type=ClientConfigResponse
-            )
+            # A one-off client, as the official SDK's (its own pool): this loop's clients are then made after the
+            # answer, with the pool limits the server sets (see server_limits.manifest_with_dispatch_budgets).
+            async with self.new_deadlined_client() as once:
+                flags = await once.call(
+                    "client_config", json={"sdk_version": HANDSHAKE_SDK_VERSION}, result_type=ClientConfigResponse
+                )
         except APIStatusError as exc:
             if exc.status_code in (404, 405):
                 return ServerWire(dialect_of_handshake(exc.status_code), None)

@@ -8,7 +8,11 @@ clients apply them. Applied today:
 - the chunk limits of forward / forward_backward batches (``fwdbwd_max_chunk_len``,
   ``fwdbwd_max_chunk_bytes_count``; default: :mod:`tinkex.chunking`'s, the official values);
 - the cap on samples in flight per sampling client (``sample_max_concurrent_requests``, the official sampling
-  client's ``max_connections``; without flags: no cap beyond the manifest's ``sample`` pool).
+  client's ``max_connections``; without flags: no cap beyond the manifest's ``sample`` pool);
+- the dispatch byte budgets (``sample_dispatch_bytes_semaphore_size``, ``fwdbwd_dispatch_bytes_semaphore_size``)
+  as the ``max_bytes`` of the manifest's ``sample`` and ``train`` pools (the official holder's
+  ``_sample_dispatch_bytes_semaphore`` / ``_fwdbwd_dispatch_bytes_semaphore``): pristine_transport enforces pools
+  and knows nothing of Tinker's flags, so the flags become a manifest.
 
 A flag that is not positive is nonsense from a server and is ignored (the default stays).
 """
@@ -26,7 +30,22 @@ from pristine_transport.manifest import Manifest
 from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
 from ..types import ClientConfigResponse
 
-__all__ = ["ChunkLimits", "ConcurrencyCap", "chunk_limits", "response_budget_bytes", "sample_concurrency_cap"]
+__all__ = [
+    "DISPATCH_BUDGET_POOLS",
+    "ChunkLimits",
+    "ConcurrencyCap",
+    "chunk_limits",
+    "manifest_with_dispatch_budgets",
+    "response_budget_bytes",
+    "sample_concurrency_cap",
+]
+
+DISPATCH_BUDGET_POOLS: dict[str, str] = {
+    "sample": "sample_dispatch_bytes_semaphore_size",
+    "train": "fwdbwd_dispatch_bytes_semaphore_size",
+}
+"""The manifest pool whose byte budget each flag sets. The official fwd/bwd budget holds forward_backward submits
+only; the ``train`` pool holds every training request, whose other bodies are small and one at a time per model."""
 
 
 def _positive(value: int) -> int | None:
@@ -40,6 +59,21 @@ def response_budget_bytes(flags: ClientConfigResponse | None, manifest: Manifest
         return size
     metadata_only = manifest.futures.metadata_only if manifest.futures is not None else None
     return metadata_only.budget_bytes if metadata_only is not None else None
+
+
+def manifest_with_dispatch_budgets(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
+    """``manifest`` with the server's dispatch byte budgets as its pools' ``max_bytes`` (each flag that is positive
+    and names a pool the manifest has); ``manifest`` itself when there are no flags or nothing changes."""
+    if flags is None:
+        return manifest
+    pools = dict(manifest.pools)
+    for pool, flag in DISPATCH_BUDGET_POOLS.items():
+        size = _positive(getattr(flags, flag))
+        if pool in pools and size is not None and pools[pool].max_bytes != size:
+            pools[pool] = msgspec.structs.replace(pools[pool], max_bytes=size)
+    if pools == manifest.pools:
+        return manifest
+    return msgspec.structs.replace(manifest, pools=pools)
 
 
 class ChunkLimits(msgspec.Struct, frozen=True):
