@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any
 from pristine_transport.client import ManifestClient
 from pristine_transport.logs import get_logger
 from pristine_transport.manifest import EventsSpec
+from pristine_transport.policy import backoff_delay
 
 __all__ = ["EventReporter", "toggle_enabled"]
 
@@ -212,7 +214,7 @@ class EventReporter:
                 await self.client.call(self.spec.endpoint, json=self._envelope(batch))
             except Exception as exc:  # noqa: BLE001 - reporting must never take the caller down
                 if attempt + 1 < attempts:
-                    await self._sleep(2.0**attempt)
+                    await self._sleep(backoff_delay(attempt, initial_s=1.0, max_s=math.inf))
                     continue
                 self._count_dropped(len(batch))
                 self._logger.warning(
