@@ -98,7 +98,8 @@ class TrainingBody:
 
 
 def _protobuf_forward_backward(request: Any) -> bytes:
-    # Imported here: numpy and protobuf load only for a client that sends protobuf (``import tinkex`` stays light).
+    # Imported here: protobuf loads only for a client that sends protobuf (``import tinkex`` stays light); numpy
+    # never does for plain-list data (protobuf_bodies packs arrays with the standard library).
     from .protobuf_bodies import encode_forward_backward_request
 
     return encode_forward_backward_request(request)
