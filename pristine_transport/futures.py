@@ -59,8 +59,12 @@ from pristine_transport.manifest import FuturesSpec, ResultFormatSpec
 from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
+    FailureKind,
     PollAnswer,
+    PollBody,
+    PollBodyVerdict,
     PollEnd,
+    poll_body_verdict,
     poll_delay,
     poll_is_progress,
     poll_status_verdict,
@@ -94,9 +98,16 @@ ResultCodecs = Mapping[tuple[str, str | None], ResultDecoder]
 """The result decoders an SDK registers, by a :class:`ResultFormatSpec`'s ``(serializer, message)``."""
 
 FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "error"]
-_CATEGORIES: frozenset[str] = frozenset({"user", "server", "unknown"})
 
 logger = get_logger("futures")
+
+_FAILURE_ERRORS: Mapping[FailureKind, type[RequestFailedError]] = {
+    "failed": RequestFailedError,
+    "cancelled": RequestCancelledError,
+    "rate_limited": RequestRateLimitedError,
+    "capacity": RequestCapacityError,
+}
+"""The error raised for each failure :func:`~pristine_transport.policy.poll_body_verdict` names."""
 
 
 class ResultHandle(Generic[T]):
@@ -563,18 +574,17 @@ class FutureResolver:
                 body = msgspec.json.decode(response.content)
             except msgspec.DecodeError:
                 raise self._status_error(state, status, response.content, "response is not JSON") from None
-            if isinstance(body, dict):
-                try_again = spec.try_again
-                if try_again is not None and body.get(try_again.field) == try_again.value:
-                    state.last_answer = f"{try_again.value} ({body.get(spec.queue_state_field, 'no queue state')})"
-                    await self._wait(state, deadlines, PollAnswer.TRY_AGAIN, held=held, streak=state.fast_repolls + 1)
-                    continue
-                metadata = await self._metadata_only(span, state, body)
-                if metadata is not None:
-                    await self._wait(state, deadlines, metadata, held=held, streak=state.fast_repolls + 1)
-                    continue
-                if spec.failure.field in body:
-                    raise self._request_failed(state, body)
+            answer = poll_body_verdict(body, spec, metadata_only_welcome=state.allow_metadata_only)
+            if isinstance(answer.outcome, PollAnswer):
+                state.last_answer = answer.last_answer
+                if answer.outcome is PollAnswer.METADATA_FIRST:
+                    await self._hold_metadata_only(span, state, answer.size)
+                await self._wait(state, deadlines, answer.outcome, held=held, streak=state.fast_repolls + 1)
+                continue
+            if answer.outcome is PollBody.BAD_METADATA:
+                raise self._bad_metadata(state, body)
+            if answer.outcome is PollBody.FAILED:
+                raise self._request_failed(state, body, answer)
             try:
                 return msgspec.convert(body, result_type)
             except msgspec.ValidationError as exc:
@@ -655,49 +665,29 @@ class FutureResolver:
             headers[names.roundtrip] = repr(state.roundtrip_s)
         return headers
 
-    async def _metadata_only(self, span: trace.Span, state: _Poll, body: dict[str, Any]) -> PollAnswer | None:
-        """A metadata-only reply: the first one takes its bytes from the budget and asks for the full result; a
-        repeat (the server ignored that) is a quick answer that backs off. None for any other body."""
-        meta = self.spec.metadata_only
-        if meta is None or body.get(meta.field) != meta.value:
-            return None
-        size = body.get(meta.size_field)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise FutureRetrieveError(
-                f"Error retrieving result for request {state.request_id}: metadata-only reply has no valid "
-                f"{meta.size_field!r} (got {size!r})",
-                request_id=state.request_id,
-                status_code=200,
-                body=body,
-            )
-        if not state.allow_metadata_only:
-            state.last_answer = f"{meta.value} again, although the full result was asked for"
-            return PollAnswer.METADATA_AGAIN
+    async def _hold_metadata_only(self, span: trace.Span, state: _Poll, size: int) -> None:
+        """The first metadata-only reply: hold its bytes from the budget until the future ends, and ask for the
+        full result from now on."""
         span.add_event("metadata_only", {"pristine.future.response_bytes": size})
         if self.response_budget is not None:
             await self.response_budget.acquire(size)
             state.held_bytes = size
         state.allow_metadata_only = False
-        state.last_answer = meta.value
-        return PollAnswer.METADATA_FIRST
 
-    def _request_failed(self, state: _Poll, body: dict[str, Any]) -> RequestFailedError:
-        failure = self.spec.failure
-        raw_category = body.get(failure.category_field)
-        category = raw_category.lower() if isinstance(raw_category, str) else "unknown"
-        if category not in _CATEGORIES:
-            category = "unknown"
-        reported = str(body.get(failure.field))
+    def _bad_metadata(self, state: _Poll, body: Any) -> FutureRetrieveError:
+        size_field = self.spec.metadata_only.size_field if self.spec.metadata_only is not None else "size"
+        return FutureRetrieveError(
+            f"Error retrieving result for request {state.request_id}: metadata-only reply has no valid "
+            f"{size_field!r} (got {body.get(size_field)!r})",
+            request_id=state.request_id,
+            status_code=200,
+            body=body,
+        )
+
+    def _request_failed(self, state: _Poll, body: Any, answer: PollBodyVerdict) -> RequestFailedError:
+        reported = str(body.get(self.spec.failure.field))
         message = f"Request failed: {reported} for request_id={state.request_id}"
-        lowered = reported.lower()
-        kind: type[RequestFailedError] = RequestFailedError
-        if any(pattern.lower() in lowered for pattern in failure.cancelled_patterns):
-            kind = RequestCancelledError
-        elif any(pattern.lower() in lowered for pattern in failure.rate_limit_patterns):
-            kind = RequestRateLimitedError
-        elif any(pattern.lower() in lowered for pattern in failure.capacity_patterns):
-            kind = RequestCapacityError
-        return kind(message, request_id=state.request_id, category=category)  # type: ignore[arg-type]
+        return _FAILURE_ERRORS[answer.failure](message, request_id=state.request_id, category=answer.category)
 
     def _status_error(self, state: _Poll, status: int, content: bytes, why: str) -> FutureRetrieveError:
         text = self.client.redactor.text(body_excerpt(content.decode("utf-8", errors="replace")))

@@ -23,7 +23,7 @@ from typing import Literal
 
 import msgspec
 
-from pristine_transport.manifest import PollBackoffSpec, RetryPolicySpec
+from pristine_transport.manifest import FuturesSpec, PollBackoffSpec, RetryPolicySpec
 
 __all__ = [
     "Attempt",
@@ -32,6 +32,8 @@ __all__ = [
     "Deadlines",
     "GiveUp",
     "PollAnswer",
+    "PollBody",
+    "PollBodyVerdict",
     "PollEnd",
     "ReplayAnswer",
     "Retry",
@@ -43,6 +45,7 @@ __all__ = [
     "is_bare_400",
     "may_have_run",
     "poll_delay",
+    "poll_body_verdict",
     "poll_is_progress",
     "poll_status_verdict",
     "write_outcome",
@@ -360,6 +363,77 @@ def poll_status_verdict(
     if not 200 <= status < 300:
         return PollEnd.FATAL
     return None
+
+
+class PollBody(enum.Enum):
+    """A 2xx poll answer's body that ends the polling."""
+
+    RESULT = "result"
+    FAILED = "failed"
+    """The manifest's failure field is in the body: the request failed on the server."""
+    BAD_METADATA = "metadata-only reply without a valid size"
+
+
+FailureKind = Literal["failed", "cancelled", "rate_limited", "capacity"]
+FailureCategory = Literal["user", "server", "unknown"]
+_CATEGORIES: frozenset[str] = frozenset({"user", "server", "unknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class PollBodyVerdict:
+    """What a 2xx poll answer's JSON body means (see :func:`poll_body_verdict`)."""
+
+    outcome: PollAnswer | PollBody
+    """``TRY_AGAIN``, ``METADATA_FIRST`` or ``METADATA_AGAIN``: wait and poll again; a :class:`PollBody`: the end."""
+    last_answer: str = ""
+    """How the answer reads in "still unresolved" warnings and deadline errors (empty for an end)."""
+    size: int = 0
+    """``METADATA_FIRST``: the bytes of the announced result, to hold from the response budget."""
+    failure: FailureKind = "failed"
+    """``FAILED``: which failure, by the manifest's message patterns."""
+    category: FailureCategory = "unknown"
+    """``FAILED``: who is at fault, as the body says (anything else is ``unknown``)."""
+
+
+def poll_body_verdict(body: object, spec: FuturesSpec, *, metadata_only_welcome: bool) -> PollBodyVerdict:
+    """What a decoded 2xx poll answer means, as the manifest's ``futures`` block says, checked in this order:
+    its try-again match (not ready yet), its metadata-only match (ready but large: fetch it in full, once; a
+    repeat once the full result was asked for, i.e. ``metadata_only_welcome`` is False, only backs off), its
+    failure field (a failed request), else the result. A body that is not an object is a result."""
+    if not isinstance(body, dict):
+        return PollBodyVerdict(PollBody.RESULT)
+    try_again = spec.try_again
+    if try_again is not None and body.get(try_again.field) == try_again.value:
+        queue_state = body.get(spec.queue_state_field, "no queue state")
+        return PollBodyVerdict(PollAnswer.TRY_AGAIN, f"{try_again.value} ({queue_state})")
+    meta = spec.metadata_only
+    if meta is not None and body.get(meta.field) == meta.value:
+        size = body.get(meta.size_field)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return PollBodyVerdict(PollBody.BAD_METADATA)
+        if not metadata_only_welcome:
+            return PollBodyVerdict(
+                PollAnswer.METADATA_AGAIN, f"{meta.value} again, although the full result was asked for"
+            )
+        return PollBodyVerdict(PollAnswer.METADATA_FIRST, meta.value, size=size)
+    failure = spec.failure
+    if failure.field in body:
+        raw_category = body.get(failure.category_field)
+        category = raw_category.lower() if isinstance(raw_category, str) else "unknown"
+        reported = str(body.get(failure.field)).lower()
+        kind: FailureKind = "failed"
+        if any(pattern.lower() in reported for pattern in failure.cancelled_patterns):
+            kind = "cancelled"
+        elif any(pattern.lower() in reported for pattern in failure.rate_limit_patterns):
+            kind = "rate_limited"
+        elif any(pattern.lower() in reported for pattern in failure.capacity_patterns):
+            kind = "capacity"
+        return PollBodyVerdict(
+            PollBody.FAILED,
+            failure=kind,
+            category=category if category in _CATEGORIES else "unknown",  # type: ignore[arg-type]
+        )
+    return PollBodyVerdict(PollBody.RESULT)
 
 
 _PROGRESS = frozenset({PollAnswer.QUEUED, PollAnswer.TRY_AGAIN, PollAnswer.METADATA_FIRST})
