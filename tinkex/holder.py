@@ -118,6 +118,8 @@ class Holder:
         self.redactor = Redactor(secret_values=[config.api_key] if config.api_key else [])
         self.auth = holder_auth(self)  # the credential each request carries (tinkex.credentials)
         self.notices = deprecation_notices()  # the server's deprecation notes, once per client
+        # The billing incident every request shares (the 402 pause the server's flags allow). Weakly: no cycle.
+        self.billing = server_limits.BillingPause(lambda ref=weakref.ref(self): _flags_of(ref()))
         self._transport_factory = transport_factory
         self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
         self._env = os.environ if env is None else env
@@ -170,8 +172,11 @@ class Holder:
         return ManifestClient(**self._manifest_client_arguments())
 
     def new_deadlined_client(self) -> ManifestClient:
-        """A client bounding every request that declares no deadlines by this holder's (the per-loop clients)."""
-        return ManifestClient(deadlines=self.config.deadlines, **self._manifest_client_arguments())
+        """A client bounding every request that declares no deadlines by this holder's (the per-loop clients),
+        and pausing on 402 as the server's flags allow (``server_limits.BillingPausingClient``)."""
+        return server_limits.BillingPausingClient(
+            billing=self.billing, deadlines=self.config.deadlines, **self._manifest_client_arguments()
+        )
 
     def _manifest_client_arguments(self) -> dict[str, Any]:
         return dict(
@@ -384,6 +389,10 @@ class Holder:
         if own is not None:
             await own.aclose()
         await asyncio.to_thread(self.close, timeout)
+
+
+def _flags_of(holder: Holder | None) -> ClientConfigResponse | None:
+    return holder.known_server_flags() if holder is not None else None
 
 
 def _weak_fetch(holder: weakref.ref[Holder]) -> Callable[[], Awaitable[ClientDynamicConfigResponse]]:

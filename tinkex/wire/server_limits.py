@@ -12,7 +12,11 @@ clients apply them. Applied today:
 - the dispatch byte budgets (``sample_dispatch_bytes_semaphore_size``, ``fwdbwd_dispatch_bytes_semaphore_size``)
   as the ``max_bytes`` of the manifest's ``sample`` and ``train`` pools (the official holder's
   ``_sample_dispatch_bytes_semaphore`` / ``_fwdbwd_dispatch_bytes_semaphore``): pristine_transport enforces pools
-  and knows nothing of Tinker's flags, so the flags become a manifest.
+  and knows nothing of Tinker's flags, so the flags become a manifest;
+- the billing pause (``billing_exception_max_pause_duration_sec``, the official ``_should_pause_on_billing``): a
+  402 answer is sent again every :data:`BILLING_PAUSE_INTERVAL_S` while the pause lasts, logged at most once a
+  minute; past the configured duration the 402 raises ``BillingError`` as before. Without flags (a 0.16 server, a
+  forced dialect) a 402 raises at once, as the official 0.16 SDK does.
 
 A flag that is not positive is nonsense from a server and is ignored (the default stays).
 """
@@ -20,18 +24,29 @@ A flag that is not positive is nonsense from a server and is ignored (the defaul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import msgspec
 
+from pristine_transport.client import ManifestClient
+from pristine_transport.errors import error_for_response
 from pristine_transport.manifest import Manifest
 
 from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
 from ..types import ClientConfigResponse
 
 __all__ = [
+    "BILLING_PAUSE_INTERVAL_S",
     "DISPATCH_BUDGET_POOLS",
+    "BillingPause",
+    "BillingPauseState",
+    "BillingPausingClient",
+    "billing_pause_decision",
     "ChunkLimits",
     "ConcurrencyCap",
     "chunk_limits",
@@ -126,3 +141,99 @@ class ConcurrencyCap:
 
     def __repr__(self) -> str:
         return f"ConcurrencyCap(limit={self.limit})"
+
+
+logger = logging.getLogger("tinkex.billing")
+
+BILLING_PAUSE_INTERVAL_S = 5.0
+"""How long a paused request waits before it is sent again (the official 5 s)."""
+BILLING_LOG_INTERVAL_S = 60.0
+"""At most one warning per this many seconds while paused."""
+BILLING_INCIDENT_RESET_S = 300.0
+"""A 402 this long after the last warning starts a new incident (its pause counted from zero again)."""
+
+
+class BillingPauseState(msgspec.Struct, frozen=True):
+    """The current billing incident: when its first 402 came, and when it was last logged (monotonic seconds)."""
+
+    first_at: float | None = None
+    logged_at: float | None = None
+
+
+class BillingDecision(msgspec.Struct, frozen=True):
+    pause: bool
+    """Wait and send again (False: the 402 raises)."""
+    log: bool
+    """Warn now (at most once a minute)."""
+    state: BillingPauseState
+
+
+def billing_pause_decision(state: BillingPauseState, now: float, max_pause_s: float | None) -> BillingDecision:
+    """What to do with a 402 at ``now``. ``max_pause_s`` None (no server flags): never pause. An incident whose last
+    warning is older than :data:`BILLING_INCIDENT_RESET_S` is over: the pause is counted afresh. Past
+    ``max_pause_s`` since the incident's first 402, the 402 raises."""
+    if max_pause_s is None:
+        return BillingDecision(pause=False, log=False, state=state)
+    if state.logged_at is not None and now - state.logged_at > BILLING_INCIDENT_RESET_S:
+        state = BillingPauseState()
+    if state.first_at is not None and now - state.first_at > max_pause_s:
+        return BillingDecision(pause=False, log=False, state=state)
+    log = state.logged_at is None or now - state.logged_at > BILLING_LOG_INTERVAL_S
+    return BillingDecision(
+        pause=True,
+        log=log,
+        state=BillingPauseState(
+            first_at=state.first_at if state.first_at is not None else now,
+            logged_at=now if log else state.logged_at,
+        ),
+    )
+
+
+class BillingPause:
+    """One client's billing incident, shared by every request it sends (the official holder's). ``flags`` gives
+    the server's flags when a 402 comes (None: no flags, no pause)."""
+
+    def __init__(
+        self, flags: Callable[[], ClientConfigResponse | None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._flags = flags
+        self._clock = clock
+        self._state = BillingPauseState()
+
+    def should_pause(self, detail: str) -> bool:
+        """Whether a 402 (``detail``: its message, secrets masked) waits and is sent again; warns at most once a
+        minute while paused and once, as an error, when the pause has lasted too long."""
+        decision = billing_pause_decision(self._state, self._clock(), max_pause_of(self._flags()))
+        if not decision.pause and self._state.first_at is not None and decision.state.first_at is not None:
+            paused = self._clock() - decision.state.first_at
+            logger.error("paused for billing for %.0f s, longer than the server allows; giving up: %s", paused, detail)
+        self._state = decision.state
+        if decision.log:
+            logger.warning("requests are paused: the server answered 402 (billing). %s", detail)
+        return decision.pause
+
+
+def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
+    """The server's ``billing_exception_max_pause_duration_sec``; None without flags (no pause)."""
+    return float(max(flags.billing_exception_max_pause_duration_sec, 0)) if flags is not None else None
+
+
+class BillingPausingClient(ManifestClient):
+    """A :class:`ManifestClient` whose every request (``send``; ``call`` and the future resolver go through it)
+    waits out a 402 while ``billing`` says the pause lasts, then is sent again unchanged (a 402 ran nothing)."""
+
+    def __init__(self, *args: Any, billing: BillingPause, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.billing = billing
+
+    async def send(self, endpoint: str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        while True:
+            response = await super().send(endpoint, **kwargs)
+            if response.status_code != 402:
+                return response
+            await response.aread()
+            detail = self.redactor.text(error_for_response(response).message)
+            if not self.billing.should_pause(detail):
+                return response
+            await response.aclose()
+            await asyncio.sleep(BILLING_PAUSE_INTERVAL_S)

@@ -1,0 +1,108 @@
+"""The 402 billing pause a 0.38 server allows (``billing_exception_max_pause_duration_sec``): a request answered 402
+waits and is sent again while the pause lasts, warned about at most once a minute; past the duration, or without
+server flags (a 0.16 server or a forced dialect), the 402 raises ``BillingError``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+import tinkex
+from tinkex import types as t
+from tinkex.testing import FaultRule, LocalServer
+from tinkex.wire.server_limits import (
+    BILLING_PAUSE_INTERVAL_S,
+    BillingPause,
+    BillingPauseState,
+    billing_pause_decision,
+)
+
+MODEL = "Qwen/Qwen3-8B"
+DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3, 4]), loss_fn_inputs={"target_tokens": [2, 3, 4, 5]})
+Flags = t.ClientConfigResponse
+State = BillingPauseState
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "max_pause", "pause", "log", "after"),
+    [
+        (State(), 100.0, None, False, False, State()),  # no flags: never pause
+        (State(), 100.0, 3600.0, True, True, State(100.0, 100.0)),  # the first 402 pauses and warns
+        (State(100.0, 100.0), 130.0, 3600.0, True, False, State(100.0, 100.0)),  # warned 30 s ago: quiet
+        (State(100.0, 100.0), 161.0, 3600.0, True, True, State(100.0, 161.0)),  # a minute later: warns again
+        (State(100.0, 3650.0), 3701.0, 3600.0, False, False, State(100.0, 3650.0)),  # past the pause: raise
+        (State(100.0, 3650.0), 3951.0, 3600.0, True, True, State(3951.0, 3951.0)),  # 5 min quiet: a new incident
+        (State(100.0, 100.0), 100.5, 0.0, False, False, State(100.0, 100.0)),  # a zero pause: only the first waits
+    ],
+)
+def test_billing_pause_decision_table(
+    state: State, now: float, max_pause: float | None, pause: bool, log: bool, after: State
+) -> None:
+    decision = billing_pause_decision(state, now, max_pause)
+    assert (decision.pause, decision.log, decision.state) == (pause, log, after)
+
+
+def test_paused_requests_warn_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    pause = BillingPause(lambda: Flags(billing_exception_max_pause_duration_sec=600), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="tinkex.billing"):
+        warned_at = []
+        for second in range(0, 185, 5):  # a 402 every 5 s for three minutes
+            now[0] = float(second)
+            before = len(caplog.records)
+            assert pause.should_pause("Error code: 402")
+            warned_at += [second] * (len(caplog.records) - before)
+    assert warned_at == [0, 65, 130]  # more than 60 s apart each; the next would be at 195 s
+    assert all("402" in r.getMessage() for r in caplog.records)
+
+
+@contextmanager
+def _client(server: LocalServer, env: dict[str, str] | None = None) -> Iterator[tinkex.Client]:
+    client = tinkex.Client(api_key="tml-billing", base_url=server.base_url, env=env or {}, telemetry=False)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _billing_faults(count: int) -> list[FaultRule]:
+    return [FaultRule(endpoint="forward_backward", status=402, body={"detail": "billing is not set up"}, count=count)]
+
+
+def test_a_402_pauses_and_the_request_goes_through_when_billing_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    with LocalServer(client_config=Flags(), faults=_billing_faults(1)) as server, _client(server) as client:
+        training = client.create_lora_training_client(MODEL, rank=4)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="tinkex.billing"):
+            output = training.forward_backward([DATUM], "cross_entropy").result(60)
+        assert len(output.loss_fn_outputs) == 1
+        assert time.monotonic() - started >= BILLING_PAUSE_INTERVAL_S * 0.9
+        assert [r.status for r in server.ledger.received("forward_backward")] == [402, 200]
+        assert len(server.ledger.executions("forward_backward")) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tinkex.billing"]
+    assert len(warnings) == 1 and "billing is not set up" in warnings[0]
+    assert "tml-billing" not in caplog.text
+
+
+def test_past_the_servers_pause_the_402_raises() -> None:
+    flags = Flags(billing_exception_max_pause_duration_sec=0)
+    with LocalServer(client_config=flags, faults=_billing_faults(5)) as server, _client(server) as client:
+        training = client.create_lora_training_client(MODEL, rank=4)
+        with pytest.raises(tinkex.BillingError):
+            training.forward_backward([DATUM], "cross_entropy").result(60)
+        assert [r.status for r in server.ledger.received("forward_backward")] == [402, 402]  # one pause, then raise
+
+
+def test_without_server_flags_a_402_raises_at_once() -> None:
+    with LocalServer(client_config=Flags(), faults=_billing_faults(5)) as server:
+        with _client(server, {"TINKEX_WIRE_DIALECT": "0.16"}) as client:
+            training = client.create_lora_training_client(MODEL, rank=4)
+            started = time.monotonic()
+            with pytest.raises(tinkex.BillingError):
+                training.forward_backward([DATUM], "cross_entropy").result(60)
+            assert time.monotonic() - started < BILLING_PAUSE_INTERVAL_S
+            assert [r.status for r in server.ledger.received("forward_backward")] == [402]
