@@ -27,6 +27,7 @@ from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.errors import APIConnectionError, ConfigurationError, PristineError
 from pristine_transport.policy import Deadlines, RetryBudget
 
+from . import env_names
 from .config import TINKEX_VERSION, WIRE_SDK_VERSION
 from .rest_client import RestClient, parse_tinker_path
 
@@ -35,7 +36,7 @@ __all__ = ["DEFAULT_TIMEOUT_S", "cli_deadlines", "connection_hint", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_TIMEOUT_S = 20.0
 """Seconds without progress after which a CLI command gives up (the SDK waits 300 s: a batch job's budget)."""
-ENV_TIMEOUT = "TINKEX_CLI_TIMEOUT"
+ENV_TIMEOUT = env_names.CLI_TIMEOUT
 
 
 class UsageError(Exception):
@@ -113,7 +114,7 @@ def _gave_up(args: argparse.Namespace, exc: DeadlineExceededError) -> str:
 
 
 def _base_url(args: argparse.Namespace) -> str | None:
-    return getattr(args, "base_url", None) or os.environ.get("TINKER_BASE_URL") or None
+    return getattr(args, "base_url", None) or os.environ.get(env_names.BASE_URL) or None
 
 
 def _for_the_cli(message: str) -> str:

@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from . import env_names
+
 __all__ = ["DEFAULT_CONSOLE_URL", "console_base_url", "session_console_url", "training_run_console_url"]
 
 DEFAULT_CONSOLE_URL = "https://tinker.thinkingmachines.ai"
@@ -16,7 +18,7 @@ DEFAULT_CONSOLE_URL = "https://tinker.thinkingmachines.ai"
 
 def console_base_url(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
-    return (env.get("TINKER_CONSOLE_URL") or DEFAULT_CONSOLE_URL).rstrip("/")
+    return (env.get(env_names.CONSOLE_URL) or DEFAULT_CONSOLE_URL).rstrip("/")
 
 
 def session_console_url(session_id: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -51,6 +51,7 @@ from pristine_transport.layers.token_auth import (
 from pristine_transport.policy import RetryBudget
 from pristine_transport.redaction import Redactor
 
+from . import env_names
 from .runtime import loop_is_usable, running_loop
 from .sdk_method import detached
 from .types import AuthTokenResponse, ClientConfigResponse
@@ -71,8 +72,8 @@ __all__ = [
     "stored_default_key",
 ]
 
-API_KEY_ENV = "TINKER_API_KEY"
-CREDENTIAL_CMD_ENV = "TINKER_CREDENTIAL_CMD"
+API_KEY_ENV = env_names.API_KEY
+CREDENTIAL_CMD_ENV = env_names.CREDENTIAL_CMD
 API_KEY_HEADER = "X-API-Key"
 AUTH_TOKEN_ENDPOINT = "auth_token"
 RAW_CREDENTIAL_ENDPOINTS = frozenset({"client_config", AUTH_TOKEN_ENDPOINT})

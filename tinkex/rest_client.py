@@ -26,6 +26,7 @@ import msgspec
 
 from pristine_transport.errors import APIStatusError
 
+from . import env_names
 from .api_future import APIFuture, in_background
 from .holder import Holder
 from .telemetry import Telemetry
@@ -554,7 +555,7 @@ def _without_none(request: msgspec.Struct) -> dict[str, Any]:
 
 
 def _copy_destination(destination_project_id: str | None) -> str:
-    destination = destination_project_id or os.environ.get("TINKER_PROJECT_ID") or None
+    destination = destination_project_id or os.environ.get(env_names.PROJECT_ID) or None
     if destination is None:
         raise ValueError("copy_weights needs destination_project_id= or the TINKER_PROJECT_ID environment variable")
     return destination

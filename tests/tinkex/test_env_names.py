@@ -1,5 +1,5 @@
 """Environment variable names are spelled once, in tinkex.env_names: the manifest spells the ones its layers read
-the same way, and no other tinkex module writes one out (but those still waiting for their owners to switch)."""
+the same way, and no other tinkex module writes one out."""
 
 import ast
 from pathlib import Path
@@ -11,9 +11,6 @@ from tinkex import env_names
 
 PACKAGE = Path(tinkex.__file__).parent
 NAMES = {getattr(env_names, constant) for constant in env_names.__all__}
-
-NOT_YET_SWITCHED = {"cli.py", "console.py", "credentials.py", "rest_client.py", "wire/dialect.py"}
-"""Modules owned elsewhere that still spell a name of their own (each the same value as here)."""
 
 
 def _env_values(node: object) -> list[str]:
@@ -46,7 +43,7 @@ def test_no_other_module_spells_a_name_out() -> None:
         for path in PACKAGE.rglob("*.py")
         if path.name != "env_names.py" and _spelled(path)
     }
-    assert spelling <= NOT_YET_SWITCHED, spelling - NOT_YET_SWITCHED
+    assert not spelling, spelling
 
 
 def test_the_names_are_the_official_ones() -> None:

@@ -25,6 +25,7 @@ import msgspec
 from pristine_transport.errors import ConfigurationError
 from pristine_transport.manifest import Manifest
 from pristine_transport.request import json_body
+from tinkex import env_names
 from tinkex import types as t
 from tinkex.types._base import RequestStruct
 
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 WireDialect = Literal["0.16", "0.38"]
-DIALECT_ENV = "TINKEX_WIRE_DIALECT"
+DIALECT_ENV = env_names.WIRE_DIALECT
 """``0.16`` or ``0.38`` forces that dialect; ``auto`` asks the server."""
 DEFAULT_DIALECT_SETTING = "auto"
 """Used when neither the argument nor the environment says: follow the server. A client's first request is the
