@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -28,6 +28,13 @@ __all__ = [
 ]
 
 ImageFormat = Literal["png", "jpeg"]
+
+
+class TextEncoder(Protocol):
+    """What :meth:`ModelInput.from_text` needs of a tokenizer: a :class:`tinkex.tokenizer.Tokenizer`, or a Hugging
+    Face one. Structural, so the types need not import the tokenizer module (which imports the types)."""
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]: ...
 
 
 class ModelInputChunk(InferredUnion):
@@ -173,11 +180,10 @@ class ModelInput(RequestStruct, kw_only=True):
         return cls(chunks=[])
 
     @classmethod
-    def from_text(cls, text: str, tokenizer: Any) -> ModelInput:
-        """Tokenize ``text`` with a :class:`tinkex.tokenizer.Tokenizer` (see ``tinkex.get_tokenizer``)."""
-        from tinkex.tokenizer import model_input_from_text
-
-        return model_input_from_text(text, tokenizer)
+    def from_text(cls, text: str, tokenizer: TextEncoder) -> ModelInput:
+        """Tokenize ``text`` with a :class:`tinkex.tokenizer.Tokenizer` (see ``tinkex.get_tokenizer``), special
+        tokens added as the model does."""
+        return cls.from_ints(tokenizer.encode(text, add_special_tokens=True))
 
     def to_ints(self) -> list[int]:
         """All tokens in order; raises ``ValueError`` if any chunk is not an ``EncodedTextChunk``."""
