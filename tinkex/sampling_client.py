@@ -309,11 +309,12 @@ class SamplingClient:
 
     async def _capped(self, work: Awaitable[SampleResponse]) -> SampleResponse:
         """``work`` once this client has fewer samples in flight than the server's ``sample_max_concurrent_requests``
-        (the official sampling client's ``max_connections``). Read at the first sample: the flags are settled then."""
+        (the official sampling client's ``max_connections``), read at the first sample (the handshake asked first,
+        if this client was rebuilt from a pickle or a handle and nothing asked it yet)."""
         if self._in_flight is None:
-            self._in_flight = server_limits.ConcurrencyCap(
-                server_limits.sample_concurrency_cap(self.holder.known_server_flags())
-            )
+            flags = (await self.holder.server_wire()).config
+            if self._in_flight is None:  # another sample may have set it meanwhile
+                self._in_flight = server_limits.ConcurrencyCap(server_limits.sample_concurrency_cap(flags))
         async with self._in_flight.hold():
             return await work
 

@@ -132,3 +132,21 @@ def test_samples_in_flight_never_exceed_the_servers_cap(flags: Flags, capped: bo
             assert most <= 3
         else:
             assert most > 3
+
+
+def test_a_sampler_rebuilt_from_its_handle_keeps_the_servers_cap() -> None:
+    """A client made from a handle has a session already and never created one: its first sample asks the
+    handshake for the flags before taking the cap."""
+    flags = Flags(sample_max_concurrent_requests=3)
+    with LocalServer(client_config=flags, latency_by_endpoint={"asample": SAMPLE_LATENCY}) as server:
+        with _client(server) as client:
+            handle = client.create_sampling_client(base_model=MODEL).result(30).get_sampler_handle()
+            rebuilt = tinkex.SamplingClient.from_sampler_handle(handle, api_key="tml-limits")
+            try:
+                pending = [rebuilt.sample(PROMPT, 1, t.SamplingParams(max_tokens=2, seed=i)) for i in range(10)]
+                assert all(len(p.result(60).sequences) == 1 for p in pending)
+            finally:
+                rebuilt.holder.close()
+        arrivals = [r.time for r in server.ledger.received("asample")]
+        assert len(arrivals) == 10
+        assert _most_arrivals_within(arrivals, SAMPLE_LATENCY * 0.8) <= 3
