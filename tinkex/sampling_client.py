@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -252,7 +252,9 @@ class SamplingClient:
     ) -> SampleResponse:
         """The sample, its arguments checked and its 0.38 options (``extras``, see ``_new_options``) gathered."""
         work = self._capped(
-            self._sample(prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras)
+            lambda: self._sample(
+                prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
+            )
         )
         try:
             if self.retry_config.timeout_s is None:
@@ -307,8 +309,8 @@ class SamplingClient:
             )
         )
 
-    async def _capped(self, work: Awaitable[SampleResponse]) -> SampleResponse:
-        """``work`` once this client has fewer samples in flight than the server's ``sample_max_concurrent_requests``
+    async def _capped(self, start: Callable[[], Awaitable[SampleResponse]]) -> SampleResponse:
+        """``start()`` once this client has fewer samples in flight than the server's ``sample_max_concurrent_requests``
         (the official sampling client's ``max_connections``), read at the first sample (the handshake asked first,
         if this client was rebuilt from a pickle or a handle and nothing asked it yet)."""
         if self._in_flight is None:
@@ -316,7 +318,8 @@ class SamplingClient:
             if self._in_flight is None:  # another sample may have set it meanwhile
                 self._in_flight = server_limits.ConcurrencyCap(server_limits.sample_concurrency_cap(flags))
         async with self._in_flight.hold():
-            return await work
+            # Started only once admitted: a sample cancelled while it queues leaves no coroutine never awaited.
+            return await start()
 
     async def _sample(
         self,
