@@ -150,3 +150,23 @@ def test_a_sampler_rebuilt_from_its_handle_keeps_the_servers_cap() -> None:
         arrivals = [r.time for r in server.ledger.received("asample")]
         assert len(arrivals) == 10
         assert _most_arrivals_within(arrivals, SAMPLE_LATENCY * 0.8) <= 3
+
+
+def test_a_sample_cancelled_while_it_waits_under_the_cap_is_never_sent() -> None:
+    flags = Flags(sample_max_concurrent_requests=1)
+    with LocalServer(client_config=flags, latency_by_endpoint={"asample": SAMPLE_LATENCY}) as server:
+        with _client(server) as client:
+            sampler = client.create_sampling_client(base_model=MODEL).result(30)
+
+            async def one_runs_one_cancelled() -> int:
+                params = t.SamplingParams(max_tokens=2)
+                first = asyncio.ensure_future(sampler.sample_async(PROMPT, 1, params))
+                queued = asyncio.ensure_future(sampler.sample_async(PROMPT, 1, params))
+                await asyncio.sleep(SAMPLE_LATENCY / 3)
+                queued.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await queued
+                return len((await first).sequences)
+
+            assert asyncio.run(one_runs_one_cancelled()) == 1
+        assert len(server.ledger.received("asample")) == 1
