@@ -2,12 +2,13 @@
 
 An endpoint flagged with ``future`` answers at once with a request id; the result is fetched by polling the
 manifest's retrieve endpoint through that endpoint's own layer stack. :class:`FutureResolver` submits and polls;
-:class:`FutureHandle` is what the caller awaits (or waits on from another thread).
+what each poll's answer means is decided by :mod:`pristine_transport.policy` (``poll_status_verdict``,
+``poll_body_verdict``, ``poll_delay``) and the loop here only applies it.
 
 Delivery rules (design.md, "exactly once"):
 
-- One polling task per future, started as soon as the handle exists. Every awaiter shares it, and awaiting twice
-  gives the same result object.
+- One polling task per future, started as soon as the handle exists (:mod:`pristine_transport.future_handles`
+  holds the handles every awaiter shares).
 - A wait's own ``timeout``, a ``result()`` call from another thread giving up, or cancelling one of several
   awaiters abandons only that wait: the polling goes on and a later await still gets the result. Cancelling the
   last awaiter, ``handle.cancel()``, the handle's ``deadline_s`` and :meth:`FutureResolver.aclose` stop polling.
@@ -15,22 +16,18 @@ Delivery rules (design.md, "exactly once"):
 - Response bytes taken from the budget on a metadata-only reply are held until the future ends, and given back
   exactly once on every path (result, failure, deadline, cancellation).
 
-Result formats: a submit may name the formats its result is asked for in (the manifest's ``result_formats`` of
-the dialect the caller speaks). The polls then send them as ``Accept``, and a 2xx reply whose ``Content-Type`` is
-one of them is decoded by the codec the SDK registered for its ``(serializer, message)`` in ``result_codecs``.
-Every other reply is read as JSON, as without formats: try-again, failure and metadata-only replies are JSON.
+Result formats and their decoding are :mod:`pristine_transport.future_results`; the future's span is
+:mod:`pristine_transport.future_spans`. This module re-exports the public names of both, and of the handles.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import random as random_module
 import time
-import types
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -41,7 +38,6 @@ from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DEADLINES, DeadlineExceededError, effective_deadlines
 from pristine_transport.errors import (
     APIConnectionError,
-    ConfigurationError,
     FutureExpiredError,
     FutureRetrieveError,
     FutureTimeoutError,
@@ -50,6 +46,23 @@ from pristine_transport.errors import (
     RequestFailedError,
     RequestRateLimitedError,
     body_excerpt,
+)
+from pristine_transport.future_handles import CombinedHandle, FutureHandle, ResultHandle, combine
+from pristine_transport.future_results import (
+    ResultCodecs,
+    ResultDecoder,
+    check_codecs,
+    convert_result,
+    decode_result,
+    format_of,
+    request_id_of,
+)
+from pristine_transport.future_spans import (
+    FutureOutcome,
+    QueueStateFanout,
+    end_span,
+    end_task_span,
+    future_attributes,
 )
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.queue_state import QueueStateObserver
@@ -90,14 +103,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-ResultDecoder = Callable[[bytes], Any]
-"""Turns a result body in one registered format into the result object (raises ``ValueError`` when it cannot)."""
-ResultCodecs = Mapping[tuple[str, str | None], ResultDecoder]
-"""The result decoders an SDK registers, by a :class:`ResultFormatSpec`'s ``(serializer, message)``."""
-
-FutureOutcome = Literal["ok", "failed", "expired", "timeout", "cancelled", "error"]
 
 logger = get_logger("futures")
 
@@ -108,197 +113,6 @@ _FAILURE_ERRORS: Mapping[FailureKind, type[RequestFailedError]] = {
     "capacity": RequestCapacityError,
 }
 """The error raised for each failure :func:`~pristine_transport.policy.poll_body_verdict` names."""
-
-
-class ResultHandle(Generic[T]):
-    """What :class:`FutureHandle` and :class:`CombinedHandle` share: awaiting, waiting from another thread and
-    cancelling one task that lives on one event loop."""
-
-    _loop: asyncio.AbstractEventLoop
-    _description: str
-    _task: asyncio.Task[T] | None
-    """The task every awaiter shares (a combined handle creates it on the first wait)."""
-    _awaiters: int = 0
-
-    def _shared_task(self) -> asyncio.Task[T]:
-        """The task every awaiter shares; called on the loop thread only."""
-        assert self._task is not None
-        return self._task
-
-    def _cancel_work(self) -> None:
-        """Stop the work behind the handle; called on the loop thread only."""
-        if self._task is not None:
-            self._task.cancel()
-
-    def done(self) -> bool:
-        """True once the handle has a result, a failure, or was cancelled."""
-        return self._task is not None and self._task.done()
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self.result_async().__await__()
-
-    async def result_async(self, timeout: float | None = None) -> T:
-        """The result. ``timeout`` bounds this wait only (:class:`FutureTimeoutError`); polling goes on. Cancelling
-        the last awaiter stops the polling (the server's work is not cancelled); other awaiters keep it alive."""
-        if _running_loop() is not self._loop:
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.result_async(timeout), self._loop))
-        return await self._wait(timeout, awaiter=True)
-
-    async def _wait(self, timeout: float | None, *, awaiter: bool) -> T:
-        task = self._shared_task()
-        self._awaiters += awaiter
-        try:
-            async with asyncio.timeout(timeout):
-                # shield: cancelling this awaiter must not cancel the task the other awaiters share.
-                return await asyncio.shield(task)
-        except FutureTimeoutError:
-            raise
-        except TimeoutError:
-            if task.done():
-                raise
-            raise FutureTimeoutError(self._description, timeout or 0.0, polling_stopped=False) from None
-        except asyncio.CancelledError:
-            if awaiter and self._awaiters == 1 and not task.done():
-                self._cancel_work()
-            raise
-        finally:
-            self._awaiters -= awaiter
-
-    def result(self, timeout: float | None = None) -> T:
-        """Block the calling thread until the result is there. Not allowed on the handle's own loop thread,
-        where it would deadlock: there, ``await`` the handle or use ``result_async()``. A cancelled handle raises
-        ``concurrent.futures.CancelledError``, as a ``concurrent.futures.Future`` would."""
-        if _running_loop() is self._loop:
-            raise RuntimeError(
-                f"{type(self).__name__}.result() called on the event loop that resolves it, which would deadlock; "
-                "use `await handle` or `await handle.result_async()` instead."
-            )
-        task = self._task
-        if task is not None and task.done():
-            if task.cancelled():
-                raise concurrent.futures.CancelledError(f"{self._description} was cancelled")
-            return task.result()
-        if self._loop.is_closed():
-            raise RuntimeError(f"the event loop of {self._description} is closed")
-        # Not an awaiter: giving up after ``timeout`` here leaves the polling running, as a concurrent future would.
-        waiting = asyncio.run_coroutine_threadsafe(self._wait(None, awaiter=False), self._loop)
-        try:
-            return waiting.result(timeout)
-        except FutureTimeoutError:
-            raise  # the handle's own deadline, raised by the task
-        except concurrent.futures.TimeoutError:
-            waiting.cancel()
-            raise FutureTimeoutError(self._description, timeout or 0.0, polling_stopped=False) from None
-
-    def cancel(self) -> None:
-        """Stop resolving (polling ends, held budget is released). The server's work is not cancelled."""
-        if _running_loop() is self._loop:
-            self._cancel_work()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._cancel_work)
-
-
-class FutureHandle(ResultHandle[T]):
-    """One submitted request's future result: ``await handle``, ``handle.result()`` from another thread."""
-
-    def __init__(
-        self,
-        request_id: str,
-        task: asyncio.Task[T],
-        loop: asyncio.AbstractEventLoop,
-        submit_reply: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.request_id = request_id
-        self._task = task
-        self._loop = loop
-        self._description = request_id
-        self.submit_reply: Mapping[str, Any] = submit_reply if submit_reply is not None else _NO_REPLY
-        """The submit's decoded JSON reply (the request id and whatever else the server said when it accepted the
-        request, e.g. ids it assigned up front); empty for a handle made by :meth:`FutureResolver.handle`."""
-
-    def __repr__(self) -> str:
-        state = "done" if self.done() else "pending"
-        return f"FutureHandle(request_id={self.request_id!r}, {state})"
-
-
-_NO_REPLY: Mapping[str, Any] = types.MappingProxyType({})
-
-
-class CombinedHandle(ResultHandle[R]):
-    """Several handles reduced by ``transform`` into one result, with the handle API. The first failure among
-    the parts propagates. ``transform`` runs once, on the first await; later awaits get the same object.
-    ``cancel()`` cancels every part."""
-
-    def __init__(self, parts: Sequence[ResultHandle[Any]], transform: Callable[[list[Any]], R]) -> None:
-        if not parts:
-            raise ValueError("combine() needs at least one handle")
-        loops = {id(part._loop) for part in parts}
-        if len(loops) != 1:
-            raise ValueError("combine() needs handles of one event loop")
-        self.parts = list(parts)
-        self._transform = transform
-        self._loop = parts[0]._loop
-        self._task: asyncio.Task[R] | None = None
-        self._description = "combined(" + ", ".join(part._description for part in parts) + ")"
-
-    @property
-    def request_ids(self) -> list[str]:
-        return [part._description for part in self.parts]
-
-    def _shared_task(self) -> asyncio.Task[R]:
-        # Called on the loop thread only (result_async hops there first), so creating it once needs no lock.
-        if self._task is None:
-            self._task = self._loop.create_task(self._reduce(), name=f"pristine {self._description}")
-            self._task.add_done_callback(_retrieve_outcome)
-        return self._task
-
-    async def _reduce(self) -> R:
-        tasks = [part._shared_task() for part in self.parts]
-        # asyncio.wait never cancels what it waits on, so a cancelled combined wait leaves the parts running.
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task.done() and (task.cancelled() or task.exception() is not None):
-                return task.result()  # raises the part's failure
-        return self._transform([task.result() for task in tasks])
-
-    def _cancel_work(self) -> None:
-        for part in self.parts:
-            part._cancel_work()
-        super()._cancel_work()
-
-    def done(self) -> bool:
-        if self._task is not None:
-            return self._task.done()
-        return all(part.done() for part in self.parts)
-
-    def __repr__(self) -> str:
-        return f"CombinedHandle({self._description})"
-
-
-def combine(handles: Sequence[ResultHandle[Any]], transform: Callable[[list[Any]], R]) -> CombinedHandle[R]:
-    """One handle whose result is ``transform([result of each handle, in order])``."""
-    return CombinedHandle(handles, transform)
-
-
-class _ObserverFanout:
-    """The observer passed to the retrieve stack: records queue-state changes on the future's span and forwards
-    them to the caller's observer. The layer reports every 408 / try-again body; only changes go further."""
-
-    def __init__(self, span: trace.Span, observer: QueueStateObserver | None) -> None:
-        self._span = span
-        self._observer = observer
-        self._last: tuple[str, str | None] | None = None
-
-    def on_queue_state_change(self, state: str, reason: str | None) -> None:
-        if (state, reason) == self._last:
-            return
-        self._last = (state, reason)
-        attributes = {"queue.state": str(state)}
-        if reason is not None:
-            attributes["queue.state_reason"] = reason
-        self._span.add_event("queue_state_change", attributes)
-        if self._observer is not None:
-            self._observer.on_queue_state_change(state, reason)
 
 
 class _Poll:
@@ -392,20 +206,20 @@ class FutureResolver:
         ``request_type``: the polls' request-type header, when it is not ``endpoint``'s (a request a dialect
         sends to another endpoint keeps its own type)."""
         started = self._clock()
-        self._check_codecs(result_formats)
+        check_codecs(result_formats, self.result_codecs)
         if request_type is None:
             future_spec = self.client.manifest.endpoint(endpoint).future
             request_type = future_spec.request_type if future_spec is not None else None
-        span = self._tracer.start_span(f"future {endpoint}", attributes=_future_attributes(endpoint, send_kwargs))
+        span = self._tracer.start_span(f"future {endpoint}", attributes=future_attributes(endpoint, send_kwargs))
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 if DEADLINES not in (send_kwargs.get("extensions") or {}):
                     given = effective_deadlines({}, self.deadlines)
                     send_kwargs["extensions"] = {**(send_kwargs.get("extensions") or {}), DEADLINES: given}
                 body = await self.client.call(endpoint, json=json, **send_kwargs)
-            request_id = _request_id_of(body, self.spec.request_id_field, endpoint)
+            request_id = request_id_of(body, self.spec.request_id_field, endpoint)
         except BaseException as exc:
-            _end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
+            end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
         reply = body if isinstance(body, Mapping) else None
         state = _Poll(request_id, request_type, self._clock() - started, result_formats)
@@ -427,22 +241,12 @@ class FutureResolver:
         roundtrip header; ``endpoint`` names the span (default: the retrieve endpoint). Call it on the loop
         that should poll."""
         asyncio.get_running_loop()  # fail before a span is started that nothing would end
-        self._check_codecs(result_formats)
+        check_codecs(result_formats, self.result_codecs)
         name = endpoint or self.spec.retrieve_endpoint
         span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
         roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
         state = _Poll(request_id, request_type, roundtrip, result_formats)
         return self._start(span, state, result_type, observer, deadline_s)
-
-    def _check_codecs(self, result_formats: Sequence[ResultFormatSpec]) -> None:
-        for result_format in result_formats:
-            if result_format.serializer == "json":
-                continue
-            if (result_format.serializer, result_format.message) not in self.result_codecs:
-                raise ConfigurationError(
-                    f"no result codec is registered for serializer {result_format.serializer!r} and message "
-                    f"{result_format.message!r} ({result_format.content_type})"
-                )
 
     async def aclose(self) -> None:
         """Stop every future still polling and wait until their tasks have ended."""
@@ -465,14 +269,14 @@ class FutureResolver:
         span.set_attribute(f"{self.client.manifest.name}.request_id", request_id)
         loop = asyncio.get_running_loop()
         task = loop.create_task(
-            self._resolve(span, state, result_type, _ObserverFanout(span, observer), deadline_s),
+            self._resolve(span, state, result_type, QueueStateFanout(span, observer), deadline_s),
             name=f"pristine future {request_id}",
         )
         self._live.add(task)
         task.add_done_callback(self._live.discard)
         # Ended from the task's outcome, not inside the coroutine: a task cancelled before its first step never
         # runs any of its code.
-        task.add_done_callback(lambda done: _end_future_span(span, state, done))
+        task.add_done_callback(lambda done: end_task_span(span, done, polls=state.iteration))
         return FutureHandle(request_id, task, loop, submit_reply)
 
     async def _resolve(
@@ -480,7 +284,7 @@ class FutureResolver:
         span: trace.Span,
         state: _Poll,
         result_type: type[T],
-        observer: _ObserverFanout,
+        observer: QueueStateFanout,
         deadline_s: float | None,
     ) -> T:
         deadline = asyncio.timeout(deadline_s)
@@ -499,7 +303,7 @@ class FutureResolver:
                 state.held_bytes = 0
 
     async def _poll_until_resolved(
-        self, span: trace.Span, state: _Poll, result_type: type[T], observer: _ObserverFanout
+        self, span: trace.Span, state: _Poll, result_type: type[T], observer: QueueStateFanout
     ) -> T:
         spec = self.spec
         started = self._clock()
@@ -567,9 +371,9 @@ class FutureResolver:
             if verdict is not None:  # not ready yet: a server error, a 408 (queued or not), a bare 400
                 await self._wait(state, deadlines, verdict, held=held, streak=state.fast_repolls + 1)
                 continue
-            result_format = _format_of(response, state.result_formats)
+            result_format = format_of(response, state.result_formats)
             if result_format is not None:
-                return self._decoded(state, result_format, response.content, result_type)
+                return decode_result(state.request_id, result_format, response.content, result_type, self.result_codecs)
             try:
                 body = msgspec.json.decode(response.content)
             except msgspec.DecodeError:
@@ -585,16 +389,7 @@ class FutureResolver:
                 raise self._bad_metadata(state, body)
             if answer.outcome is PollBody.FAILED:
                 raise self._request_failed(state, body, answer)
-            try:
-                return msgspec.convert(body, result_type)
-            except msgspec.ValidationError as exc:
-                raise FutureRetrieveError(
-                    f"Error retrieving result for request {state.request_id}: the result does not match "
-                    f"{_type_name(result_type)}: {exc}",
-                    request_id=state.request_id,
-                    status_code=status,
-                    body=body,
-                ) from None
+            return convert_result(state.request_id, body, result_type, status)
 
     async def _wait(self, state: _Poll, deadlines: Deadlines, answer: PollAnswer, *, held: bool, streak: int) -> None:
         """Record the answer, then wait as :func:`~pristine_transport.policy.poll_delay` says, unless the next poll
@@ -625,26 +420,6 @@ class FutureResolver:
             request_id=state.request_id,
             detail=f"no-progress deadline {no_progress:g} s; the next poll would start after it",
         )
-
-    def _decoded(self, state: _Poll, result_format: ResultFormatSpec, content: bytes, result_type: type[T]) -> T:
-        decoder = self.result_codecs[(result_format.serializer, result_format.message)]
-        try:
-            result = decoder(content)
-        except ValueError as exc:
-            raise FutureRetrieveError(
-                f"Error retrieving result for request {state.request_id}: the {result_format.content_type} result "
-                f"does not decode as {result_format.message}: {exc}",
-                request_id=state.request_id,
-                status_code=200,
-            ) from None
-        if isinstance(result_type, type) and not isinstance(result, result_type):
-            raise FutureRetrieveError(
-                f"Error retrieving result for request {state.request_id}: the {result_format.message} codec gave "
-                f"a {type(result).__name__}, not a {_type_name(result_type)}",
-                request_id=state.request_id,
-                status_code=200,
-            )
-        return result
 
     def _poll_body(self, state: _Poll) -> dict[str, Any]:
         body: dict[str, Any] = {self.spec.request_id_field: state.request_id}
@@ -701,82 +476,3 @@ class FutureResolver:
             status_code=status,
             body=body,
         )
-
-
-def _future_attributes(endpoint: str, send_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The future span's attributes: its endpoint, and the caller's ``SPAN_ATTRIBUTES`` of the submit."""
-    attributes: dict[str, Any] = {"pristine.future.endpoint": endpoint}
-    extra = (send_kwargs.get("extensions") or {}).get(extensions.SPAN_ATTRIBUTES)
-    if extra:
-        attributes.update(extra)
-    return attributes
-
-
-def _request_id_of(body: Any, field: str, endpoint: str) -> str:
-    value = body.get(field) if isinstance(body, Mapping) else getattr(body, field, None)
-    if not isinstance(value, str) or not value:
-        raise FutureRetrieveError(
-            f"{endpoint} answered without a request id in field {field!r}: {body!r:.200}", request_id="", body=body
-        )
-    return value
-
-
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _format_of(response: httpx.Response, formats: Sequence[ResultFormatSpec]) -> ResultFormatSpec | None:
-    """The asked-for non-JSON format a reply's ``Content-Type`` names, or None (the reply is read as JSON)."""
-    if not formats:
-        return None
-    media_type = _media_type(response.headers.get("content-type", ""))
-    for result_format in formats:
-        if result_format.serializer != "json" and _media_type(result_format.content_type) == media_type:
-            return result_format
-    return None
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", repr(tp))
-
-
-def _outcome_of(task: asyncio.Task[Any]) -> FutureOutcome:
-    if task.cancelled():
-        return "cancelled"
-    error = task.exception()
-    if error is None:
-        return "ok"
-    if isinstance(error, RequestFailedError):
-        return "failed"
-    if isinstance(error, FutureExpiredError):
-        return "expired"
-    if isinstance(error, FutureTimeoutError):
-        return "timeout"
-    return "error"
-
-
-def _end_future_span(span: trace.Span, state: _Poll, task: asyncio.Task[Any]) -> None:
-    error = None if task.cancelled() else task.exception()  # also marks a failure nobody awaits as retrieved
-    _end_span(span, _outcome_of(task), polls=state.iteration, error=error)
-
-
-def _end_span(span: trace.Span, outcome: FutureOutcome, *, polls: int, error: BaseException | None) -> None:
-    span.set_attribute("pristine.future.polls", polls)
-    span.set_attribute("pristine.future.outcome", outcome)
-    if error is not None and outcome != "cancelled":
-        span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
-        span.record_exception(error)
-    span.end()
-
-
-def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
-    # A future nobody awaits may still fail; mark its exception retrieved so asyncio does not log it at GC.
-    if not task.cancelled():
-        task.exception()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
