@@ -45,9 +45,16 @@ from pristine_transport.errors import (
     RequestCapacityError,
     RequestFailedError,
     RequestRateLimitedError,
-    body_excerpt,
 )
 from pristine_transport.future_handles import CombinedHandle, FutureHandle, ResultHandle, combine
+from pristine_transport.future_polls import (
+    PollState,
+    bad_metadata_error,
+    poll_request_body,
+    poll_request_headers,
+    request_failed_error,
+    status_error,
+)
 from pristine_transport.future_results import (
     ResultCodecs,
     ResultDecoder,
@@ -72,10 +79,8 @@ from pristine_transport.manifest import FuturesSpec, ResultFormatSpec
 from pristine_transport.policy import (
     DEFAULT_DEADLINES,
     Deadlines,
-    FailureKind,
     PollAnswer,
     PollBody,
-    PollBodyVerdict,
     PollEnd,
     poll_body_verdict,
     poll_delay,
@@ -105,39 +110,6 @@ __all__ = [
 T = TypeVar("T")
 
 logger = get_logger("futures")
-
-_FAILURE_ERRORS: Mapping[FailureKind, type[RequestFailedError]] = {
-    "failed": RequestFailedError,
-    "cancelled": RequestCancelledError,
-    "rate_limited": RequestRateLimitedError,
-    "capacity": RequestCapacityError,
-}
-"""The error raised for each failure :func:`~pristine_transport.policy.poll_body_verdict` names."""
-
-
-class _Poll:
-    """Mutable state of one future's polling."""
-
-    def __init__(
-        self,
-        request_id: str,
-        request_type: str | None,
-        roundtrip_s: float,
-        result_formats: Sequence[ResultFormatSpec] = (),
-    ) -> None:
-        self.request_id = request_id
-        self.request_type = request_type
-        self.roundtrip_s = roundtrip_s
-        self.result_formats = tuple(result_formats)
-        self.iteration = 0
-        self.allow_metadata_only = True
-        self.held_bytes = 0
-        self.fast_repolls = 0
-        self.connection_errors = 0
-        self.bad_requests = 0
-        self.rate_limited = 0
-        self.last_answer = "no answer yet"
-        self.last_progress = 0.0
 
 
 class FutureResolver:
@@ -222,7 +194,7 @@ class FutureResolver:
             end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
         reply = body if isinstance(body, Mapping) else None
-        state = _Poll(request_id, request_type, self._clock() - started, result_formats)
+        state = PollState(request_id, request_type, self._clock() - started, result_formats)
         return self._start(span, state, result_type, observer, deadline_s, reply)
 
     def handle(
@@ -245,7 +217,7 @@ class FutureResolver:
         name = endpoint or self.spec.retrieve_endpoint
         span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
         roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
-        state = _Poll(request_id, request_type, roundtrip, result_formats)
+        state = PollState(request_id, request_type, roundtrip, result_formats)
         return self._start(span, state, result_type, observer, deadline_s)
 
     async def aclose(self) -> None:
@@ -258,7 +230,7 @@ class FutureResolver:
     def _start(
         self,
         span: trace.Span,
-        state: _Poll,
+        state: PollState,
         result_type: type[T],
         observer: QueueStateObserver | None,
         deadline_s: float | None,
@@ -282,7 +254,7 @@ class FutureResolver:
     async def _resolve(
         self,
         span: trace.Span,
-        state: _Poll,
+        state: PollState,
         result_type: type[T],
         observer: QueueStateFanout,
         deadline_s: float | None,
@@ -303,7 +275,7 @@ class FutureResolver:
                 state.held_bytes = 0
 
     async def _poll_until_resolved(
-        self, span: trace.Span, state: _Poll, result_type: type[T], observer: QueueStateFanout
+        self, span: trace.Span, state: PollState, result_type: type[T], observer: QueueStateFanout
     ) -> T:
         spec = self.spec
         started = self._clock()
@@ -334,8 +306,8 @@ class FutureResolver:
             try:
                 response = await self.client.send(
                     spec.retrieve_endpoint,
-                    json=self._poll_body(state),
-                    headers=self._poll_headers(state),
+                    json=poll_request_body(spec, state),
+                    headers=poll_request_headers(spec.poll_headers, state),
                     extensions={**poll_extensions, DEADLINES: poll_deadlines},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
@@ -363,11 +335,11 @@ class FutureResolver:
             if verdict is PollEnd.EXPIRED:
                 raise FutureExpiredError(state.request_id, status, request_type=state.request_type)
             if verdict is PollEnd.FATAL:
-                raise self._status_error(state, status, response.content, "fatal status")
+                raise status_error(self.client.redactor, state, status, response.content, "fatal status")
             if verdict is PollAnswer.BARE_400:
                 state.bad_requests += 1
                 if state.bad_requests > spec.bad_request_retries:
-                    raise self._status_error(state, status, response.content, "repeated bare 400")
+                    raise status_error(self.client.redactor, state, status, response.content, "repeated bare 400")
             if verdict is not None:  # not ready yet: a server error, a 408 (queued or not), a bare 400
                 await self._wait(state, deadlines, verdict, held=held, streak=state.fast_repolls + 1)
                 continue
@@ -377,7 +349,9 @@ class FutureResolver:
             try:
                 body = msgspec.json.decode(response.content)
             except msgspec.DecodeError:
-                raise self._status_error(state, status, response.content, "response is not JSON") from None
+                raise status_error(
+                    self.client.redactor, state, status, response.content, "response is not JSON"
+                ) from None
             answer = poll_body_verdict(body, spec, metadata_only_welcome=state.allow_metadata_only)
             if isinstance(answer.outcome, PollAnswer):
                 state.last_answer = answer.last_answer
@@ -386,12 +360,14 @@ class FutureResolver:
                 await self._wait(state, deadlines, answer.outcome, held=held, streak=state.fast_repolls + 1)
                 continue
             if answer.outcome is PollBody.BAD_METADATA:
-                raise self._bad_metadata(state, body)
+                raise bad_metadata_error(spec, state, body)
             if answer.outcome is PollBody.FAILED:
-                raise self._request_failed(state, body, answer)
+                raise request_failed_error(spec, state, body, answer)
             return convert_result(state.request_id, body, result_type, status)
 
-    async def _wait(self, state: _Poll, deadlines: Deadlines, answer: PollAnswer, *, held: bool, streak: int) -> None:
+    async def _wait(
+        self, state: PollState, deadlines: Deadlines, answer: PollAnswer, *, held: bool, streak: int
+    ) -> None:
         """Record the answer, then wait as :func:`~pristine_transport.policy.poll_delay` says, unless the next poll
         would start after the no-progress deadline: then fail with :class:`DeadlineExceededError`."""
         now = self._clock()
@@ -408,7 +384,7 @@ class FutureResolver:
         if delay > 0:
             await self._sleep(delay)
 
-    def _deadline_error(self, state: _Poll, now: float, no_progress: float) -> DeadlineExceededError:
+    def _deadline_error(self, state: PollState, now: float, no_progress: float) -> DeadlineExceededError:
         what = f"future {state.request_id}" + (f" ({state.request_type})" if state.request_type else "")
         return DeadlineExceededError(
             httpx.Request("POST", self.client.url_for(self.spec.retrieve_endpoint)),
@@ -421,26 +397,7 @@ class FutureResolver:
             detail=f"no-progress deadline {no_progress:g} s; the next poll would start after it",
         )
 
-    def _poll_body(self, state: _Poll) -> dict[str, Any]:
-        body: dict[str, Any] = {self.spec.request_id_field: state.request_id}
-        if self.spec.allow_metadata_only_field is not None:
-            body[self.spec.allow_metadata_only_field] = state.allow_metadata_only
-        return body
-
-    def _poll_headers(self, state: _Poll) -> dict[str, str]:
-        names = self.spec.poll_headers
-        headers: dict[str, str] = {}
-        if names.iteration is not None:
-            headers[names.iteration] = str(state.iteration)
-        if names.request_type is not None and state.request_type is not None:
-            headers[names.request_type] = state.request_type
-        if state.result_formats:
-            headers["Accept"] = ", ".join(result_format.content_type for result_format in state.result_formats)
-        if names.roundtrip is not None and state.iteration == 0:
-            headers[names.roundtrip] = repr(state.roundtrip_s)
-        return headers
-
-    async def _hold_metadata_only(self, span: trace.Span, state: _Poll, size: int) -> None:
+    async def _hold_metadata_only(self, span: trace.Span, state: PollState, size: int) -> None:
         """The first metadata-only reply: hold its bytes from the budget until the future ends, and ask for the
         full result from now on."""
         span.add_event("metadata_only", {"pristine.future.response_bytes": size})
@@ -448,31 +405,3 @@ class FutureResolver:
             await self.response_budget.acquire(size)
             state.held_bytes = size
         state.allow_metadata_only = False
-
-    def _bad_metadata(self, state: _Poll, body: Any) -> FutureRetrieveError:
-        size_field = self.spec.metadata_only.size_field if self.spec.metadata_only is not None else "size"
-        return FutureRetrieveError(
-            f"Error retrieving result for request {state.request_id}: metadata-only reply has no valid "
-            f"{size_field!r} (got {body.get(size_field)!r})",
-            request_id=state.request_id,
-            status_code=200,
-            body=body,
-        )
-
-    def _request_failed(self, state: _Poll, body: Any, answer: PollBodyVerdict) -> RequestFailedError:
-        reported = str(body.get(self.spec.failure.field))
-        message = f"Request failed: {reported} for request_id={state.request_id}"
-        return _FAILURE_ERRORS[answer.failure](message, request_id=state.request_id, category=answer.category)
-
-    def _status_error(self, state: _Poll, status: int, content: bytes, why: str) -> FutureRetrieveError:
-        text = self.client.redactor.text(body_excerpt(content.decode("utf-8", errors="replace")))
-        try:
-            body: object = msgspec.json.decode(content) if content else None
-        except msgspec.DecodeError:
-            body = text
-        return FutureRetrieveError(
-            f"Error retrieving result for request {state.request_id} ({why}): HTTP {status} - {text or '<empty>'}",
-            request_id=state.request_id,
-            status_code=status,
-            body=body,
-        )
