@@ -6,6 +6,7 @@ every error from it here, so what goes on the wire and what an error says are re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,12 +21,13 @@ from pristine_transport.errors import (
     body_excerpt,
 )
 from pristine_transport.manifest import FuturePollHeaders, FuturesSpec, ResultFormatSpec
-from pristine_transport.policy import FailureKind, PollBodyVerdict
+from pristine_transport.policy import Deadlines, FailureKind, PollBodyVerdict
 from pristine_transport.redaction import Redactor
 
 __all__ = [
     "PollState",
     "bad_metadata_error",
+    "poll_deadlines",
     "poll_request_body",
     "poll_request_headers",
     "request_failed_error",
@@ -64,6 +66,15 @@ class PollState:
         self.rate_limited = 0
         self.last_answer = "no answer yet"
         self.last_progress = 0.0
+
+
+def poll_deadlines(deadlines: Deadlines, state: PollState, now: float) -> Deadlines:
+    """The deadlines one poll sent at ``now`` carries: the future's, its no-progress deadline cut to what is left of
+    it, so one poll cannot outlast the future's own deadline (at least 1 ms, so the poll is still sent)."""
+    if deadlines.no_progress_s is None:
+        return deadlines
+    remaining = max(state.last_progress + deadlines.no_progress_s - now, 0.001)
+    return dataclasses.replace(deadlines, no_progress_s=remaining)
 
 
 def poll_request_body(spec: FuturesSpec, state: PollState) -> dict[str, Any]:

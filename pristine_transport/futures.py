@@ -23,7 +23,6 @@ Result formats and their decoding are :mod:`pristine_transport.future_results`; 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random as random_module
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ from pristine_transport.future_handles import CombinedHandle, FutureHandle, Resu
 from pristine_transport.future_polls import (
     PollState,
     bad_metadata_error,
+    poll_deadlines,
     poll_request_body,
     poll_request_headers,
     request_failed_error,
@@ -281,7 +281,6 @@ class FutureResolver:
         started = self._clock()
         warn_at = spec.warn_after_s
         deadlines = effective_deadlines({}, self.deadlines)
-        no_progress = deadlines.no_progress_s
         state.last_progress = started
         poll_extensions: dict[str, Any] = {extensions.QUEUE_OBSERVER: observer}
         if self.not_ready_polls == "events" and span.is_recording():
@@ -289,26 +288,14 @@ class FutureResolver:
         while True:
             sent_at = self._clock()
             if warn_at is not None and sent_at - started >= warn_at:
-                logger.warning(
-                    "future %s (%s) is still unresolved after %.0f s: %d polls, last answer: %s",
-                    state.request_id,
-                    state.request_type or "request",
-                    sent_at - started,
-                    state.iteration,
-                    state.last_answer,
-                )
+                _warn_unresolved(state, sent_at - started)
                 warn_at *= 2
-            poll_deadlines = deadlines
-            if no_progress is not None:
-                # One poll may not outlast the future's own no-progress deadline.
-                remaining = max(state.last_progress + no_progress - sent_at, 0.001)
-                poll_deadlines = dataclasses.replace(deadlines, no_progress_s=remaining)
             try:
                 response = await self.client.send(
                     spec.retrieve_endpoint,
                     json=poll_request_body(spec, state),
                     headers=poll_request_headers(spec.poll_headers, state),
-                    extensions={**poll_extensions, DEADLINES: poll_deadlines},
+                    extensions={**poll_extensions, DEADLINES: poll_deadlines(deadlines, state, sent_at)},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
                 state.last_answer = type(exc).__name__
@@ -405,3 +392,14 @@ class FutureResolver:
             await self.response_budget.acquire(size)
             state.held_bytes = size
         state.allow_metadata_only = False
+
+
+def _warn_unresolved(state: PollState, waited_s: float) -> None:
+    logger.warning(
+        "future %s (%s) is still unresolved after %.0f s: %d polls, last answer: %s",
+        state.request_id,
+        state.request_type or "request",
+        waited_s,
+        state.iteration,
+        state.last_answer,
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pristine_transport.future_polls import PollState, poll_request_body, poll_request_headers
+from pristine_transport.future_polls import PollState, poll_deadlines, poll_request_body, poll_request_headers
 from pristine_transport.manifest import FuturePollHeaders, FuturesSpec, ResultFormatSpec
+from pristine_transport.policy import Deadlines
 
 NAMES = FuturePollHeaders(iteration="X-Iter", request_type="X-Type", roundtrip="X-Roundtrip")
 PROTO = ResultFormatSpec(content_type="application/x-protobuf", serializer="proto", message="m")
@@ -47,3 +48,28 @@ def test_poll_request_body_says_whether_metadata_only_is_still_welcome() -> None
     assert poll_request_body(spec, state) == {"request_id": "r1", "allow_metadata_only": False}
     bare = FuturesSpec(retrieve_endpoint="retrieve", request_id_field="id")
     assert poll_request_body(bare, state) == {"id": "r1"}
+
+
+@pytest.mark.parametrize(
+    ("no_progress_s", "last_progress", "now", "expected"),
+    [
+        (None, 0.0, 500.0, None),  # no deadline: the future's deadlines as they are
+        (300.0, 0.0, 0.0, 300.0),
+        (300.0, 100.0, 250.0, 150.0),  # what is left since the last progress
+        (300.0, 0.0, 299.5, 0.5),
+        (300.0, 0.0, 300.0, 0.001),  # spent: the poll still goes out, with the least deadline
+        (300.0, 0.0, 400.0, 0.001),
+    ],
+)
+def test_poll_deadlines_never_outlast_the_futures_own(
+    no_progress_s: float | None, last_progress: float, now: float, expected: float | None
+) -> None:
+    deadlines = Deadlines(no_progress_s=no_progress_s)
+    state = _state()
+    state.last_progress = last_progress
+    got = poll_deadlines(deadlines, state, now)
+    if expected is None:
+        assert got is deadlines
+    else:
+        assert got.no_progress_s == pytest.approx(expected)
+    assert got.budget == deadlines.budget
