@@ -13,17 +13,21 @@ import pytest
 
 import tinkex
 from tinkex import types as t
+from tinkex.config import load_tinker_manifest
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.wire.server_limits import (
     BILLING_PAUSE_INTERVAL_S,
     BillingPause,
     BillingPauseState,
     billing_pause_decision,
+    pauses_on_billing,
 )
 
 MODEL = "Qwen/Qwen3-8B"
 DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3, 4]), loss_fn_inputs={"target_tokens": [2, 3, 4, 5]})
 Flags = t.ClientConfigResponse
+LOGGER = "tinkex.wire.server_limits"
+MANIFEST = load_tinker_manifest()
 State = BillingPauseState
 
 
@@ -46,10 +50,27 @@ def test_billing_pause_decision_table(
     assert (decision.pause, decision.log, decision.state) == (pause, log, after)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "pauses"),
+    [
+        ("forward_backward", True),
+        ("asample", True),  # officially samples pause too
+        ("create_model", True),
+        ("get_server_capabilities", True),
+        ("check_accessible", False),  # the access check raises at once, as officially
+        ("session_heartbeat", False),
+        ("telemetry", False),
+        ("retrieve_future", False),
+    ],
+)
+def test_which_requests_pause_on_billing(endpoint: str, pauses: bool) -> None:
+    assert pauses_on_billing(MANIFEST, endpoint) is pauses
+
+
 def test_paused_requests_warn_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     pause = BillingPause(lambda: Flags(billing_exception_max_pause_duration_sec=600), clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="tinkex.billing"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         warned_at = []
         for second in range(0, 185, 5):  # a 402 every 5 s for three minutes
             now[0] = float(second)
@@ -77,13 +98,13 @@ def test_a_402_pauses_and_the_request_goes_through_when_billing_recovers(caplog:
     with LocalServer(client_config=Flags(), faults=_billing_faults(1)) as server, _client(server) as client:
         training = client.create_lora_training_client(MODEL, rank=4)
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="tinkex.billing"):
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
             output = training.forward_backward([DATUM], "cross_entropy").result(60)
         assert len(output.loss_fn_outputs) == 1
         assert time.monotonic() - started >= BILLING_PAUSE_INTERVAL_S * 0.9
         assert [r.status for r in server.ledger.received("forward_backward")] == [402, 200]
         assert len(server.ledger.executions("forward_backward")) == 1
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tinkex.billing"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert len(warnings) == 1 and "billing is not set up" in warnings[0]
     assert "tml-billing" not in caplog.text
 

@@ -47,6 +47,7 @@ __all__ = [
     "BillingPauseState",
     "BillingPausingClient",
     "billing_pause_decision",
+    "pauses_on_billing",
     "ChunkLimits",
     "ConcurrencyCap",
     "chunk_limits",
@@ -143,7 +144,7 @@ class ConcurrencyCap:
         return f"ConcurrencyCap(limit={self.limit})"
 
 
-logger = logging.getLogger("tinkex.billing")
+logger = logging.getLogger(__name__)
 
 BILLING_PAUSE_INTERVAL_S = 5.0
 """How long a paused request waits before it is sent again (the official 5 s)."""
@@ -218,18 +219,28 @@ def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
     return float(max(flags.billing_exception_max_pause_duration_sec, 0)) if flags is not None else None
 
 
+def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
+    """Whether a 402 from ``endpoint`` pauses: only requests that are re-sent at all (a retry policy allowing
+    re-sends), as officially only those sent through ``execute_with_retries`` and samples pause. The access check,
+    the heartbeat, telemetry and future polls (policy ``none``) raise their 402 at once."""
+    policy = manifest.retry_policy_for(endpoint)
+    return policy is not None and (policy.max_retries is None or policy.max_retries > 0)
+
+
 class BillingPausingClient(ManifestClient):
-    """A :class:`ManifestClient` whose every request (``send``; ``call`` and the future resolver go through it)
-    waits out a 402 while ``billing`` says the pause lasts, then is sent again unchanged (a 402 ran nothing)."""
+    """A :class:`ManifestClient` whose requests (``send``; ``call`` and the future resolver go through it) wait out a
+    402 while ``billing`` says the pause lasts, then are sent again unchanged (a 402 ran nothing); see
+    :func:`pauses_on_billing` for which."""
 
     def __init__(self, *args: Any, billing: BillingPause, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.billing = billing
+        self._pausing = {name: pauses_on_billing(self.manifest, name) for name in self.manifest.endpoints}
 
     async def send(self, endpoint: str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
         while True:
             response = await super().send(endpoint, **kwargs)
-            if response.status_code != 402:
+            if response.status_code != 402 or not self._pausing.get(endpoint, False):
                 return response
             await response.aread()
             detail = self.redactor.text(error_for_response(response).message)
