@@ -40,8 +40,8 @@ import httpx
 from opentelemetry import baggage, context, metrics, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace import NoOpTracer, NoOpTracerProvider, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .. import extensions
 from ..errors import failure_name
