@@ -478,15 +478,14 @@ class TrainingClient:
     async def _save_for_sampler(
         self, request_id: int, name: str, ttl: int | None, user_metadata: dict[str, str] | None
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        metadata = _set_only(user_metadata=user_metadata)
-        request = self._json_request(
+        return await self._save_named(
+            request_id,
             "save_weights_for_sampler",
-            lambda seq_id: SaveWeightsForSamplerRequest(
-                model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **metadata
-            ),
+            name,
+            ttl,
+            _set_only(user_metadata=user_metadata),
+            (SaveWeightsForSamplerRequest, SaveWeightsForSamplerResponseInternal, SaveWeightsForSamplerResponse),
         )
-        handle = await self._dispatch(request_id, request, SaveWeightsForSamplerResponseInternal)
-        return self._future(handle, _named_path("save_weights_for_sampler", name, SaveWeightsForSamplerResponse))
 
     async def save_weights_external_async(
         self, name: str, ttl_seconds: int | None = None, age_encryption_recipients: list[str] | None = None
@@ -509,15 +508,32 @@ class TrainingClient:
         if recipients is not None and len(recipients) > 10:
             self._turns.mark_dispatched(request_id)
             raise ValueError(f"age_encryption_recipients takes at most 10 keys, got {len(recipients)}")
-        extras = _set_only(age_encryption_recipients=recipients)
-        request = self._json_request(
+        return await self._save_named(
+            request_id,
             "save_weights_external",
-            lambda seq_id: SaveWeightsExternalRequest(
-                model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **extras
-            ),
+            name,
+            ttl,
+            _set_only(age_encryption_recipients=recipients),
+            (SaveWeightsExternalRequest, SaveWeightsExternalResponseInternal, SaveWeightsExternalResponse),
         )
-        handle = await self._dispatch(request_id, request, SaveWeightsExternalResponseInternal)
-        return self._future(handle, _named_path("save_weights_external", name, SaveWeightsExternalResponse))
+
+    async def _save_named(
+        self,
+        request_id: int,
+        endpoint: str,
+        name: str,
+        ttl: int | None,
+        extras: dict[str, Any],
+        types: tuple[type[Any], type[Any], type[Any]],
+    ) -> APIFuture[Any]:
+        """A save under ``name``: the request, internal response and public response ``types`` of ``endpoint``."""
+        request_type, internal_type, response_type = types
+        request = self._json_request(
+            endpoint,
+            lambda seq_id: request_type(model_id=self.model_id, path=name, seq_id=seq_id, ttl_seconds=ttl, **extras),
+        )
+        handle = await self._dispatch(request_id, request, internal_type)
+        return self._future(handle, _named_path(endpoint, name, response_type))
 
     async def save_weights_and_get_sampling_client_async(
         self,
