@@ -244,6 +244,9 @@ class Holder:
     async def server_wire(self) -> ServerWire:
         """The dialect this client speaks and the server's flags: the forced dialect (no flags), else the
         handshake's answer (asked once; a failed handshake is asked again by the next caller)."""
+        settled = self._settled_wire()
+        if settled is not None:  # every request after the first: no lock, no wrapped future
+            return settled
         with self._lock:
             if self._wire is None or (self._wire.done() and self._wire.exception() is not None):
                 self._wire = detached(self.runtime.submit, self._handshake())
@@ -300,20 +303,22 @@ class Holder:
         session exists); read it when acting, so a refresh applies to what is sent after it."""
         return self.dynamic.current
 
-    def known_wire_dialect(self) -> WireDialect | None:
-        """The dialect if it is settled (never asks the server)."""
+    def _settled_wire(self) -> ServerWire | None:
         found = self._wire
         if found is None or not found.done() or found.cancelled() or found.exception() is not None:
             return None
-        return found.result().dialect
+        return found.result()
+
+    def known_wire_dialect(self) -> WireDialect | None:
+        """The dialect if it is settled (never asks the server)."""
+        settled = self._settled_wire()
+        return None if settled is None else settled.dialect
 
     def known_server_flags(self) -> ClientConfigResponse | None:
         """The server's ``client/config`` flags if the handshake settled with them (never asks the server). Settled
         before any training or sampling client exists, since their creation needs the session."""
-        found = self._wire
-        if found is None or not found.done() or found.cancelled() or found.exception() is not None:
-            return None
-        return found.result().config
+        settled = self._settled_wire()
+        return None if settled is None else settled.config
 
     async def _create_session(self) -> str:
         assert self.manifest.session is not None, "the manifest has no session block"

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -228,6 +228,32 @@ class SamplingClient:
         per sampled position), ``target_prompt_logprobs`` (int64 ``[len(prompt) - 1, K]`` token ids to score at
         each prompt position, -1 for none), ``prompt_alt_tokens_k`` (draws per prompt position) and
         ``prompt_logprobs_last_n`` (score only the last N prompt tokens; needs ``include_prompt_logprobs``)."""
+        return await self._checked_sample(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
+
+    def _checked_sample(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool,
+        topk_prompt_logprobs: int,
+        topk_sample_logprobs: int,
+        target_prompt_logprobs: TensorData | None,
+        prompt_alt_tokens_k: int,
+        prompt_logprobs_last_n: int | None,
+    ) -> Coroutine[Any, Any, SampleResponse]:
+        """The sample to run, its arguments checked now (a mistake raises in the caller's stack) and its 0.38
+        options gathered once for the sync and async forms."""
         prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
         extras = _new_options(
             self.record_stability_info,
@@ -237,7 +263,7 @@ class SamplingClient:
             prompt_alt_tokens_k,
             prompt_logprobs_last_n,
         )
-        return await self._sample_checked(
+        return self._sample_checked(
             prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
         )
 
@@ -294,18 +320,17 @@ class SamplingClient:
     ) -> APIFuture[SampleResponse]:
         """Returns at once; the future is also a ``concurrent.futures.Future`` (what 0.16 returned). Arguments are
         checked here, so a mistake raises in the caller's stack rather than later from the future."""
-        prompt, num_samples, sampling_params = _checked_sample_arguments(prompt, num_samples, sampling_params)
-        extras = _new_options(
-            self.record_stability_info,
-            include_prompt_logprobs,
-            topk_sample_logprobs,
-            target_prompt_logprobs,
-            prompt_alt_tokens_k,
-            prompt_logprobs_last_n,
-        )
         return in_background(
-            self._sample_checked(
-                prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
+            self._checked_sample(
+                prompt,
+                num_samples,
+                sampling_params,
+                include_prompt_logprobs,
+                topk_prompt_logprobs,
+                topk_sample_logprobs,
+                target_prompt_logprobs,
+                prompt_alt_tokens_k,
+                prompt_logprobs_last_n,
             )
         )
 
