@@ -40,6 +40,7 @@ __all__ = [
     "RetryOverride",
     "RetryHeadersSpec",
     "RetryPolicySpec",
+    "ResubmitSpec",
     "ResultFormatSpec",
     "SessionSpec",
     "TransportSpec",
@@ -194,6 +195,17 @@ class EndpointFutureSpec(_Spec):
     """Sent in the poll's request-type header (e.g. ``Sample``)."""
     result: str
     """Name of the result type; the SDK on top maps names to its own types."""
+    resubmit_on_expiry: ResubmitSpec | None = None
+    """When the future's poll answers the ``futures`` block's ``expiry_status`` (the result is gone), the request is
+    sent again as a new one, as this says; null: the expiry is the caller's error. The SDK that submits applies it."""
+
+
+class ResubmitSpec(_Spec):
+    """How an expired future's request is sent again: at most ``max_resubmits`` times, the n-th after
+    ``initial_delay_s * 2**n`` seconds (no cap beyond the count)."""
+
+    max_resubmits: int = 5
+    initial_delay_s: float = 0.5
 
 
 class ResultFormatSpec(_Spec):
@@ -673,6 +685,9 @@ def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> 
             problems.append(f"{where}.timeout_s: must be positive")
         if ep.future is not None and m.futures is None:
             problems.append(f"{where}.future: the manifest has no futures block")
+        resubmit = ep.future.resubmit_on_expiry if ep.future is not None else None
+        if resubmit is not None and (resubmit.max_resubmits < 0 or resubmit.initial_delay_s < 0):
+            problems.append(f"{where}.future.resubmit_on_expiry: max_resubmits and initial_delay_s must be 0 or more")
         for dialect, spec in ep.dialects.items():
             endpoint_exists(spec.endpoint, f"{where}.dialects.{dialect}.endpoint")
             if spec.serializer != "json" and (spec.content_type is None or spec.message is None):
