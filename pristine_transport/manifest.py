@@ -40,6 +40,7 @@ __all__ = [
     "RetryOverride",
     "RetryHeadersSpec",
     "RetryPolicySpec",
+    "RetryRuleSpec",
     "ResubmitSpec",
     "ResultFormatSpec",
     "SessionSpec",
@@ -137,11 +138,42 @@ class PoolSpec(_Spec):
     """How long after a backoff deadline the window still counts as recent."""
 
 
+class RetryRuleSpec(_Spec):
+    """An answer the retry layer waits out on terms of its own, instead of the policy's status rules: the server
+    saying "not yet" (something still being built) or "on hold" (an account paused). A policy's rules are checked
+    first (before the server's retry header and ``retry_statuses``) on every non-2xx answer, when the policy
+    re-sends at all (``max_retries`` not 0).
+
+    A rule matches an answer whose status is in ``statuses`` and, when set, whose body contains ``body_contains``
+    and has ``body_field``'s value at its top level (a body left unread, as a stream's, matches neither). It waits
+    ``wait_s`` (null: the policy's backoff, the server's Retry-After included) and sends the request again, until
+    the request has had ``max_attempts`` matching answers (requests in all while the rule matches) or the rule's
+    episode has lasted ``max_duration_s``; then the matching answer is final. A wait counts as progress for the
+    no-progress deadline (a live server asked for it) and not against the policy's ``max_retries``.
+
+    An episode is one stretch of matching answers, shared by every request whose retry layer shares the rule's
+    state: it begins at its first match and is over once it has not been noted for ``episode_gap_s`` (noted: a
+    warning, at most one per ``log_interval_s``; for a rule without ``log``, every wait)."""
+
+    statuses: list[int]
+    body_contains: str | None = None
+    body_field: MatchSpec | None = None
+    wait_s: float | None = None
+    max_attempts: int | None = None
+    max_duration_s: float | None = None
+    episode_gap_s: float = 300.0
+    log: str | None = None
+    """What the WARNING says while the rule waits (null: no warning, only the INFO line of every re-send)."""
+    log_interval_s: float = 0.0
+    """At most one warning per this many seconds of an episode (0: every wait)."""
+
+
 class RetryPolicySpec(_Spec):
     """``standard``: capped exponential backoff with jitter in [1-jitter, 1], at most ``max_retries`` re-sends.
     ``progress``: symmetric jitter ±jitter, unlimited re-sends (``max_retries`` null) until no request of the
     policy has made progress for ``progress_timeout_s`` (one progress tracker shared by the policy's endpoints).
-    ``sampling`` is the name ``progress`` had first (the official SDK's sampler uses it), still read as the same."""
+    ``sampling`` is the name ``progress`` had first (the official SDK's sampler uses it), still read as the same.
+    ``rules``: answers waited out on their own terms (:class:`RetryRuleSpec`), by name."""
 
     kind: RetryKind = "standard"
     max_retries: int | None = 10
@@ -156,10 +188,12 @@ class RetryPolicySpec(_Spec):
     progress_timeout_s: float | None = None
     max_in_flight: int | None = None
     """Concurrent logical requests admitted into the policy at once (null: unlimited)."""
+    rules: dict[str, RetryRuleSpec] = msgspec.field(default_factory=dict)
 
 
 class RetryOverride(_Spec):
-    """A named policy with some fields replaced, e.g. ``{"policy": "standard", "max_retries": 0}``."""
+    """A named policy with some fields replaced, e.g. ``{"policy": "standard", "max_retries": 0}``. Its ``rules``
+    are added to the policy's (one of the same name replaced; null removes it), not put in their place."""
 
     policy: str
     kind: RetryKind | msgspec.UnsetType = msgspec.UNSET
@@ -174,6 +208,7 @@ class RetryOverride(_Spec):
     max_retry_after_s: float | msgspec.UnsetType = msgspec.UNSET
     progress_timeout_s: float | None | msgspec.UnsetType = msgspec.UNSET
     max_in_flight: int | None | msgspec.UnsetType = msgspec.UNSET
+    rules: dict[str, RetryRuleSpec | None] | msgspec.UnsetType = msgspec.UNSET
 
 
 class BackpressureSpec(_Spec):
@@ -415,6 +450,9 @@ class Manifest(_Spec):
         if not isinstance(retry, RetryOverride):
             return base
         changes = {f: getattr(retry, f) for f in retry.__struct_fields__ if f != "policy"}
+        if isinstance(retry.rules, dict):
+            merged = {**base.rules, **retry.rules}
+            changes["rules"] = {rule: spec for rule, spec in merged.items() if spec is not None}
         return msgspec.structs.replace(base, **{k: v for k, v in changes.items() if v is not msgspec.UNSET})
 
 
@@ -726,4 +764,23 @@ def _check_policy(p: RetryPolicySpec, where: str) -> list[str]:
         problems.append(f"{where}.max_delay_s: must be >= initial_delay_s >= 0")
     if p.max_in_flight is not None and p.max_in_flight <= 0:
         problems.append(f"{where}.max_in_flight: must be positive or null")
+    for name, rule in p.rules.items():
+        problems += _check_rule(rule, f"{where}.rules.{name}")
+    return problems
+
+
+def _check_rule(rule: RetryRuleSpec, where: str) -> list[str]:
+    problems = []
+    if not rule.statuses or any(not 300 <= status <= 599 for status in rule.statuses):
+        problems.append(f"{where}.statuses: must list statuses within 300-599, got {rule.statuses}")
+    if rule.max_attempts is None and rule.max_duration_s is None:
+        problems.append(f"{where}: needs max_attempts or max_duration_s (a rule must end)")
+    if rule.max_attempts is not None and rule.max_attempts < 1:
+        problems.append(f"{where}.max_attempts: must be >= 1 or null")
+    for field in ("wait_s", "max_duration_s"):
+        value = getattr(rule, field)
+        if value is not None and value < 0:
+            problems.append(f"{where}.{field}: must be >= 0 or null, got {value}")
+    if rule.log_interval_s < 0 or rule.episode_gap_s <= 0:
+        problems.append(f"{where}: log_interval_s must be >= 0 and episode_gap_s positive")
     return problems
