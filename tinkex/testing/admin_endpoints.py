@@ -33,6 +33,7 @@ from .calls import Call, Rejection, Result
 from .futures_store import FutureStore
 from .registry import Registry, parse_tinker_path, utcnow
 from .replies import json_reply
+from .rest_endpoints import query_rejection, query_value
 from .session_endpoints import caller_urn
 
 __all__ = ["AdminEndpoints"]
@@ -59,15 +60,9 @@ class _Attribution(msgspec.Struct, frozen=True):
     project_id: str | None
 
 
-def _query(call: Call, name: str) -> str | None:
-    values = call.query.get(name)
-    return values[-1] if values else None
-
-
 def _problem_reply(problem: QueryProblem) -> Rejection:
-    """400 naming the query parameter, in the FastAPI shape (the message names it too)."""
-    body = {"detail": [{"loc": ["query", problem.field], "msg": str(problem), "type": "value_error"}]}
-    return Rejection(json_reply(body, 400))
+    """400 naming the query parameter (the message names it too)."""
+    return query_rejection(problem.field, str(problem), 400)
 
 
 def _model_input_tokens(model_input: t.ModelInput) -> int:
@@ -84,15 +79,16 @@ class AdminEndpoints:
     # reports ---------------------------------------------------------------------------------------------
     def get_audit_log(self, call: Call) -> Result:
         try:
-            day = audit_day(_query(call, "day"), self._clock().date())
-            entries = audit_entries(self.journal.audit(), _query(call, "event_type") or "all", day)
+            day = audit_day(query_value(call, "day"), self._clock().date())
+            entries = audit_entries(self.journal.audit(), query_value(call, "event_type") or "all", day)
         except QueryProblem as problem:
             raise _problem_reply(problem) from None
         return Result(json_reply(t.AuditLogResponse(entries=entries)))
 
     def get_billing_usage(self, call: Call) -> Result:
         try:
-            start, end = billing_window(_query(call, "starting_on"), _query(call, "ending_before"), self._clock())
+            starting_on, ending_before = query_value(call, "starting_on"), query_value(call, "ending_before")
+            start, end = billing_window(starting_on, ending_before, self._clock())
         except QueryProblem as problem:
             raise _problem_reply(problem) from None
         events = billing_events(self.journal.usage(), start, end)
@@ -108,7 +104,7 @@ class AdminEndpoints:
             StoredCheckpoint(*self._owner_of_run(c.path.run_id), size_bytes=c.size_bytes)
             for c in self.registry.live_checkpoints()
         ]
-        items = storage_items(stored, _query(call, "project_id") or None)
+        items = storage_items(stored, query_value(call, "project_id") or None)
         return Result(json_reply(t.CurrentCheckpointStorageUsageResponse(data=items)))
 
     # the journal -----------------------------------------------------------------------------------------

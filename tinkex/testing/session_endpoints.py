@@ -1,5 +1,5 @@
-"""The session and account endpoints official 0.38 added: finish, join a sampling session, search, move to a
-project, export a trace, and who the key is (``auth/apikey/me``)."""
+"""The session endpoints: create a session and keep it alive (heartbeat), and what official 0.38 added: finish, join
+a sampling session, search, move to a project, export a trace, and who the key is (``auth/apikey/me``)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ class SessionEndpoints:
         self.registry = registry
         self.ledger = ledger
         self.downloads = downloads
+
+    def create_session(self, call: Call) -> Result:
+        request: t.CreateSessionRequest = call.body
+        session = self.registry.create_session(
+            request.tags,
+            request.user_metadata or {},
+            owner=caller_urn(call),
+            project_id=request.project_id,
+            display_name=request.display_name,
+        )
+        return Result(json_reply(t.CreateSessionResponse(session_id=session.session_id)), session_id=session.session_id)
+
+    def session_heartbeat(self, call: Call) -> Result:
+        request: t.SessionHeartbeatRequest = call.body
+        open_session(self.registry, request.session_id)
+        return Result(json_reply(t.SessionHeartbeatResponse()))
 
     def finish_session(self, call: Call) -> Result:
         request: t.FinishSessionRequest = call.body
