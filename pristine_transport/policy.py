@@ -6,7 +6,8 @@ number in [0, 1) handed in), so each rule is tested by a table. The mechanisms t
 :class:`~pristine_transport.futures.FutureResolver` (polling a future). There is one backoff formula,
 :func:`backoff_delay`, and every wait of either mechanism is computed by it. What an error about a write says
 happened to it (ran / did not run / may have run) is :func:`write_outcome`, built on the per-attempt
-:func:`may_have_run`.
+:func:`may_have_run`. A policy's retry rules (answers waited out on their own terms, such as "still being built")
+are :func:`matching_rule` and :func:`decide_rule`.
 
 The defaults follow the official SDK's budget (tinker-wire.md §3.1-3.4): re-sends at the Stainless pace
 (``max_retries`` of the policy, 0.5 s doubling to 10 s), then further rounds after ``min(2**n, 30)`` s until the
@@ -17,13 +18,13 @@ lasts (one given back per success).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 
-from pristine_transport.manifest import FuturesSpec, PollBackoffSpec, RetryPolicySpec
+from pristine_transport.manifest import FuturesSpec, MatchSpec, PollBackoffSpec, RetryPolicySpec, RetryRuleSpec
 
 __all__ = [
     "Attempt",
@@ -39,10 +40,14 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryState",
+    "RuleEpisode",
+    "RuleVerdict",
     "WriteOutcome",
     "backoff_delay",
     "decide_retry",
+    "decide_rule",
     "is_bare_400",
+    "matching_rule",
     "may_have_run",
     "poll_delay",
     "poll_body_verdict",
@@ -298,20 +303,111 @@ def decide_retry(
             return GiveUp(None)  # the policy's re-sends are spent and no budget extends them
         budget = deadlines.budget
         delay = backoff_delay(state.rounds, initial_s=budget.round_initial_s, max_s=budget.round_max_s)
-    elif policy.respect_retry_after and server_delay is not None and 0 < server_delay <= policy.max_retry_after_s:
-        delay = server_delay
     else:
-        delay = backoff_delay(
-            state.retries if unlimited else state.round_retries,
-            initial_s=policy.initial_delay_s,
-            max_s=policy.max_delay_s,
-            jitter=policy.jitter,
-            mode="down" if policy.kind == "standard" else "both",
-            random=random,
-        )
+        delay = _policy_delay(policy, state.retries if unlimited else state.round_retries, server_delay, random)
     if state.remaining_s is not None and delay >= state.remaining_s:
         return GiveUp(f"no progress for the deadline (next re-send would start after it): {reason}", "no_progress")
     return Retry(delay, reason, new_round=new_round, takes_bare_400_token=token)
+
+
+def _policy_delay(policy: RetryPolicySpec, step: int, server_delay: float | None, random: float) -> float:
+    """The policy's wait before its ``step``-th re-send (from 0): the server's Retry-After when the policy respects
+    it and it lies in (0, ``max_retry_after_s``], else the policy's jittered backoff."""
+    if policy.respect_retry_after and server_delay is not None and 0 < server_delay <= policy.max_retry_after_s:
+        return server_delay
+    return backoff_delay(
+        step,
+        initial_s=policy.initial_delay_s,
+        max_s=policy.max_delay_s,
+        jitter=policy.jitter,
+        mode="down" if policy.kind == "standard" else "both",
+        random=random,
+    )
+
+
+# --- retry rules: answers waited out on their own terms ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEpisode:
+    """One stretch of a rule's matching answers (times on the caller's monotonic clock): when its first match
+    came and when it was last noted (warned about; for a rule without a log text, waited on)."""
+
+    first_at: float | None = None
+    noted_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """What a rule makes of one matching answer (see :func:`decide_rule`)."""
+
+    wait_s: float | None
+    """Wait this long and send again; None: the answer is final (``gave_up`` says why)."""
+    warn: bool
+    """Warn now (the rule has a log text and its log interval has passed)."""
+    episode: RuleEpisode
+    """The episode after this answer, to keep for the next."""
+    gave_up: Literal["attempts", "duration"] | None = None
+
+
+def matching_rule(
+    policy: RetryPolicySpec, rules: Mapping[str, RetryRuleSpec], status: int, body: bytes | None
+) -> tuple[str, RetryRuleSpec] | None:
+    """The first of ``rules`` (by name, in order) that this answer matches, or None; always None for a policy that
+    allows no re-sends. ``body`` None: not read (a stream), so a rule that looks at the body does not match."""
+    if policy.max_retries == 0:
+        return None
+    for name, rule in rules.items():
+        if status not in rule.statuses:
+            continue
+        if rule.body_contains is not None and (body is None or rule.body_contains.encode() not in body):
+            continue
+        if rule.body_field is not None and (body is None or not _has_field_value(body, rule.body_field)):
+            continue
+        return name, rule
+    return None
+
+
+def _has_field_value(body: bytes, match: MatchSpec) -> bool:
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(decoded, dict) and decoded.get(match.field) == match.value
+
+
+def decide_rule(
+    rule: RetryRuleSpec,
+    policy: RetryPolicySpec,
+    episode: RuleEpisode,
+    *,
+    now: float,
+    matches: int,
+    retry_after_s: float | None = None,
+    random: float = 0.5,
+) -> RuleVerdict:
+    """Wait out this matching answer (and how long), or let it be final. ``matches``: the request's answers that
+    matched the rule, this one included. An episode not noted for the rule's ``episode_gap_s`` is over: this answer
+    starts a new one. Final once ``matches`` reaches ``max_attempts`` or the episode has lasted longer than
+    ``max_duration_s``. The wait is the rule's ``wait_s``, else the policy's (Retry-After or backoff, by
+    ``matches``). Warned at most once per ``log_interval_s`` of the episode."""
+    if episode.noted_at is not None and now - episode.noted_at > rule.episode_gap_s:
+        episode = RuleEpisode()
+    if rule.max_attempts is not None and matches >= rule.max_attempts:
+        return RuleVerdict(None, False, episode, "attempts")
+    if rule.max_duration_s is not None and episode.first_at is not None and now - episode.first_at > rule.max_duration_s:
+        return RuleVerdict(None, False, episode, "duration")
+    interval = rule.log_interval_s if rule.log is not None else 0.0
+    note = episode.noted_at is None or interval <= 0 or now - episode.noted_at > interval
+    wait = rule.wait_s if rule.wait_s is not None else _policy_delay(policy, matches - 1, retry_after_s, random)
+    return RuleVerdict(
+        wait,
+        note and rule.log is not None,
+        RuleEpisode(
+            first_at=episode.first_at if episode.first_at is not None else now,
+            noted_at=now if note else episode.noted_at,
+        ),
+    )
 
 
 # --- polling a future -------------------------------------------------------------------------------------------
