@@ -57,7 +57,7 @@ from pristine_transport.deadlines import (
     OperationClock,
     effective_deadlines,
 )
-from pristine_transport.errors import WRITE_OUTCOME, ProgressTimeoutError, failure_name
+from pristine_transport.errors import WRITE_OUTCOME, ProgressTimeoutError, body_excerpt, failure_name
 from pristine_transport.layers.response_io import discard, read_or_close
 from pristine_transport.policy import (
     CALL_DEADLINES,
@@ -65,21 +65,30 @@ from pristine_transport.policy import (
     Deadlines,
     GiveUp,
     RetryState,
+    RuleEpisode,
     decide_retry,
+    decide_rule,
     is_bare_400,
+    matching_rule,
     may_have_run,
     write_outcome,
 )
 
-from ..manifest import RetryHeadersSpec, RetryPolicySpec
+from ..manifest import RetryHeadersSpec, RetryPolicySpec, RetryRuleSpec
 from .header_list import HeaderEntry, copy_request, live_entries
 
 __all__ = [
+    "RETRY_RULES",
     "ProgressTimeoutError",
     "ProgressTracker",
     "RetryLayer",
+    "RuleEpisodes",
     "retry_after_s",
 ]
+
+RETRY_RULES = "pristine.retry_rules"
+"""``request.extensions`` key: retry rules (a mapping of rule name to ``RetryRuleSpec``) for this request only,
+added to its policy's (a rule of the same name replaced), e.g. a caller's own wait and bound for one call."""
 
 logger = logging.getLogger("pristine_transport.retry")
 
@@ -241,6 +250,10 @@ class RetryLayer(httpx.AsyncBaseTransport):
 
     Each retry logs at INFO on ``pristine_transport.retry`` and adds a ``retry.backoff`` event to the current
     span; the span gets ``pristine.retries`` (re-sends done, when there were any) at the end.
+
+    The policy's ``rules`` (and the request's :data:`RETRY_RULES`) come first: an answer one of them matches is
+    waited out as :func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms, and is not
+    counted as a failure; their episodes live in ``rule_episodes`` (the layer's own unless shared).
     """
 
     def __init__(
@@ -256,6 +269,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         on_retry: RetryHook | None = None,
         deadlines: Deadlines = CALL_DEADLINES,
         clock: Callable[[], float] | None = None,
+        rule_episodes: RuleEpisodes | None = None,
     ) -> None:
         if progress is None and (policy.progress_timeout_s is not None or policy.max_in_flight is not None):
             progress = ProgressTracker(policy.progress_timeout_s, policy.max_in_flight)
@@ -275,6 +289,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._deadlines = deadlines
         self._clock = clock
         self._bare_400 = _Tokens(deadlines.budget.bare_400_retries)
+        self._rule_episodes = rule_episodes if rule_episodes is not None else RuleEpisodes()
 
     def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
         # Not a coroutine function: a request whose body is in memory and whose policy has no progress tracker (the
@@ -371,6 +386,23 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     failure = None  # type: ignore[assignment]
                 if state is None:
                     state = _Operation(progress.successes if progress is not None else 0)
+                if failure is None and (policy_rules := self._policy.rules or request.extensions.get(RETRY_RULES)):
+                    ruled = self._rule_wait(request, response, attempt, state, clock, policy_rules, retries + 1)
+                    if ruled is not None:
+                        await discard(response)
+                        await self._sleep(ruled)
+                        # A live server asked for the wait: it counts as progress, not against any deadline.
+                        if no_progress is not None:
+                            clock.deadline = max(clock.deadline, now() + no_progress)
+                        if progress is not None:
+                            progress.record_progress()
+                        retries += 1
+                        continue
+                    if state.rule_final:
+                        request.extensions[WRITE_OUTCOME] = response.extensions[WRITE_OUTCOME] = write_outcome(
+                            state.attempts
+                        )
+                        return response
                 state.saw(attempt, clock)
                 verdict = decide_retry(
                     self._policy,
@@ -418,6 +450,56 @@ class RetryLayer(httpx.AsyncBaseTransport):
             retry_after_s=retry_after_s(response.headers) if self._policy.respect_retry_after else None,
         )
 
+    def _rule_wait(
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        attempt: Attempt,
+        state: _Operation,
+        clock: OperationClock,
+        policy_rules: Mapping[str, RetryRuleSpec],
+        resend: int,
+    ) -> float | None:
+        """The wait a retry rule asks for this answer, announced; None when no rule matches, or when the matching
+        rule gives up (then ``state.rule_final`` is set: the answer is final)."""
+        rules = policy_rules
+        extra = request.extensions.get(RETRY_RULES)
+        if extra and extra is not policy_rules:
+            rules = {**policy_rules, **extra}
+        matched = matching_rule(self._policy, rules, attempt.status or 0, response.content if response.is_closed else None)
+        if matched is None:
+            return None
+        name, rule = matched
+        state.attempts.append(attempt)  # for the write's outcome; not a failure
+        clock.last_seen = f"HTTP {attempt.status}"
+        matches = state.rule_matches[name] = state.rule_matches.get(name, 0) + 1
+        now = clock.now()
+        episode = self._rule_episodes.get(name)
+        verdict = decide_rule(
+            rule, self._policy, episode, now=now, matches=matches, retry_after_s=attempt.retry_after_s,
+            random=self._random(),
+        )
+        self._rule_episodes.set(name, verdict.episode)
+        where = f"{request.method} {request.url.path}"
+        if verdict.wait_s is None:
+            state.rule_final = True
+            if rule.log is not None:
+                began = verdict.episode.first_at
+                lasted = f" for {now - began:.0f} s" if verdict.gave_up == "duration" and began is not None else ""
+                logger.error(
+                    "%s: %s still answered HTTP %d after %d request(s)%s, more than the rule %r allows; giving up: %s",
+                    rule.log, where, attempt.status, matches, lasted, name, _answer_text(response),
+                )
+            return None
+        if verdict.warn:
+            of = f" of {rule.max_attempts}" if rule.max_attempts is not None else ""
+            logger.warning(
+                "%s: %s answered HTTP %d; sending it again in %.1f s (request %d%s): %s",
+                rule.log, where, attempt.status, verdict.wait_s, matches, of, _answer_text(response),
+            )
+        self._announce(request, resend, verdict.wait_s, f"status {attempt.status} (rule {name})", hook=False)
+        return verdict.wait_s
+
     def _deadline_error(
         self,
         request: httpx.Request,
@@ -453,14 +535,15 @@ class RetryLayer(httpx.AsyncBaseTransport):
             cached = self._read_timeout_cache = (read_timeout, entry)
         return float(read_timeout), cached[1]  # type: ignore[arg-type]
 
-    def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str) -> None:
+    def _announce(self, request: httpx.Request, attempt: int, delay: float, reason: str, *, hook: bool = True) -> None:
+        """Log and trace a re-send; ``hook``: tell ``on_retry`` too (a rule's wait is not a failure's retry)."""
         logger.info(
             "retrying %s %s: re-send %d in %.3fs after %s", request.method, request.url.path, attempt, delay, reason
         )
         trace.get_current_span().add_event(
             "retry.backoff", {"retry.attempt": attempt, "retry.delay_s": delay, "retry.reason": reason}
         )
-        if self._on_retry is not None:
+        if hook and self._on_retry is not None:
             try:
                 self._on_retry(RetryEvent(request.method, request.url.path, attempt, delay, reason))
             except Exception:  # a broken hook must not break the request
@@ -489,6 +572,34 @@ def _warn_cannot_connect(request: httpx.Request, failure: str | None, no_progres
     )
 
 
+class RuleEpisodes:
+    """The current episode of each retry rule, by name (:class:`~pristine_transport.policy.RuleEpisode`): when its
+    matching answers began and when it last warned. Every retry layer given the same object shares them, so one
+    outage is one episode however many endpoints see it; a layer makes its own when given none. Use from one
+    event loop (or several, for plain reads and writes of one dict)."""
+
+    __slots__ = ("_episodes",)
+
+    def __init__(self) -> None:
+        self._episodes: dict[str, RuleEpisode] = {}
+
+    def get(self, rule: str) -> RuleEpisode:
+        return self._episodes.get(rule, _NO_EPISODE)
+
+    def set(self, rule: str, episode: RuleEpisode) -> None:
+        self._episodes[rule] = episode
+
+
+_NO_EPISODE = RuleEpisode()
+
+
+def _answer_text(response: httpx.Response) -> str:
+    """What an answer said, for a log line: its body's start (secrets already masked by the boundary)."""
+    if not response.is_closed:
+        return "(body not read)"
+    return body_excerpt(response.text) if response.content else "(empty body)"
+
+
 class _Tokens:
     """The empty-body-400 budget of one layer: one token per such re-send, one given back per success."""
 
@@ -509,7 +620,16 @@ class _Tokens:
 class _Operation:
     """Counters of one logical request between decisions, and its failed attempts (for the write's outcome)."""
 
-    __slots__ = ("attempts", "may_have_run", "failures", "round_retries", "rounds", "successes_at_first_failure")
+    __slots__ = (
+        "attempts",
+        "may_have_run",
+        "failures",
+        "round_retries",
+        "rounds",
+        "rule_final",
+        "rule_matches",
+        "successes_at_first_failure",
+    )
 
     def __init__(self, successes: int) -> None:
         self.attempts: list[Attempt] = []
@@ -518,6 +638,10 @@ class _Operation:
         self.round_retries = 0
         self.rounds = 0
         self.successes_at_first_failure = successes
+        self.rule_matches: dict[str, int] = {}
+        """Answers of this request each retry rule matched."""
+        self.rule_final = False
+        """A retry rule gave up on the last answer: it is final."""
 
     def saw(self, attempt: Attempt, clock: OperationClock) -> None:
         self.failures += 1
