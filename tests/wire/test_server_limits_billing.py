@@ -1,6 +1,7 @@
 """The 402 billing pause a 0.38 server allows (``billing_exception_max_pause_duration_sec``): a request answered 402
 waits and is sent again while the pause lasts, warned about at most once a minute; past the duration, or without
-server flags (a 0.16 server or a forced dialect), the 402 raises ``BillingError``."""
+server flags (a 0.16 server or a forced dialect), the 402 raises ``BillingError``. The pause is the manifest's
+``billing_pause`` retry rule, decided by ``pristine_transport.policy.decide_rule`` and applied by the retry layer."""
 
 from __future__ import annotations
 
@@ -15,20 +16,31 @@ import tinkex
 from tinkex import types as t
 from tinkex.config import load_tinker_manifest
 from tinkex.testing import FaultRule, LocalServer
-from tinkex.wire.server_limits import (
-    BILLING_PAUSE_INTERVAL_S,
-    BillingPause,
-    BillingPauseState,
-    billing_pause_decision,
-    pauses_on_billing,
-)
+from pristine_transport.policy import RuleEpisode, decide_rule
+from tinkex.wire.server_limits import billing_rule, manifest_with_billing_pause, pauses_on_billing
 
 MODEL = "Qwen/Qwen3-8B"
 DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3, 4]), loss_fn_inputs={"target_tokens": [2, 3, 4, 5]})
 Flags = t.ClientConfigResponse
-LOGGER = "tinkex.wire.server_limits"
+LOGGER = "pristine_transport.retry"
 MANIFEST = load_tinker_manifest()
-State = BillingPauseState
+RULE = billing_rule(MANIFEST)
+assert RULE is not None
+BILLING_PAUSE_INTERVAL_S = RULE.wait_s or 0.0
+POLICY = MANIFEST.retry_policies["standard"]
+State = RuleEpisode
+
+
+def billing_pause_decision(state: State, now: float, max_pause: float | None) -> tuple[bool, bool, State]:
+    """The billing rule's verdict on a request's first 402 (pause?, warn?, the episode after), as the server's
+    ``max_pause`` sets it (None: no flags, no rule)."""
+    flags = Flags(billing_exception_max_pause_duration_sec=int(max_pause)) if max_pause is not None else None
+    policy = manifest_with_billing_pause(flags, MANIFEST).retry_policies["standard"]
+    rule = policy.rules.get("billing_pause")
+    if rule is None:
+        return False, False, state
+    verdict = decide_rule(rule, policy, state, now=now, matches=1)
+    return verdict.wait_s is not None, verdict.warn, verdict.episode
 
 
 @pytest.mark.parametrize(
@@ -46,8 +58,7 @@ State = BillingPauseState
 def test_billing_pause_decision_table(
     state: State, now: float, max_pause: float | None, pause: bool, log: bool, after: State
 ) -> None:
-    decision = billing_pause_decision(state, now, max_pause)
-    assert (decision.pause, decision.log, decision.state) == (pause, log, after)
+    assert billing_pause_decision(state, now, max_pause) == (pause, log, after)
 
 
 @pytest.mark.parametrize(
@@ -67,18 +78,14 @@ def test_which_requests_pause_on_billing(endpoint: str, pauses: bool) -> None:
     assert pauses_on_billing(MANIFEST, endpoint) is pauses
 
 
-def test_paused_requests_warn_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
-    now = [0.0]
-    pause = BillingPause(lambda: Flags(billing_exception_max_pause_duration_sec=600), clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        warned_at = []
-        for second in range(0, 185, 5):  # a 402 every 5 s for three minutes
-            now[0] = float(second)
-            before = len(caplog.records)
-            assert pause.should_pause("Error code: 402")
-            warned_at += [second] * (len(caplog.records) - before)
+def test_paused_requests_warn_at_most_once_a_minute() -> None:
+    episode, warned_at = State(), []
+    for second in range(0, 185, 5):  # a 402 every 5 s for three minutes
+        pause, warn, episode = billing_pause_decision(episode, float(second), 600.0)
+        assert pause
+        warned_at += [second] * warn
     assert warned_at == [0, 65, 130]  # more than 60 s apart each; the next would be at 195 s
-    assert all("402" in r.getMessage() for r in caplog.records)
+    assert RULE.log is not None and "402" in RULE.log
 
 
 @contextmanager

@@ -13,10 +13,11 @@ clients apply them. Applied today:
   as the ``max_bytes`` of the manifest's ``sample`` and ``train`` pools (the official holder's
   ``_sample_dispatch_bytes_semaphore`` / ``_fwdbwd_dispatch_bytes_semaphore``): pristine_transport enforces pools
   and knows nothing of Tinker's flags, so the flags become a manifest;
-- the billing pause (``billing_exception_max_pause_duration_sec``, the official ``_should_pause_on_billing``): a
-  402 answer is sent again every :data:`BILLING_PAUSE_INTERVAL_S` while the pause lasts, logged at most once a
-  minute; past the configured duration the 402 raises ``BillingError`` as before. Without flags (a 0.16 server, a
-  forced dialect) a 402 raises at once, as the official 0.16 SDK does.
+- the billing pause (``billing_exception_max_pause_duration_sec``, the official ``_should_pause_on_billing``): the
+  manifest's retry rule :data:`BILLING_RULE` (a 402 sent again every 5 s, warned about at most once a minute,
+  applied by pristine_transport's retry layer to every request whose policy re-sends) bounded by the server's
+  duration; past it the 402 raises ``BillingError`` as before. Without flags (a 0.16 server, a forced dialect) the
+  rule is dropped and a 402 raises at once, as the official 0.16 SDK does (:func:`manifest_with_billing_pause`).
 
 A flag that is not positive is nonsense from a server and is ignored (the default stays).
 """
@@ -24,34 +25,32 @@ A flag that is not positive is nonsense from a server and is ignored (the defaul
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import msgspec
 
 from pristine_transport.client import ManifestClient
-from pristine_transport.errors import error_for_response
-from pristine_transport.manifest import Manifest
+from pristine_transport.manifest import Manifest, RetryOverride, RetryRuleSpec
 
 from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
 from ..types import ClientConfigResponse
 
 __all__ = [
-    "BILLING_PAUSE_INTERVAL_S",
+    "BILLING_RULE",
     "DISPATCH_BUDGET_POOLS",
     "BillingPause",
-    "BillingPauseState",
     "BillingPausingClient",
-    "billing_pause_decision",
-    "pauses_on_billing",
     "ChunkLimits",
     "ConcurrencyCap",
+    "billing_rule",
     "chunk_limits",
+    "manifest_with_billing_pause",
     "manifest_with_dispatch_budgets",
+    "manifest_with_server_limits",
+    "max_pause_of",
+    "pauses_on_billing",
     "response_budget_bytes",
     "sample_concurrency_cap",
 ]
@@ -144,74 +143,16 @@ class ConcurrencyCap:
         return f"ConcurrencyCap(limit={self.limit})"
 
 
-logger = logging.getLogger(__name__)
-
-BILLING_PAUSE_INTERVAL_S = 5.0
-"""How long a paused request waits before it is sent again (the official 5 s)."""
-BILLING_LOG_INTERVAL_S = 60.0
-"""At most one warning per this many seconds while paused."""
-BILLING_INCIDENT_RESET_S = 300.0
-"""A 402 this long after the last warning starts a new incident (its pause counted from zero again)."""
+BILLING_RULE = "billing_pause"
+"""The manifest's retry rule that waits out a 402 (billing); the server's flag sets its ``max_duration_s``."""
 
 
-class BillingPauseState(msgspec.Struct, frozen=True):
-    """The current billing incident: when its first 402 came, and when it was last logged (monotonic seconds)."""
-
-    first_at: float | None = None
-    logged_at: float | None = None
-
-
-class BillingDecision(msgspec.Struct, frozen=True):
-    pause: bool
-    """Wait and send again (False: the 402 raises)."""
-    log: bool
-    """Warn now (at most once a minute)."""
-    state: BillingPauseState
-
-
-def billing_pause_decision(state: BillingPauseState, now: float, max_pause_s: float | None) -> BillingDecision:
-    """What to do with a 402 at ``now``. ``max_pause_s`` None (no server flags): never pause. An incident whose last
-    warning is older than :data:`BILLING_INCIDENT_RESET_S` is over: the pause is counted afresh. Past
-    ``max_pause_s`` since the incident's first 402, the 402 raises."""
-    if max_pause_s is None:
-        return BillingDecision(pause=False, log=False, state=state)
-    if state.logged_at is not None and now - state.logged_at > BILLING_INCIDENT_RESET_S:
-        state = BillingPauseState()
-    if state.first_at is not None and now - state.first_at > max_pause_s:
-        return BillingDecision(pause=False, log=False, state=state)
-    log = state.logged_at is None or now - state.logged_at > BILLING_LOG_INTERVAL_S
-    return BillingDecision(
-        pause=True,
-        log=log,
-        state=BillingPauseState(
-            first_at=state.first_at if state.first_at is not None else now,
-            logged_at=now if log else state.logged_at,
-        ),
-    )
-
-
-class BillingPause:
-    """One client's billing incident, shared by every request it sends (the official holder's). ``flags`` gives
-    the server's flags when a 402 comes (None: no flags, no pause)."""
-
-    def __init__(
-        self, flags: Callable[[], ClientConfigResponse | None], clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._flags = flags
-        self._clock = clock
-        self._state = BillingPauseState()
-
-    def should_pause(self, detail: str) -> bool:
-        """Whether a 402 (``detail``: its message, secrets masked) waits and is sent again; warns at most once a
-        minute while paused and once, as an error, when the pause has lasted too long."""
-        decision = billing_pause_decision(self._state, self._clock(), max_pause_of(self._flags()))
-        if not decision.pause and self._state.first_at is not None and decision.state.first_at is not None:
-            paused = self._clock() - decision.state.first_at
-            logger.error("paused for billing for %.0f s, longer than the server allows; giving up: %s", paused, detail)
-        self._state = decision.state
-        if decision.log:
-            logger.warning("requests are paused: the server answered 402 (billing). %s", detail)
-        return decision.pause
+def billing_rule(manifest: Manifest) -> RetryRuleSpec | None:
+    """The manifest's billing rule (every policy that has it has the same), or None."""
+    for policy in manifest.retry_policies.values():
+        if BILLING_RULE in policy.rules:
+            return policy.rules[BILLING_RULE]
+    return None
 
 
 def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
@@ -219,32 +160,55 @@ def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
     return float(max(flags.billing_exception_max_pause_duration_sec, 0)) if flags is not None else None
 
 
+def manifest_with_billing_pause(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
+    """``manifest`` with its billing rule bounded by the server's pause (``max_duration_s``), or without the rule
+    when there are no flags (a 0.16 server, a forced dialect: a 402 raises at once, as the official 0.16 SDK's)."""
+    max_pause = max_pause_of(flags)
+
+    def adjusted(rules: dict[str, Any]) -> dict[str, Any]:
+        if rules.get(BILLING_RULE) is None:  # no rule here, or an endpoint's override that removes it
+            return rules
+        if max_pause is None:
+            return {name: rule for name, rule in rules.items() if name != BILLING_RULE}
+        return {**rules, BILLING_RULE: msgspec.structs.replace(rules[BILLING_RULE], max_duration_s=max_pause)}
+
+    policies = {name: msgspec.structs.replace(p, rules=adjusted(p.rules)) for name, p in manifest.retry_policies.items()}
+    endpoints = dict(manifest.endpoints)
+    for name, endpoint in manifest.endpoints.items():
+        retry = endpoint.retry
+        if isinstance(retry, RetryOverride) and isinstance(retry.rules, dict) and BILLING_RULE in retry.rules:
+            override = msgspec.structs.replace(retry, rules=adjusted(retry.rules))
+            endpoints[name] = msgspec.structs.replace(endpoint, retry=override)
+    return msgspec.structs.replace(manifest, retry_policies=policies, endpoints=endpoints)
+
+
+def manifest_with_server_limits(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
+    """``manifest`` as the server's flags set it: the dispatch byte budgets and the billing pause."""
+    return manifest_with_billing_pause(flags, manifest_with_dispatch_budgets(flags, manifest))
+
+
 def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
-    """Whether a 402 from ``endpoint`` pauses: only requests that are re-sent at all (a retry policy allowing
-    re-sends), as officially only those sent through ``execute_with_retries`` and samples pause. The access check,
-    the heartbeat, telemetry and future polls (policy ``none``) raise their 402 at once."""
+    """Whether a 402 from ``endpoint`` pauses: its policy re-sends at all and has the billing rule, as officially
+    only requests sent through ``execute_with_retries`` and samples pause. The access check, the heartbeat,
+    telemetry and future polls (policy ``none``) raise their 402 at once."""
     policy = manifest.retry_policy_for(endpoint)
-    return policy is not None and (policy.max_retries is None or policy.max_retries > 0)
+    return policy is not None and policy.max_retries != 0 and BILLING_RULE in policy.rules
 
 
-class BillingPausingClient(ManifestClient):
-    """A :class:`ManifestClient` whose requests (``send``; ``call`` and the future resolver go through it) wait out a
-    402 while ``billing`` says the pause lasts, then are sent again unchanged (a 402 ran nothing); see
-    :func:`pauses_on_billing` for which."""
+class BillingPause:
+    """The server's flags as a client's holder knows them, read when it makes an HTTP client.
 
-    def __init__(self, *args: Any, billing: BillingPause, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.billing = billing
-        self._pausing = {name: pauses_on_billing(self.manifest, name) for name in self.manifest.endpoints}
+    Transitional, for :mod:`tinkex.holder`: it makes one per client and passes it to :func:`BillingPausingClient`.
+    Once the holder builds its clients from :func:`manifest_with_server_limits` itself, both go."""
 
-    async def send(self, endpoint: str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
-        while True:
-            response = await super().send(endpoint, **kwargs)
-            if response.status_code != 402 or not self._pausing.get(endpoint, False):
-                return response
-            await response.aread()
-            detail = self.redactor.text(error_for_response(response).message)
-            if not self.billing.should_pause(detail):
-                return response
-            await response.aclose()
-            await asyncio.sleep(BILLING_PAUSE_INTERVAL_S)
+    def __init__(self, flags: Callable[[], ClientConfigResponse | None]) -> None:
+        self._flags = flags
+
+    def manifest(self, manifest: Manifest) -> Manifest:
+        return manifest_with_billing_pause(self._flags(), manifest)
+
+
+def BillingPausingClient(*, billing: BillingPause, manifest: Manifest, **kwargs: Any) -> ManifestClient:  # noqa: N802
+    """A plain :class:`ManifestClient` whose manifest's billing rule follows the server's flags (the retry layer
+    waits out the 402); see :class:`BillingPause` for why this name remains."""
+    return ManifestClient(manifest=billing.manifest(manifest), **kwargs)
