@@ -36,6 +36,7 @@ __all__ = [
     "MatchSpec",
     "MetadataOnlySpec",
     "PollBackoffSpec",
+    "PollStatusesSpec",
     "PoolSpec",
     "RetryOverride",
     "RetryHeadersSpec",
@@ -344,6 +345,25 @@ class PollBackoffSpec(_Spec):
     connection_error_max_s: float = 30.0
 
 
+class PollStatusesSpec(_Spec):
+    """What a poll's HTTP status means before its body is read (docs/wire.md §2.2). A 2xx is read by its body (a
+    result, a try-again, a failure); the futures block's ``expiry_status`` ends the future as expired; any status
+    named nowhere ends it as fatal. Each status has one meaning: naming it twice is a manifest error."""
+
+    shed: list[int] = msgspec.field(default_factory=lambda: [429])
+    """The server sheds polls: wait as after a connection failure (whole seconds, doubling up to the backoff's
+    ``connection_error_max_s``), then poll again."""
+    server_errors_from: int | None = 500
+    """This status and every one above it: a server error, not ready yet (paced like a quick try-again); null: no
+    status is."""
+    not_yet: list[int] = msgspec.field(default_factory=lambda: [408])
+    """Not ready yet. A body naming the futures block's ``queue_state_field`` makes it a live server's "queued"
+    (progress, for the no-progress deadline); without one it says no more than a timeout."""
+    empty_bad_request: list[int] = msgspec.field(default_factory=lambda: [400])
+    """With a body that says nothing (empty, or JSON whose every value is empty): a proxy's rejection, polled again
+    up to the futures block's ``bad_request_retries`` times in a row. With a body that says something: fatal."""
+
+
 class FuturesSpec(_Spec):
     retrieve_endpoint: str
     request_id_field: str = "request_id"
@@ -360,6 +380,9 @@ class FuturesSpec(_Spec):
     metadata_only: MetadataOnlySpec | None = None
     expiry_status: int = 410
     bad_request_retries: int = 3
+    """Empty-bodied bad requests (``poll_statuses.empty_bad_request``) in a row polled again before the future
+    fails."""
+    poll_statuses: PollStatusesSpec = msgspec.field(default_factory=PollStatusesSpec)
     poll_headers: FuturePollHeaders = msgspec.field(default_factory=FuturePollHeaders)
     backoff: PollBackoffSpec = msgspec.field(default_factory=PollBackoffSpec)
     warn_after_s: float | None = 300.0
@@ -739,6 +762,7 @@ def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> 
                 problems.append(f"{where}.dialects.{dialect}.result_formats: the endpoint answers with no future")
     if m.futures is not None:
         endpoint_exists(m.futures.retrieve_endpoint, "futures.retrieve_endpoint")
+        problems += _check_poll_statuses(m.futures)
     if m.session is not None:
         endpoint_exists(m.session.create_endpoint, "session.create_endpoint")
         endpoint_exists(m.session.heartbeat_endpoint, "session.heartbeat_endpoint")
@@ -749,6 +773,37 @@ def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> 
         endpoint_exists(m.events.endpoint, "events.endpoint")
         if m.events.batch_size <= 0 or m.events.queue_size <= 0:
             problems.append("events: batch_size and queue_size must be positive")
+    return problems
+
+
+def _check_poll_statuses(futures: FuturesSpec) -> list[str]:
+    """Every poll status an HTTP status, none a 2xx (a 2xx is read by its body), none with two meanings."""
+    problems: list[str] = []
+    statuses = futures.poll_statuses
+    where = "futures.poll_statuses"
+    range_start = statuses.server_errors_from
+    if range_start is not None and not 300 <= range_start <= 599:
+        problems.append(f"{where}.server_errors_from: must be within 300-599 or null, got {range_start}")
+        range_start = None
+    listed = [
+        (f"{where}.{name}[{index}]", status)
+        for name in ("shed", "not_yet", "empty_bad_request")
+        for index, status in enumerate(getattr(statuses, name))
+    ]
+    meaning_of: dict[int, str] = {}
+    for path, status in [*listed, ("futures.expiry_status", futures.expiry_status)]:
+        if not 100 <= status <= 599:
+            problems.append(f"{path}: must be an HTTP status (100-599), got {status}")
+        elif 200 <= status < 300:
+            problems.append(f"{path}: {status} is a success; a 2xx poll answer is read by its body")
+        elif range_start is not None and status >= range_start:
+            problems.append(f"{path}: {status} is already a server error (server_errors_from {range_start})")
+        elif status in meaning_of:
+            problems.append(f"{path}: {status} is already named in {meaning_of[status]}")
+        else:
+            meaning_of[status] = path.rpartition("[")[0] or path
+    if futures.bad_request_retries < 0:
+        problems.append(f"futures.bad_request_retries: must be 0 or more, got {futures.bad_request_retries}")
     return problems
 
 
