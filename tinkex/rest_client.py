@@ -25,6 +25,8 @@ import httpx
 import msgspec
 
 from pristine_transport.errors import APIStatusError
+from pristine_transport.layers.retry import RETRY_RULES
+from pristine_transport.manifest import RetryRuleSpec
 
 from . import env_names
 from .api_future import APIFuture, in_background
@@ -71,15 +73,17 @@ AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizatio
 
 _EXPIRES_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
 _DEFAULT_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
-# 503 is what the official SDK waits on; 409 "Archive creation already in progress" means the same thing.
-_ARCHIVE_NOT_READY = frozenset({409, 503})
+ARCHIVE_RULE = "archive_building"
+"""The manifest's retry rule for an archive still being built: 503 is what the official SDK waits on; 409 "Archive
+creation already in progress" means the same thing."""
 _WEIGHTS_ACCESS_TOKEN_HEADER = "X-Tinker-Weights-Access-Token"
 TRACE_EXPORT_POLL_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
 class ArchiveRetryConfig:
-    """How long ``get_checkpoint_archive_url`` waits while the server is still building an archive."""
+    """How long ``get_checkpoint_archive_url`` waits while the server is still building an archive, in place of
+    the manifest's ``archive_building`` rule (whose values are these defaults)."""
 
     max_attempts: int = 6
     wait_s: float = 30.0
@@ -114,7 +118,7 @@ class RestClient:
         base_url: str | None = None,
         api_key: str | None = None,
         holder: Holder | None = None,
-        archive_retry: ArchiveRetryConfig = ArchiveRetryConfig(),
+        archive_retry: ArchiveRetryConfig | None = None,
     ) -> None:
         if holder is not None:  # 0.16's keyword
             if _holder is not None:
@@ -330,41 +334,38 @@ class RestClient:
     ) -> CheckpointArchiveUrlResponse:
         """The signed download URL of a checkpoint archive (the server answers 302 with ``Location``/``Expires``).
 
-        While the server is still building the archive (503, or 409 "already in progress") this waits
-        ``archive_retry.wait_s`` and asks again, up to ``archive_retry.max_attempts`` requests in all.
+        While the server is still building the archive (503, or 409 "already in progress") the retry layer waits
+        and asks again: the manifest's ``archive_building`` rule (30 s, up to 6 requests in all), or this client's
+        ``archive_retry``.
         """
         params = _checkpoint_params(training_run_id, checkpoint_id)
         label = f"run {training_run_id!r} checkpoint {checkpoint_id!r}"
-        attempts = self.archive_retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                # ``call`` raises for every non-2xx (the endpoint follows no redirects), with secrets masked.
-                response = await self._call("checkpoint_archive_url", None, path_params=params)
-            except APIStatusError as error:
-                if error.status_code == 302:
-                    return _archive_url_from_redirect(error.response, label)
-                if error.status_code not in _ARCHIVE_NOT_READY:
-                    raise
-                if attempt == attempts:
-                    error.add_note(
-                        f"the archive of {label} was still being built after {attempts} requests; try again later"
-                    )
-                    raise
-                logger.warning(
-                    "Creating checkpoint archive for %s (HTTP %d, this may take a while); asking again in %.1f s "
-                    "(request %d of %d)",
-                    label,
-                    error.status_code,
-                    self.archive_retry.wait_s,
-                    attempt,
-                    attempts,
+        rule = self._archive_rule()
+        try:
+            # ``call`` raises for every non-2xx (the endpoint follows no redirects), with secrets masked.
+            response = await self._call(
+                "checkpoint_archive_url",
+                None,
+                path_params=params,
+                extensions={RETRY_RULES: {ARCHIVE_RULE: rule}} if rule is not None and self.archive_retry else None,
+            )
+        except APIStatusError as error:
+            if error.status_code == 302:
+                return _archive_url_from_redirect(error.response, label)
+            if rule is not None and error.status_code in rule.statuses:
+                error.add_note(
+                    f"the archive of {label} was still being built after {rule.max_attempts} requests; try again later"
                 )
-            else:
-                raise RuntimeError(
-                    f"Expected a redirect response, got: {response.status_code} for the archive of {label}"
-                )
-            await asyncio.sleep(self.archive_retry.wait_s)
-        raise AssertionError("unreachable: the loop returns or raises")
+            raise
+        raise RuntimeError(f"Expected a redirect response, got: {response.status_code} for the archive of {label}")
+
+    def _archive_rule(self) -> RetryRuleSpec | None:
+        """The manifest's archive rule with this client's ``archive_retry`` (None: the manifest has no such rule)."""
+        policy = self.holder.manifest.retry_policy_for("checkpoint_archive_url")
+        rule = policy.rules.get(ARCHIVE_RULE) if policy is not None else None
+        if rule is None or self.archive_retry is None:
+            return rule
+        return msgspec.structs.replace(rule, wait_s=self.archive_retry.wait_s, max_attempts=self.archive_retry.max_attempts)
 
     def get_checkpoint_archive_url(
         self, training_run_id: str, checkpoint_id: str

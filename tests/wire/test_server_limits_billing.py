@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import pytest
 
 import tinkex
+from pristine_transport.policy import RuleEpisode, decide_rule
 from tinkex import types as t
 from tinkex.config import load_tinker_manifest
 from tinkex.testing import FaultRule, LocalServer
-from pristine_transport.policy import RuleEpisode, decide_rule
 from tinkex.wire.server_limits import billing_rule, manifest_with_billing_pause, pauses_on_billing
 
 MODEL = "Qwen/Qwen3-8B"
