@@ -31,7 +31,7 @@ from .account_reports import (
 )
 from .calls import Call, Rejection, Result
 from .futures_store import FutureStore
-from .registry import Registry, parse_tinker_path, utcnow
+from .registry import Registry, metadata_strings, parse_tinker_path, utcnow
 from .replies import json_reply
 from .rest_endpoints import query_rejection, query_value
 from .session_endpoints import caller_urn
@@ -214,6 +214,4 @@ class AdminEndpoints:
 
     def _session_metadata(self, session_id: str) -> dict[str, str] | None:
         session = self.registry.sessions.get(session_id)
-        if session is None or not session.user_metadata:
-            return None
-        return {key: str(value) for key, value in session.user_metadata.items()}
+        return metadata_strings(session.user_metadata) if session is not None else None

@@ -11,6 +11,7 @@ import io
 import json
 import random
 import tarfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "SamplerRecord",
     "SessionRecord",
     "TinkerPath",
+    "metadata_strings",
     "parse_tinker_path",
 ]
 
@@ -51,6 +53,11 @@ class NotFound(LookupError):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def metadata_strings(metadata: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """User metadata as the API reports it: every value a string, ``None`` when there is none."""
+    return {key: str(value) for key, value in metadata.items()} if metadata else None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .calls import Call, Result, answers_404, open_session, reject, session_or_4
 from .downloads import Downloads
 from .identity import principal_for
 from .ledger import Execution, Ledger
-from .registry import Registry, SessionRecord
+from .registry import Registry, SessionRecord, metadata_strings
 from .replies import Reply, json_reply
 
 __all__ = ["AssignSessionProjectRequest", "SessionEndpoints", "caller_urn", "trace_json"]
@@ -101,7 +101,6 @@ class SessionEndpoints:
 
     def _summary(self, session: SessionRecord) -> t.SessionSummary:
         checkpoints = [c for c in self.registry.live_checkpoints() if c.path.run_id in session.training_run_ids]
-        metadata = session.user_metadata
         return t.SessionSummary(
             session_id=session.session_id,
             created_at=session.created_at,
@@ -110,7 +109,7 @@ class SessionEndpoints:
             status=session_search.status_of(session),
             checkpoints_count=len(checkpoints),
             display_name=session.display_name,
-            user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+            user_metadata=metadata_strings(session.user_metadata),
             checkpoint_storage_bytes=sum(c.size_bytes for c in checkpoints),
         )
 

@@ -18,7 +18,7 @@ from . import custom_loss_graph, tiny_lm
 from .calls import Call, Result, open_session
 from .endpoint_state import EndpointState
 from .model_inputs import check_token_ids, check_vocabulary, datum_input, float32_tensor
-from .registry import CustomLossRecord, RunRecord, utcnow
+from .registry import CustomLossRecord, RunRecord, metadata_strings, utcnow
 from .replies import json_reply
 
 __all__ = ["TrainingEndpoints"]
@@ -45,7 +45,6 @@ class TrainingEndpoints:
             state = tiny_lm.ModelState.fresh(
                 self.state.vocab_size, lora.rank, targets, lora.seed if lora.seed is not None else model_id
             )
-            metadata = request.user_metadata
             self.registry.add_run(
                 RunRecord(
                     run_id=model_id,
@@ -55,7 +54,7 @@ class TrainingEndpoints:
                     train_unembed=lora.train_unembed,
                     train_mlp=lora.train_mlp,
                     train_attn=lora.train_attn,
-                    user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+                    user_metadata=metadata_strings(request.user_metadata),
                     last_request_time=utcnow(),
                     state=state,
                 )

@@ -18,7 +18,16 @@ from . import tiny_lm
 from .calls import Call, Result, answers_404, open_session, reject
 from .checkpoint_files import external_weights_files
 from .endpoint_state import EndpointState
-from .registry import CheckpointRecord, NotFound, RunRecord, SamplerRecord, TinkerPath, parse_tinker_path, utcnow
+from .registry import (
+    CheckpointRecord,
+    NotFound,
+    RunRecord,
+    SamplerRecord,
+    TinkerPath,
+    metadata_strings,
+    parse_tinker_path,
+    utcnow,
+)
 from .replies import Reply, json_reply
 
 __all__ = ["WeightsEndpoints"]
@@ -163,7 +172,6 @@ class WeightsEndpoints:
                     f"({checkpoint.base_model})"
                 )
             source = self.registry.runs.get(parse_tinker_path(request.path).run_id)
-            metadata = request.user_metadata
             run = RunRecord(
                 run_id=model_id,
                 session_id=session.session_id,
@@ -172,7 +180,7 @@ class WeightsEndpoints:
                 train_unembed=source.train_unembed if source else True,
                 train_mlp=source.train_mlp if source else True,
                 train_attn=source.train_attn if source else True,
-                user_metadata={k: str(v) for k, v in metadata.items()} if metadata else None,
+                user_metadata=metadata_strings(request.user_metadata),
                 last_request_time=utcnow(),
             )
             run.state.restore(checkpoint.weights, with_optimizer=request.optimizer)

@@ -82,6 +82,11 @@ class _ExecutionEntry(msgspec.Struct, frozen=True):
     seq_scope: str | None
 
 
+_SHARED_EXECUTION_FIELDS = tuple(name for name in _ExecutionEntry.__struct_fields__ if name != "wall_time")
+"""What an :class:`Execution` and its journal entry hold alike; the entry keeps wall-clock time instead of the
+monotonic one (monotonic clocks do not carry across processes), and no flags the load decides."""
+
+
 class _Executed(msgspec.Struct, frozen=True, tag="executed"):
     position: int
     """1 for the first execution in the directory, then 2, 3 ... (what ``journal_position`` counts)."""
@@ -173,17 +178,7 @@ class WriteJournal:
         self.position += 1
         entry = _Executed(
             position=self.position,
-            execution=_ExecutionEntry(
-                endpoint=execution.endpoint,
-                idempotency_key=execution.idempotency_key,
-                model_id=execution.model_id,
-                seq_id=execution.seq_id,
-                session_id=execution.session_id,
-                request_id=execution.request_id,
-                wall_time=time.time() - (time.monotonic() - execution.time),
-                outcome=execution.outcome,
-                seq_scope=execution.seq_scope,
-            ),
+            execution=_execution_entry(execution),
             replay=_ReplayEntry(
                 idempotency_key=key,
                 seq_scope=seq[0] if seq else None,
@@ -330,16 +325,11 @@ def _future_record(entry: _FutureEntry) -> FutureRecord:
     )
 
 
+def _execution_entry(execution: Execution) -> _ExecutionEntry:
+    shared = {name: getattr(execution, name) for name in _SHARED_EXECUTION_FIELDS}
+    return _ExecutionEntry(**shared, wall_time=time.time() - (time.monotonic() - execution.time))
+
+
 def _execution(entry: _ExecutionEntry, undone: bool) -> Execution:
-    return Execution(
-        endpoint=entry.endpoint,
-        idempotency_key=entry.idempotency_key,
-        model_id=entry.model_id,
-        seq_id=entry.seq_id,
-        session_id=entry.session_id,
-        request_id=entry.request_id,
-        time=time.monotonic() - (time.time() - entry.wall_time),
-        outcome=entry.outcome,
-        seq_scope=entry.seq_scope,
-        undone=undone,
-    )
+    shared = {name: getattr(entry, name) for name in _SHARED_EXECUTION_FIELDS}
+    return Execution(**shared, time=time.monotonic() - (time.time() - entry.wall_time), undone=undone)
