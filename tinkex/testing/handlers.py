@@ -44,6 +44,7 @@ from .jwt_tokens import JwtIssuer
 from .ledger import Ledger
 from .registry import Registry
 from .rest_endpoints import RestEndpoints
+from .retrieve_futures import RetrieveFutures
 from .sampling_endpoints import SamplingEndpoints
 from .service_endpoints import ServiceEndpoints
 from .session_endpoints import AssignSessionProjectRequest, SessionEndpoints
@@ -256,6 +257,8 @@ class TinkerApi:
             # futures
             op("retrieve_future", "POST", f"{v1}/retrieve_future", futures.retrieve_future,
                request_type=t.FutureRetrieveRequest, polled_endpoint=futures.polled_endpoint),
+            op("retrieve_futures", "POST", f"{v1}/retrieve_futures", RetrieveFutures(self.futures, self.ledger,
+               self.config).retrieve_futures, request_type=t.FuturesRetrieveRequest),
             op("cancel_future", "POST", f"{v1}/cancel_future", futures.cancel_future,
                request_type=CancelFutureRequest, mutates=True),
             # REST: training runs, checkpoints, sessions
