@@ -258,7 +258,7 @@ class WriteJournal:
             record = futures.get(request_id)
             if record is not None and request_id not in created_by_undone:
                 record.expired, record.result, record.failure = True, None, None
-        # As the live server does on expiry (TinkerApi.expire): the work is gone, so a re-send must run again.
+        # As the live server does on expiry (EndpointState.expire): the work is gone, so a re-send must run again.
         restored.replay = [item for item in replay if item[2].request_id not in expired_ids]
         restored.executions = [
             replace(e, expired=True) if e.request_id in expired_ids and not e.undone else e for e in executions
