@@ -151,8 +151,8 @@ class TinkerApi:
         self.future_endpoints = FutureEndpoints(self.state)
         self.admin_endpoints = AdminEndpoints(registry, futures)
         self.wire_flags = dialect.WireFlags(config.client_config, config.dynamic_config)
-        self.jwt = JwtIssuer(config.jwt_lifetime)
         """What the 0.38 config endpoints answer; the dynamic flags may change while the server runs."""
+        self.jwt = JwtIssuer(config.jwt_lifetime)
         self.operations = self._operations()
         if config.strict_sequence:
             self.operations = sequence_rules.in_strict_sequence(self.operations, ledger)
