@@ -21,7 +21,7 @@ from pristine_transport.errors import (
     body_excerpt,
 )
 from pristine_transport.manifest import FuturePollHeaders, FuturesSpec, ResultFormatSpec
-from pristine_transport.policy import Deadlines, FailureKind, PollBodyVerdict
+from pristine_transport.policy import Deadlines, FailureKind, PollBodyVerdict, PollStreaks
 from pristine_transport.redaction import Redactor
 
 __all__ = [
@@ -52,6 +52,7 @@ class PollState:
         request_type: str | None,
         roundtrip_s: float,
         result_formats: Sequence[ResultFormatSpec] = (),
+        warn_after_s: float | None = None,
     ) -> None:
         self.request_id = request_id
         self.request_type = request_type
@@ -60,12 +61,13 @@ class PollState:
         self.iteration = 0
         self.allow_metadata_only = True
         self.held_bytes = 0
-        self.fast_repolls = 0
-        self.connection_errors = 0
-        self.bad_requests = 0
-        self.rate_limited = 0
+        self.streaks = PollStreaks()
+        """Answers of one kind in a row, as :func:`~pristine_transport.policy.next_poll` counts them."""
         self.last_answer = "no answer yet"
         self.last_progress = 0.0
+        """When the work was last seen moving (the no-progress deadline counts from it)."""
+        self.warn_at = warn_after_s
+        """The future's age at which the next "still unresolved" WARNING is due; None: no warnings."""
 
 
 def poll_deadlines(deadlines: Deadlines, state: PollState, now: float) -> Deadlines:

@@ -2,8 +2,9 @@
 
 An endpoint flagged with ``future`` answers at once with a request id; the result is fetched by polling the
 manifest's retrieve endpoint through that endpoint's own layer stack. :class:`FutureResolver` submits and polls;
-what each poll's answer means is decided by :mod:`pristine_transport.policy` (``poll_status_verdict``,
-``poll_body_verdict``, ``poll_delay``) and the loop here only applies it.
+what each poll's answer means and what follows it are decided by :mod:`pristine_transport.policy`
+(``read_poll_answer``, ``next_poll``, ``poll_wait_within_deadline``, pure and table-tested), and the loop here only
+applies them: it sends the polls, sleeps and delivers.
 
 Delivery rules (design.md, "exactly once"):
 
@@ -29,7 +30,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import httpx
-import msgspec
 from opentelemetry import trace
 
 from pristine_transport import extensions
@@ -82,10 +82,11 @@ from pristine_transport.policy import (
     PollAnswer,
     PollBody,
     PollEnd,
-    poll_body_verdict,
-    poll_delay,
-    poll_is_progress,
-    poll_status_verdict,
+    PollReading,
+    PollWait,
+    next_poll,
+    poll_wait_within_deadline,
+    read_poll_answer,
 )
 from pristine_transport.request import NOT_GIVEN
 
@@ -194,7 +195,7 @@ class FutureResolver:
             end_span(span, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error", polls=0, error=exc)
             raise
         reply = body if isinstance(body, Mapping) else None
-        state = PollState(request_id, request_type, self._clock() - started, result_formats)
+        state = PollState(request_id, request_type, self._clock() - started, result_formats, self.spec.warn_after_s)
         return self._start(span, state, result_type, observer, deadline_s, reply)
 
     def handle(
@@ -217,7 +218,7 @@ class FutureResolver:
         name = endpoint or self.spec.retrieve_endpoint
         span = self._tracer.start_span(f"future {name}", attributes={"pristine.future.endpoint": name})
         roundtrip = self._clock() - submitted_at if submitted_at is not None else 0.0
-        state = PollState(request_id, request_type, roundtrip, result_formats)
+        state = PollState(request_id, request_type, roundtrip, result_formats, self.spec.warn_after_s)
         return self._start(span, state, result_type, observer, deadline_s)
 
     async def aclose(self) -> None:
@@ -278,18 +279,13 @@ class FutureResolver:
         self, span: trace.Span, state: PollState, result_type: type[T], observer: QueueStateFanout
     ) -> T:
         spec = self.spec
-        started = self._clock()
-        warn_at = spec.warn_after_s
         deadlines = effective_deadlines({}, self.deadlines)
-        state.last_progress = started
-        poll_extensions: dict[str, Any] = {extensions.QUEUE_OBSERVER: observer}
-        if self.not_ready_polls == "events" and span.is_recording():
-            poll_extensions[extensions.NOT_READY_POLLS] = NotReadyPolls(span)
+        poll_extensions = self._poll_extensions(span, observer)
+        started = state.last_progress = self._clock()
         while True:
             sent_at = self._clock()
-            if warn_at is not None and sent_at - started >= warn_at:
-                _warn_unresolved(state, sent_at - started)
-                warn_at *= 2
+            self._warn_if_unresolved(state, sent_at - started)
+            response, result_format = None, None
             try:
                 response = await self.client.send(
                     spec.retrieve_endpoint,
@@ -298,76 +294,77 @@ class FutureResolver:
                     extensions={**poll_extensions, DEADLINES: poll_deadlines(deadlines, state, sent_at)},
                 )
             except APIConnectionError as exc:  # includes APITimeoutError
-                state.last_answer = type(exc).__name__
-                state.iteration += 1
-                state.connection_errors += 1
                 logger.debug("future %s: poll failed (%s)", state.request_id, exc)
-                await self._wait(state, deadlines, PollAnswer.NO_ANSWER, held=False, streak=state.connection_errors)
-                continue
+                reading, held = PollReading(PollAnswer.NO_ANSWER, type(exc).__name__), False
+            else:
+                held = self._clock() - sent_at >= spec.backoff.held_poll_s
+                result_format = format_of(response, state.result_formats)  # asked-for non-JSON result?
+                reading = read_poll_answer(
+                    response.status_code,
+                    response.content,
+                    spec,
+                    metadata_only_welcome=state.allow_metadata_only,
+                    encoded_result=result_format is not None,
+                )
             state.iteration += 1
-            state.connection_errors = 0
-            held = self._clock() - sent_at >= spec.backoff.held_poll_s
-            status = response.status_code
-            state.last_answer = f"HTTP {status}"
-            if status != 400:
-                state.bad_requests = 0
-            verdict = poll_status_verdict(
-                status, response.content, expiry_status=spec.expiry_status, queue_state_field=spec.queue_state_field
-            )
-            if verdict is PollAnswer.SHED:  # the server sheds polls: back off as for connection errors
-                state.rate_limited += 1
-                await self._wait(state, deadlines, verdict, held=held, streak=state.rate_limited)
+            state.last_answer = reading.last_answer
+            step = next_poll(reading.outcome, state.streaks, held=held, spec=spec, random=self._random())
+            if isinstance(step, PollWait):
+                if reading.outcome is PollAnswer.METADATA_FIRST and reading.verdict is not None:
+                    await self._hold_metadata_only(span, state, reading.verdict.size)
+                await self._wait(state, deadlines, step)
                 continue
-            state.rate_limited = 0
-            if verdict is PollEnd.EXPIRED:
-                raise FutureExpiredError(state.request_id, status, request_type=state.request_type)
-            if verdict is PollEnd.FATAL:
-                raise status_error(self.client.redactor, state, status, response.content, "fatal status")
-            if verdict is PollAnswer.BARE_400:
-                state.bad_requests += 1
-                if state.bad_requests > spec.bad_request_retries:
-                    raise status_error(self.client.redactor, state, status, response.content, "repeated bare 400")
-            if verdict is not None:  # not ready yet: a server error, a 408 (queued or not), a bare 400
-                await self._wait(state, deadlines, verdict, held=held, streak=state.fast_repolls + 1)
-                continue
-            result_format = format_of(response, state.result_formats)
-            if result_format is not None:
-                return decode_result(state.request_id, result_format, response.content, result_type, self.result_codecs)
-            try:
-                body = msgspec.json.decode(response.content)
-            except msgspec.DecodeError:
-                raise status_error(
-                    self.client.redactor, state, status, response.content, "response is not JSON"
-                ) from None
-            answer = poll_body_verdict(body, spec, metadata_only_welcome=state.allow_metadata_only)
-            if isinstance(answer.outcome, PollAnswer):
-                state.last_answer = answer.last_answer
-                if answer.outcome is PollAnswer.METADATA_FIRST:
-                    await self._hold_metadata_only(span, state, answer.size)
-                await self._wait(state, deadlines, answer.outcome, held=held, streak=state.fast_repolls + 1)
-                continue
-            if answer.outcome is PollBody.BAD_METADATA:
-                raise bad_metadata_error(spec, state, body)
-            if answer.outcome is PollBody.FAILED:
-                raise request_failed_error(spec, state, body, answer)
-            return convert_result(state.request_id, body, result_type, status)
+            assert response is not None  # only an answer ends the polling; a lost poll is always waited on
+            return self._deliver(step, reading, response, result_format, state, result_type)
 
-    async def _wait(
-        self, state: PollState, deadlines: Deadlines, answer: PollAnswer, *, held: bool, streak: int
-    ) -> None:
-        """Record the answer, then wait as :func:`~pristine_transport.policy.poll_delay` says, unless the next poll
-        would start after the no-progress deadline: then fail with :class:`DeadlineExceededError`."""
+    def _poll_extensions(self, span: trace.Span, observer: QueueStateFanout) -> dict[str, Any]:
+        poll_extensions: dict[str, Any] = {extensions.QUEUE_OBSERVER: observer}
+        if self.not_ready_polls == "events" and span.is_recording():
+            poll_extensions[extensions.NOT_READY_POLLS] = NotReadyPolls(span)
+        return poll_extensions
+
+    def _warn_if_unresolved(self, state: PollState, waited_s: float) -> None:
+        """A WARNING once the future is ``warn_after_s`` old, then each time its age doubles."""
+        if state.warn_at is not None and waited_s >= state.warn_at:
+            _warn_unresolved(state, waited_s)
+            state.warn_at *= 2
+
+    def _deliver(
+        self,
+        end: PollEnd | PollBody,
+        reading: PollReading,
+        response: httpx.Response,
+        result_format: ResultFormatSpec | None,
+        state: PollState,
+        result_type: type[T],
+    ) -> T:
+        """The future's outcome, as the answer that ended the polling says: its result, or the error it ends in."""
+        status, content = response.status_code, response.content
+        if end is PollEnd.EXPIRED:
+            raise FutureExpiredError(state.request_id, status, request_type=state.request_type)
+        if isinstance(end, PollEnd):
+            raise status_error(self.client.redactor, state, status, content, end.value)
+        if end is PollBody.BAD_METADATA:
+            raise bad_metadata_error(self.spec, state, reading.body)
+        if end is PollBody.FAILED and reading.verdict is not None:
+            raise request_failed_error(self.spec, state, reading.body, reading.verdict)
+        if result_format is not None:
+            return decode_result(state.request_id, result_format, content, result_type, self.result_codecs)
+        return convert_result(state.request_id, reading.body, result_type, status)
+
+    async def _wait(self, state: PollState, deadlines: Deadlines, step: PollWait) -> None:
+        """Take the step's streaks, then wait as it says, unless the next poll would start after the no-progress
+        deadline: then fail with :class:`DeadlineExceededError`."""
         now = self._clock()
-        if poll_is_progress(answer):
+        state.streaks = step.streaks
+        if step.progress:
             state.last_progress = now
-        delay = poll_delay(answer, held=held, streak=streak, spec=self.spec.backoff, random=self._random())
-        if answer not in (PollAnswer.NO_ANSWER, PollAnswer.SHED):
-            state.fast_repolls = 0 if delay == 0.0 else state.fast_repolls + 1
         no_progress = deadlines.no_progress_s
-        if no_progress is not None and now + delay >= state.last_progress + no_progress:
-            if state.last_progress != now:
-                raise self._deadline_error(state, now, no_progress)
-            delay = no_progress / 2  # a live server just said "not yet": ask again within the deadline
+        delay = poll_wait_within_deadline(
+            step.delay_s, now=now, last_progress=state.last_progress, no_progress_s=no_progress
+        )
+        if delay is None:
+            raise self._deadline_error(state, now, no_progress or 0.0)
         if delay > 0:
             await self._sleep(delay)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import msgspec
@@ -36,6 +36,9 @@ __all__ = [
     "PollBody",
     "PollBodyVerdict",
     "PollEnd",
+    "PollReading",
+    "PollStreaks",
+    "PollWait",
     "ReplayAnswer",
     "Retry",
     "RetryBudget",
@@ -47,12 +50,16 @@ __all__ = [
     "decide_retry",
     "decide_rule",
     "is_bare_400",
+    "is_empty_body",
     "matching_rule",
     "may_have_run",
+    "next_poll",
     "poll_delay",
     "poll_body_verdict",
     "poll_is_progress",
     "poll_status_verdict",
+    "poll_wait_within_deadline",
+    "read_poll_answer",
     "write_outcome",
     "write_outcome_advice",
 ]
@@ -248,9 +255,12 @@ def write_outcome_advice(
 
 
 def is_bare_400(status: int, content: bytes) -> bool:
-    """A 400 that says nothing: an empty body (the official rule), or JSON whose every value is empty."""
-    if status != 400:
-        return False
+    """A 400 that says nothing (:func:`is_empty_body`): a proxy's rejection, not the API's."""
+    return status == 400 and is_empty_body(content)
+
+
+def is_empty_body(content: bytes) -> bool:
+    """A body that says nothing: empty (the official rule), or JSON whose every value is empty."""
     stripped = content.strip()
     return not stripped or stripped in (b"{}", b"[]", b"null", b'""') or _all_values_empty(stripped)
 
@@ -411,6 +421,10 @@ def decide_rule(
 
 
 # --- polling a future -------------------------------------------------------------------------------------------
+#
+# One poll's answer is read by read_poll_answer (its status as the manifest's ``futures.poll_statuses`` says, then a
+# 2xx's body), and what follows it is next_poll's (an end, or a wait and the streaks after it), kept within the
+# no-progress deadline by poll_wait_within_deadline. The resolver only sends, sleeps and delivers.
 
 
 class PollAnswer(enum.Enum):
@@ -418,12 +432,14 @@ class PollAnswer(enum.Enum):
 
     NO_ANSWER = "no answer"
     """A connection failure or an attempt that timed out: the server may be gone."""
-    SHED = "shed (429)"
+    SHED = "shed"
+    """The server sheds polls (``poll_statuses.shed``)."""
     SERVER_ERROR = "server error"
-    BARE_400 = "empty 400"
-    QUEUED = "queued (408)"
-    """A 408 with a queue state: a live server says the work is waiting."""
-    NOT_YET = "not yet (408)"
+    BARE_400 = "empty bad request"
+    """A ``poll_statuses.empty_bad_request`` status with a body that says nothing: a proxy's rejection."""
+    QUEUED = "queued"
+    """A not-yet status whose body names the queue state: a live server says the work is waiting."""
+    NOT_YET = "not yet"
     TRY_AGAIN = "try again"
     METADATA_FIRST = "metadata only"
     """The result is ready but large: fetch it in full next (once)."""
@@ -432,33 +448,36 @@ class PollAnswer(enum.Enum):
 
 
 class PollEnd(enum.Enum):
-    """A poll's status that ends the polling."""
+    """A poll's answer that ends the polling in an error; the value says which rule, in the error's message."""
 
     EXPIRED = "expired"
     """The server no longer has the result (the manifest's ``expiry_status``)."""
     FATAL = "fatal status"
-    """Any other status that is neither a result nor "not yet"."""
+    """A status that is neither a success nor one ``poll_statuses`` names."""
+    REPEATED_BARE_400 = "repeated bare 400"
+    """More empty bad requests in a row than the manifest's ``bad_request_retries``."""
+    NOT_JSON = "response is not JSON"
+    """A 2xx that is neither JSON nor in an asked-for result format."""
 
 
-def poll_status_verdict(
-    status: int, content: bytes, *, expiry_status: int, queue_state_field: str
-) -> PollAnswer | PollEnd | None:
-    """What a poll's HTTP status says: a :class:`PollAnswer` to wait on and poll again, a :class:`PollEnd`, or
-    None for a 2xx, whose body decides (a result, a try-again, a failure). A 408 whose body names the queue state
-    (``queue_state_field``) is a live server's "queued"; a bare one says no more than a timeout."""
-    if status == 429:
+def poll_status_verdict(status: int, content: bytes, spec: FuturesSpec) -> PollAnswer | PollEnd | None:
+    """What a poll's HTTP status says, as the manifest's ``futures`` block has it: None for a 2xx, whose body
+    decides (a result, a try-again, a failure); a :class:`PollAnswer` to wait on and poll again; or a
+    :class:`PollEnd`. The manifest names each status once, so the order of the checks does not matter."""
+    if 200 <= status < 300:
+        return None
+    meanings = spec.poll_statuses
+    if status in meanings.shed:
         return PollAnswer.SHED
-    if status >= 500:
+    if meanings.server_errors_from is not None and status >= meanings.server_errors_from:
         return PollAnswer.SERVER_ERROR
-    if status == 408:
-        return PollAnswer.QUEUED if queue_state_field.encode() in content else PollAnswer.NOT_YET
-    if status == expiry_status:
+    if status in meanings.not_yet:
+        return PollAnswer.QUEUED if spec.queue_state_field.encode() in content else PollAnswer.NOT_YET
+    if status == spec.expiry_status:
         return PollEnd.EXPIRED
-    if is_bare_400(status, content):
+    if status in meanings.empty_bad_request and is_empty_body(content):
         return PollAnswer.BARE_400
-    if not 200 <= status < 300:
-        return PollEnd.FATAL
-    return None
+    return PollEnd.FATAL
 
 
 class PollBody(enum.Enum):
@@ -555,3 +574,102 @@ def poll_delay(answer: PollAnswer, *, held: bool, streak: int, spec: PollBackoff
     return backoff_delay(
         streak - 1, initial_s=spec.initial_s, max_s=spec.max_s, jitter=spec.jitter, mode="both", random=random
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PollReading:
+    """What one poll's answer means (see :func:`read_poll_answer`)."""
+
+    outcome: PollAnswer | PollEnd | PollBody
+    """A :class:`PollAnswer`: not ready, poll again; a :class:`PollEnd`: the future fails; a :class:`PollBody`:
+    the body ends it (a result, a failure, a bad metadata-only reply)."""
+    last_answer: str
+    """How the answer reads in "still unresolved" warnings and deadline errors."""
+    body: object = None
+    """A 2xx read as JSON: the decoded body."""
+    verdict: PollBodyVerdict | None = None
+    """A 2xx read as JSON: its body's verdict (the metadata size, the failure's kind and category)."""
+
+
+def read_poll_answer(
+    status: int, content: bytes, spec: FuturesSpec, *, metadata_only_welcome: bool, encoded_result: bool = False
+) -> PollReading:
+    """What a poll's answer means: its status by :func:`poll_status_verdict`, then a 2xx's JSON body by
+    :func:`poll_body_verdict`. ``encoded_result``: the reply is in an asked-for non-JSON result format, so a 2xx
+    is that result (decoded by the format's codec, not here)."""
+    verdict = poll_status_verdict(status, content, spec)
+    if verdict is not None:
+        return PollReading(verdict, f"HTTP {status}")
+    if encoded_result:
+        return PollReading(PollBody.RESULT, f"HTTP {status}")
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return PollReading(PollEnd.NOT_JSON, f"HTTP {status}")
+    found = poll_body_verdict(body, spec, metadata_only_welcome=metadata_only_welcome)
+    return PollReading(found.outcome, found.last_answer or f"HTTP {status}", body, found)
+
+
+@dataclass(frozen=True, slots=True)
+class PollStreaks:
+    """Answers of one kind in a row, as the pacing needs them; an answer of another kind ends a streak (a lost
+    connection ends none: it says nothing about what the server answers)."""
+
+    no_answer: int = 0
+    """Connection failures and timed-out polls in a row."""
+    shed: int = 0
+    bare_400: int = 0
+    """Empty bad requests in a row."""
+    quick: int = 0
+    """Not-ready answers in a row each followed by a wait: the not-ready backoff's step. An answer re-polled at once
+    (a poll the server held open) starts it over."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollWait:
+    """Poll again after ``delay_s``."""
+
+    delay_s: float
+    streaks: PollStreaks
+    """The streaks, this answer counted."""
+    progress: bool
+    """The answer shows the work moving (queued, running, ready): the no-progress deadline starts over."""
+
+
+def next_poll(
+    answer: PollAnswer | PollEnd | PollBody, streaks: PollStreaks, *, held: bool, spec: FuturesSpec, random: float
+) -> PollWait | PollEnd | PollBody:
+    """What follows a poll's answer: an end is the future's outcome; a not-ready answer is waited on as
+    :func:`poll_delay` says, after ``streaks`` and this answer, except that one empty bad request more than
+    ``bad_request_retries`` in a row ends the future. ``held``: the server held the poll open."""
+    if not isinstance(answer, PollAnswer):
+        return answer
+    backoff = spec.backoff
+    if answer is PollAnswer.NO_ANSWER:
+        no_answer = streaks.no_answer + 1
+        delay = poll_delay(answer, held=False, streak=no_answer, spec=backoff, random=random)
+        return PollWait(delay, replace(streaks, no_answer=no_answer), progress=False)
+    if answer is PollAnswer.SHED:
+        shed = streaks.shed + 1
+        delay = poll_delay(answer, held=held, streak=shed, spec=backoff, random=random)
+        return PollWait(delay, PollStreaks(shed=shed, quick=streaks.quick), progress=False)
+    bare_400 = streaks.bare_400 + 1 if answer is PollAnswer.BARE_400 else 0
+    if bare_400 > spec.bad_request_retries:
+        return PollEnd.REPEATED_BARE_400
+    delay = poll_delay(answer, held=held, streak=streaks.quick + 1, spec=backoff, random=random)
+    quick = streaks.quick + 1 if delay > 0 else 0
+    return PollWait(delay, PollStreaks(bare_400=bare_400, quick=quick), progress=poll_is_progress(answer))
+
+
+def poll_wait_within_deadline(
+    delay_s: float, *, now: float, last_progress: float, no_progress_s: float | None
+) -> float | None:
+    """The wait before the next poll, within the no-progress deadline (``last_progress``: when the work was last
+    seen moving, this answer counted): ``delay_s`` when the next poll starts before the deadline; when it would
+    not, half the deadline if this very answer was progress (a live server just said "not yet": ask again within
+    the deadline), else None: the future fails."""
+    if no_progress_s is None or now + delay_s < last_progress + no_progress_s:
+        return delay_s
+    if last_progress == now:
+        return no_progress_s / 2
+    return None
