@@ -361,12 +361,11 @@ class RuleVerdict:
 
 
 def matching_rule(
-    policy: RetryPolicySpec, rules: Mapping[str, RetryRuleSpec], status: int, body: bytes | None
+    rules: Mapping[str, RetryRuleSpec], status: int, body: bytes | None
 ) -> tuple[str, RetryRuleSpec] | None:
-    """The first of ``rules`` (by name, in order) that this answer matches, or None; always None for a policy that
-    allows no re-sends. ``body`` None: not read (a stream), so a rule that looks at the body does not match."""
-    if policy.max_retries == 0:
-        return None
+    """The first of ``rules`` (by name, in order) that this answer matches, or None. ``body`` None: not read (a
+    stream), so a rule that looks at the body does not match. A rule applies under a policy that re-sends nothing
+    else too (``max_retries`` 0): which requests wait is the manifest's choice of rules per policy."""
     for name, rule in rules.items():
         if status not in rule.statuses:
             continue
