@@ -466,7 +466,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         extra = request.extensions.get(RETRY_RULES)
         if extra and extra is not policy_rules:
             rules = {**policy_rules, **extra}
-        matched = matching_rule(self._policy, rules, attempt.status or 0, response.content if response.is_closed else None)
+        matched = matching_rule(rules, attempt.status or 0, response.content if response.is_closed else None)
         if matched is None:
             return None
         name, rule = matched
