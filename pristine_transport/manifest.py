@@ -142,8 +142,8 @@ class PoolSpec(_Spec):
 class RetryRuleSpec(_Spec):
     """An answer the retry layer waits out on terms of its own, instead of the policy's status rules: the server
     saying "not yet" (something still being built) or "on hold" (an account paused). A policy's rules are checked
-    first (before the server's retry header and ``retry_statuses``) on every non-2xx answer, when the policy
-    re-sends at all (``max_retries`` not 0).
+    first (before the server's retry header and ``retry_statuses``) on every non-2xx answer, also under a policy
+    that re-sends nothing else (``max_retries`` 0).
 
     A rule matches an answer whose status is in ``statuses`` and, when set, whose body contains ``body_contains``
     and has ``body_field``'s value at its top level (a body left unread, as a stream's, matches neither). It waits
