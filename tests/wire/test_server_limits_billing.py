@@ -72,6 +72,8 @@ def test_billing_pause_decision_table(
         ("session_heartbeat", False),
         ("telemetry", False),
         ("retrieve_future", False),
+        ("auth_token", False),  # the JWT exchange is not sent through the official execute_with_retries
+        ("retrieve_futures", True),  # the official batched poller waits out a 402
     ],
 )
 def test_which_requests_pause_on_billing(endpoint: str, pauses: bool) -> None:

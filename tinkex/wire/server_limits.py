@@ -188,11 +188,11 @@ def manifest_with_server_limits(flags: ClientConfigResponse | None, manifest: Ma
 
 
 def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
-    """Whether a 402 from ``endpoint`` pauses: its policy re-sends at all and has the billing rule, as officially
-    only requests sent through ``execute_with_retries`` and samples pause. The access check, the heartbeat,
-    telemetry and future polls (policy ``none``) raise their 402 at once."""
+    """Whether a 402 from ``endpoint`` pauses: its policy has the billing rule, as officially only requests sent
+    through ``execute_with_retries``, samples and the batched poller pause. The access check, the heartbeat,
+    telemetry, the JWT exchange and single future polls (policy ``none``) raise their 402 at once."""
     policy = manifest.retry_policy_for(endpoint)
-    return policy is not None and policy.max_retries != 0 and BILLING_RULE in policy.rules
+    return policy is not None and BILLING_RULE in policy.rules
 
 
 class BillingPause:
