@@ -711,3 +711,32 @@ async def test_a_long_unresolved_future_is_reported_with_doubling_warnings(caplo
     assert len(warnings) == 3  # at 1 s, 2 s and 4 s of the 4 s spent polling (the next one would be at 8 s)
     assert "try_again (paused_capacity)" in warnings[0] and "req-1" in warnings[0]
     await close(resolver)
+
+
+OTHER_STATUSES = {"shed": [503], "server_errors_from": None, "not_yet": [425], "empty_bad_request": []}
+"""Another API's poll statuses: it sheds with 503, says "too early" when not ready, has no server-error range and
+sends no empty bad requests."""
+
+
+async def test_the_poll_statuses_are_the_manifests() -> None:
+    server = FutureServer(
+        [httpx.Response(503), httpx.Response(425), httpx.Response(425), httpx.Response(200, json=RESULT)]
+    )
+    clock = FakeClock()
+    resolver = resolver_for(server, clock=clock, manifest_data=manifest(futures={"poll_statuses": OTHER_STATUSES}))
+    handle = await resolver.submit("submit", result_type=Result, json={})
+    assert (await handle).tokens == [1, 2, 3]
+    assert clock.sleeps == [1.0, 0.01, 0.02]  # shed: the connection-failure pace; not yet: the quick backoff
+    await close(resolver)
+
+
+@pytest.mark.parametrize("status", [500, 400, 429])
+async def test_a_status_the_manifest_does_not_name_ends_the_future(status: int) -> None:
+    server = FutureServer([httpx.Response(425), httpx.Response(status)])
+    resolver = resolver_for(server, manifest_data=manifest(futures={"poll_statuses": OTHER_STATUSES}))
+    handle = await resolver.submit("submit", result_type=Result, json={})
+    with pytest.raises(FutureRetrieveError, match=f"fatal status\\): HTTP {status}") as caught:
+        await handle
+    assert caught.value.status_code == status
+    assert len(server.polls) == 2
+    await close(resolver)

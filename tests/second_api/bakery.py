@@ -49,7 +49,8 @@ def _json(status: int, body: object) -> ServerReply:
 class Bakery:
     """The bakery's server side. The menu fails twice with 503 before it answers; an order's first reply is lost
     (500 after the order is taken), so only the idempotency key keeps the re-send from baking a second cake; a
-    ticket is "in_oven" twice, then the kitchen times a poll out (408), then the cake is ready."""
+    ticket is "in_oven" twice, then the kitchen times a poll out (408, re-sent by the retry policy), then says
+    "too early" (425, not yet by the bakery's own poll statuses), then the cake is ready."""
 
     requests: list[ServerRequest] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
@@ -86,6 +87,8 @@ class Bakery:
                 return _json(200, {"progress": "in_oven"})
             if seen == 3:
                 return _json(408, {"message": "the kitchen is busy"})
+            if seen == 4:
+                return _json(425, {"message": "the cake is cooling"})
             if order.cake_id == "charcoal":
                 return _json(200, {"burnt": "the oven ran too hot", "kind": "server"})
             return _json(200, {"cake_id": order.cake_id, "layers": order.layers, "baked_by": "oven-1"})
