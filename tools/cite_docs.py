@@ -7,6 +7,7 @@ and ``docs/design.md``; this tool rewrites the citations:
 - the protocol reference (and a bare "wire spec" before a section sign) -> ``docs/wire.md`` (same section);
 - the design notes -> ``docs/design.md`` (same section names);
 - the Elixir ports' section on recovery -> ``docs/design.md``, "Recovery of corrupted runs";
+- the users' reports, item N -> ``docs/design.md``, "What users ran into" #N (same numbers);
 - any ``../shared/spec/`` prefix is dropped.
 
 In Python files only comments and docstrings change (never code or other string literals); Markdown files change
@@ -46,6 +47,7 @@ _PREFIX = r"(?:\.\./)*(?:shared/spec/)?"
 _WIRE = re.compile(_PREFIX + r"tinker-wire\.md")
 _WIRE_SPEC = re.compile(r"\b(?:the )?wire spec(?= \(?§)")
 _DESIGN = re.compile(r"(?<![\w/.-])" + _PREFIX + r"design\.md")
+_USERS = re.compile(r"(?<![\w/.-])(`?)" + _PREFIX + r"users\.md\1(?P<item>\s*#\d+)?")
 _ELIXIR = re.compile(r"(`?)" + _PREFIX + r"elixir-ports\.md\1(?P<section>\s*§\s*\d+(?:\.\d+)*)?")
 
 ELIXIR_SECTIONS = {"2.12": ("docs/design.md", "Recovery of corrupted runs")}
@@ -72,10 +74,15 @@ def rewrite_text(text: str) -> Rewrite:
         tick = match[1]
         return f'{tick}{page}{tick}, "{name}"'
 
+    def users(match: re.Match[str]) -> str:
+        tick = match[1]
+        return f'{tick}docs/design.md{tick}, "What users ran into"{match["item"] or ""}'
+
     text = _WIRE.sub("docs/wire.md", text)
     text = _WIRE_SPEC.sub("docs/wire.md", text)
     text = _DESIGN.sub("docs/design.md", text)
     text = _ELIXIR.sub(elixir, text)
+    text = _USERS.sub(users, text)
     return Rewrite(text, tuple(unmapped))
 
 

@@ -23,7 +23,8 @@ from doc_blocks import ROOT  # type: ignore[import-not-found]
 
 # The patterns spell the outside names in pieces, so this file does not cite them itself.
 _OUTSIDE = re.compile(
-    r"tinker-wire\.md|elixir-ports\.md|shared/spec/|\.\./shared/|\bwire spec\b|(?<![\w/.-])design\.md"
+    r"tinker-wire\.md|elixir-ports\.md|(?<![\w/.-])users\.md|(?<![\w/.-])style\.md|shared/spec/|\.\./shared/|\bwire spec\b"
+    r"|(?<![\w/.-])design\.md"
 )
 _WIRE_CITATION = re.compile(
     r"(?:docs/wire\.md|tinker-wire\.md|\bwire spec\b)`*[^§\n]{0,12}((?:§\s*[\d.]+[^\n§;]{0,8})+)"
@@ -110,6 +111,7 @@ def test_cited_design_sections_exist() -> None:
 _OLD_WIRE = "tinker" + "-wire.md"
 _OLD_DESIGN = "design" + ".md"
 _OLD_ELIXIR = "elixir" + "-ports.md"
+_OLD_USERS = "users" + ".md"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +131,10 @@ _OLD_ELIXIR = "elixir" + "-ports.md"
             '"""Off (see `docs/design.md`, "Recovery of corrupted runs")."""\n',
         ),
         (f'X = 1\n"""Attribute doc ({_OLD_WIRE} §9)."""\n', 'X = 1\n"""Attribute doc (docs/wire.md §9)."""\n'),
+        (
+            f'"""Its own thread ({_OLD_USERS} #4)."""\n',
+            '"""Its own thread (docs/design.md, "What users ran into" #4)."""\n',
+        ),
         # code and other string literals are never touched
         (f'PAGE = "{_OLD_WIRE}"\n', f'PAGE = "{_OLD_WIRE}"\n'),
         (f'print("{_OLD_DESIGN}")  # {_OLD_DESIGN}\n', f'print("{_OLD_DESIGN}")  # docs/design.md\n'),
