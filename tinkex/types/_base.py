@@ -49,6 +49,7 @@ __all__ = [
     "official_dataclass",
     "DECODING",
     "unset_reads_as",
+    "unset_reads_attribute",
 ]
 
 _StructT = TypeVar("_StructT", bound=type[msgspec.Struct])
@@ -93,6 +94,13 @@ class InferredUnion:
     __slots__ = ()
 
     union_name: ClassVar[str]
+    """The union's name in error messages: the name of the class that declares the union (its variants, being
+    Structs, keep their union's)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not issubclass(cls, msgspec.Struct):
+            cls.union_name = cls.__name__
 
     @classmethod
     def variant_for(cls, obj: dict[str, Any]) -> type[msgspec.Struct]:
@@ -724,37 +732,76 @@ def unset_reads_as(**defaults: Any) -> Callable[[_StructT], _StructT]:
     Encoding, decoding, equality and ``msgspec.structs.asdict`` still see the raw slot (``UNSET`` stays
     absent on the wire); Python attribute access, ``model_dump`` and ``repr`` see the default.
     """
+    return _read_while_unset(_ReadDefault, defaults)
 
+
+def unset_reads_attribute(**others: str) -> Callable[[_StructT], _StructT]:
+    """Make each named ``UNSET``-defaulted field read as the attribute ``others[name]`` while it is unset (a field
+    that reads as the one its value came under by a legacy name); the raw slot as with :func:`unset_reads_as`."""
+    return _read_while_unset(_ReadAttribute, others)
+
+
+def _read_while_unset(
+    reader: Callable[[Any, Any], _ReadWhileUnset], values: Mapping[str, Any]
+) -> Callable[[_StructT], _StructT]:
     def install(cls: _StructT) -> _StructT:
-        for name, default in defaults.items():
+        for name, value in values.items():
             slot = cls.__dict__.get(name)
             if slot is None or not hasattr(slot, "__get__"):
                 raise TypeError(f"{cls.__name__} has no field {name!r} to give a read default")
-            setattr(cls, name, _ReadDefault(slot, default))
+            setattr(cls, name, reader(slot, value))
         _FIELDS_CACHE.pop(cls, None)
         return cls
 
     return install
 
 
-class _ReadDefault:
-    """Descriptor over a Struct slot that substitutes a default for ``UNSET``."""
+class _ReadWhileUnset:
+    """Descriptor over a Struct slot that reads something else while the slot is ``UNSET``."""
 
-    __slots__ = ("_slot", "_default")
+    __slots__ = ("_slot",)
 
-    def __init__(self, slot: Any, default: Any) -> None:
+    def __init__(self, slot: Any) -> None:
         self._slot = slot
-        self._default = default
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
         value = self._slot.__get__(instance, owner)
-        return self._default if value is UNSET else value
+        return self._while_unset(instance) if value is UNSET else value
 
     def __set__(self, instance: Any, value: Any) -> None:
         # Reached only for mutable structs: a frozen struct's __setattr__ raises before any descriptor.
         self._slot.__set__(instance, value)
+
+    def _while_unset(self, instance: Any) -> Any:
+        raise NotImplementedError
+
+
+class _ReadDefault(_ReadWhileUnset):
+    """Reads a fixed default (the official one) while unset."""
+
+    __slots__ = ("_default",)
+
+    def __init__(self, slot: Any, default: Any) -> None:
+        super().__init__(slot)
+        self._default = default
+
+    def _while_unset(self, instance: Any) -> Any:
+        return self._default
+
+
+class _ReadAttribute(_ReadWhileUnset):
+    """Reads another attribute of the instance while unset."""
+
+    __slots__ = ("_other",)
+
+    def __init__(self, slot: Any, other: str) -> None:
+        super().__init__(slot)
+        self._other = other
+
+    def _while_unset(self, instance: Any) -> Any:
+        return getattr(instance, self._other)
 
 
 # --- the types that are dataclasses in the official SDK -----------------------------------------------------

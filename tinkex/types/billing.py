@@ -66,8 +66,6 @@ class BillingEventInfo(TypeTaggedUnion):
 
     __slots__ = ()
 
-    union_name = "BillingEventInfo"
-
 
 class _BillingEvent(ResponseStruct, BillingEventInfo, kw_only=True, omit_defaults=False):
     """A billing event variant; ``type`` is always encoded so readers can tell it."""

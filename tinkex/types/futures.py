@@ -105,8 +105,6 @@ class FutureCompletion(TypeTaggedUnion):
     """``FutureFinished | FutureFailed``, told apart by ``state``."""
 
     __slots__ = ()
-
-    union_name = "FutureCompletion"
     tag_key = "state"
 
 

@@ -45,8 +45,6 @@ class ModelInputChunk(InferredUnion):
 
     __slots__ = ()
 
-    union_name = "ModelInputChunk"
-
     @property
     def length(self) -> int:
         """Number of context positions the chunk occupies."""

@@ -33,8 +33,6 @@ class OptimizerConfig(TypeTaggedUnion):
 
     __slots__ = ()
 
-    union_name = "OptimizerConfig"
-
 
 class OptimizerConfigBase(RequestStruct, OptimizerConfig, kw_only=True, forbid_unknown_fields=False):
     """Any optimizer family, named by ``type`` (an unknown family's other keys are dropped)."""
@@ -60,8 +58,6 @@ class OptimParams(TypeTaggedUnion):
     """``AdamParams | OptimParamsBase``: one optimizer step's hyper-parameters. Adam's carry no ``type``."""
 
     __slots__ = ()
-
-    union_name = "OptimParams"
 
 
 @unset_reads_as(learning_rate=1e-4, beta1=0.9, beta2=0.95, eps=1e-12, weight_decay=0.0, grad_clip_norm=0.0)

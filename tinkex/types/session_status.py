@@ -59,8 +59,6 @@ class SessionFailedReason(TypeTaggedUnion):
 
     __slots__ = ()
 
-    union_name = "SessionFailedReason"
-
 
 class SessionFailedRequestReason(_TaggedResponse, SessionFailedReason, kw_only=True):
     type: Literal["request"] = "request"
@@ -88,8 +86,6 @@ class ClientSessionFinishReason(TypeTaggedUnion):
     """``ClientSessionFinishSuccess | ClientSessionFinishErrored | ClientSessionFinishInterrupted``."""
 
     __slots__ = ()
-
-    union_name = "ClientSessionFinishReason"
 
 
 class ClientSessionFinishSuccess(_TaggedResponse, ClientSessionFinishReason, kw_only=True):
@@ -136,8 +132,6 @@ class SessionStatus(TypeTaggedUnion):
 
     __slots__ = ()
 
-    union_name = "SessionStatus"
-
 
 class SessionFailed(_TaggedResponse, SessionStatus, kw_only=True):
     """The session was failed by one of its requests, training runs or sampling sessions."""
@@ -174,8 +168,6 @@ class SessionStatusQuery(TypeTaggedUnion):
     ClientFinishedSessionStatusQuery``."""
 
     __slots__ = ()
-
-    union_name = "SessionStatusQuery"
 
 
 class ActiveSessionStatusQuery(RequestStruct, SessionStatusQuery, kw_only=True):
@@ -216,8 +208,6 @@ class SearchOwner(TypeTaggedUnion):
     """``OwnSearchOwner | AccessibleSearchOwner | UserSearchOwner``: whose sessions a search covers."""
 
     __slots__ = ()
-
-    union_name = "SearchOwner"
 
 
 class OwnSearchOwner(RequestStruct, SearchOwner, kw_only=True):

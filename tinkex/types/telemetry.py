@@ -37,8 +37,6 @@ class TelemetryEvent(InferredUnion):
 
     __slots__ = ()
 
-    union_name = "TelemetryEvent"
-
     @classmethod
     def variant_for(cls, obj: dict[str, Any]) -> type[msgspec.Struct]:
         event = obj.get("event")

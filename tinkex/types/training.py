@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as
+from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as, unset_reads_attribute
 from .model_input import ModelInput
 from .optimizer import AdamParams, OptimParams
 from .provenance import ProvenanceSpans, check_span_tiling
@@ -172,26 +172,8 @@ class ForwardBackwardRequest(RequestStruct, kw_only=True):
     seq_id: int | None = None
 
 
-class _ReadsOtherWhileUnset:
-    """Descriptor over a Struct slot that reads another attribute while the slot is ``UNSET``."""
-
-    __slots__ = ("_slot", "_other")
-
-    def __init__(self, slot: Any, other: str) -> None:
-        self._slot = slot
-        self._other = other
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        value = self._slot.__get__(instance, owner)
-        return getattr(instance, self._other) if value is UNSET else value
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        self._slot.__set__(instance, value)
-
-
 @unset_reads_as(adam_params=None, type="optim_step")
+@unset_reads_attribute(optim_params="adam_params")
 class OptimStepRequest(RequestStruct, kw_only=True):
     """One optimizer step. Pass ``optim_params`` (0.38) or ``adam_params`` (0.16), not both.
 
@@ -216,11 +198,6 @@ class OptimStepRequest(RequestStruct, kw_only=True):
         if isinstance(other, AdamParams):
             msgspec.structs.force_setattr(self, "adam_params", other)
             msgspec.structs.force_setattr(self, "optim_params", UNSET)
-
-
-OptimStepRequest.optim_params = _ReadsOtherWhileUnset(  # type: ignore[assignment]
-    OptimStepRequest.__dict__["optim_params"], "adam_params"
-)
 
 
 @official_dataclass
