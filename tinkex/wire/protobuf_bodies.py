@@ -21,9 +21,9 @@ import math
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from tinkex import types as t
 from tinkex.proto import tinker_public_pb2 as pb
@@ -38,6 +38,8 @@ __all__ = [
     "encode_forward_backward_request",
     "encode_sample_response",
 ]
+
+_Message = TypeVar("_Message", bound=Message)
 
 
 class ProtobufBodyError(ValueError):
@@ -108,11 +110,13 @@ def _unpack(raw: bytes, code: str, where: str) -> list[Any]:
     return values.tolist()
 
 
-def _parse(message: Any, body: bytes) -> None:
+def _parsed(message_type: type[_Message], body: bytes) -> _Message:
+    message = message_type()
     try:
         message.ParseFromString(body)
     except DecodeError as exc:
-        raise ProtobufBodyError(f"body is not a valid tinker_public.{type(message).__name__}: {exc}") from None
+        raise ProtobufBodyError(f"body is not a valid tinker_public.{message_type.__name__}: {exc}") from None
+    return message
 
 
 # tensors
@@ -290,8 +294,7 @@ def _read_loss_fn_config(message: pb.ForwardBackwardRequest) -> dict[str, float 
 
 def decode_forward_backward_request(body: bytes) -> t.ForwardBackwardRequest | t.ForwardRequest:
     """The request a ``tinker_public.ForwardBackwardRequest`` body carries (a ForwardRequest if ``forward_only``)."""
-    message = pb.ForwardBackwardRequest()
-    _parse(message, body)
+    message = _parsed(pb.ForwardBackwardRequest, body)
     data: list[t.Datum] = []
     for index, datum_message in enumerate(message.data):
         where = f"data[{index}]"
@@ -362,8 +365,7 @@ def encode_forward_backward_output(output: t.ForwardBackwardOutput) -> bytes:
 
 
 def decode_forward_backward_output(body: bytes) -> t.ForwardBackwardOutput:
-    message = pb.ForwardBackwardOutput()
-    _parse(message, body)
+    message = _parsed(pb.ForwardBackwardOutput, body)
     outputs: list[t.LossFnOutput] = []
     for index, record in enumerate(message.loss_fn_outputs):
         datums: list[t.LossFnOutput] = [{} for _ in range(record.num_datums)]
@@ -454,8 +456,7 @@ def encode_sample_response(response: t.SampleResponse) -> bytes:
 
 def decode_sample_response(body: bytes) -> t.SampleResponse:
     """The result of a sample future. ``sequence_id`` stays None: it comes from the future's ``sample_sequence_ids``."""
-    message = pb.SampleResponse()
-    _parse(message, body)
+    message = _parsed(pb.SampleResponse, body)
     sequences: list[t.SampledSequence] = []
     for index, sequence in enumerate(message.sequences):
         where = f"sequences[{index}]"
