@@ -162,8 +162,7 @@ class Client:
     ) -> TrainingClient:
         """A new LoRA training model of ``base_model``; ``optimizer`` (0.38) picks its optimizer family
         (``AdamOptimizerConfig()``, the server's default, or e.g. ``DimuonOptimizerConfig()``)."""
-        if not (train_mlp or train_attn or train_unembed):
-            raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
+        _check_trained_parts(train_mlp, train_attn, train_unembed)
         model_seq_id = self._holder.next_model_seq_id()
         request = CreateModelRequest(
             session_id=await self._holder.session_id(),
@@ -206,8 +205,7 @@ class Client:
         """Returns at once: a future of the client (``.result()`` / ``await``) that also works as the client."""
         from .client_futures import BackcompatTrainingClientFuture
 
-        if not (train_mlp or train_attn or train_unembed):
-            raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
+        _check_trained_parts(train_mlp, train_attn, train_unembed)
         return BackcompatTrainingClientFuture(
             in_background(
                 self.create_lora_training_client_async(
@@ -472,6 +470,12 @@ def _check_pass_through_arguments(kwargs: Mapping[str, Any]) -> None:
             FutureWarning,
             stacklevel=3,
         )
+
+
+def _check_trained_parts(train_mlp: bool, train_attn: bool, train_unembed: bool) -> None:
+    """A LoRA model trains at least one of its parts; the sync form checks at the call, before the future."""
+    if not (train_mlp or train_attn or train_unembed):
+        raise ValueError("at least one of train_mlp, train_attn, train_unembed must be True")
 
 
 def _from_state_arguments(
