@@ -1,7 +1,19 @@
-"""forward_backward chunking and the combination of per-chunk results (`tinker-wire.md` §1.6, §4.3).
+"""forward_backward chunking, how a batch's chunks are dispatched, and the combination of per-chunk results
+(``docs/wire.md`` §1.6, §4.3).
 
-Mirrors the official SDK: ``TrainingClient._chunked_requests_generator`` and
-``lib/chunked_fwdbwd_helpers.combine_fwd_bwd_output_results``.
+Mirrors the official SDK: ``TrainingClient._chunked_requests_generator``, ``_run_fwd_bwd`` (the
+``parallel_fwdbwd_chunks`` flag) and ``lib/chunked_fwdbwd_helpers.combine_fwd_bwd_output_results``.
+
+Dispatch of a batch in several chunks (pure decisions here; :mod:`tinkex.training_client` sends):
+
+- one after another (:func:`chunks_together` False: the flag off, no flags at all, or one chunk): each chunk is
+  submitted once the one before has its future id, so the server sees them in seq_id order;
+- together (the server's ``parallel_fwdbwd_chunks``, on by default in 0.38): the batch takes its seq_ids at once, in
+  chunk order, and every chunk but the first is submitted at the same time; the first goes last, once each of the
+  others was accepted or failed (:func:`together_waves`), so a server that runs a model's requests in seq_id order
+  finds the whole batch queued when the first arrives, as officially. The first chunk is held back (not sent) only
+  when every other chunk was refused before it ran (:func:`first_chunk_held_back`): then none of the batch ran and
+  all its seq_ids go back (:func:`give_back_from`), leaving no gap in the model's sequence.
 """
 
 from __future__ import annotations
@@ -9,15 +21,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from pristine_transport.policy import WriteOutcome
+
 from .estimate import estimate_datum_bytes
-from .types import Datum, ForwardBackwardOutput, LossFnOutput
+from .types import ClientConfigResponse, Datum, ForwardBackwardOutput, LossFnOutput
 
 __all__ = [
     "MAX_CHUNK_BYTES_COUNT",
     "MAX_CHUNK_LEN",
     "chunk_data",
+    "chunks_together",
     "combine_forward_backward_outputs",
+    "first_chunk_held_back",
+    "give_back_from",
     "reduce_metrics",
+    "together_waves",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +66,38 @@ def chunk_data(
     if current:
         chunks.append(current)
     return chunks
+
+
+def chunks_together(flags: ClientConfigResponse | None, chunk_count: int) -> bool:
+    """Whether a batch of ``chunk_count`` chunks is dispatched together: the server's ``parallel_fwdbwd_chunks``
+    when it sent its flags and there is more than one chunk. Without flags (a 0.16 server, a forced dialect) the
+    chunks go one after another, as 0.16 sends them."""
+    return flags is not None and flags.parallel_fwdbwd_chunks and chunk_count > 1
+
+
+def together_waves(chunk_count: int) -> list[list[int]]:
+    """The chunk indices of a batch dispatched together, in waves: every chunk but the first at once, then the
+    first (the official order: the server starts the batch when its first seq_id arrives)."""
+    if chunk_count < 2:
+        return [list(range(chunk_count))]
+    return [list(range(1, chunk_count)), [0]]
+
+
+def first_chunk_held_back(other_outcomes: Sequence[WriteOutcome | None]) -> bool:
+    """Whether the first chunk of a batch dispatched together stays unsent, given how each other chunk's submit
+    ended (None: accepted): only when every one was refused before it ran, so sending it would run a part alone
+    and leave the others' seq_ids as a gap."""
+    return bool(other_outcomes) and all(outcome == "did_not_run" for outcome in other_outcomes)
+
+
+def give_back_from(outcomes: Sequence[WriteOutcome | None]) -> int | None:
+    """The first index of the batch's trailing chunks that surely did not run (refused, or not sent:
+    ``did_not_run``; None: accepted), whose seq_ids the model's next requests can take; None if the last chunk
+    was accepted or may have run."""
+    start = len(outcomes)
+    while start > 0 and outcomes[start - 1] == "did_not_run":
+        start -= 1
+    return start if start < len(outcomes) else None
 
 
 def combine_forward_backward_outputs(outputs: Sequence[ForwardBackwardOutput]) -> ForwardBackwardOutput:

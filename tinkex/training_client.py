@@ -31,7 +31,14 @@ from pristine_transport.futures import FutureExpiredError, FutureHandle, combine
 from pristine_transport.policy import WriteOutcome
 
 from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
-from .chunking import chunk_data, combine_forward_backward_outputs
+from .chunking import (
+    chunk_data,
+    chunks_together,
+    combine_forward_backward_outputs,
+    first_chunk_held_back,
+    give_back_from,
+    together_waves,
+)
 from .console import training_run_console_url
 from .custom_loss import compute_weights, merge_metrics, prepare_forward_data
 from .errors import ChunkedRequestError, ChunkReport, ForkedTrainingClientError
@@ -131,26 +138,35 @@ class _Turns:
 
 
 class _SeqIds:
-    """The model's wire seq_ids, taken at dispatch. Requests dispatch one at a time (:class:`_Turns`), so the last one
-    taken can be given back when the server certainly did not run its request: the next request takes it."""
+    """The model's wire seq_ids, taken at dispatch. Requests dispatch one at a time (:class:`_Turns`; a batch sent
+    together takes its seq_ids at once), so the last ones taken can be given back when the server certainly did not
+    run their requests: the next requests take them."""
 
     def __init__(self) -> None:
         self._lock = ForkSafeLock()
         self._next = 1
 
-    def take(self) -> int:
+    def take(self, count: int = 1) -> list[int]:
+        """``count`` consecutive seq_ids."""
         with self._lock:
-            seq_id = self._next
-            self._next += 1
-            return seq_id
+            seq_ids = list(range(self._next, self._next + count))
+            self._next += count
+            return seq_ids
 
-    def give_back(self, seq_id: int) -> bool:
-        """Reuse ``seq_id`` for the next request; False (kept used) if a later one was taken meanwhile."""
+    def give_back(self, seq_id: int, count: int = 1) -> bool:
+        """Reuse ``seq_id`` and the ``count - 1`` after it for the next requests; False (kept used) if a later one was
+        taken meanwhile."""
         with self._lock:
-            if self._next != seq_id + 1:
+            if self._next != seq_id + count:
                 return False
             self._next = seq_id
             return True
+
+    @property
+    def next(self) -> int:
+        """The seq_id the model's next request takes."""
+        with self._lock:
+            return self._next
 
 
 class TrainingClient:
@@ -214,7 +230,7 @@ class TrainingClient:
         sent = False
         try:
             await self._turns.wait_for(request_id)
-            seq_id = self._seq_ids.take()
+            seq_id = self._seq_ids.take()[0]
             endpoint, send_kwargs = request(seq_id)
             ext = {extensions.SIZE_BYTES: size_bytes} if size_bytes is not None else None
             sent = True
@@ -294,19 +310,23 @@ class TrainingClient:
         *,
         backward: bool,
     ) -> APIFuture[ForwardBackwardOutput]:
+        """Dispatch the batch's chunks, one after another or together (the server's ``parallel_fwdbwd_chunks``,
+        see :mod:`tinkex.chunking`); a chunk that fails to be accepted raises :class:`ChunkedRequestError` (the
+        chunk's own error for a batch of one) saying how each chunk ended."""
         if not chunks:
             return completed_future(combine_forward_backward_outputs([]))
-        handles: list[FutureHandle[ForwardBackwardOutput]] = []
-        seq_ids: list[int] = []
+        sends = [_ChunkSend() for _ in chunks]
         operation = "forward_backward" if backward else "forward"
+        data = [chunk for _, chunk in chunks]
         try:
             server = await self.holder.server_wire()  # settled with the session; no request here
             compress = server.config is not None and server.config.proto_compress_fwdbwd
-            for index, (request_id, chunk) in enumerate(chunks):
-                batch = ForwardBackwardInput(data=chunk, loss_fn=loss_fn, loss_fn_config=loss_fn_config)
 
-                def request(seq_id: int, batch: ForwardBackwardInput = batch) -> tuple[str, dict[str, Any]]:
-                    seq_ids.append(seq_id)
+            def request_of(index: int) -> WireRequest:
+                batch = ForwardBackwardInput(data=data[index], loss_fn=loss_fn, loss_fn_config=loss_fn_config)
+
+                def request(seq_id: int) -> tuple[str, dict[str, Any]]:
+                    sends[index].seq_id = seq_id
                     body: ForwardBackwardRequest | ForwardRequest
                     if backward:
                         body = ForwardBackwardRequest(forward_backward_input=batch, model_id=self.model_id, seq_id=seq_id)
@@ -315,24 +335,89 @@ class TrainingClient:
                     wire = training_body(body, server.dialect, self.holder.manifest, compress=compress)
                     return wire.endpoint, wire.send_kwargs
 
-                size = sum(estimate_datum_bytes(d) for d in chunk)
-                later = len(chunks) - index - 1
-                held_back = f"the {later} later chunk(s) of its batch" if later else None
-                handles.append(await self._dispatch(request_id, request, ForwardBackwardOutput, size, held_back))
-        except Exception as exc:
-            if len(chunks) == 1:
+                return request
+
+            requests = [request_of(index) for index in range(len(chunks))]
+            sizes = [sum(estimate_datum_bytes(d) for d in chunk) for chunk in data]
+            request_ids = [request_id for request_id, _ in chunks]
+            if chunks_together(server.config, len(chunks)):
+                await self._dispatch_together(request_ids, requests, sizes, sends)
+            else:
+                for index, request_id in enumerate(request_ids):
+                    later = len(chunks) - index - 1
+                    held_back = f"the {later} later chunk(s) of its batch" if later else None
+                    try:
+                        sends[index].handle = await self._dispatch(
+                            request_id, requests[index], ForwardBackwardOutput, sizes[index], held_back
+                        )
+                    except Exception as exc:
+                        sends[index].failed(exc, sent=sends[index].seq_id is not None)
+                        raise
+        except BaseException as exc:
+            _stop_polling(sends)  # the caller gets no future of them: nothing awaits their results
+            if not isinstance(exc, Exception) or len(chunks) == 1:
                 raise
-            reports = _chunk_reports([chunk for _, chunk in chunks], handles, seq_ids, failure=exc)
-            raise ChunkedRequestError(operation, reports, changes_state=backward) from exc
+            if not any(send.failure is not None for send in sends):  # failed before any chunk was dispatched
+                sends[0].failed(exc, sent=False)
+            raise ChunkedRequestError(operation, _chunk_reports(data, sends), changes_state=backward) from exc
         finally:
             # A failed chunk leaves the later ones unsent; the next request must not wait for them forever.
             for request_id, _ in chunks:
                 self._turns.mark_dispatched(request_id)
+        failures = [send.failure for send in sends if send.failure is not None]
+        if failures:  # a batch sent together: every chunk has ended its dispatch, each one is reported
+            _stop_polling(sends)
+            raise ChunkedRequestError(operation, _chunk_reports(data, sends), changes_state=backward) from failures[0]
+        handles = [send.handle for send in sends if send.handle is not None]
         if len(handles) == 1:
             return self._future(combine(handles, combine_forward_backward_outputs), changes_state=backward)
-        data = [chunk for _, chunk in chunks]
-        every_chunk = _every_chunk(operation, data, handles, seq_ids, changes_state=backward)
+        every_chunk = _every_chunk(operation, data, sends, changes_state=backward)
         return self._future(every_chunk, changes_state=backward)
+
+    async def _dispatch_together(
+        self, request_ids: list[int], requests: list[WireRequest], sizes: list[int], sends: list[_ChunkSend]
+    ) -> None:
+        """Send a batch's chunks together once its turn comes (the official ``parallel_fwdbwd_chunks`` order, see
+        :mod:`tinkex.chunking`): the batch takes its seq_ids at once, in chunk order; every chunk but the first is
+        submitted at the same time, then the first, unless :func:`first_chunk_held_back`. Each chunk's outcome goes
+        to ``sends``: a failure raises nothing here, so every chunk is accounted for. The seq_ids of trailing
+        chunks that did not run go back to the model's next requests. Cancelled, the submits in flight are
+        cancelled and waited for before this returns."""
+        await self._turns.wait_for(request_ids[0])
+        seq_ids = self._seq_ids.take(len(request_ids))
+
+        async def send(index: int) -> None:
+            sent = False
+            try:
+                endpoint, send_kwargs = requests[index](seq_ids[index])
+                sent = True
+                sends[index].handle = await self.holder.clients().futures.submit(
+                    endpoint,
+                    result_type=ForwardBackwardOutput,
+                    observer=self._observer,
+                    extensions={extensions.SIZE_BYTES: sizes[index]},
+                    **send_kwargs,
+                )
+            except Exception as exc:
+                sends[index].failed(exc, sent=sent)
+                self.holder.telemetry.exception(exc)
+
+        others, first = together_waves(len(request_ids))
+        async with asyncio.TaskGroup() as group:  # a cancel reaches every submit, and waits for them all
+            for index in others:
+                group.create_task(send(index))
+        if not first_chunk_held_back([sends[index].outcome for index in others]):
+            await send(first[0])
+        outcomes = [send.outcome if send.seq_id is not None else "did_not_run" for send in sends]
+        start = give_back_from(outcomes)
+        given_back = start is not None and self._seq_ids.give_back(seq_ids[start], len(seq_ids) - start)
+        next_seq_id = self._seq_ids.next
+        for index, chunk_send in enumerate(sends):
+            if chunk_send.failure is not None:
+                reused = given_back and start is not None and index >= start
+                _say_what_became_of_a_chunk_sent_together(
+                    chunk_send.failure, self.model_id, seq_ids[index], reused, next_seq_id
+                )
 
     async def forward_backward_custom_async(
         self,
@@ -735,33 +820,69 @@ def _say_what_became_of_the_seq_id(
     exc.args = (exc.message,)
 
 
+class _ChunkSend:
+    """How one chunk's dispatch ended: its seq_id once its request was built (None: not sent), its future's handle
+    once the server accepted it, or the failure (and whether the chunk ran) that kept it from being accepted."""
+
+    __slots__ = ("failure", "handle", "outcome", "seq_id")
+
+    def __init__(self) -> None:
+        self.seq_id: int | None = None
+        self.handle: FutureHandle[ForwardBackwardOutput] | None = None
+        self.failure: Exception | None = None
+        self.outcome: WriteOutcome | None = None
+        """None while accepted (or not yet sent); the failure's outcome otherwise."""
+
+    def failed(self, failure: Exception, *, sent: bool) -> None:
+        self.failure = failure
+        self.outcome = (getattr(failure, "outcome", None) or "may_have_run") if sent else "did_not_run"
+
+
+def _stop_polling(sends: list[_ChunkSend]) -> None:
+    """Stop polling the accepted chunks of a batch whose caller gets an error instead of their results (their work
+    on the server goes on)."""
+    for send in sends:
+        if send.handle is not None:
+            send.handle.cancel()
+
+
+def _say_what_became_of_a_chunk_sent_together(
+    exc: Exception, model_id: str, seq_id: int, reused: bool, next_seq_id: int
+) -> None:
+    """End the error of a chunk sent together with the rest of its batch (which already says whether it ran) with
+    its seq_id and what became of it; the model's next request takes ``next_seq_id``."""
+    if not isinstance(exc, APIError) or exc.outcome is None:
+        return
+    which = f"this chunk had seq_id {seq_id} of model {model_id}, sent together with the rest of its batch"
+    if reused:
+        which += "; as neither it nor a later chunk of the batch ran, its seq_id goes to this model's next requests"
+    else:
+        which += ", which stays used"
+    exc.message = f"{exc.message}. {which}; the requests after the batch are sent from seq_id {next_seq_id}"
+    exc.args = (exc.message,)
+
+
 def _chunk_reports(
-    chunks: list[list[Datum]],
-    handles: list[FutureHandle[Any]],
-    seq_ids: list[int],
-    *,
-    failure: BaseException | None = None,
-    results: list[Any] | None = None,
+    chunks: list[list[Datum]], sends: list[_ChunkSend], results: list[Any] | None = None
 ) -> list[ChunkReport]:
-    """Per chunk: accepted (ran; with ``results``, how its future ended), failed (``failure``, the chunk after the
-    accepted ones), or not sent."""
+    """Per chunk: accepted (ran; with ``results``, how its future ended), failed before being accepted (with
+    whether it ran), or not sent."""
     reports: list[ChunkReport] = []
     start = 0
-    for index, chunk in enumerate(chunks):
+    for index, (chunk, send) in enumerate(zip(chunks, sends, strict=True)):
         stop = start + len(chunk)
-        seq_id = seq_ids[index] if index < len(seq_ids) else None
-        request_id = handles[index].request_id if index < len(handles) else None
+        seq_id, request_id, error = send.seq_id, None, None
         outcome: WriteOutcome
-        error: str | None = None
-        if index < len(handles):
+        if send.handle is not None:
+            request_id = send.handle.request_id
             result = results[index] if results is not None else None
             outcome = "ran"  # the server accepted it: it runs or has run
             if isinstance(result, BaseException):
                 outcome = getattr(result, "outcome", None) or "ran"
                 error = str(result) or type(result).__name__
-        elif index == len(handles) and failure is not None:
-            outcome = getattr(failure, "outcome", None) or ("may_have_run" if seq_id is not None else "did_not_run")
-            error = str(failure) or type(failure).__name__
+        elif send.failure is not None:
+            outcome = send.outcome or "may_have_run"
+            error = str(send.failure) or type(send.failure).__name__
         else:
             outcome, seq_id = "did_not_run", None
         reports.append(
@@ -775,15 +896,12 @@ def _chunk_reports(
 
 
 async def _every_chunk(
-    operation: str,
-    chunks: list[list[Datum]],
-    handles: list[FutureHandle[ForwardBackwardOutput]],
-    seq_ids: list[int],
-    *,
-    changes_state: bool,
+    operation: str, chunks: list[list[Datum]], sends: list[_ChunkSend], *, changes_state: bool
 ) -> ForwardBackwardOutput:
-    """The combined result of every chunk; if any chunk failed, a :class:`ChunkedRequestError` that says how each
-    one ended (every chunk is waited for, so the report is complete)."""
+    """The combined result of every chunk, in chunk order; if any chunk failed, a :class:`ChunkedRequestError` that
+    says how each one ended (every chunk is waited for, so the report is complete)."""
+    handles = [send.handle for send in sends if send.handle is not None]
+    assert len(handles) == len(sends), "every chunk was accepted"
     chunk_results = (_expiry_says_what_ran(handle, changes_state) for handle in handles)
     results = await asyncio.gather(*chunk_results, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -792,5 +910,5 @@ async def _every_chunk(
     for failure in failures:
         if not isinstance(failure, Exception):
             raise failure  # a part cancelled (or worse): no report to make
-    reports = _chunk_reports(chunks, handles, seq_ids, results=list(results))
+    reports = _chunk_reports(chunks, sends, results=list(results))
     raise ChunkedRequestError(operation, reports, changes_state=changes_state) from failures[0]

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from tinkex.types import ClientConfigResponse, ClientDynamicConfigResponse
 
 __all__ = ["DEFAULT_BASE_MODELS", "ServerConfig"]
@@ -54,7 +56,9 @@ class ServerConfig:
     it larger to train and sample with another tokenizer's ids (the server then knows no end-of-sequence token)."""
     client_config: ClientConfigResponse = field(default_factory=ClientConfigResponse)
     """What ``client/config`` answers (the official defaults; e.g. ``proto_compress_fwdbwd=True`` asks 0.38
-    clients for zstd ``forward_backward`` bodies, which this server reads either way)."""
+    clients for zstd ``forward_backward`` bodies, which this server reads either way). ``parallel_fwdbwd_chunks``
+    (on by default) lets clients submit a batch's chunks at once; ``ClientConfigResponse(parallel_fwdbwd_chunks=False)``
+    makes them send one after another (with ``strict_sequence`` it is always off)."""
     dynamic_config: ClientDynamicConfigResponse = field(
         default_factory=lambda: ClientDynamicConfigResponse(sample_cancel_enabled=True)
     )
@@ -71,11 +75,17 @@ class ServerConfig:
     built for today's official SDK do (see :mod:`tinkex.testing.dialect`)."""
     strict_sequence: bool = False
     """True: a model's training requests must arrive with consecutive seq_ids (1, 2, 3 …), else 409 naming the
-    expected and the received one, as some third-party servers answer (see :mod:`tinkex.testing.sequence_rules`)."""
+    expected and the received one, as some third-party servers answer (see :mod:`tinkex.testing.sequence_rules`).
+    Such a server cannot take a batch's chunks at once (they travel on several connections, in no set order), so it
+    answers ``parallel_fwdbwd_chunks=False`` in ``client/config``, whatever ``client_config`` says."""
 
     def __post_init__(self) -> None:
         if isinstance(self.state_dir, str):  # a path given as text (``LocalServer(state_dir="./state")``)
             object.__setattr__(self, "state_dir", Path(self.state_dir))
+        if self.strict_sequence and self.client_config.parallel_fwdbwd_chunks:
+            # The flag is how a server tells clients (official 0.38 ones too) to send chunks one after another.
+            serial = msgspec.structs.replace(self.client_config, parallel_fwdbwd_chunks=False)
+            object.__setattr__(self, "client_config", serial)
 
     def latency_for(self, endpoint: str) -> float:
         return self.latency_by_endpoint.get(endpoint, self.future_latency)
