@@ -6,7 +6,9 @@ Since 0.38 ``create_lora_training_client``, ``create_training_client_from_state*
 :class:`BackcompatSamplingClientFuture` are both: an :class:`APIFuture` of the client, and a subclass of the
 client's class whose every public method waits for the client and calls the same method on it (instance
 attributes such as ``model_id`` likewise). Unlike the official SDK, tinkex keeps the 0.16 form working for good,
-so using the future as the client raises no deprecation warning.
+so using the future as the client raises no deprecation warning. The requests such a use sends (and its futures'
+polls) carry the official ``x-sdk-method``: ``BackcompatTrainingClientFuture.forward_backward`` (see
+:mod:`tinkex.sdk_method`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ class BackcompatClientFuture(APIFuture[C], Generic[C]):
         return client
 
 
+def _untracked(forwarder: Callable[..., Any]) -> Callable[..., Any]:
+    """``functools.wraps`` copied the client method's attributes, its x-sdk-method mark among them if the method is
+    tracked already: without it, ``track_public_clients`` names the forwarder after the future's own class."""
+    vars(forwarder).pop("__tinkex_sdk_method__", None)
+    return forwarder
+
+
 def _forwarding(client_class: type) -> Callable[[type], type]:
     """Adds to the decorated class one forwarder per public method and property of ``client_class``, keeping
     each method's signature and docstring (``inspect.signature`` and ``help`` see the client's)."""
@@ -88,12 +97,12 @@ def _forwarding(client_class: type) -> Callable[[type], type]:
             async def forward_async(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
                 return await getattr(await self._awaited_client_async(), name)(*args, **kwargs)
 
-            return functools.wraps(method)(forward_async)
+            return _untracked(functools.wraps(method)(forward_async))
 
         def forward(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
             return getattr(self._awaited_client(), name)(*args, **kwargs)
 
-        return functools.wraps(method)(forward)
+        return _untracked(functools.wraps(method)(forward))
 
     def decorate(cls: type) -> type:
         for klass in reversed(client_class.__mro__[:-1]):

@@ -8,7 +8,10 @@ outlives the call or belongs to the whole client (session creation, the handshak
 renewal) runs :func:`detached`, without a name, as the official SDK's background loops do.
 
 Names are the official classes' (``ServiceClient`` for :class:`tinkex.Client`), so the server sees the same values
-from either SDK.
+from either SDK. A client's future used as the client (0.16 code: ``create_lora_training_client(...).forward_backward``)
+names its own class, as the official 0.38 one does: ``BackcompatTrainingClientFuture.forward_backward`` on the submit
+and on its future's polls (polls start at submit, in the call's context, so they carry the name of the call that made
+them; ``APIFuture.result()`` names nothing of its own).
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ def track_public_clients() -> None:
     """Name the public methods of tinkex's clients after the official classes (called once, when tinkex loads)."""
     from .admin_client import AdminClient
     from .client import Client
+    from .client_futures import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
     from .rest_client import RestClient
     from .sampling_client import SamplingClient
     from .training_client import TrainingClient
@@ -133,5 +137,8 @@ def track_public_clients() -> None:
         (SamplingClient, "SamplingClient"),
         (RestClient, "RestClient"),
         (AdminClient, "AdminClient"),
+        # Their forwarders, named after themselves: the client's method they call keeps the outer name.
+        (BackcompatTrainingClientFuture, "BackcompatTrainingClientFuture"),
+        (BackcompatSamplingClientFuture, "BackcompatSamplingClientFuture"),
     ):
         track_sdk_methods(official)(cls)
