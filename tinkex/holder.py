@@ -50,7 +50,7 @@ from .runtime import BackgroundLoop, ForkSafeLock, after_fork_in_child, get_runt
 from .sdk_method import detached
 from .telemetry import Telemetry
 from .types import ClientConfigResponse, ClientDynamicConfigResponse, CreateSessionRequest, CreateSessionResponse
-from .wire import dynamic_config, server_limits
+from .wire import dynamic_config, sampling_flags, server_limits
 from .wire.dialect import (
     HANDSHAKE_SDK_VERSION,
     RESULT_CODECS,
@@ -180,8 +180,11 @@ class Holder:
 
     def _manifest_client_arguments(self) -> dict[str, Any]:
         return dict(
-            # The server's dispatch byte budgets as pool limits, for clients made once the handshake answered.
-            manifest=server_limits.manifest_with_dispatch_budgets(self.known_server_flags(), self.manifest),
+            # The server's dispatch byte budgets as pool limits and its stuck-detection switch, for clients made once
+            # the handshake answered.
+            manifest=sampling_flags.manifest_with_stuck_detection(
+                flags := self.known_server_flags(), server_limits.manifest_with_dispatch_budgets(flags, self.manifest)
+            ),
             base_url=self.config.base_url,
             config=self.config.transport_config(),
             env=self._env,

@@ -2,13 +2,20 @@
 
 Each sample is one logical write: its HTTP re-sends (the manifest's sampling policy, the 429 backpressure loop)
 carry the same idempotency key and the same ``seq_id``, so a sample whose answer was lost is not executed twice.
-A new request (new ``seq_id``, new key) is made only when the server declares the first one's result gone (410
-on its future). The dispatch permits of the ``sample`` pool are released once the future id is known; polling
-holds none (official semantics).
+A new request (new ``seq_id``, new key) is made only when the server declares the first one's result gone (its
+future answers the manifest's expiry status), as often as the sampling endpoint's ``resubmit_on_expiry`` says. The
+dispatch permits of the ``sample`` pool are released once the future id is known; polling holds none (official
+semantics).
+
+The server's sampling flags (``client/config``, decided in :mod:`tinkex.wire.sampling_flags`) choose how: with
+``sample_use_retrieve_futures`` a sample waits on its session's batched poller (:mod:`tinkex.session_poller`), then
+fetches its result with one ``retrieve_future``; ``sample_no_retries`` sends an expired sample no second time;
+``sample_join_sampling_session`` has a copy of the client ask the server for its clone number.
 
 A ``SamplingClient`` pickles: the copy in another process joins the same session and sampler without creating a
-new session, and numbers its requests from a random high base so they never collide with the original's. A client
-inherited through ``os.fork()`` renumbers the same way in the child (see ``docs/fanout.md``).
+new session, and numbers its requests from a high base so they never collide with the original's: a random one, or
+the server's clone number when it says ``sample_join_sampling_session``. A client inherited through ``os.fork()``
+renumbers the same way in the child (see ``docs/fanout.md``).
 ``get_sampler_handle()`` / ``SamplingClient.from_sampler_handle(handle)`` (0.38) do the same through a string that
 carries no credentials.
 
@@ -21,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import itertools
 import json
 import logging
 import math
 import threading
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,32 +43,41 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pristine_transport import extensions
-from pristine_transport.futures import FutureExpiredError
+from pristine_transport.deadlines import DEADLINES, effective_deadlines
+from pristine_transport.future_results import request_id_of
+from pristine_transport.futures import FutureExpiredError, FutureResolver
+from pristine_transport.manifest import ResubmitSpec
 from pristine_transport.policy import backoff_delay
 
 from .api_future import APIFuture, in_background
 from .estimate import estimate_model_input_bytes
 from .holder import fresh_seq_id_base
 from .queue_state import QueueState, QueueStateCallback, QueueStateLogger
-from .runtime import after_fork_in_child
+from .runtime import after_fork_in_child, loop_is_usable
+from .sdk_method import detached
+from .session_poller import SessionPoller
 from .types import (
     CreateSamplingSessionRequest,
     CreateSamplingSessionResponse,
     GetSamplerResponse,
+    JoinSamplingSessionRequest,
+    JoinSamplingSessionResponse,
     ModelInput,
     ParsedCheckpointTinkerPath,
     SampleRequest,
     SampleResponse,
     SamplingParams,
+    SamplingSessionFuturesTarget,
     TensorData,
 )
 from .validation import check_model_input, check_num_samples, check_sampling_params
 from .wire import server_limits
 from .wire.dialect import future_options
+from .wire.sampling_flags import SAMPLE_ENDPOINT, SampleRules, sample_rules
 
 if TYPE_CHECKING:
     from .config import ClientConfig
-    from .holder import Holder
+    from .holder import Holder, LoopClients
     from .telemetry import Telemetry
     from .tokenizer import Tokenizer
 
@@ -73,12 +92,14 @@ class RetryConfig:
 
     ``timeout_s`` is a deadline for one whole sample (None: none), so a stuck request surfaces as a
     ``TimeoutError`` instead of the official SDK's silent two-hour hang; ``max_resubmits`` bounds how often a
-    sample whose result the server declared gone (410) is sent again.
+    sample whose result the server declared gone (410) is sent again, the first time after ``resubmit_delay_s``
+    (doubling after each). None: the manifest's ``resubmit_on_expiry`` of the sampling endpoint (5 times, from
+    0.5 s). A server's ``sample_no_retries`` allows no re-submission whatever these say.
     """
 
     timeout_s: float | None = None
-    max_resubmits: int = 5
-    resubmit_delay_s: float = 0.5
+    max_resubmits: int | None = None
+    resubmit_delay_s: float | None = None
 
 
 async def create_sampling_client(
@@ -141,7 +162,8 @@ class SamplingClient:
 
     ``base_model`` is the sampler's base model when the creator knows it (else ``get_base_model`` asks the
     server once). ``shadow=True`` marks a copy that joins an existing sampler from elsewhere (it numbers its
-    requests from a random high base). ``subprocess_sampling`` (0.16) is accepted for compatibility: tinkex
+    requests from a high base, chosen at its first sample: see the module's docstring). ``subprocess_sampling``
+    (0.16) is accepted for compatibility: tinkex
     never samples on the caller's thread, so there is no sidecar process to choose.
     """
 
@@ -163,20 +185,33 @@ class SamplingClient:
         self.retry_config = retry_config or RetryConfig()
         self.record_stability_info = record_stability_info
         self._base_model = base_model
-        if seq_id_base is None:
-            seq_id_base = fresh_seq_id_base() if shadow else 0
-        self._seq_ids = itertools.count(seq_id_base)
         self._seq_lock = threading.Lock()
+        self._number_from(seq_id_base if seq_id_base is not None else 0)
+        self._copy_unnumbered = shadow and seq_id_base is None
+        """A copy numbers its requests from a block chosen at its first sample (:meth:`_settle_numbering`)."""
+        self._joining: concurrent.futures.Future[int] | None = None
         self._observer = QueueStateLogger.for_sampling(sampling_session_id, on_queue_state_change)
         self._in_flight: server_limits.ConcurrencyCap | None = None
+        self._rules: dict[bool, SampleRules] = {}
+        self._pollers: dict[asyncio.AbstractEventLoop, SessionPoller] = {}
+        """The batched poller of each loop this client samples on (``sample_use_retrieve_futures``)."""
+        weakref.finalize(self, _close_pollers, self._pollers)
         after_fork_in_child(self, self._renumber_after_fork)
 
+    def _number_from(self, seq_id_base: int) -> None:
+        self._seq_ids = itertools.count(seq_id_base)
+        self._clone_number = seq_id_base // SEQ_ID_BLOCK
+        """This client's clone of the sampling session (0: the original), the ``cloned_sampler_id`` it polls."""
+
     def _renumber_after_fork(self) -> None:
-        """In a forked child: go on from a fresh random block of seq_ids, as an unpickled copy does. Every child
+        """In a forked child: number the next samples from a new block, as an unpickled copy does. Every child
         inherits the parent's counter, and the server answers a (sampler, seq_id) it has seen from its replay
         cache: without this, the children's samples would get one another's answers instead of running."""
-        self._seq_ids = itertools.count(fresh_seq_id_base())
         self._seq_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+        self._number_from(fresh_seq_id_base())
+        self._copy_unnumbered = True  # the server's flags may say to ask it for the block instead
+        self._joining = None
+        self._pollers = {}  # the parent's, on the parent's loops
 
     def __repr__(self) -> str:
         return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
@@ -251,6 +286,7 @@ class SamplingClient:
         target_prompt_logprobs: TensorData | None,
         prompt_alt_tokens_k: int,
         prompt_logprobs_last_n: int | None,
+        always_retried: bool = False,
     ) -> Coroutine[Any, Any, SampleResponse]:
         """The sample to run, its arguments checked now (a mistake raises in the caller's stack) and its 0.38
         options gathered once for the sync and async forms."""
@@ -264,7 +300,7 @@ class SamplingClient:
             prompt_logprobs_last_n,
         )
         return self._sample_checked(
-            prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
+            prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras, always_retried
         )
 
     async def _sample_checked(
@@ -275,12 +311,16 @@ class SamplingClient:
         include_prompt_logprobs: bool,
         topk_prompt_logprobs: int,
         extras: dict[str, Any],
+        always_retried: bool = False,
     ) -> SampleResponse:
-        """The sample, its arguments checked and its 0.38 options (``extras``, see ``_new_options``) gathered."""
+        """The sample, its arguments checked and its 0.38 options (``extras``, see ``_new_options``) gathered.
+        ``always_retried``: a ``compute_logprobs`` (the server's ``sample_no_retries`` does not concern it)."""
+        rules = await self._rules_for(always_retried)
         work = self._capped(
+            rules.concurrency_cap,
             lambda: self._sample(
-                prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras
-            )
+                prompt, num_samples, sampling_params, include_prompt_logprobs, topk_prompt_logprobs, extras, rules
+            ),
         )
         try:
             if self.retry_config.timeout_s is None:
@@ -334,14 +374,28 @@ class SamplingClient:
             )
         )
 
-    async def _capped(self, start: Callable[[], Awaitable[SampleResponse]]) -> SampleResponse:
-        """``start()`` once this client has fewer samples in flight than the server's ``sample_max_concurrent_requests``
-        (the official sampling client's ``max_connections``), read at the first sample (the handshake asked first,
-        if this client was rebuilt from a pickle or a handle and nothing asked it yet)."""
-        if self._in_flight is None:
+    async def _rules_for(self, always_retried: bool) -> SampleRules:
+        """How this client's samples are sent and awaited, from the server's flags (the handshake asked first, if
+        this client was rebuilt from a pickle or a handle and nothing asked it yet) and the manifest."""
+        rules = self._rules.get(always_retried)
+        if rules is None:
             flags = (await self.holder.server_wire()).config
-            if self._in_flight is None:  # another sample may have set it meanwhile
-                self._in_flight = server_limits.ConcurrencyCap(server_limits.sample_concurrency_cap(flags))
+            rules = self._rules[always_retried] = sample_rules(
+                flags,
+                _resubmit_rule(self.holder),
+                max_resubmits=self.retry_config.max_resubmits,
+                resubmit_delay_s=self.retry_config.resubmit_delay_s,
+                always_retried=always_retried,
+            )
+        return rules
+
+    async def _capped(self, limit: int | None, start: Callable[[], Awaitable[SampleResponse]]) -> SampleResponse:
+        """``start()`` once this client has fewer than ``limit`` samples in flight (the server's
+        ``sample_max_concurrent_requests``, the official sampling client's ``max_connections``; None: at once)."""
+        if limit is None:
+            return await start()
+        if self._in_flight is None:
+            self._in_flight = server_limits.ConcurrencyCap(limit)
         async with self._in_flight.hold():
             # Started only once admitted: a sample cancelled while it queues leaves no coroutine never awaited.
             return await start()
@@ -354,11 +408,14 @@ class SamplingClient:
         include_prompt_logprobs: bool,
         topk_prompt_logprobs: int,
         extras: dict[str, Any],
+        rules: SampleRules,
     ) -> SampleResponse:
         size = estimate_model_input_bytes(prompt)
-        resolver = self.holder.clients().futures
+        clients = self.holder.clients()
         # How the result is polled (0.38: asked as protobuf); the dialect is settled before any sampler exists.
-        polling = future_options("asample", await self.holder.wire_dialect(), self.holder.manifest)
+        polling = future_options(SAMPLE_ENDPOINT, await self.holder.wire_dialect(), self.holder.manifest)
+        if self._copy_unnumbered:
+            await self._settle_numbering(rules)
         for resubmit in itertools.count():
             request = SampleRequest(
                 num_samples=num_samples,
@@ -370,26 +427,115 @@ class SamplingClient:
                 topk_prompt_logprobs=topk_prompt_logprobs,
                 **extras,
             )
-            handle = await resolver.submit(
-                "asample",
-                result_type=SampleResponse,
-                json=request,
-                observer=self._observer,
-                extensions={extensions.SIZE_BYTES: size},
-                **polling,
-            )
             try:
-                return _attach_sequence_ids(await handle, handle.submit_reply.get("sample_sequence_ids"))
-            except asyncio.CancelledError:
-                self._cancel_on_server(handle.request_id)
-                raise
-            except FutureExpiredError:
-                if resubmit >= self.retry_config.max_resubmits:
+                if rules.batched_polling:
+                    return await self._sample_batched(clients, request, size, polling)
+                return await self._sample_polled(clients.futures, request, size, polling)
+            except FutureExpiredError as expired:
+                if resubmit >= rules.max_resubmits:
                     raise
-                delay = backoff_delay(resubmit, initial_s=self.retry_config.resubmit_delay_s, max_s=math.inf)
-                logger.info("sample %s expired on the server; sending it again in %.2fs", handle.request_id, delay)
+                delay = backoff_delay(resubmit, initial_s=rules.resubmit_delay_s, max_s=math.inf)
+                logger.info("sample %s expired on the server; sending it again in %.2fs", expired.request_id, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _sample_polled(
+        self, resolver: FutureResolver, request: SampleRequest, size: int, polling: dict[str, Any]
+    ) -> SampleResponse:
+        """Submit, then poll the sample's own future until it resolves."""
+        handle = await resolver.submit(
+            SAMPLE_ENDPOINT,
+            result_type=SampleResponse,
+            json=request,
+            observer=self._observer,
+            extensions={extensions.SIZE_BYTES: size},
+            **polling,
+        )
+        try:
+            return _attach_sequence_ids(await handle, handle.submit_reply.get("sample_sequence_ids"))
+        except asyncio.CancelledError:
+            self._cancel_on_server(handle.request_id)
+            raise
+
+    async def _sample_batched(
+        self, clients: LoopClients, request: SampleRequest, size: int, polling: dict[str, Any]
+    ) -> SampleResponse:
+        """Submit, wait until the session's poller reports the sample done, then fetch its result with one poll of
+        its own future (``sample_use_retrieve_futures``)."""
+        resolver = clients.futures
+        submitted_at = time.monotonic()  # the resolver's clock: the first poll's roundtrip header
+        sent = {extensions.SIZE_BYTES: size, DEADLINES: effective_deadlines({}, resolver.deadlines)}
+        reply = await clients.http.call(SAMPLE_ENDPOINT, json=request, extensions=sent)
+        request_id = request_id_of(reply, resolver.spec.request_id_field, SAMPLE_ENDPOINT)
+        poller = self._poller_for(clients)
+        try:
+            await poller.wait_for(request_id)
+            handle = resolver.handle(
+                request_id,
+                result_type=SampleResponse,
+                request_type=polling.get("request_type") or _request_type(self.holder),
+                observer=self._observer,
+                submitted_at=submitted_at,
+                endpoint=SAMPLE_ENDPOINT,
+                result_formats=polling.get("result_formats", ()),
+            )
+            try:
+                response = await handle
+            finally:
+                poller.mark_retrieved(request_id)
+        except asyncio.CancelledError:
+            self._cancel_on_server(request_id)
+            raise
+        return _attach_sequence_ids(response, reply.get("sample_sequence_ids") if isinstance(reply, dict) else None)
+
+    def _poller_for(self, clients: LoopClients) -> SessionPoller:
+        """This loop's poller of this client's clone of the session: a new one when there is none yet, or the last
+        one failed for good, or its HTTP client was closed."""
+        loop = asyncio.get_running_loop()
+        poller = self._pollers.get(loop)
+        if (
+            poller is None
+            or not poller.usable
+            or poller.http is not clients.http
+            or poller.target.cloned_sampler_id != self._clone_number
+        ):
+            target = SamplingSessionFuturesTarget(
+                sampling_session_id=self.sampling_session_id, cloned_sampler_id=self._clone_number
+            )
+            poller = self._pollers[loop] = SessionPoller(
+                clients.http,
+                target,
+                no_progress_s=self.holder.config.deadlines.no_progress_s,
+            )
+        return poller
+
+    async def _settle_numbering(self, rules: SampleRules) -> None:
+        """A copy's first sample chooses the block its seq_ids come from: the server's clone number when its flags
+        say ``sample_join_sampling_session`` (asked once, by every first sample alike), else a random block."""
+        with self._seq_lock:
+            if not self._copy_unnumbered:
+                return
+            if not rules.join_session:
+                self._number_from(fresh_seq_id_base())
+                self._copy_unnumbered = False
+                return
+            if self._joining is None or (self._joining.done() and self._joining.exception() is not None):
+                self._joining = detached(self.holder.runtime.submit, self._join_sampling_session())
+            joining = self._joining
+        await asyncio.wrap_future(joining)
+
+    async def _join_sampling_session(self) -> int:
+        """``join_sampling_session``: the server's number for this copy; its seq_ids start at that block."""
+        response = await self.holder.clients().http.call(
+            "join_sampling_session",
+            json=JoinSamplingSessionRequest(sampling_session_id=self.sampling_session_id),
+            result_type=JoinSamplingSessionResponse,
+        )
+        with self._seq_lock:
+            if self._copy_unnumbered:
+                self._number_from(SEQ_ID_BLOCK * response.client_counter)
+                self._copy_unnumbered = False
+        return response.client_counter
 
     def _cancel_on_server(self, request_id: str) -> None:
         """A sample its caller cancelled (``future().cancel()``, a cancelled task, the ``RetryConfig`` deadline) is
@@ -413,12 +559,17 @@ class SamplingClient:
     ) -> list[float | None]:
         """The logprob of every prompt token (None where there is none: the first, and with
         ``prompt_logprobs_last_n`` every token before the last N)."""
-        response = await self.sample_async(
+        response = await self._checked_sample(
             prompt,
             1,
             SamplingParams(max_tokens=1),
-            include_prompt_logprobs=True,
-            prompt_logprobs_last_n=prompt_logprobs_last_n,
+            True,
+            0,
+            0,
+            None,
+            0,
+            prompt_logprobs_last_n,
+            always_retried=True,
         )
         if response.prompt_logprobs is None:
             raise ValueError("compute_logprobs: the server answered without prompt_logprobs")
@@ -515,6 +666,28 @@ class _CancelFutureRequest(msgspec.Struct, kw_only=True):
 
 _CANCELLING: set[asyncio.Task[None]] = set()
 """Cancellations under way (the loop keeps only weak references to tasks)."""
+
+SEQ_ID_BLOCK = 1_000_000_000
+"""A client's seq_ids lie in one block of this size; its number (``seq_id // SEQ_ID_BLOCK``) is its clone of the
+sampling session, 0 for the original client."""
+
+
+def _resubmit_rule(holder: Holder) -> ResubmitSpec | None:
+    future = holder.manifest.endpoint(SAMPLE_ENDPOINT).future
+    return future.resubmit_on_expiry if future is not None else None
+
+
+def _request_type(holder: Holder) -> str | None:
+    future = holder.manifest.endpoint(SAMPLE_ENDPOINT).future
+    return future.request_type if future is not None else None
+
+
+def _close_pollers(pollers: dict[asyncio.AbstractEventLoop, SessionPoller]) -> None:
+    """A dropped client's pollers stop (each on its own loop; nothing waits on them, or the client would be alive)."""
+    for loop, poller in list(pollers.items()):
+        if loop_is_usable(loop):
+            loop.call_soon_threadsafe(poller.close)
+    pollers.clear()
 
 
 _NO_OPTIONS: dict[str, Any] = {}
