@@ -1,5 +1,5 @@
 """``x-sdk-version`` / ``x-sdk-method``: every request a public client method sends names that method, as the
-official 0.38 SDK does (0.34+; ``tinker-wire.md`` §8.1): ``x-sdk-method: TrainingClient.forward_backward``.
+official 0.38 SDK does (0.34+; ``docs/wire.md`` §8.1): ``x-sdk-method: TrainingClient.forward_backward``.
 
 The name travels in a context (``pristine_transport.layers.headers.context_headers``): sync methods run their
 coroutines on the background loop in a copy of the caller's context, so the requests of a call, on whichever loop,
