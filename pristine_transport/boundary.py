@@ -30,6 +30,7 @@ import anyio
 import httpx
 
 from pristine_transport import extensions
+from pristine_transport.errors import ResponseTooLarge  # defined with every error; re-exported here
 from pristine_transport.layers.header_list import find_header, live_entries
 from pristine_transport.redaction import Redactor
 
@@ -52,17 +53,6 @@ DEFAULT_MAX_RESPONSE_HEADER_BYTES: Final = 64 * 1024
 _DECOMPRESS_STEP = 1024 * 1024
 """At most this many decompressed bytes per step, so a bomb never expands far past the limit in memory."""
 _MODULES_OF_BACKENDS = ("aiohttp", "httpcore", "h11", "h2", "hpack", "hyperframe", "anyio", "ssl", "yarl", "multidict")
-
-
-class ResponseTooLarge(httpx.DecodingError):
-    """A response exceeded a size limit of its endpoint. Not a transport error: re-sending would get the same answer,
-    so no retry layer re-sends it."""
-
-    def __init__(self, message: str, *, request: httpx.Request, limit_name: str, limit: int, endpoint: str) -> None:
-        super().__init__(message, request=request)
-        self.limit_name = limit_name
-        self.limit = limit
-        self.endpoint = endpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 """Deadlines as mechanism: where the effective :class:`~pristine_transport.policy.Deadlines` of a call come from,
-the clock one logical request shares with the layers of its stack, and the error raised when one passes.
+the clock one logical request shares with the layers of its stack. The errors raised when one passes
+(:class:`DeadlineExceededError`, :class:`AttemptDeadlineError`) are :mod:`pristine_transport.errors`'s, re-exported
+here.
 
 Precedence, most specific first: ``request.extensions[DEADLINES]`` (per call, also how a client passes its own
 default), then the innermost ``with deadlines(...)`` scope, then the layer's default (a retry layer's: ``CALL_DEADLINES``).
@@ -18,12 +20,10 @@ import math
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
-import httpx
-
-from pristine_transport.errors import APITimeoutError
-from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines, RetryBudget, WriteOutcome, write_outcome_advice
+from pristine_transport.errors import AttemptDeadlineError, DeadlineExceededError
+from pristine_transport.policy import DEFAULT_DEADLINES, Deadlines, RetryBudget
 
 __all__ = [
     "CLOCK",
@@ -44,8 +44,6 @@ CLOCK = "pristine.operation_clock"
 pause while waiting for local admission and re-arm around backpressure waits."""
 
 _scope: contextvars.ContextVar[Deadlines | None] = contextvars.ContextVar("pristine_deadlines", default=None)
-
-DeadlineKind = Literal["no_progress", "failed_attempts", "attempt"]
 
 
 @contextmanager
@@ -85,67 +83,6 @@ def effective_deadlines(extensions: Mapping[str, Any], default: Deadlines = DEFA
 def current_scope() -> Deadlines | None:
     """The deadlines set by the innermost ``with deadlines(...)``, if any."""
     return _scope.get()
-
-
-class AttemptDeadlineError(httpx.TimeoutException):
-    """One attempt (headers and body) outlived its whole-attempt deadline; retried like any timeout."""
-
-
-class DeadlineExceededError(APITimeoutError, TimeoutError):
-    """A deadline passed. Says what was waited on, for how long, the last answer seen, and whether the work may
-    have run (``may_have_run``); for a future, ``request_id`` retrieves it later."""
-
-    def __init__(
-        self,
-        request: httpx.Request,
-        *,
-        waited_on: str,
-        waited_s: float,
-        deadline: DeadlineKind,
-        last_seen: str,
-        may_have_run: bool,
-        request_id: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        what = {
-            "no_progress": "made no progress",
-            "failed_attempts": "kept failing while others succeed",
-            "attempt": "did not finish its attempt",
-        }[deadline]
-        # A future id means the server accepted the work: it has run or will run, whatever the wait saw.
-        outcome: WriteOutcome = "ran" if request_id is not None else "may_have_run" if may_have_run else "did_not_run"
-        if outcome == "ran":
-            ran = "the server accepted the work (it runs or has run): do not submit it again"
-        else:
-            ran = write_outcome_advice(outcome, what="the work")
-        message = f"{waited_on} {what} for {waited_s:.1f} s; last answer: {last_seen}; {ran}"
-        if request_id is not None:
-            message += f"; its result may still be retrieved with request_id={request_id!r}"
-        if detail:
-            message += f" ({detail})"
-        super().__init__(request, message)
-        self.waited_on = waited_on
-        self.waited_s = waited_s
-        self.deadline: DeadlineKind = deadline
-        self.last_seen = last_seen
-        self.outcome: WriteOutcome = outcome
-        self.request_id = request_id
-
-    @property
-    def may_have_run(self) -> bool:
-        """False only when the work surely did not run (``outcome == "did_not_run"``)."""
-        return self.outcome != "did_not_run"
-
-    def __reduce__(self) -> Any:
-        return (_rebuild, (self.request.method, str(self.request.url), self.__dict__.copy()))
-
-
-def _rebuild(method: str, url: str, state: dict[str, Any]) -> DeadlineExceededError:
-    error = DeadlineExceededError.__new__(DeadlineExceededError)
-    Exception.__init__(error, state.get("message", ""))
-    error.__dict__.update(state)
-    error.request = httpx.Request(method, url)
-    return error
 
 
 class OperationClock:

@@ -8,6 +8,10 @@ says what happened to it: ``outcome`` is :func:`~pristine_transport.policy.write
 ``did_not_run`` / ``may_have_run``) over every attempt the retry layer made (it leaves its verdict under
 :data:`WRITE_OUTCOME` in the final response's extensions, or as ``write_outcome`` on the transport failure it
 raises), and the message ends with the verdict and what to do next. ``outcome`` is None for a read.
+
+Every error class of pristine_transport is defined here, also those beneath the taxonomy that its mechanisms raise
+and map (:class:`ResponseTooLarge`, :class:`AttemptDeadlineError`, :class:`ProgressTimeoutError`) and the
+manifest's :class:`ManifestError`; the modules that raise them re-export them under their old import paths.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from pristine_transport.boundary import ResponseTooLarge
 from pristine_transport.policy import Attempt, WriteOutcome, is_bare_400, write_outcome, write_outcome_advice
 
 __all__ = [
@@ -26,15 +29,20 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AttemptDeadlineError",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlineExceededError",
+    "DeadlineKind",
     "FutureExpiredError",
     "FutureRetrieveError",
     "FutureTimeoutError",
     "InternalServerError",
+    "ManifestError",
+    "ManifestProblem",
     "NotFoundError",
     "PermissionDeniedError",
     "PristineError",
@@ -45,6 +53,7 @@ __all__ = [
     "RequestErrorCategory",
     "RequestFailedError",
     "RequestRateLimitedError",
+    "ResponseTooLarge",
     "ResponseTooLargeError",
     "UnprocessableEntityError",
     "WRITE_OUTCOME",
@@ -159,6 +168,86 @@ class APITimeoutError(APIConnectionError):
         super().__init__(request=request, message=message)
 
 
+DeadlineKind = Literal["no_progress", "failed_attempts", "attempt"]
+
+
+class DeadlineExceededError(APITimeoutError, TimeoutError):
+    """A deadline passed. Says what was waited on, for how long, the last answer seen, and whether the work may
+    have run (``may_have_run``); for a future, ``request_id`` retrieves it later."""
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        *,
+        waited_on: str,
+        waited_s: float,
+        deadline: DeadlineKind,
+        last_seen: str,
+        may_have_run: bool,
+        request_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        what = {
+            "no_progress": "made no progress",
+            "failed_attempts": "kept failing while others succeed",
+            "attempt": "did not finish its attempt",
+        }[deadline]
+        # A future id means the server accepted the work: it has run or will run, whatever the wait saw.
+        outcome: WriteOutcome = "ran" if request_id is not None else "may_have_run" if may_have_run else "did_not_run"
+        if outcome == "ran":
+            ran = "the server accepted the work (it runs or has run): do not submit it again"
+        else:
+            ran = write_outcome_advice(outcome, what="the work")
+        message = f"{waited_on} {what} for {waited_s:.1f} s; last answer: {last_seen}; {ran}"
+        if request_id is not None:
+            message += f"; its result may still be retrieved with request_id={request_id!r}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(request, message)
+        self.waited_on = waited_on
+        self.waited_s = waited_s
+        self.deadline: DeadlineKind = deadline
+        self.last_seen = last_seen
+        self.outcome: WriteOutcome = outcome
+        self.request_id = request_id
+
+    @property
+    def may_have_run(self) -> bool:
+        """False only when the work surely did not run (``outcome == "did_not_run"``)."""
+        return self.outcome != "did_not_run"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_deadline_error, (self.request.method, str(self.request.url), self.__dict__.copy()))
+
+
+def _rebuild_deadline_error(method: str, url: str, state: dict[str, Any]) -> DeadlineExceededError:
+    error = DeadlineExceededError.__new__(DeadlineExceededError)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    error.request = httpx.Request(method, url)
+    return error
+
+
+# Beneath the taxonomy: what the layers raise inside the stack, as httpx exceptions the retry layer classifies,
+# mapped to the taxonomy by error_for_transport_exception.
+
+
+class ResponseTooLarge(httpx.DecodingError):
+    """A response exceeded a size limit of its endpoint (raised by the boundary while reading). Not a transport
+    error: re-sending would get the same answer, so no retry layer re-sends it; it surfaces as
+    :class:`ResponseTooLargeError`."""
+
+    def __init__(self, message: str, *, request: httpx.Request, limit_name: str, limit: int, endpoint: str) -> None:
+        super().__init__(message, request=request)
+        self.limit_name = limit_name
+        self.limit = limit
+        self.endpoint = endpoint
+
+
+class AttemptDeadlineError(httpx.TimeoutException):
+    """One attempt (headers and body) outlived its whole-attempt deadline; retried like any timeout."""
+
+
 class ProgressTimeoutError(httpx.TimeoutException):
     """No request of a retry policy made progress for ``timeout_s`` seconds (raised by the retry layer, beneath
     the taxonomy: :func:`error_for_transport_exception` maps it to an :class:`APITimeoutError`)."""
@@ -182,6 +271,38 @@ class APIResponseValidationError(APIError):
         super().__init__(message, response.request, body=body)
         self.response = response
         self.status_code = response.status_code
+
+
+# A manifest that does not load (pristine_transport.manifest raises it).
+
+
+class ManifestProblem(str):
+    """One problem of a manifest. It reads as ``"json.path: what is wrong"``; ``path`` and ``detail`` are its two
+    halves and ``hint`` says how to fix it (the keys known at that place, the names defined), or is None."""
+
+    path: str
+    detail: str
+    hint: str | None
+
+    def __new__(cls, text: str, hint: str | None = None) -> ManifestProblem:
+        problem = super().__new__(cls, text)
+        problem.path, _, problem.detail = text.partition(": ")
+        problem.hint = hint
+        return problem
+
+
+class ManifestError(ValueError):
+    """A manifest failed to load. ``problems`` holds every problem found, each a :class:`ManifestProblem` (a
+    ``"json.path: what is wrong"`` line, with its hint when there is one)."""
+
+    def __init__(self, problems: list[str], source: str = "manifest") -> None:
+        self.problems = [p if isinstance(p, ManifestProblem) else ManifestProblem(p) for p in problems]
+        self.source = source
+        listing = "\n".join(f"  - {p}" + (f"\n    hint: {p.hint}" if p.hint else "") for p in self.problems)
+        super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{listing}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ManifestError, (self.problems, self.source))
 
 
 # The failures of a future (pristine_transport.futures raises them): the server's own verdict on a request it

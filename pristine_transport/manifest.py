@@ -17,6 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
+from pristine_transport.errors import ManifestError, ManifestProblem
+
 __all__ = [
     "BackpressureSpec",
     "BaseUrlSpec",
@@ -52,35 +54,6 @@ __all__ = [
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 PlatformValue = Literal["os", "arch", "runtime", "runtime_version", "async_library"]
 RetryKind = Literal["standard", "progress", "sampling"]
-
-
-class ManifestProblem(str):
-    """One problem of a manifest. It reads as ``"json.path: what is wrong"``; ``path`` and ``detail`` are its two
-    halves and ``hint`` says how to fix it (the keys known at that place, the names defined), or is None."""
-
-    path: str
-    detail: str
-    hint: str | None
-
-    def __new__(cls, text: str, hint: str | None = None) -> ManifestProblem:
-        problem = super().__new__(cls, text)
-        problem.path, _, problem.detail = text.partition(": ")
-        problem.hint = hint
-        return problem
-
-
-class ManifestError(ValueError):
-    """A manifest failed to load. ``problems`` holds every problem found, each a :class:`ManifestProblem` (a
-    ``"json.path: what is wrong"`` line, with its hint when there is one)."""
-
-    def __init__(self, problems: list[str], source: str = "manifest") -> None:
-        self.problems = [p if isinstance(p, ManifestProblem) else ManifestProblem(p) for p in problems]
-        self.source = source
-        listing = "\n".join(f"  - {p}" + (f"\n    hint: {p.hint}" if p.hint else "") for p in self.problems)
-        super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{listing}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ManifestError, (self.problems, self.source))
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):

@@ -20,11 +20,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from pristine_transport.manifest import FuturesSpec, MatchSpec, PollBackoffSpec, RetryPolicySpec, RetryRuleSpec
+if TYPE_CHECKING:  # only names in annotations: the manifest's load errors are errors.py's, which imports this module
+    from pristine_transport.manifest import FuturesSpec, MatchSpec, PollBackoffSpec, RetryPolicySpec, RetryRuleSpec
 
 __all__ = [
     "Attempt",
