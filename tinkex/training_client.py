@@ -7,7 +7,8 @@ and the server still sees them in order (official ``_take_turn``). The wire ``se
 ``outcome == "did_not_run"``) hands its seq_id to the next one, so a refusal leaves no gap in the model's sequence
 for a server that wants them consecutive; its error says so. A batch sent in several chunks that fails in part
 raises :class:`~tinkex.errors.ChunkedRequestError`, saying per chunk which ran, which failed and which were not
-sent.
+sent. A batch's chunks go one after another, or together when the server's ``parallel_fwdbwd_chunks`` says so (the
+decisions and the order are :mod:`tinkex.chunking`'s); either way the request after the batch waits for all of them.
 The ``*_async`` methods run on the caller's loop and return an :class:`APIFuture` (await twice, as in the
 official SDK); the sync ones return at once with an ``APIFuture`` computed on the background loop.
 
