@@ -58,7 +58,10 @@ class ServerConfig:
     """What ``client/config`` answers (the official defaults; e.g. ``proto_compress_fwdbwd=True`` asks 0.38
     clients for zstd ``forward_backward`` bodies, which this server reads either way). ``parallel_fwdbwd_chunks``
     (on by default) lets clients submit a batch's chunks at once; ``ClientConfigResponse(parallel_fwdbwd_chunks=False)``
-    makes them send one after another (with ``strict_sequence`` it is always off)."""
+    makes them send one after another (with ``strict_sequence`` it is always off). The sampling flags work here
+    too: ``sample_use_retrieve_futures=True`` has clients poll ``retrieve_futures`` for their samples (served by
+    :mod:`tinkex.testing.retrieve_futures`), ``sample_join_sampling_session=True`` has copies of a sampling client
+    ask ``join_sampling_session`` for their clone number."""
     dynamic_config: ClientDynamicConfigResponse = field(
         default_factory=lambda: ClientDynamicConfigResponse(sample_cancel_enabled=True)
     )
