@@ -757,12 +757,14 @@ def _read_while_unset(
 
 
 class _ReadWhileUnset:
-    """Descriptor over a Struct slot that reads something else while the slot is ``UNSET``."""
+    """Descriptor over a Struct slot that reads something else while the slot is ``UNSET``: what ``_value`` says,
+    as each subclass reads it."""
 
-    __slots__ = ("_slot",)
+    __slots__ = ("_slot", "_value")
 
-    def __init__(self, slot: Any) -> None:
+    def __init__(self, slot: Any, value: Any) -> None:
         self._slot = slot
+        self._value = value
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -781,27 +783,23 @@ class _ReadWhileUnset:
 class _ReadDefault(_ReadWhileUnset):
     """Reads a fixed default (the official one) while unset."""
 
-    __slots__ = ("_default",)
+    __slots__ = ()
 
-    def __init__(self, slot: Any, default: Any) -> None:
-        super().__init__(slot)
-        self._default = default
+    @property
+    def _default(self) -> Any:
+        return self._value
 
     def _while_unset(self, instance: Any) -> Any:
-        return self._default
+        return self._value
 
 
 class _ReadAttribute(_ReadWhileUnset):
-    """Reads another attribute of the instance while unset."""
+    """Reads the instance's attribute named by ``_value`` while unset."""
 
-    __slots__ = ("_other",)
-
-    def __init__(self, slot: Any, other: str) -> None:
-        super().__init__(slot)
-        self._other = other
+    __slots__ = ()
 
     def _while_unset(self, instance: Any) -> Any:
-        return getattr(instance, self._other)
+        return getattr(instance, self._value)
 
 
 # --- the types that are dataclasses in the official SDK -----------------------------------------------------
