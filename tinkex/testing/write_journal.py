@@ -296,13 +296,23 @@ def _entries(path: Path) -> Iterator[_Entry]:
             yield _decoder.decode(line)
 
 
+def _wall_time(monotonic: float) -> float:
+    """This process's monotonic time as wall-clock time, which the next process can read back."""
+    return time.time() - (time.monotonic() - monotonic)
+
+
+def _monotonic_time(wall: float) -> float:
+    """A wall-clock time another process journaled, on this process's monotonic clock."""
+    return time.monotonic() - (time.time() - wall)
+
+
 def _future_entry(record: FutureRecord) -> _FutureEntry:
     failure = record.failure
     return _FutureEntry(
         request_id=record.request_id,
         endpoint=record.endpoint,
         model_id=record.model_id,
-        ready_wall=time.time() + (record.ready_at - time.monotonic()),
+        ready_wall=_wall_time(record.ready_at),
         result=record.result,
         failure_message=failure.message if failure else None,
         failure_category=failure.category if failure else None,
@@ -310,26 +320,18 @@ def _future_entry(record: FutureRecord) -> _FutureEntry:
 
 
 def _future_record(entry: _FutureEntry) -> FutureRecord:
-    failure = (
-        Failure(entry.failure_message, entry.failure_category)  # type: ignore[arg-type]
-        if entry.failure_message is not None
-        else None
-    )
-    return FutureRecord(
-        request_id=entry.request_id,
-        endpoint=entry.endpoint,
-        model_id=entry.model_id,
-        ready_at=time.monotonic() + (entry.ready_wall - time.time()),
-        result=entry.result,
-        failure=failure,
-    )
+    failure = None
+    if entry.failure_message is not None:
+        failure = Failure(entry.failure_message, entry.failure_category)  # type: ignore[arg-type]
+    return FutureRecord(entry.request_id, entry.endpoint, entry.model_id, _monotonic_time(entry.ready_wall),
+                        result=entry.result, failure=failure)
 
 
 def _execution_entry(execution: Execution) -> _ExecutionEntry:
     shared = {name: getattr(execution, name) for name in _SHARED_EXECUTION_FIELDS}
-    return _ExecutionEntry(**shared, wall_time=time.time() - (time.monotonic() - execution.time))
+    return _ExecutionEntry(**shared, wall_time=_wall_time(execution.time))
 
 
 def _execution(entry: _ExecutionEntry, undone: bool) -> Execution:
     shared = {name: getattr(entry, name) for name in _SHARED_EXECUTION_FIELDS}
-    return Execution(**shared, time=time.monotonic() - (time.time() - entry.wall_time), undone=undone)
+    return Execution(**shared, time=_monotonic_time(entry.wall_time), undone=undone)
