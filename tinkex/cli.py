@@ -369,6 +369,17 @@ def _emit_json(value: Any, out: TextIO | None = None) -> None:
     (out or sys.stdout).write(msgspec.json.format(msgspec.json.encode(msgspec.to_builtins(value)), indent=2).decode() + "\n")
 
 
+def _print_fields(fields: Sequence[tuple[str, object]]) -> None:
+    """``label: value`` lines, the values aligned one column past the longest label."""
+    width = max(len(name) for name, _ in fields) + 2
+    for name, value in fields:
+        print(f"{name + ':':<{width}}{value}")
+
+
+def _rank(value: int | None) -> str:
+    return str(value) if value is not None else "-"
+
+
 def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value is not None else "-"
 
@@ -467,14 +478,13 @@ def _checkpoint_info(args: argparse.Namespace) -> int:
         ("path", found.tinker_path),
         ("type", found.checkpoint_type),
         ("base model", info.base_model),
-        ("lora rank", str(info.lora_rank) if info.lora_rank is not None else "-"),
+        ("lora rank", _rank(info.lora_rank)),
         ("size", _size(found.size_bytes)),
         ("public", "yes" if found.public else "no"),
         ("created", _when(found.time)),
         ("expires", _when(found.expires_at)),
     ]
-    for name, value in fields:
-        print(f"{name + ':':<12}{value}")
+    _print_fields(fields)
     return EXIT_OK
 
 
@@ -558,7 +568,7 @@ def _run_rows(runs: list[Any]) -> None:
         [
             r.training_run_id,
             r.base_model,
-            str(r.lora_rank) if r.lora_rank is not None else "-",
+            _rank(r.lora_rank),
             "CORRUPTED" if r.corrupted else "ok",
             _newest_checkpoint(r),
             _when(r.last_request_time),
@@ -613,14 +623,12 @@ def _run_info(args: argparse.Namespace) -> int:
         ("run", run.training_run_id),
         ("base model", run.base_model),
         ("owner", run.model_owner),
-        ("lora rank", str(run.lora_rank) if run.lora_rank is not None else "-"),
+        ("lora rank", _rank(run.lora_rank)),
         ("state", "CORRUPTED" if run.corrupted else "ok"),
         ("last request", _when(run.last_request_time)),
+        *(("metadata", f"{key}={value}") for key, value in sorted((run.user_metadata or {}).items())),
     ]
-    for name, value in fields:
-        print(f"{name + ':':<14}{value}")
-    for key, value in sorted((run.user_metadata or {}).items()):
-        print(f"{'metadata:':<14}{key}={value}")
+    _print_fields(fields)
     if checkpoints:
         print()
         _checkpoint_rows(checkpoints)

@@ -105,3 +105,16 @@ def test_first_failed_connection_warns_at_once(caplog: pytest.LogCaptureFixture)
     assert "for up to 1.5 s" in first and "ssl" not in first
     assert len([w for w in warnings if "cannot connect" in w]) == 1, warnings  # once, not per re-send or poll
     assert failed.value is not None
+
+
+def test_info_values_align_one_column_past_the_longest_label(
+    server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path: str = server.weights_path  # type: ignore[attr-defined]
+    options = ["--base-url", server.base_url, "--api-key", KEY]
+    assert main(["checkpoint", "info", path, *options]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"path:       {path}" and "lora rank:  4" in lines, lines  # longest: "base model:"
+    assert main(["run", "info", path.split("/")[2], *options]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "lora rank:    4" in lines and any(line.startswith("last request: ") for line in lines), lines
