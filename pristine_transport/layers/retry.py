@@ -26,6 +26,12 @@ request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` o
 ``failed_attempts`` times in a row while other requests of the policy succeed is given up. Every verdict comes from
 :func:`pristine_transport.policy.decide_retry`.
 
+Retry rules (the policy's ``rules``, and a request's own under :data:`RETRY_RULES`) come before all of that: an
+answer a rule matches (:func:`~pristine_transport.policy.matching_rule`) is waited out as
+:func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms; its wait is progress (the
+no-progress deadline starts afresh), no failure, and not counted against ``max_retries``; when the rule gives up,
+the answer is final. Rule episodes live in a :class:`RuleEpisodes`, the layer's own unless one is shared.
+
 When it gives up on a failure, the layer leaves :func:`~pristine_transport.policy.write_outcome` over every attempt
 (ran / did not run / may have run) under ``errors.WRITE_OUTCOME`` in the request's extensions and in the final
 response's, or as ``write_outcome`` on the failure it raises, so the error built from them says what happened.
