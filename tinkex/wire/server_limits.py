@@ -188,9 +188,10 @@ def manifest_with_server_limits(flags: ClientConfigResponse | None, manifest: Ma
 
 
 def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
-    """Whether a 402 from ``endpoint`` pauses: its policy has the billing rule, as officially only requests sent
-    through ``execute_with_retries``, samples and the batched poller pause. The access check, the heartbeat,
-    telemetry, the JWT exchange and single future polls (policy ``none``) raise their 402 at once."""
+    """Whether a 402 from ``endpoint`` pauses: its policy has the billing rule. Officially requests sent through
+    ``execute_with_retries``, samples and future polls pause; the access check, the heartbeat, telemetry and the
+    JWT exchange raise their 402 at once. tinkex's single future polls (policy ``none``) raise at once too, unlike
+    official 0.38's (its batched poller, ``retrieve_futures``, pauses)."""
     policy = manifest.retry_policy_for(endpoint)
     return policy is not None and BILLING_RULE in policy.rules
 
