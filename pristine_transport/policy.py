@@ -43,6 +43,7 @@ __all__ = [
     "ReplayAnswer",
     "Retry",
     "RetryBudget",
+    "RetryQuota",
     "RetryState",
     "RuleEpisode",
     "RuleVerdict",
@@ -61,6 +62,7 @@ __all__ = [
     "poll_status_verdict",
     "poll_wait_within_deadline",
     "read_poll_answer",
+    "retry_quota_allows",
     "write_outcome",
     "write_outcome_advice",
 ]
@@ -673,3 +675,33 @@ def poll_wait_within_deadline(
     if last_progress == now:
         return no_progress_s / 2
     return None
+
+
+# --- a process's retry quota (tower's retry budget) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryQuota:
+    """Re-sends capped at a share of recent requests, as tower's retry budget caps them: when a service is down,
+    a fleet of clients adds at most ``share`` to its load instead of multiplying it by ``max_retries``. Opt-in, and
+    counted once per process by every client in it (:mod:`pristine_transport.retry_quota` keeps the window)."""
+
+    share: float = 0.2
+    """Re-sends allowed per request sent in the window (0.2: one re-send per five requests)."""
+    floor_per_s: float = 10.0
+    """Re-sends per second allowed whatever the traffic, so a quiet process still retries (tower's ``min_per_sec``)."""
+    window_s: float = 10.0
+    """How far back requests and re-sends are counted (tower's ``ttl``)."""
+
+    def __post_init__(self) -> None:
+        if self.share < 0 or self.floor_per_s < 0 or self.window_s <= 0:
+            raise ValueError(
+                f"RetryQuota needs share >= 0, floor_per_s >= 0 and window_s > 0, got share={self.share}, "
+                f"floor_per_s={self.floor_per_s}, window_s={self.window_s}"
+            )
+
+
+def retry_quota_allows(quota: RetryQuota, *, requests: int, retries: int) -> bool:
+    """Whether one more re-send fits, given the requests and re-sends of the window: re-sends stay within
+    ``floor_per_s * window_s + share * requests``."""
+    return retries + 1 <= quota.floor_per_s * quota.window_s + quota.share * requests
