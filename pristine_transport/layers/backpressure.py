@@ -22,7 +22,7 @@ from opentelemetry import trace
 from pristine_transport import extensions
 from pristine_transport.deadlines import CLOCK, OperationClock
 from pristine_transport.layers.backoff_window import BackoffWindow
-from pristine_transport.layers.header_list import header_entry, set_header
+from pristine_transport.layers.header_list import set_header
 from pristine_transport.layers.pool_limiter import SizeOf, request_size
 from pristine_transport.layers.response_io import discard
 from pristine_transport.manifest import BackpressureSpec
@@ -47,11 +47,12 @@ class BackpressureLayer(httpx.AsyncBaseTransport):
         self._window = window
         self._size_of = size_of
         self._sleep = sleep
-        self._header = header_entry(spec.header, spec.value)
+        self._header_name = spec.header
+        self._header_value = spec.value.encode("utf-8")
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         spec = self._spec
-        set_header(request.headers, self._header)
+        set_header(request.headers, self._header_name, self._header_value)
         clock: OperationClock | None = request.extensions.get(CLOCK)
         while True:
             window = self._window

@@ -29,7 +29,7 @@ import httpx
 from ..errors import ConfigurationError
 from ..manifest import HeaderSource, PlatformValue
 from ..redaction import Redactor
-from .header_list import HeaderEntry, header_entry, live_entries
+from .header_list import EncodedHeaders, add_missing
 
 __all__ = ["HeadersLayer", "context_headers", "platform_value", "resolve_headers"]
 
@@ -37,15 +37,15 @@ logger = logging.getLogger("pristine_transport.headers")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HTTPX_DEFAULT_USER_AGENT = f"python-httpx/{httpx.__version__}"
-_CONTEXT_HEADERS: ContextVar[tuple[HeaderEntry, ...]] = ContextVar("pristine_transport.context_headers", default=())
+_NO_HEADERS = EncodedHeaders()
+_CONTEXT_HEADERS: ContextVar[EncodedHeaders] = ContextVar("pristine_transport.context_headers", default=_NO_HEADERS)
 
 
 @contextmanager
 def context_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
     """Requests sent in this context (and in tasks started from it) carry ``headers`` (encoded once, here);
     ``None`` or an empty mapping sends none, also inside an outer scope."""
-    entries = tuple(header_entry(name, value) for name, value in (headers or {}).items())
-    token = _CONTEXT_HEADERS.set(entries)
+    token = _CONTEXT_HEADERS.set(EncodedHeaders(headers) if headers else _NO_HEADERS)
     try:
         yield
     finally:
@@ -109,27 +109,10 @@ class HeadersLayer(httpx.AsyncBaseTransport):
         self._redactor = redactor if redactor is not None else Redactor()
         # Encoded once: per request the layer only compares and appends bytes. Of two spellings of one name, the
         # first is added and the second then finds it present.
-        entries: dict[bytes, tuple[HeaderEntry, bytes | None]] = {}
-        for name, value in headers.items():
-            entry = header_entry(name, value)
-            entries.setdefault(entry[1], (entry, _HTTPX_DEFAULTS.get(entry[1])))
-        self._entries = list(entries.values())
+        self._headers = EncodedHeaders(headers, replaceable=_HTTPX_DEFAULTS)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        items = live_entries(request.headers)
-        names = [item[1] for item in items]
-        for entry in _CONTEXT_HEADERS.get():
-            if entry[1] not in names:
-                items.append(entry)
-                names.append(entry[1])
-        for entry, httpx_default in self._entries:
-            lower_name = entry[1]
-            if lower_name not in names:
-                items.append(entry)
-            elif httpx_default is not None and names.count(lower_name) == 1:
-                index = names.index(lower_name)
-                if items[index][2] == httpx_default:
-                    items[index] = entry
+        add_missing(request.headers, _CONTEXT_HEADERS.get(), self._headers)  # the context's first: its names win
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s headers=%s",
@@ -143,7 +126,7 @@ class HeadersLayer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-_HTTPX_DEFAULTS = {b"user-agent": _HTTPX_DEFAULT_USER_AGENT.encode(), b"accept": b"*/*"}
+_HTTPX_DEFAULTS = {"User-Agent": _HTTPX_DEFAULT_USER_AGENT, "Accept": "*/*"}
 """Values httpx's client sets on every request unless told otherwise: they are defaults, not the caller's choice."""
 
 

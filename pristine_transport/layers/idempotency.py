@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from .. import extensions
-from .header_list import header_entry, live_entries
+from .header_list import add_headers, has_header
 
 __all__ = ["IdempotencyLayer", "uuid4_string"]
 
@@ -56,23 +56,21 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
         key_factory: Callable[[], str] | None = None,
     ) -> None:
         self._inner = inner
-        self._name, self._lower_name, _ = header_entry(header, "")
+        self._header = header
         self._prefix = prefix
         self._key_factory = key_factory if key_factory is not None else uuid4_string
 
     def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
         # Not a coroutine function: it only edits the request, then hands back the inner layer's coroutine, so the
         # layer adds no frame to the request's path (httpx awaits whatever this returns).
-        entries = live_entries(request.headers)
-        lower_name = self._lower_name
-        for entry in entries:  # has_header(), inlined: this runs for every logical request
-            if entry[1] == lower_name:
-                return self._inner.handle_async_request(request)
+        headers = request.headers
+        if has_header(headers, self._header):
+            return self._inner.handle_async_request(request)
         if extensions.IDEMPOTENCY_KEY in request.extensions:
             key = self._key_for(request)
         else:
             key = self._prefix + self._key_factory()
-        entries.append((self._name, lower_name, key.encode("utf-8")))
+        add_headers(headers, ((self._header, key.encode("utf-8")),))
         return self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -43,12 +43,8 @@ class ResponseNotices:
     shown: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def __post_init__(self) -> None:
-        self._note_name = self.note_header.lower().encode()
-        self._level_name = self.level_header.lower().encode() if self.level_header else None
-
     def observe(self, response: httpx.Response) -> None:
-        raw = find_header(response.headers, self._note_name)
+        raw = find_header(response.headers, self.note_header)
         if raw is None:
             return
         note = raw.decode("utf-8", "replace").strip()
@@ -58,7 +54,7 @@ class ResponseNotices:
             if note in self.shown:
                 return
             self.shown.add(note)
-        level_raw = find_header(response.headers, self._level_name) if self._level_name else None
+        level_raw = find_header(response.headers, self.level_header) if self.level_header else None
         level = notice_level(level_raw.decode("latin-1") if level_raw is not None else None)
         logger.log(level, "Server notice (%s): %s", self.note_header, note)
         warnings.warn(f"the server says: {note}", self.warning_category, stacklevel=2)

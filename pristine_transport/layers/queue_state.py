@@ -103,7 +103,7 @@ class QueueStateLayer(httpx.AsyncBaseTransport):
         status = response.status_code
         if status not in self._statuses and not (self._try_again is not None and 200 <= status < 300):
             return False
-        content_type = find_header(response.headers, b"content-type")
+        content_type = find_header(response.headers, "content-type")
         return content_type is not None and b"json" in content_type.lower()
 
     def _report(self, request: httpx.Request, response: httpx.Response) -> None:

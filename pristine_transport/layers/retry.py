@@ -43,7 +43,6 @@ import asyncio
 import email.utils
 import logging
 import math
-import operator
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -81,7 +80,7 @@ from pristine_transport.policy import (
 )
 
 from ..manifest import RetryHeadersSpec, RetryPolicySpec, RetryRuleSpec
-from .header_list import HeaderEntry, copy_request, live_entries
+from .header_list import add_headers, copy_headers, copy_request, has_header
 
 __all__ = [
     "RETRY_RULES",
@@ -212,36 +211,32 @@ RetryHook = Callable[[RetryEvent], None]
 _DEFAULT_HEADERS = RetryHeadersSpec()
 
 
-_LOWER_NAME = operator.itemgetter(1)
-
-
 class _Attempts:
     """The attempts of one logical request. A per-attempt header the caller set is kept as is on every attempt."""
 
     __slots__ = ("_count_name", "_headers", "_read_timeout", "_request")
 
-    def __init__(self, request: httpx.Request, count_name: bytes | None, read_timeout: HeaderEntry | None) -> None:
+    def __init__(self, request: httpx.Request, count_name: str | None, read_timeout: tuple[str, bytes] | None) -> None:
         self._request = request
-        self._headers = headers = list(live_entries(request.headers))  # as given, before the layers beneath edit
-        if count_name is not None or read_timeout is not None:
-            names = set(map(_LOWER_NAME, headers))  # in C: this runs for every logical request
-            if count_name in names:
-                count_name = None
-            if read_timeout is not None and read_timeout[1] in names:
-                read_timeout = None
+        self._headers = headers = copy_headers(request.headers)  # as given, before the layers beneath edit
+        if count_name is not None and has_header(headers, count_name):
+            count_name = None
+        if read_timeout is not None and has_header(headers, read_timeout[0]):
+            read_timeout = None
         self._count_name = count_name
         self._read_timeout = read_timeout
 
     def attempt(self, retries: int) -> httpx.Request:
-        name = self._count_name
-        extra = [(name, name, b"%d" % retries)] if name is not None else []
-        if self._read_timeout is not None:
-            extra.append(self._read_timeout)
         if retries == 0:
             request = self._request
-            live_entries(request.headers).extend(extra)
         else:
-            request = copy_request(self._request, [*self._headers, *extra])
+            request = copy_request(self._request, copy_headers(self._headers))
+        name = self._count_name
+        added = [(name, b"%d" % retries)] if name is not None else []
+        if self._read_timeout is not None:
+            added.append(self._read_timeout)
+        if added:
+            add_headers(request.headers, added)
         request.extensions[extensions.ATTEMPT] = retries
         return request
 
@@ -288,9 +283,9 @@ class RetryLayer(httpx.AsyncBaseTransport):
         self._random = random
         self._buffer_body = buffer_body
         self._on_retry = on_retry
-        self._read_timeout_cache: tuple[object, HeaderEntry] | None = None
-        self._count_name = headers.attempt.lower().encode() if headers.attempt else None
-        self._read_timeout_name = headers.read_timeout.lower().encode() if headers.read_timeout else None
+        self._read_timeout_cache: tuple[object, tuple[str, bytes]] | None = None
+        self._count_name = headers.attempt.lower() if headers.attempt else None
+        self._read_timeout_name = headers.read_timeout.lower() if headers.read_timeout else None
         self._should_retry = headers.should_retry
         self._deadlines = deadlines
         self._clock = clock
@@ -525,8 +520,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
             detail=detail,
         )
 
-    def _read_timeout_of(self, request: httpx.Request) -> tuple[float | None, HeaderEntry | None]:
-        """The request's read timeout (the whole-attempt deadline unless one is set) and its header entry."""
+    def _read_timeout_of(self, request: httpx.Request) -> tuple[float | None, tuple[str, bytes] | None]:
+        """The request's read timeout (the whole-attempt deadline unless one is set) and its header (name, value)."""
         timeout = request.extensions.get("timeout")
         read_timeout = timeout.get("read") if type(timeout) is dict or isinstance(timeout, Mapping) else None
         if read_timeout is None:
@@ -537,7 +532,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         # Nearly every request of an endpoint has the same timeout: encode it once (5 and 5.0 print differently).
         cached = self._read_timeout_cache
         if cached is None or cached[0] != read_timeout or type(cached[0]) is not type(read_timeout):
-            entry = (name, name, str(read_timeout).encode())
+            entry = (name, str(read_timeout).encode())
             cached = self._read_timeout_cache = (read_timeout, entry)
         return float(read_timeout), cached[1]  # type: ignore[arg-type]
 

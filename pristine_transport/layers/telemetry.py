@@ -46,7 +46,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .. import extensions
 from ..errors import failure_name
 from ..http_metrics import HttpClientInstruments
-from .header_list import find_header, header_entry, set_header
+from .header_list import find_header, set_header
 
 if TYPE_CHECKING:
     from pristine_transport.redaction import Redactor
@@ -265,7 +265,7 @@ class TelemetryLayer(httpx.AsyncBaseTransport):
         self._telemetry = telemetry if telemetry is not None else Telemetry(tracer=tracer)
         self._start_attributes: Attributes = {"pristine.endpoint": endpoint}
         self._metric_attributes: Attributes = {"pristine.endpoint": endpoint}
-        self._idempotency = header_entry(idempotency_header, "")[1] if idempotency_header else None
+        self._idempotency = idempotency_header or None
         self._idempotency_attribute = namespaced(self._telemetry.namespace, "idempotency_key")
 
     def handle_async_request(self, request: httpx.Request) -> Awaitable[httpx.Response]:  # type: ignore[override]
@@ -529,11 +529,9 @@ def _inject(request: httpx.Request, ctx: context.Context | None) -> None:
     propagate.inject(carrier, context=ctx)
     headers = request.headers
     for name, value in carrier.items():
-        set_header(headers, header_entry(name, value))
+        set_header(headers, name, value.encode("utf-8"))
 
 
-_TRACEPARENT = header_entry("traceparent", "")[:2]
-_TRACESTATE = header_entry("tracestate", "")[:2]
 _default_textmap_seen: object = None
 """The global propagator last found to be OpenTelemetry's default (W3C trace context, then W3C baggage)."""
 
@@ -563,9 +561,9 @@ def _inject_span(request: httpx.Request, span: trace.Span, parent: context.Conte
         return
     headers = request.headers
     traceparent = b"00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id, span_context.trace_flags)
-    set_header(headers, (*_TRACEPARENT, traceparent))
+    set_header(headers, "traceparent", traceparent)
     if span_context.trace_state:
-        set_header(headers, (*_TRACESTATE, span_context.trace_state.to_header().encode("utf-8")))
+        set_header(headers, "tracestate", span_context.trace_state.to_header().encode("utf-8"))
 
 
 AttemptTelemetryLayer = ClientSpanLayer

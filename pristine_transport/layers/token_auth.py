@@ -42,7 +42,7 @@ from .. import extensions
 from ..errors import AuthenticationError
 from ..policy import backoff_delay
 from ..redaction import Redactor
-from .header_list import header_entry, set_header
+from .header_list import set_header
 from .response_io import discard
 
 __all__ = [
@@ -119,13 +119,13 @@ class TokenAuthLayer(httpx.AsyncBaseTransport):
         if source is None:
             return await self._inner.handle_async_request(request)
         sent = await _obtain(source.token(), request)
-        set_header(request.headers, header_entry(self._header, sent))
+        set_header(request.headers, self._header, sent.encode("utf-8"))
         response = await self._inner.handle_async_request(request)
         if not self._auth.is_rejection(response) or not _replayable(request):
             return response
         await discard(response)  # its connection goes back to the pool while a new token is obtained
         replacement = await _obtain(source.replacement(sent), request)
-        set_header(request.headers, header_entry(self._header, replacement))
+        set_header(request.headers, self._header, replacement.encode("utf-8"))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
