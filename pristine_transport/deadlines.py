@@ -5,8 +5,8 @@ here.
 
 Precedence, most specific first: ``request.extensions[DEADLINES]`` (per call, also how a client passes its own
 default), then the innermost ``with deadlines(...)`` scope, then the layer's default (a retry layer's: ``CALL_DEADLINES``).
-A scope is a context variable, so it follows the call into the tasks it creates; tinkex's background loop copies
-the caller's context into each sync call, so a scope works around sync calls too.
+A scope is a context variable, so it follows the call into the tasks it creates; an SDK whose background loop runs
+each sync call in the caller's context keeps a scope around its sync calls too.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ happened to it (ran / did not run / may have run) is :func:`write_outcome`, buil
 :func:`may_have_run`. A policy's retry rules (answers waited out on their own terms, such as "still being built")
 are :func:`matching_rule` and :func:`decide_rule`.
 
-The defaults follow the official SDK's budget (tinker-wire.md §3.1-3.4): re-sends at the Stainless pace
+The defaults follow the official SDK's budget (docs/wire.md §3.1-3.4): re-sends at the Stainless pace
 (``max_retries`` of the policy, 0.5 s doubling to 10 s), then further rounds after ``min(2**n, 30)`` s until the
 operation has made no progress for 300 s; an empty-body 400 counts as a connection failure while a budget of 16
 lasts (one given back per success).
