@@ -1,7 +1,7 @@
 """What a caller awaits for a future result: :class:`FutureHandle` (one request), :class:`CombinedHandle` (several
 reduced to one) and the :class:`ResultHandle` behaviour they share.
 
-Delivery rules (design.md, "exactly once"): every awaiter shares one task, and awaiting twice gives the same
+Delivery rules (docs/design.md, "exactly once"): every awaiter shares one task, and awaiting twice gives the same
 result object. A wait's own ``timeout``, a ``result()`` call from another thread giving up, or cancelling one of
 several awaiters abandons only that wait; cancelling the last awaiter or ``cancel()`` stops the work behind the
 handle (never the server's).

@@ -6,7 +6,7 @@ what each poll's answer means and what follows it are decided by :mod:`pristine_
 (``read_poll_answer``, ``next_poll``, ``poll_wait_within_deadline``, pure and table-tested), and the loop here only
 applies them: it sends the polls, sleeps and delivers.
 
-Delivery rules (design.md, "exactly once"):
+Delivery rules (docs/design.md, "exactly once"):
 
 - One polling task per future, started as soon as the handle exists (:mod:`pristine_transport.future_handles`
   holds the handles every awaiter shares).
