@@ -132,7 +132,7 @@ def test_chunks_overlap_on_the_server_only_with_the_flag_on_and_combine_in_order
         assert in_flight == CHUNKS - 1
         assert sorted(seq for _, seq in ran[: CHUNKS - 1]) == list(range(2, CHUNKS + 1))
         assert ran[CHUNKS - 1 :] == [("forward", 1), ("optim_step", CHUNKS + 1)]
-        assert elapsed < 4 * SUBMIT_DELAY_S  # two waves of submits, not eight
+        assert elapsed < (CHUNKS - 2) * SUBMIT_DELAY_S  # two waves of submits, not eight
     else:
         assert in_flight == 1
         assert ran == [("forward", seq) for seq in range(1, CHUNKS + 1)] + [("optim_step", CHUNKS + 1)]
@@ -248,7 +248,8 @@ def test_a_chunk_whose_future_fails_is_reported_beside_the_others() -> None:
 
 # cancellation and deadlines --------------------------------------------------------------------------------------
 def test_a_batch_cancelled_while_its_chunks_are_submitted_releases_the_models_turn() -> None:
-    hold = FaultRule(endpoint="forward_backward", delay=2.0, count=CHUNKS)
+    hold_s = 2.0
+    hold = FaultRule(endpoint="forward_backward", delay=hold_s, count=CHUNKS)
     with LocalServer(client_config=together_flags(), faults=[hold]) as server:
         client = client_of(server)
         try:
@@ -261,16 +262,18 @@ def test_a_batch_cancelled_while_its_chunks_are_submitted_releases_the_models_tu
             started = time.monotonic()
             step = training.optim_step(types.AdamParams(learning_rate=1e-3)).result(30)
             waited = time.monotonic() - started
+            time.sleep(hold_s + 0.5)  # a submit left running would have been answered by now, and the first sent
+            received = server.ledger.received("forward_backward")
         finally:
             client.close()
     assert step is not None
-    assert waited < 1.5, "the step did not wait for the cancelled submits' answers"
-    received = server.ledger.received("forward_backward")
+    assert waited < hold_s - 0.5, "the step did not wait for the cancelled submits' answers"
     assert len(received) == CHUNKS - 1, "the first chunk was never sent"
 
 
 def test_a_deadline_ends_a_batch_sent_together_and_the_model_goes_on() -> None:
-    hold = FaultRule(endpoint="forward_backward", delay=3.0, count=100)  # every attempt, re-sends too
+    hold_s = 5.0
+    hold = FaultRule(endpoint="forward_backward", delay=hold_s, count=100)  # every attempt, re-sends too
     with LocalServer(client_config=together_flags(), faults=[hold]) as server:
         client = client_of(server)
         try:
@@ -285,7 +288,7 @@ def test_a_deadline_ends_a_batch_sent_together_and_the_model_goes_on() -> None:
         finally:
             client.close()
     error = caught.value
-    assert elapsed < 2.9, "the deadline, not the server, ended the batch"
+    assert elapsed < hold_s - 0.5, "the deadline, not the server, ended the batch"
     assert {c.state for c in error.chunks} == {"failed"} and {c.outcome for c in error.chunks} == {"may_have_run"}
     assert "may have run" in str(error)
     assert ran[-1] == ("optim_step", 5), "seq_ids that may have run stay used"
