@@ -51,15 +51,16 @@ def current_sdk_method() -> str | None:
     return _current.get()
 
 
-def detached(function: Callable[..., R], *args: Any) -> R:
-    """``function(*args)`` in a copy of this context without a method name: the requests it sends and the tasks it
-    starts (which copy the context) are not the current call's."""
+def detached(function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``function(*args, **kwargs)`` in a copy of this context without a method name: the requests it sends and the
+    tasks it starts (which copy the context) are not the current call's, e.g. a poller a call starts that outlives it
+    (``detached(loop.create_task, poll_loop(), name=...)``)."""
     context = contextvars.copy_context()
 
     def run() -> R:
         _current.set(None)
         with context_headers(None):
-            return function(*args)
+            return function(*args, **kwargs)
 
     return context.run(run)
 
