@@ -16,6 +16,7 @@ import tinkex
 from tinkex import types
 from tinkex.chunking import chunks_together, first_chunk_held_back, give_back_from, together_waves
 from tinkex.errors import ChunkedRequestError
+from tinkex.estimate import estimate_datum_bytes
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse as Flags
 
@@ -247,10 +248,13 @@ def test_a_chunk_whose_future_fails_is_reported_beside_the_others() -> None:
 
 
 # cancellation and deadlines --------------------------------------------------------------------------------------
-def test_a_batch_cancelled_while_its_chunks_are_submitted_releases_the_models_turn() -> None:
+def test_a_batch_cancelled_while_its_chunks_are_submitted_releases_the_models_turn_and_byte_budget() -> None:
     hold_s = 2.0
-    hold = FaultRule(endpoint="forward_backward", delay=hold_s, count=CHUNKS)
-    with LocalServer(client_config=together_flags(), faults=[hold]) as server:
+    hold = FaultRule(endpoint="forward_backward", delay=hold_s, count=CHUNKS - 1)  # the cancelled batch's submits
+    # A dispatch byte budget that the cancelled submits fill up (all of it): a permit they kept would stall the next batch.
+    budget = sum(estimate_datum_bytes(d) for d in BATCH[1:])
+    flags = Flags(fwdbwd_max_chunk_len=1, parallel_fwdbwd_chunks=True, fwdbwd_dispatch_bytes_semaphore_size=budget)
+    with LocalServer(client_config=flags, faults=[hold]) as server:
         client = client_of(server)
         try:
             training = client.create_lora_training_client(BASE_MODEL, rank=4).result(30)
@@ -263,12 +267,14 @@ def test_a_batch_cancelled_while_its_chunks_are_submitted_releases_the_models_tu
             step = training.optim_step(types.AdamParams(learning_rate=1e-3)).result(30)
             waited = time.monotonic() - started
             time.sleep(hold_s + 0.5)  # a submit left running would have been answered by now, and the first sent
-            received = server.ledger.received("forward_backward")
+            received = len(server.ledger.received("forward_backward"))
+            again = training.forward_backward(BATCH, "cross_entropy").result(30)
         finally:
             client.close()
     assert step is not None
     assert waited < hold_s - 0.5, "the step did not wait for the cancelled submits' answers"
-    assert len(received) == CHUNKS - 1, "the first chunk was never sent"
+    assert received == CHUNKS - 1, "the first chunk was never sent"
+    assert logprob_lengths(again) == list(range(1, CHUNKS + 1)), "the budget came back whole"
 
 
 def test_a_deadline_ends_a_batch_sent_together_and_the_model_goes_on() -> None:
