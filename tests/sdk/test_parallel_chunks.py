@@ -6,6 +6,7 @@ model's turn, and a strict-sequence server (which says the flag is off)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -138,6 +139,24 @@ def test_chunks_overlap_on_the_server_only_with_the_flag_on_and_combine_in_order
         assert in_flight == 1
         assert ran == [("forward", seq) for seq in range(1, CHUNKS + 1)] + [("optim_step", CHUNKS + 1)]
         assert elapsed >= CHUNKS * SUBMIT_DELAY_S
+
+
+def test_the_async_methods_send_chunks_together_on_the_callers_loop() -> None:
+    flags = Flags(fwdbwd_max_chunk_len=1, parallel_fwdbwd_chunks=True)
+    with LocalServer(client_config=flags, faults=[slow_submits()]) as server:
+        client = client_of(server)
+        try:
+
+            async def train() -> types.ForwardBackwardOutput:
+                training = await client.create_lora_training_client_async(BASE_MODEL, rank=4)
+                return await (await training.forward_backward_async(BATCH, "cross_entropy"))
+
+            output = asyncio.run(train())
+            in_flight = most_in_flight(server)
+        finally:
+            client.close()
+    assert logprob_lengths(output) == list(range(1, CHUNKS + 1))
+    assert in_flight == CHUNKS - 1
 
 
 def test_the_combined_result_is_the_same_either_way() -> None:
