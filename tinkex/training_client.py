@@ -409,7 +409,7 @@ class TrainingClient:
                 group.create_task(send(index))
         if not first_chunk_held_back([sends[index].outcome for index in others]):
             await send(first[0])
-        outcomes = [send.outcome if send.seq_id is not None else "did_not_run" for send in sends]
+        outcomes = [chunk.outcome if chunk.seq_id is not None else "did_not_run" for chunk in sends]
         start = give_back_from(outcomes)
         given_back = start is not None and self._seq_ids.give_back(seq_ids[start], len(seq_ids) - start)
         next_seq_id = self._seq_ids.next
