@@ -366,6 +366,7 @@ def test_stuck_detection_fails_a_stalled_sample_only_when_on(detection: bool) ->
         finally:
             holder.close()
     if detection:
-        assert "Requests appear to be stuck" in str(failed.value) and waited < 3.5
-    else:  # nothing counted it stuck: it went on until the client's own no-progress deadline
-        assert isinstance(failed.value, DeadlineExceededError) and waited >= 3.5
+        assert "Requests appear to be stuck" in str(failed.value) and waited < 2.5
+    else:  # nothing counted it stuck after 1 s: it went on until the client's own no-progress deadline
+        assert isinstance(failed.value, DeadlineExceededError) and failed.value.deadline == "no_progress"
+        assert "stuck" not in str(failed.value) and waited > 2.0
