@@ -155,6 +155,27 @@ def test_batched_polling_on_one_poller_serves_every_sample_once() -> None:
     assert acknowledged == {e.request_id for e in executed}
 
 
+def test_a_completion_reported_again_is_delivered_once() -> None:
+    """The server reports the first sample done three times over: the sample takes it once, nothing is kept for a
+    sample that will never ask, and the next sample is served as usual."""
+    early = {"completions": [{"state": "finished", "request_id": "req-1"}], "cursor": 1}
+    repeated = FaultRule(endpoint="retrieve_futures", status=200, body=early, count=3)
+    with LocalServer(client_config=BATCHED, long_poll_timeout=0.3, faults=[repeated]) as server:
+        client = server_client(server)
+        try:
+            sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+            first = sampler.sample(PROMPT, 1, PARAMS).result(20)
+            wait_until(lambda: server.faults.fired(repeated) == 3, what="the repeated answers")
+            second = sampler.sample(PROMPT, 1, PARAMS).result(20)
+            pollers = list(sampler._pollers.values())
+        finally:
+            client.close()
+        assert [e.request_id for e in server.ledger.executions("asample")] == ["req-1", "req-2"]
+        assert len(server.ledger.received("retrieve_future")) == 2
+    assert first.sequences and second.sequences
+    assert len(pollers) == 1 and not pollers[0]._unclaimed and not pollers[0]._waiters
+
+
 def test_batched_polling_off_polls_each_sample_and_never_the_batch() -> None:
     with LocalServer(client_config=Flags(), long_poll_timeout=0.5, latency_by_endpoint={"asample": 0.3}) as server:
         client = server_client(server)
