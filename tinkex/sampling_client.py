@@ -499,6 +499,8 @@ class SamplingClient:
             or poller.http is not clients.http
             or poller.target.cloned_sampler_id != self._clone_number
         ):
+            for ended in [other for other in self._pollers if other.is_closed()]:  # loops of finished asyncio.run()s
+                del self._pollers[ended]
             target = SamplingSessionFuturesTarget(
                 sampling_session_id=self.sampling_session_id, cloned_sampler_id=self._clone_number
             )
