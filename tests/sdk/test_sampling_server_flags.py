@@ -176,6 +176,21 @@ def test_a_completion_reported_again_is_delivered_once() -> None:
     assert len(pollers) == 1 and not pollers[0]._unclaimed and not pollers[0]._waiters
 
 
+def test_a_large_result_announced_by_its_size_is_fetched_after_the_batch_says_done() -> None:
+    with LocalServer(client_config=BATCHED, long_poll_timeout=0.3, metadata_only_threshold=16) as server:
+        client = server_client(server)
+        try:
+            sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+            results = _sample_many(sampler, 3)
+        finally:
+            client.close()
+        fetches = server.ledger.received("retrieve_future")
+    assert all(r.sequences for r in results)
+    # A metadata-only answer first, then the result. The completion carries the size already; fetching without the
+    # metadata-only offer would spare a round trip, which the future resolver has no way to be told yet.
+    assert 3 <= len(fetches) <= 6
+
+
 def test_batched_polling_off_polls_each_sample_and_never_the_batch() -> None:
     with LocalServer(client_config=Flags(), long_poll_timeout=0.5, latency_by_endpoint={"asample": 0.3}) as server:
         client = server_client(server)
