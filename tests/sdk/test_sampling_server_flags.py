@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import time
 from typing import Any
 
@@ -370,6 +371,36 @@ def test_copies_take_their_clone_number_from_the_server_only_when_told(join: boo
         assert len(server.ledger.received("retrieve_future")) == 7  # each clone polled its own completions
     else:
         assert len(blocks) == 3 and blocks[0] == 0 and joins == []
+
+
+def _child_samples(queue: Any, sampler: tinkex.SamplingClient) -> None:
+    try:
+        queue.put([len(sampler.sample(PROMPT, 1, PARAMS).result(30).sequences) for _ in range(2)])
+    except BaseException as exc:  # the parent reports what went wrong in the child
+        queue.put(repr(exc))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_child_joins_the_session_and_polls_its_own_clone() -> None:
+    flags = Flags(sample_join_sampling_session=True, sample_use_retrieve_futures=True)
+    with LocalServer(client_config=flags, long_poll_timeout=0.3) as server:
+        client = server_client(server)
+        try:
+            sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+            assert sampler.sample(PROMPT, 1, PARAMS).result(20).sequences
+            context = multiprocessing.get_context("fork")
+            queue = context.Queue()
+            child = context.Process(target=_child_samples, args=(queue, sampler))
+            child.start()
+            answer = queue.get(timeout=60)
+            child.join(60)
+            assert answer == [1, 1], answer
+            assert sampler.sample(PROMPT, 1, PARAMS).result(20).sequences  # the parent's poller still serves it
+        finally:
+            client.close()
+        blocks = [e.seq_id // SEQ_ID_BLOCK for e in server.ledger.executions("asample")]  # type: ignore[operator]
+        assert sorted(blocks) == [0, 0, 1, 1] and len(server.ledger.received("join_sampling_session")) == 1
+        assert server.ledger.duplicates_executed() == []
 
 
 # --- sample_enable_stuck_detection --------------------------------------------------------------------------------
