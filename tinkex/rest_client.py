@@ -1,4 +1,4 @@
-"""``RestClient``: training runs, checkpoints, sessions and samplers over the REST endpoints (`tinker-wire.md` §1.5).
+"""``RestClient``: training runs, checkpoints, sessions and samplers over the REST endpoints (`docs/wire.md` §1.5).
 
 Every method has an ``*_async`` twin. The async methods run on the caller's event loop; the sync ones run the
 same coroutine on tinkex's background loop and return an :class:`~tinkex.api_future.APIFuture` at once (the
