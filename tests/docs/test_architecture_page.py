@@ -5,6 +5,7 @@
   subpackage) is on it, so a module added or removed without the page fails here.
 - The tests tree (after ``<!-- docs-test: tests-layout -->``) names only folders that exist. It describes the
   layout that mirrors the packages, so this test fails until the tests are moved there.
+- The request.extensions table lists every key of extensions.py, and only keys the code defines.
 - The numbered layer list (after ``<!-- docs-test: layer-order -->``) is the order ``build_transport`` stacks the
   layers in: every endpoint's stack, built from manifest.json, is a sub-sequence of it, and every layer on the list
   occurs in some stack.
@@ -147,3 +148,18 @@ def test_the_page_parses() -> None:  # the extraction itself works
     assert LAYER_ORDER[:3] == ["TelemetryLayer", "IdempotencyLayer", "RetryLayer"]
     assert "tests/pristine_transport/layers/" in TESTS_LAYOUT and "tests/docs/" in TESTS_LAYOUT
     assert not Path(PAGE).read_text(encoding="utf-8").count("\t")
+
+
+_KEY_ROW = re.compile(r"^\| `(pristine\.[a-z_.]+)` \|")
+
+
+def test_extension_keys_table_matches_the_code() -> None:
+    """Every key of pristine_transport/extensions.py is in the page's table, and every key in the table is one the
+    code defines."""
+    table = {m[1] for line in PAGE.read_text(encoding="utf-8").splitlines() if (m := _KEY_ROW.match(line))}
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "pristine_transport").rglob("*.py"))
+    defined = set(re.findall(r'^[A-Z_]+(?:: [\w\[\]]+)? = "(pristine\.[a-z_.]+)"', source, re.MULTILINE))
+    extensions = (ROOT / "pristine_transport" / "extensions.py").read_text(encoding="utf-8")
+    declared = set(re.findall(r'^[A-Z_]+ = "(pristine\.[a-z_.]+)"', extensions, re.MULTILINE))
+    assert declared and declared <= table, f"not in docs/architecture.md's table: {sorted(declared - table)}"
+    assert table <= defined, f"in the table but defined nowhere: {sorted(table - defined)}"
