@@ -6,6 +6,7 @@
 - The tests tree (after ``<!-- docs-test: tests-layout -->``) names only folders that exist. It describes the
   layout that mirrors the packages, so this test fails until the tests are moved there.
 - The request.extensions table lists every key of extensions.py, and only keys the code defines.
+- The manifest table names every top-level block of ``Manifest``.
 - The numbered layer list (after ``<!-- docs-test: layer-order -->``) is the order ``build_transport`` stacks the
   layers in: every endpoint's stack, built from manifest.json, is a sub-sequence of it, and every layer on the list
   occurs in some stack.
@@ -16,15 +17,18 @@ description; folders end in ``/``; a line indented past :data:`DESCRIPTION_COLUM
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from doc_blocks import ROOT  # type: ignore[import-not-found]
 
 from pristine_transport.layers.notices import ResponseNotices
+from pristine_transport.manifest import Manifest
 from pristine_transport.layers.token_auth import TokenAuth
 from pristine_transport.stack import build_transport
 from tinkex.request_size import SIZE_ESTIMATORS
@@ -163,3 +167,13 @@ def test_extension_keys_table_matches_the_code() -> None:
     declared = set(re.findall(r'^[A-Z_]+ = "(pristine\.[a-z_.]+)"', extensions, re.MULTILINE))
     assert declared and declared <= table, f"not in docs/architecture.md's table: {sorted(declared - table)}"
     assert table <= defined, f"in the table but defined nowhere: {sorted(table - defined)}"
+
+
+def test_manifest_table_names_every_block() -> None:
+    """The page's manifest table (rows after the header ``| block |``) names each top-level field of ``Manifest``."""
+    lines = PAGE.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| block | says | read by |")
+    rows = list(itertools.takewhile(lambda row: row.startswith("| `"), lines[start + 2 :]))
+    named = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    fields = {field.encode_name for field in msgspec.structs.fields(Manifest)}
+    assert named == fields, f"missing: {sorted(fields - named)}; not a block: {sorted(named - fields)}"
