@@ -28,8 +28,8 @@ import pytest
 from doc_blocks import ROOT  # type: ignore[import-not-found]
 
 from pristine_transport.layers.notices import ResponseNotices
-from pristine_transport.manifest import Manifest
 from pristine_transport.layers.token_auth import TokenAuth
+from pristine_transport.manifest import Manifest
 from pristine_transport.stack import build_transport
 from tinkex.request_size import SIZE_ESTIMATORS
 
