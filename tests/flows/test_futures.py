@@ -265,8 +265,16 @@ async def test_server_errors_and_408_are_repolled() -> None:
 async def test_connection_errors_back_off_exponentially_and_reset_after_an_answer() -> None:
     refused = httpx.ConnectError("connection refused")
     server = FutureServer(
-        [refused, refused, refused, refused, try_again(), refused, httpx.ReadTimeout("slow"),
-         httpx.Response(200, json=RESULT)]
+        [
+            refused,
+            refused,
+            refused,
+            refused,
+            try_again(),
+            refused,
+            httpx.ReadTimeout("slow"),
+            httpx.Response(200, json=RESULT),
+        ]
     )
     clock = FakeClock()
     resolver = resolver_for(
@@ -292,8 +300,17 @@ async def test_pacing_fast_not_yet_answers_back_off_and_held_polls_repoll_at_onc
         return answer
 
     server = FutureServer(
-        [try_again(), try_again(), httpx.Response(502), try_again(), try_again(), held(try_again()),
-         held(httpx.Response(408)), try_again(), httpx.Response(200, json=RESULT)]
+        [
+            try_again(),
+            try_again(),
+            httpx.Response(502),
+            try_again(),
+            try_again(),
+            held(try_again()),
+            held(httpx.Response(408)),
+            try_again(),
+            httpx.Response(200, json=RESULT),
+        ]
     )
     resolver = resolver_for(server, clock=clock)
     handle = await resolver.submit("submit", result_type=Result, json={})
@@ -564,7 +581,11 @@ async def test_future_span_with_poll_spans_as_children(not_ready_polls: str) -> 
     client = mock_client(server, tracer=tracer)
     clock = FakeClock()
     resolver = FutureResolver(
-        client, tracer=tracer, clock=clock, sleep=clock.sleep, not_ready_polls=not_ready_polls  # type: ignore[arg-type]
+        client,
+        tracer=tracer,
+        clock=clock,
+        sleep=clock.sleep,
+        not_ready_polls=not_ready_polls,  # type: ignore[arg-type]
     )
     with tracer.start_as_current_span("caller") as caller:
         handle = await resolver.submit("submit", result_type=Result, json={})
@@ -687,7 +708,9 @@ async def test_future_over_a_real_loopback_server() -> None:
 
 
 async def test_rate_limited_polls_back_off_like_connection_errors() -> None:
-    server = FutureServer([httpx.Response(429), httpx.Response(429), httpx.Response(429), httpx.Response(200, json=RESULT)])
+    server = FutureServer(
+        [httpx.Response(429), httpx.Response(429), httpx.Response(429), httpx.Response(200, json=RESULT)]
+    )
     clock = FakeClock()
     resolver = resolver_for(server, clock=clock)
     handle = await resolver.submit("submit", result_type=Result, json={})
@@ -702,7 +725,9 @@ async def test_a_long_unresolved_future_is_reported_with_doubling_warnings(caplo
     resolver = resolver_for(
         FutureServer(answers),
         clock=clock,
-        manifest_data=manifest(futures={"warn_after_s": 1.0, "backoff": {"initial_s": 0.1, "max_s": 0.1, "jitter": 0.0}}),
+        manifest_data=manifest(
+            futures={"warn_after_s": 1.0, "backoff": {"initial_s": 0.1, "max_s": 0.1, "jitter": 0.0}}
+        ),
     )
     with caplog.at_level(logging.WARNING, logger="pristine_transport.futures"):
         handle = await resolver.submit("submit", result_type=Result, json={})
