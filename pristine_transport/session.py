@@ -4,7 +4,8 @@ block; knows no endpoint by name.
 The heartbeat runs either as a task on the caller's loop (:meth:`SessionLifecycle.start_heartbeat`) or in a
 thread of its own with its own loop and client (:class:`BackgroundHeartbeat`). The thread variant exists because
 CPU-heavy user code, or a user event loop blocked by synchronous work, starves any task on that loop: the session
-would stop beating and expire while the user's own code is the only thing running (users.md #4).
+would stop beating and expire while the user's own code is the only thing running (docs/design.md, "What users ran
+into" #4).
 """
 
 from __future__ import annotations

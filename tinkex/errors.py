@@ -1,4 +1,4 @@
-"""The official SDK's exception names (``tinker-wire.md`` §9), backed by pristine_transport's taxonomy.
+"""The official SDK's exception names (``docs/wire.md`` §9), backed by pristine_transport's taxonomy.
 
 ``TinkerError`` is the root of every error the transport and the futures raise, with the official hierarchy
 under it (``APIError`` > ``APIStatusError`` > ``BadRequestError``, ..., ``RequestFailedError``). The 0.16

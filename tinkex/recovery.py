@@ -1,4 +1,4 @@
-"""Opt-in recovery of corrupted training runs (off by default; see `elixir-ports.md` §2.12).
+"""Opt-in recovery of corrupted training runs (off by default; see `docs/design.md`, "Recovery of corrupted runs").
 
 :class:`RecoveryMonitor` polls the training runs it watches and hands a run the server marks ``corrupted`` to
 :class:`RecoveryExecutor`, which builds a new training client from the run's latest training checkpoint (or a

@@ -1,4 +1,4 @@
-"""Tinker's backend telemetry (``tinker-wire.md`` §7): the event schemas, sent through pristine's EventReporter.
+"""Tinker's backend telemetry (``docs/wire.md`` §7): the event schemas, sent through pristine's EventReporter.
 
 Toggle: ``TINKER_TELEMETRY`` (on unless ``0/false/no/off``), read once by the client's config, where an explicit
 ``telemetry=`` argument wins over it; the reporter does not read the environment again. Events go out in batches

@@ -1,7 +1,7 @@
 """``FutureRetrieveResponse``: every body ``retrieve_future`` can answer with (official alias).
 
 Like the official SDK, the client does not parse with this union: it tells the replies apart from the raw body
-(``tinker-wire.md`` §2.2) and decodes the expected result type. The alias serves annotations and type checks.
+(``docs/wire.md`` §2.2) and decodes the expected result type. The alias serves annotations and type checks.
 """
 
 from __future__ import annotations

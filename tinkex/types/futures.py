@@ -1,4 +1,4 @@
-"""Future wire types: the future handle, retrieve_future and its non-result replies (`tinker-wire.md` §2)."""
+"""Future wire types: the future handle, retrieve_future and its non-result replies (`docs/wire.md` §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ModelInput and its chunks (`tinker-wire.md` §1.6).
+"""ModelInput and its chunks (`docs/wire.md` §1.6).
 
 Chunks go out without their ``type`` discriminator unless the caller set it (``{"tokens":[...]}``), so a
 decoder infers the variant from the keys present. ``ImageChunk.data`` is raw bytes in Python and base64 on

@@ -1,4 +1,4 @@
-"""Model lifecycle wire types: create_model, get_info, unload_model (`tinker-wire.md` §1.3)."""
+"""Model lifecycle wire types: create_model, get_info, unload_model (`docs/wire.md` §1.3)."""
 
 from __future__ import annotations
 

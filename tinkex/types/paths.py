@@ -1,4 +1,4 @@
-"""``tinker://`` checkpoint paths (`tinker-wire.md` §1.6)."""
+"""``tinker://`` checkpoint paths (`docs/wire.md` §1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""REST record types: training runs, checkpoints, sessions, samplers (`tinker-wire.md` §1.5, §10.6)."""
+"""REST record types: training runs, checkpoints, sessions, samplers (`docs/wire.md` §1.5, §10.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sampling wire types: SamplingParams and asample (`tinker-wire.md` §1.4, §1.7).
+"""Sampling wire types: SamplingParams and asample (`docs/wire.md` §1.4, §1.7).
 
 Responses keep the JSON shape every server sends (``tokens`` / ``logprobs`` lists); 0.38's numpy views
 (``tokens_np``, ``logprobs_np``, ``topk_logprobs_np``, ``prompt_logprobs_np``, ``topk_prompt_logprobs_np``) are

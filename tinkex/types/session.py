@@ -1,4 +1,4 @@
-"""Service and session wire types (`tinker-wire.md` §1.2)."""
+"""Service and session wire types (`docs/wire.md` §1.2)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ class ClientConfigRequest(RequestStruct, kw_only=True):
 
 
 class ClientConfigResponse(ResponseStruct, kw_only=True):
-    """[0.38] Server feature flags fetched before anything else (``tinker-wire.md`` §12.1)."""
+    """[0.38] Server feature flags fetched before anything else (``docs/wire.md`` §12.1)."""
 
     pjwt_auth_enabled: bool = False
     credential_default_source: str = "api_key"

@@ -1,4 +1,4 @@
-"""Telemetry batch and event types (`tinker-wire.md` §7).
+"""Telemetry batch and event types (`docs/wire.md` §7).
 
 Every event carries ``event`` (its type), a uuid4 ``event_id``, a per-session ``event_session_index`` from 0,
 a ``severity`` and a UTC ``timestamp`` (encoded ISO-8601 with ``Z`` when the datetime is timezone-aware).

@@ -1,4 +1,4 @@
-"""TensorData: a flattened numeric array with dtype and shape (`tinker-wire.md` §1.6).
+"""TensorData: a flattened numeric array with dtype and shape (`docs/wire.md` §1.6).
 
 numpy and torch are imported only inside the helpers that convert to and from them, so ``import tinkex``
 stays light (numpy alone is a third of its memory).

@@ -1,4 +1,4 @@
-"""Training data and the forward / forward_backward / optim_step wire types (`tinker-wire.md` §1.3, §1.6)."""
+"""Training data and the forward / forward_backward / optim_step wire types (`docs/wire.md` §1.3, §1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tinkex types <-> the 0.38 dialect's protobuf messages (wire spec §13, Appendix A).
+"""tinkex types <-> the 0.38 dialect's protobuf messages (docs/wire.md §13, Appendix A).
 
 Three bodies travel as protobuf in that dialect: the ``forward_backward`` request (``forward`` is the same message
 with ``forward_only``), and the results of forward/backward and sample futures when a poll asks for
