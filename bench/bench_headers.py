@@ -52,19 +52,17 @@ def one_request(impl: type[PublicHeaders]) -> Callable[[], None]:
 
     # Bound once, as the layers bind the module's functions at import: a call costs what it costs in the layers.
     copy_request, copy_headers, has_header = impl.copy_request, impl.copy_headers, impl.has_header
-    add_headers, add_missing, set_header = impl.add_headers, impl.add_missing, impl.set_header
+    add_header, add_absent, add_missing = impl.add_header, impl.add_absent, impl.add_missing
+    set_header = impl.set_header
     encoded_size, find_header = impl.encoded_size, impl.find_header
 
     def run() -> None:
         request = copy_request(REQUEST)  # the router
         headers = request.headers
         if not has_header(headers, "X-Idempotency-Key"):  # idempotency
-            add_headers(headers, (("X-Idempotency-Key", b"stainless-python-retry-0123"),))
-        copy_headers(headers)  # retry: the headers as given, for re-sends
-        count = None if has_header(headers, "x-stainless-retry-count") else "x-stainless-retry-count"
-        timeout = None if has_header(headers, "x-stainless-read-timeout") else "x-stainless-read-timeout"
-        if count is not None and timeout is not None:
-            add_headers(headers, [(count, b"0"), (timeout, b"60.0")])
+            add_header(headers, "X-Idempotency-Key", b"stainless-python-retry-0123")
+        copy_headers(headers)  # retry: the headers as given, for re-sends; the attempt's headers
+        add_absent(headers, [("x-stainless-retry-count", b"0"), ("x-stainless-read-timeout", b"60.0")])
         add_missing(headers, context, configured)  # headers
         set_header(headers, "X-Backpressure", b"1")  # backpressure
         encoded_size(RESPONSE.headers)  # boundary

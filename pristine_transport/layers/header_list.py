@@ -36,7 +36,8 @@ __all__ = [
     "EncodedHeaders",
     "ListHeaders",
     "PublicHeaders",
-    "add_headers",
+    "add_absent",
+    "add_header",
     "add_missing",
     "copy_headers",
     "copy_request",
@@ -61,6 +62,11 @@ def _encode_name(name: str) -> tuple[bytes, bytes]:
     return encoded
 
 
+_Entry = tuple[bytes, bytes, bytes]
+_Plan = tuple[tuple[_Entry, ...], tuple[tuple[_Entry, bytes], ...]]
+_PLANS_KEPT = 64
+
+
 class EncodedHeaders:
     """Headers encoded once (UTF-8, as ``httpx.Headers.__setitem__`` does), to add to many requests with
     :func:`add_missing`. Of two spellings of one name, the first is kept.
@@ -70,15 +76,28 @@ class EncodedHeaders:
     The repr names the headers but never shows a value (one may be an API key).
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_lower_names", "_plans")
 
     def __init__(self, headers: Mapping[str, str] | None = None, *, replaceable: Mapping[str, str] | None = None):
         defaults = {_encode_name(name)[1]: value.encode("utf-8") for name, value in (replaceable or {}).items()}
-        entries: dict[bytes, tuple[tuple[bytes, bytes, bytes], bytes | None]] = {}
+        entries: dict[bytes, tuple[_Entry, bytes | None]] = {}
         for name, value in (headers or {}).items():
             raw, lower = _encode_name(name)
             entries.setdefault(lower, ((raw, lower, value.encode("utf-8")), defaults.get(lower)))
         self._entries = tuple(entries.values())
+        self._lower_names = frozenset(entries)
+        self._plans: dict[frozenset[bytes], _Plan] = {}
+
+    def _plan(self, present: frozenset[bytes]) -> _Plan:
+        """For a request that has the names ``present`` (of this set's): the entries to append, and the entries
+        that replace a header present with its ``replaceable`` value. Requests of one endpoint nearly always carry
+        the same of these names, so the plan is kept per such set (a few at most; the bound guards a misuse)."""
+        appended = tuple(entry for entry, _ in self._entries if entry[1] not in present)
+        replacing = tuple((entry, value) for entry, value in self._entries if entry[1] in present and value is not None)
+        plan = appended, replacing
+        if len(self._plans) < _PLANS_KEPT:
+            self._plans[present] = plan
+        return plan
 
     def names(self) -> list[str]:
         return [entry[0].decode("utf-8") for entry, _ in self._entries]
@@ -109,14 +128,25 @@ class PublicHeaders:
         return None
 
     @staticmethod
-    def add_headers(headers: httpx.Headers, pairs: Iterable[tuple[str, bytes]]) -> None:
-        """Append each header, after any the headers already have (of any name)."""
-        added = [(_encode_name(name)[0], value) for name, value in pairs]
-        existing = {name.lower() for name, _ in headers.raw}
-        if any(name.lower() in existing for name, _ in added):
-            _replace_all(headers, [*headers.raw, *added])
+    def add_header(headers: httpx.Headers, name: str, value: bytes) -> None:
+        """Append the header, after any the headers already have (of any name)."""
+        raw, lower = _encode_name(name)
+        if PublicHeaders.has_header(headers, name):
+            _replace_all(headers, [*headers.raw, (raw, value)])
         else:
-            headers.update(added)  # bytes are kept as given; update removes only names the headers already had
+            headers.update([(raw, value)])  # bytes are kept as given; update removes only names already there
+
+    @staticmethod
+    def add_absent(headers: httpx.Headers, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """Append each header whose name the headers lack (``pairs`` name distinct headers)."""
+        present = {name.lower() for name, _ in headers.raw}
+        appended = []
+        for name, value in pairs:
+            raw, lower = _encode_name(name)
+            if lower not in present:
+                appended.append((raw, value))
+        if appended:
+            headers.update(appended)  # names the headers lack: update removes nothing, appends in this order
 
     @staticmethod
     def set_header(headers: httpx.Headers, name: str, value: bytes) -> None:
@@ -211,14 +241,24 @@ class ListHeaders(PublicHeaders):
         return None
 
     @staticmethod
-    def add_headers(headers: httpx.Headers, pairs: Iterable[tuple[str, bytes]]) -> None:
+    def add_header(headers: httpx.Headers, name: str, value: bytes) -> None:
+        try:
+            raw, lower = _NAMES[name]
+        except KeyError:
+            raw, lower = _encode_name(name)
+        headers._list.append((raw, lower, value))
+
+    @staticmethod
+    def add_absent(headers: httpx.Headers, pairs: Iterable[tuple[str, bytes]]) -> None:
         items = headers._list
+        names = set(map(_LOWER_NAME, items))
         for name, value in pairs:
             try:
                 raw, lower = _NAMES[name]
             except KeyError:
                 raw, lower = _encode_name(name)
-            items.append((raw, lower, value))
+            if lower not in names:
+                items.append((raw, lower, value))
 
     @staticmethod
     def set_header(headers: httpx.Headers, name: str, value: bytes) -> None:
@@ -243,17 +283,24 @@ class ListHeaders(PublicHeaders):
     @staticmethod
     def add_missing(headers: httpx.Headers, *additions: EncodedHeaders) -> None:
         items = headers._list
-        names = [item[1] for item in items]
         for addition in additions:
-            for entry, replaceable in addition._entries:
+            if not addition._entries:
+                continue
+            # Which of the addition's names the request has, found in C; what to do then is planned once per such
+            # set: per request, one extend and a check per replaceable header present (no loop over the addition).
+            listed = list(map(_LOWER_NAME, items))
+            present = addition._lower_names.intersection(listed)
+            try:
+                appended, replacing = addition._plans[present]
+            except KeyError:
+                appended, replacing = addition._plan(present)
+            for entry, replaceable in replacing:
                 lower = entry[1]
-                if lower not in names:
-                    items.append(entry)
-                    names.append(lower)
-                elif replaceable is not None and names.count(lower) == 1:
-                    index = names.index(lower)
+                if listed.count(lower) == 1:
+                    index = listed.index(lower)  # ``listed`` is ``items`` before the extend: indexes agree
                     if items[index][2] == replaceable:
                         items[index] = entry
+            items.extend(appended)
 
     @staticmethod
     def encoded_size(headers: httpx.Headers) -> int:
@@ -292,6 +339,7 @@ class ListHeaders(PublicHeaders):
 
 
 _RAW_NAME = operator.itemgetter(0)
+_LOWER_NAME = operator.itemgetter(1)
 _VALUE = operator.itemgetter(2)
 
 _REQUEST_ATTRIBUTES = ["method", "url", "headers", "extensions", "stream", "_content"]
@@ -344,7 +392,8 @@ if LAYOUT_PROBLEM is not None:
 
 has_header = _chosen.has_header
 find_header = _chosen.find_header
-add_headers = _chosen.add_headers
+add_header = _chosen.add_header
+add_absent = _chosen.add_absent
 set_header = _chosen.set_header
 add_missing = _chosen.add_missing
 encoded_size = _chosen.encoded_size

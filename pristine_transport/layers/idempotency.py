@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from .. import extensions
-from .header_list import add_headers, has_header
+from .header_list import add_header, has_header
 
 __all__ = ["IdempotencyLayer", "uuid4_string"]
 
@@ -70,7 +70,7 @@ class IdempotencyLayer(httpx.AsyncBaseTransport):
             key = self._key_for(request)
         else:
             key = self._prefix + self._key_factory()
-        add_headers(headers, ((self._header, key.encode("utf-8")),))
+        add_header(headers, self._header, key.encode("utf-8"))
         return self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

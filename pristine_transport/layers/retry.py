@@ -80,7 +80,7 @@ from pristine_transport.policy import (
 )
 
 from ..manifest import RetryHeadersSpec, RetryPolicySpec, RetryRuleSpec
-from .header_list import add_headers, copy_headers, copy_request, has_header
+from .header_list import add_absent, copy_headers, copy_request
 
 __all__ = [
     "RETRY_RULES",
@@ -218,11 +218,7 @@ class _Attempts:
 
     def __init__(self, request: httpx.Request, count_name: str | None, read_timeout: tuple[str, bytes] | None) -> None:
         self._request = request
-        self._headers = headers = copy_headers(request.headers)  # as given, before the layers beneath edit
-        if count_name is not None and has_header(headers, count_name):
-            count_name = None
-        if read_timeout is not None and has_header(headers, read_timeout[0]):
-            read_timeout = None
+        self._headers = copy_headers(request.headers)  # as given, before the layers beneath edit
         self._count_name = count_name
         self._read_timeout = read_timeout
 
@@ -235,8 +231,8 @@ class _Attempts:
         added = [(name, b"%d" % retries)] if name is not None else []
         if self._read_timeout is not None:
             added.append(self._read_timeout)
-        if added:
-            add_headers(request.headers, added)
+        if added:  # every attempt starts from the caller's headers: one the caller set is kept
+            add_absent(request.headers, added)
         request.extensions[extensions.ATTEMPT] = retries
         return request
 

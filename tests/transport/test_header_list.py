@@ -117,13 +117,31 @@ def test_set_header_does_what_setitem_does(impl: Impl, start: list[tuple[str | b
         ([("x-key", "1"), ("b", "2")], [("X-Key", b"2")], [(b"x-key", b"1"), (b"b", b"2"), (b"X-Key", b"2")]),
     ],
 )
-def test_add_headers_appends_after_everything(
+def test_add_header_appends_after_everything(
     impl: Impl, start: list[tuple[str, str]], added: list[tuple[str, bytes]], expected: list[tuple[bytes, bytes]]
 ) -> None:
     headers = httpx.Headers(start)
-    impl.add_headers(headers, added)
+    for name, value in added:
+        impl.add_header(headers, name, value)
     assert headers.raw == expected
     assert impl.find_header(headers, "X-KEY") == next((v for n, v in expected if n.lower() == b"x-key"), None)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        ([], [(b"x-count", b"0"), (b"x-timeout", b"5")]),
+        ([("X-Count", "7")], [(b"X-Count", b"7"), (b"x-timeout", b"5")]),  # the caller's own is kept
+        ([("x-timeout", "1"), ("x-count", "2")], [(b"x-timeout", b"1"), (b"x-count", b"2")]),
+    ],
+)
+def test_add_absent_adds_only_what_the_headers_lack(
+    impl: Impl, start: list[tuple[str, str]], expected: list[tuple[bytes, bytes]]
+) -> None:
+    headers = httpx.Headers(start)
+    impl.add_absent(headers, [("x-count", b"0"), ("x-timeout", b"5")])
+    assert headers.raw == expected
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -179,6 +197,17 @@ def test_add_missing_adds_what_the_request_lacks(
     assert [name.decode() for name, _ in headers.raw] == [name for name, _ in expected]
 
 
+def test_one_encoded_set_serves_requests_that_differ_in_what_they_carry() -> None:
+    encoded = EncodedHeaders({"User-Agent": "Ours/1.0", "X-Key": "k"}, replaceable={"User-Agent": HTTPX_UA})
+    starts = [[("user-agent", HTTPX_UA)], [], [("x-key", "mine")], [("user-agent", HTTPX_UA)], [("User-Agent", "T")]]
+    for start in starts * 2:  # the second round meets what the first planned
+        listed, public = httpx.Headers(start), httpx.Headers(start)
+        ListHeaders.add_missing(listed, encoded)
+        PublicHeaders.add_missing(public, encoded)
+        assert listed.raw == public.raw
+        assert listed.get("user-agent") in ("Ours/1.0", "T") and listed.get("x-key") in ("k", "mine")
+
+
 def test_encoded_headers_never_show_a_value() -> None:
     encoded = EncodedHeaders({"X-API-Key": "tml-secret-value"})
     assert repr(encoded) == "EncodedHeaders(['X-API-Key'])" and len(encoded) == 1 and encoded.names() == ["X-API-Key"]
@@ -196,7 +225,7 @@ def test_a_copy_of_headers_is_independent(impl: Impl) -> None:
     original = httpx.Headers({"A": "1"})
     copy = impl.copy_headers(original)
     impl.set_header(copy, "A", b"2")
-    impl.add_headers(copy, [("B", b"3")])
+    impl.add_header(copy, "B", b"3")
     assert original.raw == [(b"A", b"1")] and copy.raw == [(b"A", b"2"), (b"B", b"3")]
 
 
@@ -204,7 +233,7 @@ def test_a_copy_of_headers_is_independent(impl: Impl) -> None:
 def test_a_copied_request_shares_the_body_but_not_the_headers_or_extensions(impl: Impl) -> None:
     original = built_request(json={"a": 1}, extensions={"k": "v"})
     copy = impl.copy_request(original)
-    impl.add_headers(copy.headers, [("X-Added", b"1")])
+    impl.add_header(copy.headers, "X-Added", b"1")
     copy.extensions["other"] = 1
     assert "x-added" not in original.headers and copy.headers["x-added"] == "1"
     assert copy.headers.raw[:-1] == original.headers.raw
