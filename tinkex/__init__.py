@@ -19,12 +19,28 @@ from .errors import __all__ as _error_names
 from .request_options import RequestOptions, Timeout
 from .rest_client import RestClient
 from .sampling_client import RetryConfig, SamplingClient
-from .sdk_method import track_public_clients
+from .sdk_method import track_sdk_methods
 from .training_client import TrainingClient
 from .types import *  # noqa: F403
 from .types import __all__ as _type_names
 
-track_public_clients()  # requests of a public call carry x-sdk-method, as the official SDK's do
+
+def _track_public_clients() -> None:
+    """Requests of a public call carry ``x-sdk-method``, named after the official class, as the official SDK's do."""
+    for client_class, official_name in (
+        (Client, "ServiceClient"),
+        (TrainingClient, "TrainingClient"),
+        (SamplingClient, "SamplingClient"),
+        (RestClient, "RestClient"),
+        (AdminClient, "AdminClient"),
+        # Their forwarders, named after themselves: the client's method they call keeps the outer name.
+        (BackcompatTrainingClientFuture, "BackcompatTrainingClientFuture"),
+        (BackcompatSamplingClientFuture, "BackcompatSamplingClientFuture"),
+    ):
+        track_sdk_methods(official_name)(client_class)
+
+
+_track_public_clients()
 
 __title__ = "tinkex"
 
@@ -36,6 +52,7 @@ def __getattr__(name: str) -> object:
 
         return get_tokenizer
     raise AttributeError(f"module 'tinkex' has no attribute {name!r}")
+
 
 __all__ = [
     "APIFuture",

@@ -82,7 +82,7 @@ class BackcompatClientFuture(APIFuture[C], Generic[C]):
 
 def _untracked(forwarder: Callable[..., Any]) -> Callable[..., Any]:
     """``functools.wraps`` copied the client method's attributes, its x-sdk-method mark among them if the method is
-    tracked already: without it, ``track_public_clients`` names the forwarder after the future's own class."""
+    tracked already: without it, ``track_sdk_methods`` names the forwarder after the future's own class."""
     vars(forwarder).pop("__tinkex_sdk_method__", None)
     return forwarder
 

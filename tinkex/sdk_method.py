@@ -8,7 +8,8 @@ outlives the call or belongs to the whole client (session creation, the handshak
 renewal) runs :func:`detached`, without a name, as the official SDK's background loops do.
 
 Names are the official classes' (``ServiceClient`` for :class:`tinkex.Client`), so the server sees the same values
-from either SDK. A client's future used as the client (0.16 code: ``create_lora_training_client(...).forward_backward``)
+from either SDK; ``tinkex/__init__.py`` applies :func:`track_sdk_methods` to each client class once they are all
+loaded (this module sits low in the stack, below the clients, and imports none of them). A client's future used as the client (0.16 code: ``create_lora_training_client(...).forward_backward``)
 names its own class, as the official 0.38 one does: ``BackcompatTrainingClientFuture.forward_backward`` on the submit
 and on its future's polls (polls start at submit, in the call's context, so they carry the name of the call that made
 them; ``APIFuture.result()`` names nothing of its own).
@@ -30,7 +31,6 @@ __all__ = [
     "SDK_VERSION_HEADER",
     "current_sdk_method",
     "detached",
-    "track_public_clients",
     "track_sdk_methods",
     "tracked_method_names",
 ]
@@ -79,9 +79,7 @@ def _entered(name: str) -> Iterator[None]:
 
 
 def _public_function_names(cls: type) -> list[str]:
-    return sorted(
-        name for name, member in vars(cls).items() if not name.startswith("_") and inspect.isfunction(member)
-    )
+    return sorted(name for name, member in vars(cls).items() if not name.startswith("_") and inspect.isfunction(member))
 
 
 def tracked_method_names(cls: type, official_name: str) -> list[str]:
@@ -121,25 +119,3 @@ def track_sdk_methods(official_name: str) -> Callable[[C], C]:
         return cls
 
     return decorate
-
-
-def track_public_clients() -> None:
-    """Name the public methods of tinkex's clients after the official classes (called once, when tinkex loads)."""
-    from .admin_client import AdminClient
-    from .client import Client
-    from .client_futures import BackcompatSamplingClientFuture, BackcompatTrainingClientFuture
-    from .rest_client import RestClient
-    from .sampling_client import SamplingClient
-    from .training_client import TrainingClient
-
-    for cls, official in (
-        (Client, "ServiceClient"),
-        (TrainingClient, "TrainingClient"),
-        (SamplingClient, "SamplingClient"),
-        (RestClient, "RestClient"),
-        (AdminClient, "AdminClient"),
-        # Their forwarders, named after themselves: the client's method they call keeps the outer name.
-        (BackcompatTrainingClientFuture, "BackcompatTrainingClientFuture"),
-        (BackcompatSamplingClientFuture, "BackcompatSamplingClientFuture"),
-    ):
-        track_sdk_methods(official)(cls)

@@ -157,11 +157,6 @@ def describe(component: list[str], graph: Graph) -> str:
 
 
 KNOWN_CYCLE_IMPORTS: dict[tuple[str, str], str] = {
-    ("tinkex.sdk_method", "track_public_clients"): (
-        "sdk_method is imported low in the stack (credentials, holder) and reaches up to every client class to "
-        "decorate it. tinkex/__init__.py already imports every client: apply track_sdk_methods there (a table of "
-        "class and official name), or as a class decorator where each client class is defined."
-    ),
     ("tinkex.rest_client", "RestClient._admin_client"): (
         "admin_client imports rest_client at module level; RestClient's deprecated admin delegates import "
         "AdminClient back. The delegates could live in admin_client (RestClient's methods forwarding to a function "
