@@ -38,6 +38,7 @@ from pristine_transport.client import ManifestClient
 from pristine_transport.deadlines import DeadlineExceededError
 from pristine_transport.errors import APIConnectionError, APIStatusError, FutureRetrieveError
 
+from .sdk_method import detached
 from .types import (
     FutureCompletion,
     FuturesRetrieveRequest,
@@ -186,8 +187,12 @@ class SessionPoller:
     # the loop ---------------------------------------------------------------------------------------------
     def _start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._poll_loop(), name=f"tinkex: retrieve_futures {self.target.sampling_session_id}"
+            # Detached from the first sample's call: the poller serves every sample, so its polls name no method
+            # (official 0.38 sends no x-sdk-method on them).
+            self._task = detached(
+                asyncio.get_running_loop().create_task,
+                self._poll_loop(),
+                name=f"tinkex: retrieve_futures {self.target.sampling_session_id}",
             )
 
     def _idle(self) -> bool:

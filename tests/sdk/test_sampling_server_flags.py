@@ -153,6 +153,7 @@ def test_batched_polling_on_one_poller_serves_every_sample_once() -> None:
     assert len(executed) == 40 and len(fetches) == 40  # one fetch per sample: no per-sample long polls
     assert all(f.status == 200 for f in fetches)
     assert polls and all(p.status == 200 for p in polls)  # how many depends on how the completions bunch up
+    assert all(p.headers.get("x-sdk-method") is None for p in polls)  # the poller serves no one call, as officially
     assert acknowledged == {e.request_id for e in executed}
 
 
