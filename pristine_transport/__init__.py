@@ -55,7 +55,7 @@ from pristine_transport.layers.retry import ProgressTimeoutError, ProgressTracke
 from pristine_transport.layers.telemetry import AttemptTelemetryLayer, TelemetryLayer
 from pristine_transport.logs import SecretMaskingFilter, configure_logging, get_logger
 from pristine_transport.manifest import Manifest, ManifestError, load_manifest
-from pristine_transport.policy import Deadlines, RetryBudget
+from pristine_transport.policy import Deadlines, RetryBudget, RetryQuota
 from pristine_transport.redaction import Redactor
 from pristine_transport.request import (
     NOT_GIVEN,
@@ -67,6 +67,7 @@ from pristine_transport.request import (
     merge_headers,
     omit,
 )
+from pristine_transport.retry_quota import disable_retry_quota, enable_retry_quota
 from pristine_transport.session import BackgroundHeartbeat, SessionLifecycle, run_heartbeat
 from pristine_transport.sse import ServerSentEvent, SSEDecoder, aiter_sse
 from pristine_transport.stack import RouterTransport, build_transport
@@ -128,6 +129,7 @@ __all__ = [
     "RetryEvent",
     "RetryHook",
     "RetryLayer",
+    "RetryQuota",
     "RouterTransport",
     "SSEDecoder",
     "SecretMaskingFilter",
@@ -140,6 +142,8 @@ __all__ = [
     "combine",
     "configure_logging",
     "deadlines",
+    "disable_retry_quota",
+    "enable_retry_quota",
     "encode_query",
     "error_for_response",
     "error_for_transport_exception",
