@@ -43,8 +43,7 @@ def _sample_many(sampler: tinkex.SamplingClient, count: int) -> list[types.Sampl
 
 def _acknowledged(server: LocalServer) -> set[str]:
     """The request ids clients reported fetched through retrieve_futures (the server's record of them)."""
-    handler: Any = server.call(lambda api: api.route("POST", "/api/v1/retrieve_futures").operation.handler)
-    return set(handler.__self__.retrieved)
+    return set(server.call(lambda api: api.batched_futures.retrieved))
 
 
 # --- pure decisions ------------------------------------------------------------------------------------------------

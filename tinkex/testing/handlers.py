@@ -150,6 +150,7 @@ class TinkerApi:
         self.rest = RestEndpoints(self.state)
         self.future_endpoints = FutureEndpoints(self.state)
         self.admin_endpoints = AdminEndpoints(registry, futures)
+        self.batched_futures = RetrieveFutures(futures, ledger, config)
         self.wire_flags = dialect.WireFlags(config.client_config, config.dynamic_config)
         """What the 0.38 config endpoints answer; the dynamic flags may change while the server runs."""
         self.jwt = JwtIssuer(config.jwt_lifetime)
@@ -257,8 +258,8 @@ class TinkerApi:
             # futures
             op("retrieve_future", "POST", f"{v1}/retrieve_future", futures.retrieve_future,
                request_type=t.FutureRetrieveRequest, polled_endpoint=futures.polled_endpoint),
-            op("retrieve_futures", "POST", f"{v1}/retrieve_futures", RetrieveFutures(self.futures, self.ledger,
-               self.config).retrieve_futures, request_type=t.FuturesRetrieveRequest),
+            op("retrieve_futures", "POST", f"{v1}/retrieve_futures", self.batched_futures.retrieve_futures,
+               request_type=t.FuturesRetrieveRequest),
             op("cancel_future", "POST", f"{v1}/cancel_future", futures.cancel_future,
                request_type=CancelFutureRequest, mutates=True),
             # REST: training runs, checkpoints, sessions
