@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tinkex.testing.__main__ import SERVED_BY_DEFAULT, main
@@ -32,6 +34,10 @@ def test_base_model_replaces_the_list(capsys: pytest.CaptureFixture[str]) -> Non
         (["--future-ttl", "nan"], "--future-ttl"),
         (["--sample-inflight-limit", "0"], "--sample-inflight-limit: expected a number >= 1"),
         (["--certfile", "x.pem"], "--certfile and --keyfile go together"),
+        (["--client-config", '{"sample_no_retry": true}'], "--client-config: unknown flag(s) sample_no_retry; known:"),
+        (["--client-config", '{"sample_no_retries": "yes"}'], "Expected `bool`, got `str` - at `$.sample_no_retries`"),
+        (["--client-config", "[]"], "--client-config: expected a JSON object"),
+        (["--client-config", "@/no/such/file.json"], "--client-config: [Errno 2]"),
     ],
 )
 def test_bad_options_are_usage_errors(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,3 +54,21 @@ def test_a_host_it_cannot_serve_on_is_one_line() -> None:
     )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: cannot serve on no-such-host.invalid:0") and done.stderr.count("\n") == 1
+
+
+def test_client_config_sets_the_flags_the_server_answers(tmp_path: Path) -> None:
+    flags_file = tmp_path / "flags.json"
+    flags_file.write_text('{"sample_use_retrieve_futures": true, "fwdbwd_max_chunk_len": 7}')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinkex.testing", "--port", "0", "--client-config", f"@{flags_file}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        flags = httpx.post(f"{base_url}/api/v1/client/config", json={}, headers={"X-API-Key": "tml-cli"}).json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert flags["sample_use_retrieve_futures"] is True and flags["fwdbwd_max_chunk_len"] == 7
+    assert flags["parallel_fwdbwd_chunks"] is True  # a flag not named keeps its default

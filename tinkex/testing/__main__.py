@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from ..types import ClientConfigResponse
 from .config import DEFAULT_BASE_MODELS, ServerConfig
 from .faults import fault_rules_from_json
 from .server import LocalServer
@@ -94,11 +95,36 @@ def _parser() -> argparse.ArgumentParser:
         "--jwt-lifetime", type=_ranged(float, 0.1),
         help="exchange API keys for JWTs of this many seconds (pjwt_auth_enabled; see tinkex.testing.jwt_tokens)",
     )
+    parser.add_argument(
+        "--client-config", metavar="JSON",
+        help="flags client/config answers, as a JSON object or @file (e.g. '{\"sample_use_retrieve_futures\": true}'); "
+        "unnamed flags keep their defaults",
+    )
     parser.add_argument("--deprecation-note", help="send this x-deprecation-note on every response")
     parser.add_argument("--deprecation-level", default="warning", help="its x-deprecation-level (default: warning)")
     parser.add_argument("--certfile", type=Path, help="with --keyfile: serve TLS (h2 via ALPN)")
     parser.add_argument("--keyfile", type=Path)
     return parser
+
+
+def client_config_from_json(text: str) -> ClientConfigResponse:
+    """The ``--client-config`` value (a JSON object, or ``@path`` to a file holding one) over the default flags;
+    an unknown flag or a value of the wrong type is a ``ValueError`` naming it."""
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(given, dict):
+        raise ValueError("expected a JSON object of client/config flags")
+    known = set(ClientConfigResponse.__struct_fields__)
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown flag(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return msgspec.convert({**msgspec.to_builtins(ClientConfigResponse()), **given}, ClientConfigResponse)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             faults = fault_rules_from_json(json.loads(args.faults.read_text()))
         except (OSError, ValueError) as exc:
             parser.error(f"--faults {args.faults}: {exc}")
+    client_config = ClientConfigResponse()
+    if args.client_config is not None:
+        try:
+            client_config = client_config_from_json(args.client_config)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--client-config: {exc}")
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -132,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         keyfile=args.keyfile,
         base_models=models,
         vocab_size=args.vocab_size,
+        client_config=client_config,
     )
     config = dataclasses.replace(
         config, deprecation_note=args.deprecation_note, deprecation_level=args.deprecation_level
