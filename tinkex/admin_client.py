@@ -10,11 +10,11 @@ everywhere in tinkex, the sync methods return an :class:`~tinkex.api_future.APIF
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from .api_future import APIFuture, in_background
 from .holder import Holder
-from .rest_client import AuditEventType, rest_holder
+from .rest_holder import rest_holder
 from .telemetry import Telemetry
 from .types import (
     AuditLogResponse,
@@ -26,6 +26,10 @@ from .types import (
 from .types.codec import convert
 
 __all__ = ["AdminClient", "AuditEventType"]
+
+AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizations"]
+"""Which resource's events an audit log query returns (:meth:`AdminClient.get_audit_log`)."""
+
 
 class AdminClient:
     """Organization-level reports: ``get_audit_log`` (admin role), ``get_billing_usage`` and

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import msgspec
@@ -29,8 +28,10 @@ from pristine_transport.layers.retry import RETRY_RULES
 from pristine_transport.manifest import RetryRuleSpec
 
 from . import env_names
+from .admin_client import AdminClient, AuditEventType
 from .api_future import APIFuture, in_background
 from .holder import Holder
+from .rest_holder import rest_holder
 from .telemetry import Telemetry
 from .types import (
     AccessScope,
@@ -59,17 +60,11 @@ from .types import (
 )
 from .types.codec import convert
 
-if TYPE_CHECKING:
-    from .admin_client import AdminClient
-
 __all__ = ["ArchiveRetryConfig", "AuditEventType", "RestClient", "parse_tinker_path", "rest_holder"]
 
 logger = logging.getLogger("tinkex.rest")
 
 T = TypeVar("T")
-
-AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizations"]
-"""Which resource's events an audit log query returns (``AdminClient.get_audit_log``)."""
 
 _EXPIRES_FORMAT = "%a, %d %b %Y %H:%M:%S GMT"
 _DEFAULT_ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
@@ -455,8 +450,6 @@ class RestClient:
 
     # admin reports: official 0.38 moved them to AdminClient and keeps these as deprecated delegates -------------
     def _admin_client(self) -> AdminClient:
-        from .admin_client import AdminClient
-
         return AdminClient(self.holder)
 
     def get_audit_log(
@@ -519,35 +512,6 @@ async def _paged(
         offset += len(items)
         if not items or (offset >= total if total is not None else len(items) < page_size):
             return
-
-
-_STANDALONE_HOLDERS: dict[tuple[str, str], Holder] = {}
-_STANDALONE_LOCK = threading.Lock()
-
-
-def rest_holder(client_name: str, holder: Holder | None, *, base_url: str | None, api_key: str | None) -> Holder:
-    """The holder a REST-only client (``RestClient``, ``AdminClient``) talks through: the one it was handed (a
-    ``Client``'s, sharing its connections), else the process-wide session-less one of its base URL and key."""
-    if holder is None:
-        return _standalone_holder(base_url, api_key)
-    if base_url is not None or api_key is not None:
-        raise ValueError(f"{client_name} takes a holder or base_url/api_key, not both")
-    return holder
-
-
-def _standalone_holder(base_url: str | None, api_key: str | None) -> Holder:
-    """The session-less holder of ``RestClient()``: one per base URL and key in the process, as in the official
-    SDK, so constructing many REST clients shares their connections (which stay open and need no closing)."""
-    from .config import load_tinker_manifest, resolve_config
-
-    manifest = load_tinker_manifest()
-    config = resolve_config(api_key=api_key, base_url=base_url, manifest=manifest)
-    key = (config.base_url, config.api_key)
-    with _STANDALONE_LOCK:
-        holder = _STANDALONE_HOLDERS.get(key)
-        if holder is None or holder.closed:
-            holder = _STANDALONE_HOLDERS[key] = Holder(config, manifest)
-        return holder
 
 
 def _without_none(request: msgspec.Struct) -> dict[str, Any]:

@@ -157,11 +157,6 @@ def describe(component: list[str], graph: Graph) -> str:
 
 
 KNOWN_CYCLE_IMPORTS: dict[tuple[str, str], str] = {
-    ("tinkex.rest_client", "RestClient._admin_client"): (
-        "admin_client imports rest_client at module level; RestClient's deprecated admin delegates import "
-        "AdminClient back. The delegates could live in admin_client (RestClient's methods forwarding to a function "
-        "there), or AdminClient stop subclassing/importing RestClient."
-    ),
     ("tinkex.training_client", "TrainingClient.create_sampling_client"): (
         "client_futures wraps TrainingClient; TrainingClient's sync sampling-client creation returns a "
         "client_futures future. A small module holding only BackcompatSamplingClientFuture (which needs "
