@@ -32,6 +32,7 @@ from pristine_transport.futures import FutureExpiredError, FutureHandle, combine
 from pristine_transport.policy import WriteOutcome
 
 from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
+from .backcompat_sampling_client_future import BackcompatSamplingClientFuture
 from .chunking import (
     chunk_data,
     chunks_together,
@@ -46,6 +47,7 @@ from .errors import ChunkedRequestError, ChunkReport, ForkedTrainingClientError
 from .estimate import estimate_datum_bytes
 from .queue_state import QueueStateCallback, QueueStateLogger
 from .runtime import ForkSafeLock, InFlightAtForkError, after_fork_in_child, fail_inherited_future
+from .sampling_client import RetryConfig, SamplingClient, create_sampling_client
 from .types import (
     AdamParams,
     Datum,
@@ -76,10 +78,8 @@ from .wire import server_limits
 from .wire.dialect import training_body
 
 if TYPE_CHECKING:
-    from .client_futures import BackcompatSamplingClientFuture
     from .custom_loss_handle import LossHandle
     from .holder import Holder
-    from .sampling_client import RetryConfig, SamplingClient
     from .telemetry import Telemetry
     from .tokenizer import Tokenizer
 
@@ -635,8 +635,6 @@ class TrainingClient:
         SDK, which ignores ``name``, a given name saves a named sampler checkpoint and samples from it.
         ``record_stability_info`` (0.38) makes every sample of the new client record stability information.
         """
-        from .sampling_client import SamplingClient
-
         self._refuse_if_inherited("save_weights_and_get_sampling_client")
         if kind not in ("snapshot", "inflight"):
             raise ValueError(f"kind must be 'snapshot' or 'inflight', got {kind!r}")
@@ -680,8 +678,6 @@ class TrainingClient:
         kind: SamplingClientKind = "snapshot",
     ) -> BackcompatSamplingClientFuture:
         """Returns at once: a future of the client (``.result()`` / ``await``) that also works as the client."""
-        from .client_futures import BackcompatSamplingClientFuture
-
         self._refuse_if_inherited("save_weights_and_get_sampling_client")  # at the call, not at .result()
         return BackcompatSamplingClientFuture(
             in_background(
@@ -699,8 +695,6 @@ class TrainingClient:
     async def create_sampling_client_async(
         self, model_path: str, retry_config: RetryConfig | None = None, record_stability_info: bool = False
     ) -> SamplingClient:
-        from .sampling_client import create_sampling_client
-
         return await create_sampling_client(
             self.holder,
             model_path=model_path,
@@ -712,8 +706,6 @@ class TrainingClient:
     def create_sampling_client(
         self, model_path: str, retry_config: RetryConfig | None = None, record_stability_info: bool = False
     ) -> BackcompatSamplingClientFuture:
-        from .client_futures import BackcompatSamplingClientFuture
-
         return BackcompatSamplingClientFuture(
             in_background(self.create_sampling_client_async(model_path, retry_config, record_stability_info))
         )

@@ -157,14 +157,6 @@ def describe(component: list[str], graph: Graph) -> str:
 
 
 KNOWN_CYCLE_IMPORTS: dict[tuple[str, str], str] = {
-    ("tinkex.training_client", "TrainingClient.create_sampling_client"): (
-        "client_futures wraps TrainingClient; TrainingClient's sync sampling-client creation returns a "
-        "client_futures future. A small module holding only BackcompatSamplingClientFuture (which needs "
-        "SamplingClient, not TrainingClient) would break it."
-    ),
-    ("tinkex.training_client", "TrainingClient.save_weights_and_get_sampling_client"): (
-        "as TrainingClient.create_sampling_client"
-    ),
     ("tinkex.types.training", "Datum.__post_init__"): (
         "Datum calls validation.check_model_input, and validation imports Datum inside check_data. The check of a "
         "ModelInput needs only the types: it and InvalidArgumentError belong under tinkex/types, validation then "
