@@ -157,11 +157,6 @@ def describe(component: list[str], graph: Graph) -> str:
 
 
 KNOWN_CYCLE_IMPORTS: dict[tuple[str, str], str] = {
-    ("tinkex.types.training", "Datum.__post_init__"): (
-        "Datum calls validation.check_model_input, and validation imports Datum inside check_data. The check of a "
-        "ModelInput needs only the types: it and InvalidArgumentError belong under tinkex/types, validation then "
-        "imports the types at module level (tinkex/validation.py moves them)."
-    ),
     ("tinkex.demo", "main"): (
         "`python -m tinkex.demo` forwards to the CLI, which runs the demo: the demo's own entry point could parse its "
         "arguments with the demo's parser alone, or the module entry point go (`tinkex demo` is the command)."

@@ -10,6 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from ._base import RequestStruct, ResponseStruct, official_dataclass, unset_reads_as, unset_reads_attribute
+from .argument_check import check_model_input
 from .model_input import ModelInput
 from .optimizer import AdamParams, OptimParams
 from .provenance import ProvenanceSpans, check_span_tiling
@@ -116,8 +117,6 @@ class Datum(RequestStruct, kw_only=True):
     def __post_init__(self) -> None:
         if not isinstance(self.model_input, ModelInput):
             # Official 0.38 keeps a list or a string here and fails far away, when the batch is sent.
-            from tinkex.validation import check_model_input
-
             check_model_input(self.model_input, "Datum.model_input")
         if (self.model_input_spans is None) != (self.loss_fn_input_spans is None):
             raise ValueError("Datum provenance comes as a pair: set both model_input_spans and loss_fn_input_spans, or neither")
