@@ -45,11 +45,27 @@ _CONTEXT_HEADERS: ContextVar[EncodedHeaders] = ContextVar("pristine_transport.co
 def context_headers(headers: Mapping[str, str] | None) -> Iterator[None]:
     """Requests sent in this context (and in tasks started from it) carry ``headers`` (encoded once, here);
     ``None`` or an empty mapping sends none, also inside an outer scope."""
-    token = _CONTEXT_HEADERS.set(EncodedHeaders(headers) if headers else _NO_HEADERS)
+    token = _CONTEXT_HEADERS.set(_encoded_once(headers) if headers else _NO_HEADERS)
     try:
         yield
     finally:
         _CONTEXT_HEADERS.reset(token)
+
+
+def _encoded_once(headers: Mapping[str, str]) -> EncodedHeaders:
+    """``headers`` encoded, once per distinct set: an SDK enters a scope per public call, nearly always with one of a
+    few sets (its version and the call's name), and an encoded set keeps what it learnt about requests."""
+    key = tuple(headers.items())
+    encoded = _ENCODED_CONTEXTS.get(key)
+    if encoded is None:
+        encoded = EncodedHeaders(headers)
+        if len(_ENCODED_CONTEXTS) < _ENCODED_CONTEXTS_KEPT:
+            _ENCODED_CONTEXTS[key] = encoded
+    return encoded
+
+
+_ENCODED_CONTEXTS: dict[tuple[tuple[str, str], ...], EncodedHeaders] = {}
+_ENCODED_CONTEXTS_KEPT = 1024  # an SDK's public calls; the bound only guards scopes built from unbounded values
 
 
 def resolve_headers(
