@@ -105,7 +105,8 @@ def test_set_header_does_what_setitem_does(impl: Impl, start: list[tuple[str | b
     edited, public = httpx.Headers(start), httpx.Headers(start)
     impl.set_header(edited, "X-A", "nëw".encode())
     public["X-A"] = "nëw"  # encoded as UTF-8: these headers' encoding was never read
-    assert edited.raw == public.raw and [value for name, value in edited.raw if name.lower() == b"x-a"] == ["nëw".encode()]
+    assert edited.raw == public.raw
+    assert [value for name, value in edited.raw if name.lower() == b"x-a"] == ["nëw".encode()]
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -113,7 +114,11 @@ def test_set_header_does_what_setitem_does(impl: Impl, start: list[tuple[str | b
     ("start", "added", "expected"),
     [
         ([], [("X-Key", b"v")], [(b"X-Key", b"v")]),
-        ([("A", "1")], [("X-Key", "välue".encode()), ("n", b"0")], [(b"A", b"1"), (b"X-Key", "välue".encode()), (b"n", b"0")]),
+        (
+            [("A", "1")],
+            [("X-Key", "välue".encode()), ("n", b"0")],
+            [(b"A", b"1"), (b"X-Key", "välue".encode()), (b"n", b"0")],
+        ),
         ([("x-key", "1"), ("b", "2")], [("X-Key", b"2")], [(b"x-key", b"1"), (b"b", b"2"), (b"X-Key", b"2")]),
     ],
 )
@@ -184,7 +189,12 @@ CONFIGURED = EncodedHeaders(
         (
             [("user-agent", HTTPX_UA)],
             {"X-Call": "sample", "X-Key": "from context"},
-            [("User-Agent", "Ours/1.0"), ("X-Call", "sample"), ("X-Key", "from context"), ("Accept", "application/json")],
+            [
+                ("User-Agent", "Ours/1.0"),
+                ("X-Call", "sample"),
+                ("X-Key", "from context"),
+                ("Accept", "application/json"),
+            ],
         ),
     ],
 )
