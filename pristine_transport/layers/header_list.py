@@ -132,7 +132,7 @@ class PublicHeaders:
     @staticmethod
     def add_header(headers: httpx.Headers, name: str, value: bytes) -> None:
         """Append the header, after any the headers already have (of any name)."""
-        raw, lower = _encode_name(name)
+        raw = _encode_name(name)[0]
         if PublicHeaders.has_header(headers, name):
             _replace_all(headers, [*headers.raw, (raw, value)])
         else:
