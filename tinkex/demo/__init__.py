@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -28,13 +28,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tqdm import tqdm
 
-from . import env_names
-from .client import Client
-from .metrics import Metrics, MetricsSpanProcessor, format_summary
-from .tokenizer import Tokenizer, TokenizerLoadError, TokenizerNotFoundError
-from .types import AdamParams, Datum, ModelInput, SamplingParams
+from .. import env_names
+from ..client import Client
+from ..metrics import Metrics, MetricsSpanProcessor, format_summary
+from ..tokenizer import Tokenizer, TokenizerLoadError, TokenizerNotFoundError
+from ..types import AdamParams, Datum, ModelInput, SamplingParams
 
-__all__ = ["DemoUsageError", "LOCAL_MODEL", "MAX_FAULT_RATE", "add_arguments", "check_arguments", "main", "run"]
+__all__ = ["DemoUsageError", "LOCAL_MODEL", "MAX_FAULT_RATE", "add_arguments", "check_arguments", "run"]
 
 LOCAL_MODEL = "tinkex/fake-tiny"
 REMOTE_MODEL = "openai/gpt-oss-20b"  # preferred on a remote server that offers it (tiktoken's o200k_harmony)
@@ -144,8 +144,8 @@ def _service(args: argparse.Namespace) -> Iterator[tuple[str, str, str, bool]]:
         assert target.api_key is not None  # check_arguments refused it otherwise
         yield target.base_url, target.api_key, f"the server at {target.base_url}", False
         return
-    from .testing import FaultRule, LocalServer
-    from .testing.config import DEFAULT_BASE_MODELS
+    from ..testing import FaultRule, LocalServer
+    from ..testing.config import DEFAULT_BASE_MODELS
 
     faults = []
     if args.fault_rate > 0:
@@ -176,7 +176,7 @@ def _pick_model(client: Client, requested: str | None, embedded: bool) -> str:
 
 
 def _offline_tokenizer(model: str) -> bool:
-    from .tokenizer import get_tokenizer
+    from ..tokenizer import get_tokenizer
 
     try:
         get_tokenizer(model)
@@ -224,13 +224,6 @@ def _continuations(sampler: Any, tokenizer: Tokenizer, prompt: str, count: int, 
          "stop_reason": sequence.stop_reason}
         for sequence in response.sequences
     ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tinkex.demo``: the same as ``tinkex demo`` (which goes through :mod:`tinkex.cli`)."""
-    from .cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = None) -> int:
@@ -305,6 +298,3 @@ def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = Non
         print(json.dumps({**report, "elapsed_s": round(elapsed, 3), "trace_summary": summary.splitlines()}, indent=2))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
