@@ -3,6 +3,7 @@ with a message naming the argument and the fix; each right one comes back as it 
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -146,3 +147,12 @@ def test_a_bad_loss_fn_config_is_refused(config: Any, argument: str) -> None:
 def test_a_good_loss_fn_config_passes() -> None:
     assert check_loss_fn_config(None) is None
     assert check_loss_fn_config({"clip_low": 0.8, "clip_high": 1}) == {"clip_low": 0.8, "clip_high": 1}
+
+
+def test_the_error_pickles_with_its_argument_and_problem() -> None:
+    """A worker process's refusal reaches the parent whole (it used to fail to unpickle: two-argument __init__)."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_num_samples(0)
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is InvalidArgumentError and str(copy) == str(caught.value)
+    assert (copy.argument, copy.problem) == (caught.value.argument, caught.value.problem)

@@ -26,6 +26,10 @@ class InvalidArgumentError(PristineError, TypeError, ValueError):
     def __init__(self, argument: str, problem: str) -> None:
         super().__init__(f"{argument}: {problem}")
         self.argument = argument
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from both arguments in a worker process or a parent
+        return (type(self), (self.argument, self.problem), self.__dict__)
 
 
 def check_model_input(value: Any, argument: str = "prompt") -> ModelInput:
