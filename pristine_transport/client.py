@@ -38,7 +38,7 @@ from pristine_transport.errors import (
     error_for_transport_exception,
 )
 from pristine_transport.layers.notices import ResponseNotices
-from pristine_transport.layers.retry import RetryHook
+from pristine_transport.layers.retry import RetryHook, RuleEpisodes
 from pristine_transport.layers.token_auth import TokenAuth
 from pristine_transport.logs import configure_logging
 from pristine_transport.manifest import EndpointSpec, Manifest, load_manifest
@@ -89,6 +89,7 @@ class ManifestClient:
         token_auth: TokenAuth | None = None,
         notices: ResponseNotices | None = None,
         json_encoder: Callable[[Any], bytes] | None = None,
+        rule_episodes: RuleEpisodes | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self._json_encoder = json_encoder if json_encoder is not None else json_body
@@ -108,6 +109,7 @@ class ManifestClient:
             deadlines=deadlines,
             token_auth=token_auth,
             notices=notices,
+            rule_episodes=rule_episodes,
         )
         configure_logging(self.manifest.logging, env=env, redactor=self.redactor)
         kwargs = dict(http_client_kwargs or {})

@@ -55,6 +55,7 @@ __all__ = [
     "RequestRateLimitedError",
     "ResponseTooLarge",
     "ResponseTooLargeError",
+    "TokenUnavailableError",
     "UnprocessableEntityError",
     "WRITE_OUTCOME",
     "error_for_response",
@@ -117,6 +118,11 @@ class BadRequestError(APIStatusError):
 
 class AuthenticationError(APIStatusError):
     pass
+
+
+class TokenUnavailableError(AuthenticationError):
+    """No usable credential: the token expired (or none was ever obtained) and obtaining a new one failed. The
+    message names the cause (secrets masked); ``__cause__`` is the failure of the last attempt."""
 
 
 class BillingError(APIStatusError):

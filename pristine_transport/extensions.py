@@ -26,6 +26,10 @@ NOT_READY_POLLS = "pristine.not_ready_polls"
 yet" answer (a try-again body, a 408) becomes one event and a count on the future's span instead of spans of its own.
 Set by the future resolver (``FutureResolver(not_ready_polls="events")``, the default)."""
 
+RETRY_RULES = "pristine.retry_rules"
+"""Retry rules (a mapping of rule name to ``RetryRuleSpec``) for this request only, added to its policy's (a rule of
+the same name replaced), e.g. a caller's own wait and bound for one call (``RetryLayer``)."""
+
 TELEMETRY = "pristine.telemetry"
 """Set by the telemetry layer, not by callers: the request's span context and metric instruments for the layers
 beneath it. Absent while tracing and metrics are both off, so the layers beneath create nothing."""

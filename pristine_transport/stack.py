@@ -52,7 +52,7 @@ from pristine_transport.layers.idempotency import IdempotencyLayer
 from pristine_transport.layers.notices import ResponseNoticeLayer, ResponseNotices
 from pristine_transport.layers.pool_limiter import PoolLimiter, PoolLimiterLayer
 from pristine_transport.layers.queue_state import QueueStateLayer
-from pristine_transport.layers.retry import ProgressTracker, RetryHook, RetryLayer
+from pristine_transport.layers.retry import ProgressTracker, RetryHook, RetryLayer, RuleEpisodes
 from pristine_transport.layers.telemetry import ClientSpanLayer, Telemetry, TelemetryLayer
 from pristine_transport.layers.token_auth import TokenAuth, TokenAuthLayer
 from pristine_transport.manifest import (
@@ -93,6 +93,7 @@ def build_transport(
     deadlines: Deadlines = CALL_DEADLINES,
     token_auth: TokenAuth | None = None,
     notices: ResponseNotices | None = None,
+    rule_episodes: RuleEpisodes | None = None,
 ) -> RouterTransport:
     """Build every endpoint's stack over ``base`` (default: an ``httpx.AsyncHTTPTransport`` as the manifest's
     ``transport`` block says). ``on_retry`` is told of every re-send any retry layer makes. ``deadlines`` bound
@@ -114,6 +115,7 @@ def build_transport(
     windows = {name: BackoffWindow(recent_s=pool.recent_backoff_s) for name, pool in spec.pools.items()}
     limiters = {name: PoolLimiter(pool, windows[name], name=name) for name, pool in spec.pools.items()}
     trackers: dict[str, ProgressTracker] = {}
+    episodes = rule_episodes if rule_episodes is not None else RuleEpisodes()  # one outage is one episode
     telemetry = Telemetry(
         tracer=tracer, meter=meter, namespace=attribute_namespace if attribute_namespace is not None else spec.name
     )
@@ -156,6 +158,7 @@ def build_transport(
                     buffer_body=buffer_body,
                     on_retry=on_retry,
                     deadlines=deadlines,
+                    rule_episodes=episodes,
                 )
             )
         if pool is not None:

@@ -38,6 +38,7 @@ from pristine_transport.client import ManifestClient
 from pristine_transport.errors import APIStatusError
 from pristine_transport.futures import FutureResolver
 from pristine_transport.layers.pool_limiter import BytesSemaphore
+from pristine_transport.layers.retry import RuleEpisodes
 from pristine_transport.manifest import Manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
@@ -118,8 +119,8 @@ class Holder:
         self.redactor = Redactor(secret_values=[config.api_key] if config.api_key else [])
         self.auth = holder_auth(self)  # the credential each request carries (tinkex.credentials)
         self.notices = deprecation_notices()  # the server's deprecation notes, once per client
-        # The billing incident every request shares (the 402 pause the server's flags allow). Weakly: no cycle.
-        self.billing = server_limits.BillingPause(lambda ref=weakref.ref(self): _flags_of(ref()))
+        # The retry rules' episodes every client of this holder shares: one billing incident, warned once a minute.
+        self.rule_episodes = RuleEpisodes()
         self._transport_factory = transport_factory
         self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
         self._env = os.environ if env is None else env
@@ -172,19 +173,17 @@ class Holder:
         return ManifestClient(**self._manifest_client_arguments())
 
     def new_deadlined_client(self) -> ManifestClient:
-        """A client bounding every request that declares no deadlines by this holder's (the per-loop clients),
-        and pausing on 402 as the server's flags allow (``server_limits.BillingPausingClient``)."""
-        return server_limits.BillingPausingClient(
-            billing=self.billing, deadlines=self.config.deadlines, **self._manifest_client_arguments()
-        )
+        """A client bounding every request that declares no deadlines by this holder's (the per-loop clients)."""
+        return ManifestClient(deadlines=self.config.deadlines, **self._manifest_client_arguments())
 
     def _manifest_client_arguments(self) -> dict[str, Any]:
         return dict(
             # The server's dispatch byte budgets as pool limits and its stuck-detection switch, for clients made once
             # the handshake answered.
             manifest=sampling_flags.manifest_with_stuck_detection(
-                flags := self.known_server_flags(), server_limits.manifest_with_dispatch_budgets(flags, self.manifest)
+                flags := self.known_server_flags(), server_limits.manifest_with_server_limits(flags, self.manifest)
             ),
+            rule_episodes=self.rule_episodes,
             base_url=self.config.base_url,
             config=self.config.transport_config(),
             env=self._env,
@@ -398,9 +397,6 @@ class Holder:
             await own.aclose()
         await asyncio.to_thread(self.close, timeout)
 
-
-def _flags_of(holder: Holder | None) -> ClientConfigResponse | None:
-    return holder.known_server_flags() if holder is not None else None
 
 
 def _weak_fetch(holder: weakref.ref[Holder]) -> Callable[[], Awaitable[ClientDynamicConfigResponse]]:

@@ -24,7 +24,7 @@ import httpx
 import msgspec
 
 from pristine_transport.errors import APIStatusError
-from pristine_transport.layers.retry import RETRY_RULES
+from pristine_transport.extensions import RETRY_RULES
 from pristine_transport.manifest import RetryRuleSpec
 
 from . import env_names

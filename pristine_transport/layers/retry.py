@@ -78,6 +78,7 @@ from pristine_transport.policy import (
     may_have_run,
     write_outcome,
 )
+from pristine_transport.retry_quota import process_retry_quota
 
 from ..manifest import RetryHeadersSpec, RetryPolicySpec, RetryRuleSpec
 from .header_list import add_absent, copy_headers, copy_request
@@ -91,9 +92,7 @@ __all__ = [
     "retry_after_s",
 ]
 
-RETRY_RULES = "pristine.retry_rules"
-"""``request.extensions`` key: retry rules (a mapping of rule name to ``RetryRuleSpec``) for this request only,
-added to its policy's (a rule of the same name replaced), e.g. a caller's own wait and bound for one call."""
+RETRY_RULES = extensions.RETRY_RULES
 
 logger = logging.getLogger("pristine_transport.retry")
 
@@ -322,6 +321,9 @@ class RetryLayer(httpx.AsyncBaseTransport):
         read_timeout, read_timeout_entry = self._read_timeout_of(request)
         attempts = _Attempts(request, self._count_name, read_timeout_entry)
         deadlines = effective_deadlines(request.extensions, self._deadlines)
+        quota = process_retry_quota()  # opt-in: the process's share of re-sends, counted by every client
+        if quota is not None:
+            quota.record_request()
         progress = self._progress
         loop = asyncio.get_running_loop()
         now = self._clock or loop.time
@@ -408,6 +410,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     attempt,
                     self._random(),
                 )
+                if quota is not None and not isinstance(verdict, GiveUp) and not quota.try_retry():
+                    verdict = GiveUp(None)  # the process's retry quota is spent: the answer at hand is final
                 if isinstance(verdict, GiveUp):
                     if verdict.deadline is not None:
                         if failure is None:

@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from .. import extensions
-from ..errors import AuthenticationError
+from ..errors import TokenUnavailableError
 from ..policy import backoff_delay
 from ..redaction import Redactor
 from .header_list import set_header
@@ -79,11 +79,6 @@ class TokenSource(Protocol):
     async def replacement(self, rejected: str) -> str:
         """A token other than ``rejected``, which the server refused before it expired."""
         ...
-
-
-class TokenUnavailableError(AuthenticationError):
-    """No usable credential: the token expired (or none was ever obtained) and obtaining a new one failed. The
-    message names the cause (secrets masked); ``__cause__`` is the failure of the last attempt."""
 
 
 @dataclass(frozen=True)

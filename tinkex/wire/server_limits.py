@@ -25,13 +25,12 @@ A flag that is not positive is nonsense from a server and is ignored (the defaul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 
-from pristine_transport.client import ManifestClient
 from pristine_transport.manifest import Manifest, RetryOverride, RetryRuleSpec
 
 from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
@@ -40,8 +39,6 @@ from ..types import ClientConfigResponse
 __all__ = [
     "BILLING_RULE",
     "DISPATCH_BUDGET_POOLS",
-    "BillingPause",
-    "BillingPausingClient",
     "ChunkLimits",
     "ConcurrencyCap",
     "billing_rule",
@@ -195,21 +192,3 @@ def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
     policy = manifest.retry_policy_for(endpoint)
     return policy is not None and BILLING_RULE in policy.rules
 
-
-class BillingPause:
-    """The server's flags as a client's holder knows them, read when it makes an HTTP client.
-
-    Transitional, for :mod:`tinkex.holder`: it makes one per client and passes it to :func:`BillingPausingClient`.
-    Once the holder builds its clients from :func:`manifest_with_server_limits` itself, both go."""
-
-    def __init__(self, flags: Callable[[], ClientConfigResponse | None]) -> None:
-        self._flags = flags
-
-    def manifest(self, manifest: Manifest) -> Manifest:
-        return manifest_with_billing_pause(self._flags(), manifest)
-
-
-def BillingPausingClient(*, billing: BillingPause, manifest: Manifest, **kwargs: Any) -> ManifestClient:  # noqa: N802
-    """A plain :class:`ManifestClient` whose manifest's billing rule follows the server's flags (the retry layer
-    waits out the 402); see :class:`BillingPause` for why this name remains."""
-    return ManifestClient(manifest=billing.manifest(manifest), **kwargs)
