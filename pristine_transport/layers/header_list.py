@@ -51,17 +51,22 @@ __all__ = [
 ]
 
 
-_NAMES: dict[str, tuple[bytes, bytes]] = {}
-"""Header name -> (name as sent, lowercase name), encoded once per name: a dict subscript per call afterwards."""
 _NAMES_KEPT = 4096  # names come from manifests and propagators, a small set; the bound only guards a misuse
 
 
-def _encode_name(name: str) -> tuple[bytes, bytes]:
-    raw = name.encode("utf-8")
-    encoded = raw, raw.lower()
-    if len(_NAMES) < _NAMES_KEPT:
-        _NAMES[name] = encoded
-    return encoded
+class _EncodedNames(dict[str, tuple[bytes, bytes]]):
+    """Header name -> (name as sent, lowercase name). ``_NAMES[name]`` encodes a name on its first lookup (in
+    ``__missing__``) and keeps it: a dict subscript per call afterwards, with no ``try`` at each caller."""
+
+    def __missing__(self, name: str) -> tuple[bytes, bytes]:
+        raw = name.encode("utf-8")
+        encoded = raw, raw.lower()
+        if len(self) < _NAMES_KEPT:
+            self[name] = encoded
+        return encoded
+
+
+_NAMES = _EncodedNames()
 
 
 _Entry = tuple[bytes, bytes, bytes]
@@ -81,10 +86,10 @@ class EncodedHeaders:
     __slots__ = ("_entries", "_lower_names", "_plans")
 
     def __init__(self, headers: Mapping[str, str] | None = None, *, replaceable: Mapping[str, str] | None = None):
-        defaults = {_encode_name(name)[1]: value.encode("utf-8") for name, value in (replaceable or {}).items()}
+        defaults = {_NAMES[name][1]: value.encode("utf-8") for name, value in (replaceable or {}).items()}
         entries: dict[bytes, tuple[_Entry, bytes | None]] = {}
         for name, value in (headers or {}).items():
-            raw, lower = _encode_name(name)
+            raw, lower = _NAMES[name]
             entries.setdefault(lower, ((raw, lower, value.encode("utf-8")), defaults.get(lower)))
         self._entries = tuple(entries.values())
         self._lower_names = frozenset(entries)
@@ -123,7 +128,7 @@ class PublicHeaders:
     @staticmethod
     def find_header(headers: httpx.Headers, name: str) -> bytes | None:
         """The value of the first occurrence of the header, or None."""
-        lower = _encode_name(name)[1]
+        lower = _NAMES[name][1]
         for item_name, value in headers.raw:
             if item_name.lower() == lower:
                 return value
@@ -132,7 +137,7 @@ class PublicHeaders:
     @staticmethod
     def add_header(headers: httpx.Headers, name: str, value: bytes) -> None:
         """Append the header, after any the headers already have (of any name)."""
-        raw = _encode_name(name)[0]
+        raw = _NAMES[name][0]
         if PublicHeaders.has_header(headers, name):
             _replace_all(headers, [*headers.raw, (raw, value)])
         else:
@@ -144,7 +149,7 @@ class PublicHeaders:
         present = {name.lower() for name, _ in headers.raw}
         appended = []
         for name, value in pairs:
-            raw, lower = _encode_name(name)
+            raw, lower = _NAMES[name]
             if lower not in present:
                 appended.append((raw, value))
         if appended:
@@ -154,7 +159,7 @@ class PublicHeaders:
     def set_header(headers: httpx.Headers, name: str, value: bytes) -> None:
         """Replace every occurrence of the header (keeping the position of the first), or append it: the semantics
         of ``headers[name] = value``, with the value's bytes kept as given."""
-        raw, lower = _encode_name(name)
+        raw, lower = _NAMES[name]
         pairs = headers.raw
         first = next((index for index, (item, _) in enumerate(pairs) if item.lower() == lower), None)
         if first is None:
@@ -221,33 +226,20 @@ class ListHeaders(PublicHeaders):
     """The same functions on ``httpx.Headers._list``. Names are looked up in ``_NAMES`` by subscript (no call)."""
 
     @staticmethod
-    def has_header(headers: httpx.Headers, name: str) -> bool:
-        try:
-            lower = _NAMES[name][1]
-        except KeyError:
-            lower = _encode_name(name)[1]
-        for entry in headers._list:
-            if entry[1] == lower:
-                return True
-        return False
-
-    @staticmethod
     def find_header(headers: httpx.Headers, name: str) -> bytes | None:
-        try:
-            lower = _NAMES[name][1]
-        except KeyError:
-            lower = _encode_name(name)[1]
+        lower = _NAMES[name][1]
         for entry in headers._list:
             if entry[1] == lower:
                 return entry[2]
         return None
 
     @staticmethod
+    def has_header(headers: httpx.Headers, name: str) -> bool:
+        return ListHeaders.find_header(headers, name) is not None  # a value is bytes, never None, even when empty
+
+    @staticmethod
     def add_header(headers: httpx.Headers, name: str, value: bytes) -> None:
-        try:
-            raw, lower = _NAMES[name]
-        except KeyError:
-            raw, lower = _encode_name(name)
+        raw, lower = _NAMES[name]
         headers._list.append((raw, lower, value))
 
     @staticmethod
@@ -255,19 +247,13 @@ class ListHeaders(PublicHeaders):
         items = headers._list
         names = set(map(_LOWER_NAME, items))
         for name, value in pairs:
-            try:
-                raw, lower = _NAMES[name]
-            except KeyError:
-                raw, lower = _encode_name(name)
+            raw, lower = _NAMES[name]
             if lower not in names:
                 items.append((raw, lower, value))
 
     @staticmethod
     def set_header(headers: httpx.Headers, name: str, value: bytes) -> None:
-        try:
-            raw, lower = _NAMES[name]
-        except KeyError:
-            raw, lower = _encode_name(name)
+        raw, lower = _NAMES[name]
         items = headers._list
         first = None
         for index, item in enumerate(items):
