@@ -7,9 +7,12 @@ fail.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +42,16 @@ def official_python() -> Callable[[str], Path]:
 def official_environment() -> dict[str, str]:
     """This process's environment without anything that would steer the official SDK or its python."""
     return {key: value for key, value in os.environ.items() if not key.startswith(("TINKER_", "PYTHON"))}
+
+
+def run_official(python: Path, script: Path, *arguments: str, base_url: str, **env: str) -> dict[str, Any]:
+    """Run ``script`` (a file of this folder) with an official SDK's ``python`` against ``base_url`` (telemetry off,
+    ``env`` added) and return the JSON object its last line of output prints; a failure shows its stderr."""
+    environment = official_environment()
+    environment.update(TINKER_BASE_URL=base_url, TINKER_TELEMETRY="0", **env)
+    done = subprocess.run(
+        [str(python), str(script), *arguments], env=environment, cwd=HERE, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, f"{python} {script.name} {' '.join(arguments)} failed:\n{done.stderr[-4000:]}"
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

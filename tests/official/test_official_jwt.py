@@ -7,8 +7,6 @@ the protocol the official SDK speaks, not one tinkex made up."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 from tinkex.testing import LocalServer
 from tinkex.types import ClientConfigResponse
 
-from .conftest import official_environment
+from .conftest import run_official
 
 HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "recipe.py"
@@ -26,20 +24,7 @@ API_KEY = "tml-official-sdk-jwt"
 
 
 def run_recipe(official_python: Callable[[str], Path], server: LocalServer, **env: str) -> dict[str, Any]:
-    environment = official_environment()
-    environment.update(TINKER_BASE_URL=server.base_url, TINKER_TELEMETRY="0", **env)
-    done = subprocess.run(
-        [str(official_python("0.38.0")), str(RECIPE)],
-        env=environment,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, f"official tinker 0.38.0 failed the recipe with JWTs:\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
+    return run_official(official_python("0.38.0"), RECIPE, base_url=server.base_url, **env)
 
 @pytest.mark.parametrize(
     ("lifetime", "source", "env"),

@@ -5,38 +5,27 @@ off one after another; a client's future used as the client names its own class 
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse as Flags
 
-from .conftest import official_environment
+from .conftest import run_official
 
 HERE = Path(__file__).resolve().parent
 SUBMIT_DELAY_S = 0.3
 DATA = 5  # server_limits_script.py's "chunks" batch
 
 
-def run(official_python: Callable[[str], Path], server: LocalServer, *arguments: str) -> dict[str, object]:
-    environment = official_environment()
-    environment.update(TINKER_BASE_URL=server.base_url, TINKER_TELEMETRY="0", TINKER_API_KEY="tml-official-parallel")
-    done = subprocess.run(
-        [str(official_python("0.38.0")), *arguments],
-        env=environment,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
+def run(official_python: Callable[[str], Path], server: LocalServer, script: str, *arguments: str) -> dict[str, Any]:
+    return run_official(
+        official_python("0.38.0"), HERE / script, *arguments, base_url=server.base_url,
+        TINKER_API_KEY="tml-official-parallel",
     )
-    assert done.returncode == 0, f"official tinker 0.38.0 failed ({arguments}):\n{done.stderr[-4000:]}"
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["flag_on", "flag_off"])
 def test_official_038_submits_chunks_together_only_with_the_flag_on(
@@ -45,7 +34,7 @@ def test_official_038_submits_chunks_together_only_with_the_flag_on(
     flags = Flags(fwdbwd_max_chunk_len=1, parallel_fwdbwd_chunks=parallel)
     slow = FaultRule(endpoint="forward_backward", delay=SUBMIT_DELAY_S, count=DATA)
     with LocalServer(client_config=flags, faults=[slow]) as server:
-        assert run(official_python, server, str(HERE / "server_limits_script.py"), "chunks")["outputs"] == DATA
+        assert run(official_python, server, "server_limits_script.py", "chunks")["outputs"] == DATA
         arrivals = sorted(r.time for r in server.ledger.received("forward_backward"))
         runs = server.ledger.executions("forward_backward")
     run_times = sorted(e.time for e in runs)
@@ -61,7 +50,7 @@ def test_official_038_names_the_future_class_when_it_is_used_as_the_client(
     official_python: Callable[[str], Path],
 ) -> None:
     with LocalServer() as server:
-        run(official_python, server, str(HERE / "backcompat_methods_script.py"))
+        run(official_python, server, "backcompat_methods_script.py")
         sent = [(r.endpoint, r.headers.get("x-sdk-method")) for r in server.ledger.received()]
     trainer, sampling = "BackcompatTrainingClientFuture", "BackcompatSamplingClientFuture"
     for expected in (

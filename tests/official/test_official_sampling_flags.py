@@ -5,8 +5,6 @@ numbers from ``join_sampling_session`` (``sample_join_sampling_session``) and no
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse as Flags
 
-from .conftest import official_environment
+from .conftest import run_official
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "sampling_flags_script.py"
@@ -24,20 +22,9 @@ SEQ_ID_BLOCK = 1_000_000_000
 
 
 def run(official_python: Callable[[str], Path], server: LocalServer, mode: str) -> dict[str, Any]:
-    environment = official_environment()
-    environment.update(TINKER_BASE_URL=server.base_url, TINKER_TELEMETRY="0", TINKER_API_KEY="tml-official-flags")
-    done = subprocess.run(
-        [str(official_python("0.38.0")), str(SCRIPT), mode],
-        env=environment,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    return run_official(
+        official_python("0.38.0"), SCRIPT, mode, base_url=server.base_url, TINKER_API_KEY="tml-official-flags"
     )
-    assert done.returncode == 0, f"official tinker 0.38.0 failed ({mode}):\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
 
 def _acknowledged(server: LocalServer) -> set[str]:
     handler: Any = server.call(lambda api: api.route("POST", "/api/v1/retrieve_futures").operation.handler)

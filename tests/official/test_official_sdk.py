@@ -23,7 +23,7 @@ import pytest
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse
 
-from .conftest import official_environment
+from .conftest import official_environment, run_official
 
 HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "recipe.py"
@@ -31,21 +31,9 @@ API_KEY = "tml-official-sdk"
 
 
 def run_recipe(official_python: Callable[[str], Path], version: str, server: LocalServer) -> dict[str, Any]:
-    env = official_environment()
-    env.update(TINKER_BASE_URL=server.base_url, TINKER_API_KEY=API_KEY, TINKER_TELEMETRY="0")
-    done = subprocess.run(
-        [str(official_python(version)), str(RECIPE)],
-        env=env,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, f"official tinker {version} failed the recipe:\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_official(official_python(version), RECIPE, base_url=server.base_url, TINKER_API_KEY=API_KEY)
     assert result["sdk_version"] == version
     return result
-
 
 def check_recipe_results(result: dict[str, Any]) -> None:
     outputs = result["forward_backward"]["outputs"]

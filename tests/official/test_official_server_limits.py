@@ -4,8 +4,6 @@ limits (``fwdbwd_max_chunk_len``) and the 402 billing pause. Both SDKs must beha
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse as Flags
 
-from .conftest import official_environment
+from .conftest import run_official
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "server_limits_script.py"
@@ -23,20 +21,9 @@ SAMPLE_LATENCY = 0.6
 
 
 def run(official_python: Callable[[str], Path], server: LocalServer, mode: str) -> dict[str, Any]:
-    environment = official_environment()
-    environment.update(TINKER_BASE_URL=server.base_url, TINKER_TELEMETRY="0", TINKER_API_KEY="tml-official-limits")
-    done = subprocess.run(
-        [str(official_python("0.38.0")), str(SCRIPT), mode],
-        env=environment,
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    return run_official(
+        official_python("0.38.0"), SCRIPT, mode, base_url=server.base_url, TINKER_API_KEY="tml-official-limits"
     )
-    assert done.returncode == 0, f"official tinker 0.38.0 failed ({mode}):\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
 
 def _most_arrivals_within(times: list[float], window: float) -> int:
     times = sorted(times)
