@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-__all__ = ["Execution", "Ledger", "ReceivedRequest"]
+__all__ = ["Execution", "ExecutionIdentity", "Ledger", "ReceivedRequest"]
 
 _SECRET_HEADERS = frozenset(
     {"x-api-key", "authorization", "cf-access-client-secret", "cookie", "x-tinker-weights-access-token"}
@@ -39,7 +39,10 @@ class ReceivedRequest:
 
 
 @dataclass(frozen=True)
-class Execution:
+class ExecutionIdentity:
+    """Which operation ran, for whom: what an :class:`Execution` and its write-journal entry
+    (:mod:`tinkex.testing.write_journal`, whose JSON lines name these fields) hold alike."""
+
     endpoint: str
     idempotency_key: str | None
     model_id: str | None
@@ -47,6 +50,10 @@ class Execution:
     session_id: str | None
     request_id: str | None
     """The future id for future endpoints."""
+
+
+@dataclass(frozen=True)
+class Execution(ExecutionIdentity):
     time: float
     outcome: str = "ok"
     """``"ok"`` or ``"failed"`` (the future resolved to a RequestFailed body)."""
@@ -97,9 +104,7 @@ class Ledger:
 
     def mark_expired(self, request_id: str) -> None:
         with self._lock:
-            self._executions = [
-                replace(e, expired=True) if e.request_id == request_id else e for e in self._executions
-            ]
+            self._executions = [replace(e, expired=True) if e.request_id == request_id else e for e in self._executions]
 
     def received(self, endpoint: str | None = None) -> list[ReceivedRequest]:
         with self._lock:

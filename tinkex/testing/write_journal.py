@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import msgspec
@@ -38,7 +38,7 @@ import msgspec
 from .account_reports import AccountJournal, AuditRecord, UsageRecord
 from .dedup import CachedReply, ReplayCache
 from .futures_store import Failure, FutureRecord, FutureStore
-from .ledger import Execution
+from .ledger import Execution, ExecutionIdentity
 from .replies import Reply
 
 __all__ = ["JOURNAL_FILE", "Restored", "WriteJournal", "next_generation"]
@@ -70,19 +70,16 @@ class _ReplayEntry(msgspec.Struct, frozen=True):
     headers: list[tuple[bytes, bytes]]
 
 
-class _ExecutionEntry(msgspec.Struct, frozen=True):
-    endpoint: str
-    idempotency_key: str | None
-    model_id: str | None
-    seq_id: int | None
-    session_id: str | None
-    request_id: str | None
+@dataclass(frozen=True)
+class _ExecutionEntry(ExecutionIdentity):  # msgspec encodes a dataclass as it did the Struct: an object, by name
     wall_time: float
     outcome: str
     seq_scope: str | None
 
 
-_SHARED_EXECUTION_FIELDS = tuple(name for name in _ExecutionEntry.__struct_fields__ if name != "wall_time")
+_SHARED_EXECUTION_FIELDS = tuple(
+    entry_field.name for entry_field in fields(_ExecutionEntry) if entry_field.name != "wall_time"
+)
 """What an :class:`Execution` and its journal entry hold alike; the entry keeps wall-clock time instead of the
 monotonic one (monotonic clocks do not carry across processes), and no flags the load decides."""
 
@@ -323,8 +320,14 @@ def _future_record(entry: _FutureEntry) -> FutureRecord:
     failure = None
     if entry.failure_message is not None:
         failure = Failure(entry.failure_message, entry.failure_category)  # type: ignore[arg-type]
-    return FutureRecord(entry.request_id, entry.endpoint, entry.model_id, _monotonic_time(entry.ready_wall),
-                        result=entry.result, failure=failure)
+    return FutureRecord(
+        entry.request_id,
+        entry.endpoint,
+        entry.model_id,
+        _monotonic_time(entry.ready_wall),
+        result=entry.result,
+        failure=failure,
+    )
 
 
 def _execution_entry(execution: Execution) -> _ExecutionEntry:
