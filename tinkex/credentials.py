@@ -1,6 +1,6 @@
 """Where a client's Tinker credential comes from, and which credential each request carries.
 
-Sources, in the official 0.38 order (``tinker-wire.md`` §8.2, §12.1):
+Sources, in the official 0.38 order (``docs/wire.md`` §8.2, §12.1):
 
 1. the ``api_key`` argument, else ``TINKER_API_KEY`` (a ``tml-`` key, or a JWT starting ``eyJ`` that has not
    expired; a malformed one gives way to the command when one is set, else it is an error);

@@ -1,4 +1,4 @@
-"""Client-side math of ``forward_backward_custom`` (tinker-wire.md §10.2).
+"""Client-side math of ``forward_backward_custom`` (docs/wire.md §10.2).
 
 The TrainingClient drives the flow:
 

@@ -1,4 +1,4 @@
-"""Request-size estimates used for byte permits and forward_backward chunking (`tinker-wire.md` §4.1, §4.3).
+"""Request-size estimates used for byte permits and forward_backward chunking (`docs/wire.md` §4.1, §4.3).
 
 These reproduce the official SDK 0.16.1 estimates, not the real JSON size:
 - a token counts 10 bytes;

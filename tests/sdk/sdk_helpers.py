@@ -42,7 +42,7 @@ class Sent:
 
 
 class WireFake:
-    """Answers every Tinker endpoint the way the 0.16 server does (tinker-wire.md §12.2) and records each request.
+    """Answers every Tinker endpoint the way the 0.16 server does (docs/wire.md §12.2) and records each request.
 
     Thread-safe: the runtime loop, the heartbeat thread and a test's own loop all send through it. ``overrides``
     maps an endpoint name to an async hook ``(request, body) -> Response | None``; ``None`` falls through to the

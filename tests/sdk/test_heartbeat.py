@@ -1,5 +1,5 @@
 """The session heartbeat: its wire shape, and that it keeps beating while user code holds the CPU or blocks its
-own event loop (users.md #4), then stops with the client."""
+own event loop (docs/design.md, "What users ran into" #4), then stops with the client."""
 
 from __future__ import annotations
 

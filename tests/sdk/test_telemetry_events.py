@@ -1,4 +1,4 @@
-"""Backend telemetry (tinker-wire.md §7): a failure that reaches the user is reported once, classified as the
+"""Backend telemetry (docs/wire.md §7): a failure that reaches the user is reported once, classified as the
 official SDK does (user error vs unhandled exception), and ``TINKER_TELEMETRY=0`` sends nothing at all."""
 
 from __future__ import annotations

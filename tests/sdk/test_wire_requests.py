@@ -1,5 +1,5 @@
 """The exact JSON and headers tinkex puts on the wire, endpoint by endpoint, against the bodies the official SDK
-0.16.1 was observed sending (tinker-wire.md §12.3) and the shapes of §1."""
+0.16.1 was observed sending (docs/wire.md §12.3) and the shapes of §1."""
 
 from __future__ import annotations
 

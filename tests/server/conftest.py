@@ -61,7 +61,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 class Wire:
-    """Spec example bodies (tinker-wire.md §12.3, as the 0.16.1 SDK sends them) and call helpers."""
+    """Spec example bodies (docs/wire.md §12.3, as the 0.16.1 SDK sends them) and call helpers."""
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client

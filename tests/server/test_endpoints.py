@@ -1,4 +1,4 @@
-"""Every endpoint's happy path, with the request bodies of the wire spec (§1.2–1.5, §12)."""
+"""Every endpoint's happy path, with the request bodies of docs/wire.md (§1.2–1.5, §12)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The endpoints that official 0.38 added are in tinkex's manifest with the pool, timeout, retry policy,
-idempotency and future shape of tinker-wire.md §1.7; the headers say "tinkex, serving the 0.38.0 API"."""
+idempotency and future shape of docs/wire.md §1.7; the headers say "tinkex, serving the 0.38.0 API"."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""forward_backward chunking and metric reduction (tinker-wire.md §1.6, §4.3)."""
+"""forward_backward chunking and metric reduction (docs/wire.md §1.6, §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Byte estimates of the official SDK 0.16.1 (tinker-wire.md §4.1, §4.3)."""
+"""Byte estimates of the official SDK 0.16.1 (docs/wire.md §4.1, §4.3)."""
 
 from __future__ import annotations
 

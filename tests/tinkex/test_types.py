@@ -1,4 +1,4 @@
-"""Wire types: exact request JSON (tinker-wire.md §12.3), response decoding (§12.2), strictness, helpers."""
+"""Wire types: exact request JSON (docs/wire.md §12.3), response decoding (§12.2), strictness, helpers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The local server's deprecation note: with ``ServerConfig.deprecation_note`` set, every response carries
 ``x-deprecation-note`` (and ``x-deprecation-level`` from ``ServerConfig.deprecation_level``), the headers official 0.38
-reads (``tinker-wire.md`` §8.1), so a client's handling of them is testable end to end."""
+reads (``docs/wire.md`` §8.1), so a client's handling of them is testable end to end."""
 
 from __future__ import annotations
 

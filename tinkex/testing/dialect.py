@@ -1,4 +1,4 @@
-"""The local server's side of the 0.38 dialect (wire spec §1.7, §2.2, §12.1): the ``client/config`` handshake and
+"""The local server's side of the 0.38 dialect (docs/wire.md §1.7, §2.2, §12.1): the ``client/config`` handshake and
 ``client/dynamic_config``, protobuf ``forward_backward`` bodies, and protobuf results for a poll that asks.
 
 A 0.16 client never touches any of it: it sends JSON and polls without ``Accept: application/x-protobuf``, so

@@ -37,7 +37,7 @@ _POLL_ONLY_KINDS = frozenset({"try_again", "metadata_only", "expire"})
 
 @dataclass(frozen=True)
 class FaultRule:
-    """One fault; see the module docstring. Convenience constructors cover the fault runs of the wire spec §12.3."""
+    """One fault; see the module docstring. Convenience constructors cover the fault runs of docs/wire.md §12.3."""
 
     endpoint: str | None = None
     status: int | None = None
@@ -74,7 +74,7 @@ class FaultRule:
             return 1
         return self.count
 
-    # Constructors for the fault runs of tinker-wire.md §12.3.
+    # Constructors for the fault runs of docs/wire.md §12.3.
 
     @classmethod
     def queue_paused(

@@ -1,5 +1,5 @@
 """The local server's JWT exchange (``POST /api/v1/auth/token``), switched on by ``ServerConfig.client_config``'s
-``pjwt_auth_enabled`` (what ``client/config`` then tells clients), as the hosted service does (``tinker-wire.md``
+``pjwt_auth_enabled`` (what ``client/config`` then tells clients), as the hosted service does (``docs/wire.md``
 §1.7, §12.1):
 
 - ``auth/token`` takes the API key (``X-API-Key``, checked like any key) and answers ``{"jwt": ...}``: an HS256 JWT

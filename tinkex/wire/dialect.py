@@ -1,4 +1,4 @@
-"""Which wire dialect a server speaks, and what that decides for a request body (wire spec §1.7, §13).
+"""Which wire dialect a server speaks, and what that decides for a request body (docs/wire.md §1.7, §13).
 
 Two dialects exist. ``"0.16"``: every body and result is JSON (the official SDK up to 0.16.x). ``"0.38"``: the
 server answers ``POST /api/v1/client/config`` (the handshake the official 0.38 SDK sends first), takes
