@@ -2,12 +2,12 @@
 
 Run it in the official package's own venv to record what user code can see::
 
-    /path/to/venv/bin/python tools/api_surface.py dump tinker > tests/compat/surface/tinker-0.38.0.json
+    /path/to/venv/bin/python tools/api_surface.py dump tinker > tests/tinkex/compat/surface/tinker-0.38.0.json
 
 The file records, for the client classes, every public method with its parameters (name, kind, default) and
 return annotation; for every class exported by ``<package>.types``, its fields (canonical annotation, default);
 for the exceptions at the package top level, their bases; and the names each module exports.
-``tests/compat/test_api_parity.py`` dumps tinkex the same way and compares (``compare`` below).
+``tests/tinkex/compat/test_api_parity.py`` dumps tinkex the same way and compares (``compare`` below).
 
 The script imports nothing of tinkex, so it runs unchanged in a venv that only has the official package.
 """

@@ -2,8 +2,8 @@
 
 Run it with the official package's own Python; it imports nothing of tinkex::
 
-    TINKER_TELEMETRY=0 /path/to/t038/bin/python tools/capture_official_bodies.py > tests/server/data/official-0.38.0-bodies.json
-    TINKER_TELEMETRY=0 /path/to/t016/bin/python tools/capture_official_bodies.py > tests/server/data/official-0.16.1-bodies.json
+    TINKER_TELEMETRY=0 /path/to/t038/bin/python tools/capture_official_bodies.py > tests/tinkex/testing/data/official-0.38.0-bodies.json
+    TINKER_TELEMETRY=0 /path/to/t016/bin/python tools/capture_official_bodies.py > tests/tinkex/testing/data/official-0.16.1-bodies.json
 
 A small recording server on 127.0.0.1 answers just enough for each public call to send its request (canned
 future results, the 0.38 ``client/config`` handshake with the flags that make the SDK use ``join_sampling_session``,

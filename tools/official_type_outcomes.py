@@ -2,9 +2,9 @@
 
 Run it once in the official package's own venv and commit its output as test data::
 
-    /work/scratch/t038/bin/python tools/official_type_outcomes.py > tests/types/data/official_type_outcomes.json
+    /work/scratch/t038/bin/python tools/official_type_outcomes.py > tests/tinkex/types/data/official_type_outcomes.json
 
-``tests/types/test_type_behaviour_official.py`` evaluates the same expressions (read from the data file) against
+``tests/tinkex/types/test_type_behaviour_official.py`` evaluates the same expressions (read from the data file) against
 ``tinkex.types`` and compares: accepted with the same value, or rejected with the same kind of error. The script
 imports nothing of tinkex, so it runs unchanged in a venv that only has the official package (and numpy).
 

@@ -3,7 +3,7 @@
 Every function here takes and returns httpx's public types (``httpx.Headers``, ``httpx.Request``), ``str`` names
 (matched without regard to case), ``bytes`` values, and :class:`EncodedHeaders` (headers encoded once, to add to
 many requests): no other module sees how httpx stores headers. Two implementations answer them alike
-(tests/transport/test_header_list.py runs one table against both):
+(tests/pristine_transport/layers/test_header_list.py runs one table against both):
 
 - :class:`ListHeaders` works on the list behind ``httpx.Headers`` (``_list``: ``(raw name, lowercase name, value)``
   byte triples, the layout of every httpx release since 0.18) and builds request copies attribute by attribute.

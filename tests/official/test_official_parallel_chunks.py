@@ -1,7 +1,7 @@
-"""Official 0.38.0 against LocalServer, observed as tests/sdk observes tinkex: with ``parallel_fwdbwd_chunks`` on it
-submits a batch's chunks together, the first one last (tinkex does the same, tests/sdk/test_parallel_chunks), and
+"""Official 0.38.0 against LocalServer, observed as tests/tinkex/sdk observes tinkex: with ``parallel_fwdbwd_chunks`` on it
+submits a batch's chunks together, the first one last (tinkex does the same, tests/tinkex/sdk/test_parallel_chunks), and
 off one after another; a client's future used as the client names its own class in ``x-sdk-method``
-(tests/sdk/test_backcompat_sdk_method)."""
+(tests/tinkex/sdk/test_backcompat_sdk_method)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Official 0.38.0 against a LocalServer whose client/config sets the sampling flags, so LocalServer serves what
 the official SDK does with them: the batched ``retrieve_futures`` poller (``sample_use_retrieve_futures``), clone
 numbers from ``join_sampling_session`` (``sample_join_sampling_session``) and no re-submission of an expired sample
-(``sample_no_retries``). tests/sdk/test_sampling_server_flags.py checks tinkex on the same server the same way."""
+(``sample_no_retries``). tests/tinkex/sdk/test_sampling_server_flags.py checks tinkex on the same server the same way."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Official 0.38.0 against a LocalServer that sets limits in client/config, observed the way tests/wire's
+"""Official 0.38.0 against a LocalServer that sets limits in client/config, observed the way tests/tinkex/wire's
 test_server_limits_* observe tinkex: the sample concurrency cap (``sample_max_concurrent_requests``), the chunk
 limits (``fwdbwd_max_chunk_len``) and the 402 billing pause. Both SDKs must behave alike on the same server."""
 

@@ -136,7 +136,7 @@ def test_case_3_a_chunk_whose_future_fails_is_reported_beside_the_chunks_that_ra
     fail_second = FaultRule(endpoint="forward_backward", kind="request_failed", message="chunk blew up", skip=1)
     batch = [datum([i % 50 + 1]) for i in range(2049)]
     # One after another, so the second chunk is the second to arrive (the fault's skip=1); sent together, any of the
-    # later chunks may arrive first (tests/sdk/test_parallel_chunks covers that mode).
+    # later chunks may arrive first (tests/tinkex/sdk/test_parallel_chunks covers that mode).
     serial = types.ClientConfigResponse(parallel_fwdbwd_chunks=False)
     with LocalServer(faults=[fail_second], client_config=serial) as server:
         client = client_of(server)

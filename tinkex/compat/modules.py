@@ -15,7 +15,7 @@ __all__ = ["SERVED_TINKER_VERSION", "ModuleRoute", "route_for", "served_paths"]
 SERVED_TINKER_VERSION = "0.38.0"
 """The official SDK release whose API tinkex serves under ``import tinker`` (``tinker.__version__`` and
 ``importlib.metadata.version("tinker")`` report it, so code that gates features on the SDK version takes the
-0.38 branch). tests/compat checks it against the official surface tinkex's parity test is gated on."""
+0.38 branch). tests/tinkex/compat checks it against the official surface tinkex's parity test is gated on."""
 
 
 @dataclass(frozen=True)
