@@ -4,7 +4,6 @@ secret appear nowhere: logs, exception messages, reprs and cause chains, span at
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import anyio
@@ -19,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tinkex
 from pristine_transport.client import ManifestClient
 from pristine_transport.errors import APIConnectionError
+from tests import secret_hunt
+from tests.secret_hunt import exception_texts
 from tinkex import types
 from tinkex.testing import FaultRule, LocalServer
 
@@ -26,65 +27,10 @@ SECRETS = (API_KEY, CF_SECRET)
 ECHO = f"you sent {API_KEY} with {CF_SECRET}"
 
 
-class Capture(logging.Handler):
-    def __init__(self, lines: list[str] | None = None) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = [] if lines is None else lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(logging.Formatter("%(name)s %(message)s").format(record))
-
-
 @pytest.fixture
-def debug_everything() -> Iterator[Capture]:
-    """DEBUG on the root and on every logger that exists, a new root handler: what an application may do at any
-    time, here after the client was created (the fixture runs when the test asks for it)."""
-    capture = Capture()
-    root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict)}
-    root_level = root.level
-    # The root's handlers so far (pytest's own) carry the masking filter installed when the client was created,
-    # which would mask records in place before ours sees them: set them aside, as an application starting its
-    # logging afresh would have none.
-    earlier = list(root.handlers)
-    for handler in earlier:
-        root.removeHandler(handler)
-    root.addHandler(capture)
-    # Also right on the HTTP libraries' loggers: a handler there is one no client ever saw, so only masking at
-    # record creation can protect it (a root handler gets the masking filter when a later client is created).
-    libraries = [logging.getLogger(name) for name in ("hpack", "h2", "httpx", "httpcore", "aiohttp", "h11")]
-    on_libraries = Capture(capture.lines)
-    for library in libraries:
-        library.addHandler(on_libraries)
-    root.setLevel(logging.DEBUG)
-    for name in levels:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
-        yield capture
-    finally:
-        root.removeHandler(capture)
-        for library in libraries:
-            library.removeHandler(on_libraries)
-        for handler in earlier:
-            root.addHandler(handler)
-        root.setLevel(root_level)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def exception_texts(exc: BaseException) -> list[str]:
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        texts += [str(current), repr(current), repr(current.args), repr(getattr(current, "body", None))]
-        for holder in (current, getattr(current, "response", None)):
-            request = getattr(holder, "_request", None) or getattr(holder, "request", None)
-            if isinstance(request, httpx.Request):
-                texts.append(repr(list(request.headers.raw)) + str(request.url))
-        current = current.__cause__ or current.__context__
-    return texts
+def debug_everything() -> Iterator[list[str]]:
+    with secret_hunt.debug_everything() as lines:
+        yield lines
 
 
 def assert_clean(where: str, texts: list[str]) -> None:
@@ -134,7 +80,7 @@ def test_no_secret_anywhere_with_debug_logging_and_http2(request: pytest.Fixture
             tracer_provider=provider,
             transport=lambda: httpx.AsyncHTTPTransport(http2=True, http1=False),
         )
-        capture: Capture = request.getfixturevalue("debug_everything")  # turned on after the client exists
+        lines: list[str] = request.getfixturevalue("debug_everything")  # turned on after the client exists
         try:
             for attempt in range(2):
                 try:
@@ -158,9 +104,9 @@ def test_no_secret_anywhere_with_debug_logging_and_http2(request: pytest.Fixture
         "APIConnectionError",
     ]
     assert all("tml-…cdef" in str(error) for error in errors[:3])  # the echo arrived, masked
-    assert any("http2" in line.lower() or line.startswith(("hpack", "h2")) for line in capture.lines)
-    assert any(line.startswith("hpack") for line in capture.lines), "HTTP/2 was not in use"
-    assert_clean("log line", capture.lines)
+    assert any("http2" in line.lower() or line.startswith(("hpack", "h2")) for line in lines)
+    assert any(line.startswith("hpack") for line in lines), "HTTP/2 was not in use"
+    assert_clean("log line", lines)
     for error in errors:
         assert_clean(f"{type(error).__name__}", exception_texts(error))
     span_texts = [

@@ -6,7 +6,6 @@ key again) is checked the same way."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,67 +18,20 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tinkex
+from tests import secret_hunt
+from tests.secret_hunt import exception_texts
 from tinkex import types
 from tinkex.testing import FaultRule, LocalServer
 from tinkex.types import ClientConfigResponse
 
 KEY = "tml-jwt-secrets-key-0123456789abcdef"
 MODEL = "Qwen/Qwen3-8B"
-LIBRARIES = ("hpack", "h2", "httpx", "httpcore", "aiohttp", "h11", "httpx_aiohttp")
-
-
-class Capture(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(logging.Formatter("%(name)s %(message)s").format(record))
 
 
 @pytest.fixture
 def debug_everything() -> Iterator[list[str]]:
-    """DEBUG on the root and every logger, a fresh root handler and handlers right on the HTTP libraries' loggers
-    (which only masking at record creation protects), turned on after the client exists."""
-    lines: list[str] = []
-    root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in list(logging.root.manager.loggerDict)}
-    root_level, earlier = root.level, list(root.handlers)
-    for handler in earlier:
-        root.removeHandler(handler)
-    capture, on_libraries = Capture(lines), Capture(lines)
-    root.addHandler(capture)
-    for name in LIBRARIES:
-        logging.getLogger(name).addHandler(on_libraries)
-    root.setLevel(logging.DEBUG)
-    for name in levels:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    try:
+    with secret_hunt.debug_everything() as lines:
         yield lines
-    finally:
-        root.removeHandler(capture)
-        for name in LIBRARIES:
-            logging.getLogger(name).removeHandler(on_libraries)
-        for handler in earlier:
-            root.addHandler(handler)
-        root.setLevel(root_level)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def exception_texts(exc: BaseException) -> list[str]:
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        texts += [str(current), repr(current), repr(current.args), repr(getattr(current, "body", None))]
-        for holder in (current, getattr(current, "response", None)):
-            request = getattr(holder, "_request", None) or getattr(holder, "request", None)
-            if isinstance(request, httpx.Request):
-                texts.append(repr(list(request.headers.raw)) + str(request.url))
-        current = current.__cause__ or current.__context__
-    return texts
 
 
 def secret_parts(secrets: list[str]) -> list[str]:
