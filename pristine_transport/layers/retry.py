@@ -26,7 +26,7 @@ request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` o
 ``failed_attempts`` times in a row while other requests of the policy succeed is given up. Every verdict comes from
 :func:`pristine_transport.policy.decide_retry`.
 
-Retry rules (the policy's ``rules``, and a request's own under :data:`RETRY_RULES`) come before all of that: an
+Retry rules (the policy's ``rules``, and a request's own under :data:`~pristine_transport.extensions.RETRY_RULES`) come before all of that: an
 answer a rule matches (:func:`~pristine_transport.policy.matching_rule`) is waited out as
 :func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms; its wait is progress (the
 no-progress deadline starts afresh), no failure, and not counted against ``max_retries``; when the rule gives up,
@@ -84,7 +84,6 @@ from ..manifest import RetryHeadersSpec, RetryPolicySpec, RetryRuleSpec
 from .header_list import add_absent, copy_headers, copy_request
 
 __all__ = [
-    "RETRY_RULES",
     "ProgressTimeoutError",
     "ProgressTracker",
     "RetryLayer",
@@ -92,7 +91,6 @@ __all__ = [
     "retry_after_s",
 ]
 
-RETRY_RULES = extensions.RETRY_RULES
 
 logger = logging.getLogger("pristine_transport.retry")
 
@@ -247,7 +245,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
     Each retry logs at INFO on ``pristine_transport.retry`` and adds a ``retry.backoff`` event to the current
     span; the span gets ``pristine.retries`` (re-sends done, when there were any) at the end.
 
-    The policy's ``rules`` (and the request's :data:`RETRY_RULES`) come first: an answer one of them matches is
+    The policy's ``rules`` (and the request's :data:`~pristine_transport.extensions.RETRY_RULES`) come first: an answer one of them matches is
     waited out as :func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms, and is not
     counted as a failure; their episodes live in ``rule_episodes`` (the layer's own unless shared).
     """
@@ -385,7 +383,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     failure = None  # type: ignore[assignment]
                 if state is None:
                     state = _Operation(progress.successes if progress is not None else 0)
-                if failure is None and (policy_rules := self._policy.rules or request.extensions.get(RETRY_RULES)):
+                if failure is None and (policy_rules := self._policy.rules or request.extensions.get(extensions.RETRY_RULES)):
                     ruled = self._rule_wait(request, response, attempt, state, clock, policy_rules, retries + 1)
                     if ruled is not None:
                         await discard(response)
@@ -464,7 +462,7 @@ class RetryLayer(httpx.AsyncBaseTransport):
         """The wait a retry rule asks for this answer, announced; None when no rule matches, or when the matching
         rule gives up (then ``state.rule_final`` is set: the answer is final)."""
         rules = policy_rules
-        extra = request.extensions.get(RETRY_RULES)
+        extra = request.extensions.get(extensions.RETRY_RULES)
         if extra and extra is not policy_rules:
             rules = {**policy_rules, **extra}
         matched = matching_rule(rules, attempt.status or 0, response.content if response.is_closed else None)

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from pristine_transport.errors import WRITE_OUTCOME
-from pristine_transport.layers.retry import RETRY_RULES, RetryEvent, RetryLayer, RuleEpisodes
+from pristine_transport.extensions import RETRY_RULES
+from pristine_transport.layers.retry import RetryEvent, RetryLayer, RuleEpisodes
 from pristine_transport.manifest import RetryPolicySpec, RetryRuleSpec
 from pristine_transport.policy import Deadlines, RetryBudget
 
