@@ -290,13 +290,11 @@ def test_the_same_stack_instance_serves_every_request(router: RouterTransport) -
     assert router.stacks == stacks
 
 
-async def test_requests_through_a_plain_async_client_get_the_endpoint_stack(
-    router: RouterTransport, recorder: Recorder
-) -> None:
-    exporter = InMemorySpanExporter()
+def traced_transport(recorder: Recorder, exporter: InMemorySpanExporter) -> RouterTransport:
+    """The test manifest's stack over ``recorder``, its spans exported to ``exporter``."""
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    traced = build_transport(
+    return build_transport(
         MANIFEST,
         base=httpx.MockTransport(recorder),
         env={"DEMO_API_KEY": API_KEY},
@@ -304,6 +302,13 @@ async def test_requests_through_a_plain_async_client_get_the_endpoint_stack(
         size_estimators={"datum": datum_size},
         tracer=provider.get_tracer("test"),
     )
+
+
+async def test_requests_through_a_plain_async_client_get_the_endpoint_stack(
+    router: RouterTransport, recorder: Recorder
+) -> None:
+    exporter = InMemorySpanExporter()
+    traced = traced_transport(recorder, exporter)
     async with httpx.AsyncClient(transport=traced, base_url=BASE) as client:
         await client.post("/api/v1/create_session", json={})
         await client.post("/api/v1/whatever", extensions={extensions.ENDPOINT: "heartbeat"})
@@ -332,16 +337,7 @@ async def test_a_retried_request_keeps_its_idempotency_key(router: RouterTranspo
 
 async def test_attempt_spans_of_a_retried_request_carry_their_resend_count(recorder: Recorder) -> None:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    traced = build_transport(
-        MANIFEST,
-        base=httpx.MockTransport(recorder),
-        env={"DEMO_API_KEY": API_KEY},
-        config={"version": "1.2"},
-        size_estimators={"datum": datum_size},
-        tracer=provider.get_tracer("test"),
-    )
+    traced = traced_transport(recorder, exporter)
     recorder.script["/services/prod/api/v1/create_session"] = [httpx.Response(503), httpx.Response(503)]
     async with httpx.AsyncClient(transport=traced, base_url=BASE) as client:
         await client.post("/api/v1/create_session", json={})
