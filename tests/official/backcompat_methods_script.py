@@ -4,10 +4,10 @@ official SDK sends for them. Prints one JSON line; any failure raises."""
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import tinker
+from script_exit import report
 from tinker import types
 
 BASE_MODEL = "Qwen/Qwen3-8B"
@@ -23,7 +23,7 @@ def main() -> None:
     training.optim_step(types.AdamParams(learning_rate=1e-3)).result()
     sampler = training.save_weights_and_get_sampling_client()
     sampler.sample(types.ModelInput.from_ints([1, 2]), 1, types.SamplingParams(max_tokens=2)).result()
-    print(json.dumps({"done": True}))
+    report({"done": True})
 
 
 if __name__ == "__main__":

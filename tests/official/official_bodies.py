@@ -13,6 +13,7 @@ import json
 import sys
 
 from google.protobuf import descriptor_pb2, text_format
+from script_exit import report
 from tinker import types
 from tinker.proto import tinker_public_pb2 as pb
 from tinker.proto.request_conv import forward_backward_request_to_proto
@@ -75,7 +76,7 @@ def main() -> None:
                 "tinkex": text_format.MessageToString(parsed),
             }
         )
-    print(json.dumps({"descriptor_equal": mine == theirs, "results": results}))
+    report({"descriptor_equal": mine == theirs, "results": results})
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ TINKER_API_KEY), as the SDK reads it. Prints one JSON object with what each step
 
 from __future__ import annotations
 
-import json
-
 import tinker
+from script_exit import report
 from tinker import types
 
 BASE_MODEL = "Qwen/Qwen3-8B"
@@ -42,32 +41,30 @@ def main() -> None:
     state_path = training.save_state("ckpt-1").result().path
     training.load_state(state_path).result()
     after_load = training.forward([datum], "cross_entropy").result()
-    print(
-        json.dumps(
-            {
-                "sdk_version": tinker.__version__,
-                "model_id": training.model_id,
-                "forward_backward": {
-                    "outputs": [{k: list(v.tolist()) for k, v in o.items()} for o in forward_backward.loss_fn_outputs],
-                    "metrics": forward_backward.metrics,
-                },
-                "forward_logprobs": list(forward.loss_fn_outputs[0]["logprobs"].tolist()),
-                "after_load_logprobs": list(after_load.loss_fn_outputs[0]["logprobs"].tolist()),
-                "optim_metrics": optim.metrics,
-                "sampler_path": sampler_path,
-                "sequences": [
-                    {
-                        "tokens": list(s.tokens),
-                        "logprobs": None if s.logprobs is None else list(s.logprobs),
-                        "stop_reason": s.stop_reason,
-                        "sequence_id": getattr(s, "sequence_id", None),
-                    }
-                    for s in sample.sequences
-                ],
-                "compute_logprobs": list(logprobs),
-                "state_path": state_path,
-            }
-        )
+    report(
+        {
+            "sdk_version": tinker.__version__,
+            "model_id": training.model_id,
+            "forward_backward": {
+                "outputs": [{k: list(v.tolist()) for k, v in o.items()} for o in forward_backward.loss_fn_outputs],
+                "metrics": forward_backward.metrics,
+            },
+            "forward_logprobs": list(forward.loss_fn_outputs[0]["logprobs"].tolist()),
+            "after_load_logprobs": list(after_load.loss_fn_outputs[0]["logprobs"].tolist()),
+            "optim_metrics": optim.metrics,
+            "sampler_path": sampler_path,
+            "sequences": [
+                {
+                    "tokens": list(s.tokens),
+                    "logprobs": None if s.logprobs is None else list(s.logprobs),
+                    "stop_reason": s.stop_reason,
+                    "sequence_id": getattr(s, "sequence_id", None),
+                }
+                for s in sample.sequences
+            ],
+            "compute_logprobs": list(logprobs),
+            "state_path": state_path,
+        }
     )
 
 

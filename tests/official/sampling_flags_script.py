@@ -5,11 +5,11 @@ Prints one JSON line with what came back; any unexpected failure raises."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import sys
 
 import tinker
+from script_exit import report
 from tinker import types
 
 BASE_MODEL = "Qwen/Qwen3-8B"
@@ -21,19 +21,19 @@ def main(mode: str) -> None:
     sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
     if mode == "samples":
         pending = [sampler.sample(PROMPT, 1, types.SamplingParams(max_tokens=2, seed=i)) for i in range(12)]
-        print(json.dumps({"sequence_ids": [p.result().sequences[0].sequence_id for p in pending]}))
+        report({"sequence_ids": [p.result().sequences[0].sequence_id for p in pending]})
     elif mode == "copy":
         sampler.sample(PROMPT, 1, types.SamplingParams(max_tokens=2)).result()
         copy = pickle.loads(pickle.dumps(sampler))
         results = [copy.sample(PROMPT, 1, types.SamplingParams(max_tokens=2, seed=i)).result() for i in range(3)]
-        print(json.dumps({"copy_samples": len(results)}))
+        report({"copy_samples": len(results)})
     else:
         try:
             sampler.sample(PROMPT, 1, types.SamplingParams(max_tokens=2)).result()
             outcome = "answered"
         except Exception as exc:  # noqa: BLE001 - which error is what the test reads
             outcome = type(exc).__name__
-        print(json.dumps({"outcome": outcome}))
+        report({"outcome": outcome})
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ one JSON line with what came back; any failure raises."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import tinker
+from script_exit import report
 from tinker import types
 
 BASE_MODEL = "Qwen/Qwen3-8B"
@@ -19,7 +19,7 @@ def main(mode: str) -> None:
         sampler = service.create_sampling_client(base_model=BASE_MODEL).result()
         prompt = types.ModelInput.from_ints([1, 2, 3])
         pending = [sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2, seed=i)) for i in range(20)]
-        print(json.dumps({"sequences": [len(p.result().sequences) for p in pending]}))
+        report({"sequences": [len(p.result().sequences) for p in pending]})
     else:
         training = service.create_lora_training_client(base_model=BASE_MODEL, rank=4).result()
         data = [
@@ -29,7 +29,7 @@ def main(mode: str) -> None:
             for i in range(5)
         ]
         output = training.forward_backward(data, "cross_entropy").result()
-        print(json.dumps({"outputs": len(output.loss_fn_outputs)}))
+        report({"outputs": len(output.loss_fn_outputs)})
 
 
 if __name__ == "__main__":
