@@ -39,10 +39,12 @@ from pristine_transport.errors import APIStatusError
 from pristine_transport.futures import FutureResolver
 from pristine_transport.layers.pool_limiter import BytesSemaphore
 from pristine_transport.layers.retry import RuleEpisodes
+from pristine_transport.layers.telemetry import Telemetry as TracerLookup
 from pristine_transport.manifest import Manifest
 from pristine_transport.redaction import Redactor
 from pristine_transport.session import BackgroundHeartbeat
 
+from .call_spans import TRACER_NAME as CALL_TRACER_NAME
 from .config import ClientConfig
 from .credentials import holder_auth
 from .deprecation import deprecation_notices
@@ -123,6 +125,11 @@ class Holder:
         self.rule_episodes = RuleEpisodes()
         self._transport_factory = transport_factory
         self._tracer = tracer_provider.get_tracer("pristine_transport") if tracer_provider is not None else None
+        # The spans of public calls (tinkex.call_spans): this client's provider, else a configured global one.
+        self.tracing = TracerLookup(
+            tracer=tracer_provider.get_tracer(CALL_TRACER_NAME) if tracer_provider is not None else None,
+            tracer_name=CALL_TRACER_NAME,
+        )
         self._env = os.environ if env is None else env
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClients] = weakref.WeakKeyDictionary()
         self._lock = ForkSafeLock()  # a thread of the parent may hold it at a fork

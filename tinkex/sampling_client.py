@@ -439,6 +439,15 @@ class SamplingClient:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _span_ids(self, request: SampleRequest) -> dict[str, Any]:
+        """What the sample's spans carry (span attributes take no ``None``)."""
+        ids: dict[str, Any] = {}
+        if self.sampling_session_id is not None:
+            ids["tinker.sampling_session_id"] = self.sampling_session_id
+        if type(request.seq_id) is int:
+            ids["tinker.seq_id"] = request.seq_id
+        return ids
+
     async def _sample_polled(
         self, resolver: FutureResolver, request: SampleRequest, size: int, polling: dict[str, Any]
     ) -> SampleResponse:
@@ -448,7 +457,7 @@ class SamplingClient:
             result_type=SampleResponse,
             json=request,
             observer=self._observer,
-            extensions={extensions.SIZE_BYTES: size},
+            extensions={extensions.SIZE_BYTES: size, extensions.SPAN_ATTRIBUTES: self._span_ids(request)},
             **polling,
         )
         try:
@@ -464,7 +473,11 @@ class SamplingClient:
         its own future (``sample_use_retrieve_futures``)."""
         resolver = clients.futures
         submitted_at = time.monotonic()  # the resolver's clock: the first poll's roundtrip header
-        sent = {extensions.SIZE_BYTES: size, DEADLINES: effective_deadlines({}, resolver.deadlines)}
+        sent = {
+            extensions.SIZE_BYTES: size,
+            extensions.SPAN_ATTRIBUTES: self._span_ids(request),
+            DEADLINES: effective_deadlines({}, resolver.deadlines),
+        }
         reply = await clients.http.call(SAMPLE_ENDPOINT, json=request, extensions=sent)
         request_id = request_id_of(reply, resolver.spec.request_id_field, SAMPLE_ENDPOINT)
         poller = self._poller_for(clients)

@@ -24,7 +24,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
+
 from pristine_transport.layers.headers import context_headers
+
+from .call_spans import start_call_span
 
 __all__ = [
     "SDK_METHOD_HEADER",
@@ -52,13 +56,14 @@ def current_sdk_method() -> str | None:
 
 
 def detached(function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    """``function(*args, **kwargs)`` in a copy of this context without a method name: the requests it sends and the
-    tasks it starts (which copy the context) are not the current call's, e.g. a poller a call starts that outlives it
+    """``function(*args, **kwargs)`` in a copy of this context without a method name or a current span: the requests
+    it sends and the tasks it starts (which copy the context) are not the current call's, e.g. a poller a call starts that outlives it
     (``detached(loop.create_task, poll_loop(), name=...)``)."""
     context = contextvars.copy_context()
 
     def run() -> R:
         _current.set(None)
+        otel_context.attach(otel_context.Context())  # nor the call's span: in a copy, so never detached
         with context_headers(None):
             return function(*args, **kwargs)
 
@@ -66,14 +71,15 @@ def detached(function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
 
 
 @contextmanager
-def _entered(name: str) -> Iterator[None]:
+def _entered(name: str) -> Iterator[bool]:
+    """Within: the requests sent carry ``name``; yields whether this is the outermost public call."""
     if _current.get() is not None:
-        yield
+        yield False
         return
     token = _current.set(name)
     try:
         with context_headers({SDK_VERSION_HEADER: SERVED_SDK_VERSION, SDK_METHOD_HEADER: name}):
-            yield
+            yield True
     finally:
         _current.reset(token)
 
@@ -93,17 +99,35 @@ def _tracked(function: Callable[..., Any], name: str) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(inspect.unwrap(function)):
 
         @functools.wraps(function)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _entered(name):
-                return await function(*args, **kwargs)
+        async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _entered(name) as outermost:
+                span = start_call_span(self, name) if outermost else None
+                if span is None:
+                    return await function(self, *args, **kwargs)
+                try:
+                    value = await function(self, *args, **kwargs)
+                except BaseException as exc:
+                    span.failed(exc)
+                    raise
+                span.returned(value)
+                return value
 
         async_wrapper.__tinkex_sdk_method__ = name  # type: ignore[attr-defined]
         return async_wrapper
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _entered(name):
-            return function(*args, **kwargs)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _entered(name) as outermost:
+            span = start_call_span(self, name) if outermost else None
+            if span is None:
+                return function(self, *args, **kwargs)
+            try:
+                value = function(self, *args, **kwargs)
+            except BaseException as exc:
+                span.failed(exc)
+                raise
+            span.returned(value)
+            return value
 
     wrapper.__tinkex_sdk_method__ = name  # type: ignore[attr-defined]
     return wrapper
@@ -111,7 +135,8 @@ def _tracked(function: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 def track_sdk_methods(official_name: str) -> Callable[[C], C]:
     """Class decorator: requests sent while a public method the class defines runs carry
-    ``x-sdk-method: <official_name>.<method>``."""
+    ``x-sdk-method: <official_name>.<method>``, and with tracing on the outermost call has a span of that name
+    (:mod:`tinkex.call_spans`)."""
 
     def decorate(cls: C) -> C:
         for name in _public_function_names(cls):

@@ -233,7 +233,7 @@ class TrainingClient:
             await self._turns.wait_for(request_id)
             seq_id = self._seq_ids.take()[0]
             endpoint, send_kwargs = request(seq_id)
-            ext = {extensions.SIZE_BYTES: size_bytes} if size_bytes is not None else None
+            ext = self._request_extensions(seq_id, size_bytes)
             sent = True
             return await self.holder.clients().futures.submit(
                 endpoint, result_type=result_type, observer=self._observer, extensions=ext, **send_kwargs
@@ -247,6 +247,13 @@ class TrainingClient:
             raise
         finally:
             self._turns.mark_dispatched(request_id)
+
+    def _request_extensions(self, seq_id: int, size_bytes: int | None) -> dict[str, Any]:
+        """The submit's size for the byte budget, and the ids its span and its future's span carry."""
+        ext: dict[str, Any] = {extensions.SPAN_ATTRIBUTES: {"tinker.model_id": self.model_id, "tinker.seq_id": seq_id}}
+        if size_bytes is not None:
+            ext[extensions.SIZE_BYTES] = size_bytes
+        return ext
 
     def _json_request(self, endpoint: str, body: Callable[[int], msgspec.Struct]) -> WireRequest:
         return lambda seq_id: (endpoint, {"json": body(seq_id)})
@@ -396,7 +403,7 @@ class TrainingClient:
                     endpoint,
                     result_type=ForwardBackwardOutput,
                     observer=self._observer,
-                    extensions={extensions.SIZE_BYTES: sizes[index]},
+                    extensions=self._request_extensions(seq_ids[index], sizes[index]),
                     **send_kwargs,
                 )
             except Exception as exc:

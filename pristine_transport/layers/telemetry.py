@@ -114,9 +114,9 @@ class Telemetry:
 
     Explicit ones win; otherwise the global providers', looked up per request until one is configured.
     ``namespace`` prefixes the API's own ids on spans (``{namespace}.idempotency_key``); the stack passes the
-    manifest's name."""
+    manifest's name. ``tracer_name`` is the instrumentation scope of a tracer taken from the global provider."""
 
-    __slots__ = ("_explicit_meter", "_instruments", "_tracer", "namespace")
+    __slots__ = ("_explicit_meter", "_instruments", "_tracer", "_tracer_name", "namespace")
 
     def __init__(
         self,
@@ -124,9 +124,11 @@ class Telemetry:
         tracer: trace.Tracer | None = None,
         meter: metrics.Meter | None = None,
         namespace: str | None = None,
+        tracer_name: str = TRACER_NAME,
     ) -> None:
         self.namespace = namespace
         self._tracer = None if isinstance(tracer, NoOpTracer) else tracer
+        self._tracer_name = tracer_name
         self._explicit_meter = meter
         self._instruments = HttpClientInstruments(meter) if meter is not None else None
         if tracer is None:
@@ -152,7 +154,7 @@ class Telemetry:
         provider = _global_tracer_provider()
         if provider is None or isinstance(provider, NoOpTracerProvider):
             return None
-        self._tracer = provider.get_tracer(TRACER_NAME)
+        self._tracer = provider.get_tracer(self._tracer_name)
         return self._tracer
 
     def instruments(self) -> HttpClientInstruments | None:
