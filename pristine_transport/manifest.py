@@ -147,7 +147,9 @@ class RetryPolicySpec(_Spec):
     ``progress``: symmetric jitter ±jitter, unlimited re-sends (``max_retries`` null) until no request of the
     policy has made progress for ``progress_timeout_s`` (one progress tracker shared by the policy's endpoints).
     ``sampling`` is the name ``progress`` had first (the official SDK's sampler uses it), still read as the same.
-    ``rules``: answers waited out on their own terms (:class:`RetryRuleSpec`), by name."""
+    ``rules``: answers waited out on their own terms (:class:`RetryRuleSpec`), by name; ``shared_rules``: names of
+    the manifest's ``retry_rules`` the policy has too (written once, used by several policies and endpoints; an own
+    rule of the same name wins). :meth:`Manifest.retry_policy_for` gives a policy with both in ``rules``."""
 
     kind: RetryKind = "standard"
     max_retries: int | None = 10
@@ -163,11 +165,13 @@ class RetryPolicySpec(_Spec):
     max_in_flight: int | None = None
     """Concurrent logical requests admitted into the policy at once (null: unlimited)."""
     rules: dict[str, RetryRuleSpec] = msgspec.field(default_factory=dict)
+    shared_rules: list[str] = msgspec.field(default_factory=list)
 
 
 class RetryOverride(_Spec):
     """A named policy with some fields replaced, e.g. ``{"policy": "standard", "max_retries": 0}``. Its ``rules``
-    are added to the policy's (one of the same name replaced; null removes it), not put in their place."""
+    and ``shared_rules`` are added to the policy's (one of the same name replaced; null in ``rules`` removes it),
+    not put in their place."""
 
     policy: str
     kind: RetryKind | msgspec.UnsetType = msgspec.UNSET
@@ -183,6 +187,7 @@ class RetryOverride(_Spec):
     progress_timeout_s: float | None | msgspec.UnsetType = msgspec.UNSET
     max_in_flight: int | None | msgspec.UnsetType = msgspec.UNSET
     rules: dict[str, RetryRuleSpec | None] | msgspec.UnsetType = msgspec.UNSET
+    shared_rules: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class BackpressureSpec(_Spec):
@@ -415,6 +420,9 @@ class Manifest(_Spec):
     retry_headers: RetryHeadersSpec = msgspec.field(default_factory=RetryHeadersSpec)
     pools: dict[str, PoolSpec] = msgspec.field(default_factory=dict)
     retry_policies: dict[str, RetryPolicySpec] = msgspec.field(default_factory=dict)
+    retry_rules: dict[str, RetryRuleSpec] = msgspec.field(default_factory=dict)
+    """Rules written once, named by policies' and endpoints' ``shared_rules``. A program that drops one from this
+    mapping (``msgspec.structs.replace``) turns it off everywhere; a name missing at load is an error."""
     default_retry: str | None = None
     endpoints: dict[str, EndpointSpec] = msgspec.field(default_factory=dict)
     futures: FuturesSpec | None = None
@@ -437,19 +445,31 @@ class Manifest(_Spec):
         return retry.policy if isinstance(retry, RetryOverride) else retry
 
     def retry_policy_for(self, name: str) -> RetryPolicySpec | None:
-        """The effective retry policy of an endpoint (override applied), or None when it has none."""
+        """The effective retry policy of an endpoint (override applied, shared rules in ``rules``), or None when it
+        has none."""
         policy_name = self.retry_policy_name_for(name)
         if policy_name is None:
             return None
         base = self.retry_policies[policy_name]
         retry = self.endpoint(name).retry
-        if not isinstance(retry, RetryOverride):
+        override = retry if isinstance(retry, RetryOverride) else None
+        if override is None and not base.shared_rules:
             return base
-        changes = {f: getattr(retry, f) for f in retry.__struct_fields__ if f != "policy"}
-        if isinstance(retry.rules, dict):
-            merged = {**base.rules, **retry.rules}
-            changes["rules"] = {rule: spec for rule, spec in merged.items() if spec is not None}
+        rules: dict[str, RetryRuleSpec | None] = {**self._shared(base.shared_rules), **base.rules}
+        changes: dict[str, Any] = {}
+        if override is not None:
+            changes = {f: getattr(override, f) for f in override.__struct_fields__}
+            del changes["policy"], changes["rules"], changes["shared_rules"]
+            if isinstance(override.shared_rules, list):
+                rules.update(self._shared(override.shared_rules))
+            if isinstance(override.rules, dict):
+                rules.update(override.rules)
+        changes["rules"] = {rule: spec for rule, spec in rules.items() if spec is not None}
+        changes["shared_rules"] = []
         return msgspec.structs.replace(base, **{k: v for k, v in changes.items() if v is not msgspec.UNSET})
+
+    def _shared(self, names: list[str]) -> dict[str, RetryRuleSpec]:
+        return {name: self.retry_rules[name] for name in names if name in self.retry_rules}
 
 
 _PATH_PARAM = re.compile(r"\{([^{}]*)\}")
@@ -484,7 +504,7 @@ def load_manifest(source: str | Path | bytes | Mapping[str, Any]) -> Manifest:
     return manifest
 
 
-_REFERENCES = (("policy", "retry_policies"), ("endpoint", "endpoints"), ("pool", "pools"))
+_REFERENCES = (("policy", "retry_policies"), ("endpoint", "endpoints"), ("pool", "pools"), ("rule", "retry_rules"))
 _STEP = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])*)")
 
 
@@ -698,8 +718,18 @@ def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> 
                 problems.append(f"pools.{name}.{field}: must be positive or null, got {limit}")
         if pool.backoff_byte_multiplier < 1:
             problems.append(f"pools.{name}.backoff_byte_multiplier: must be >= 1")
+    for name, rule in m.retry_rules.items():
+        problems += _check_rule(rule, f"retry_rules.{name}")
+
+    def shared_rules_exist(names: list[str] | msgspec.UnsetType, where: str) -> None:
+        known = m.retry_rules.keys() | dropped.get("retry_rules", set())
+        for index, rule in enumerate(names or ()):
+            if rule not in known:
+                problems.append(f"{where}.shared_rules[{index}]: unknown rule {rule!r}")
+
     for name, policy in m.retry_policies.items():
         problems += _check_policy(policy, f"retry_policies.{name}")
+        shared_rules_exist(policy.shared_rules, f"retry_policies.{name}")
     for name, ep in m.endpoints.items():
         where = f"endpoints.{name}"
         if not ep.path.startswith("/"):
@@ -713,6 +743,7 @@ def _cross_check(m: Manifest, dropped: Mapping[str, set[str]] | None = None) -> 
             policy_exists(ep.retry, f"{where}.retry")
         elif isinstance(ep.retry, RetryOverride):
             policy_exists(ep.retry.policy, f"{where}.retry.policy")
+            shared_rules_exist(ep.retry.shared_rules, f"{where}.retry")
             if ep.retry.policy in m.retry_policies:
                 problems += _check_policy(m.retry_policy_for(name), f"{where}.retry")  # type: ignore[arg-type]
         if ep.timeout_s <= 0:

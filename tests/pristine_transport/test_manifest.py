@@ -232,3 +232,46 @@ def test_override_may_set_a_field_to_null() -> None:
 def test_no_policy_and_no_default_means_no_retry() -> None:
     manifest = load_manifest(minimal(endpoints={"a": {"method": "GET", "path": "/a"}}))
     assert manifest.retry_policy_for("a") is None
+
+
+SHARED = {
+    "pause": {"statuses": [402], "wait_s": 5.0, "max_duration_s": 60.0},
+    "building": {"statuses": [409], "max_attempts": 3},
+}
+OWN_PAUSE = {"statuses": [402], "wait_s": 1.0, "max_attempts": 2}
+
+
+@pytest.mark.parametrize(
+    ("policy", "endpoint_retry", "rules"),
+    [
+        ({"shared_rules": ["pause"]}, None, {"pause": 5.0}),  # a shared rule is the policy's
+        ({"shared_rules": ["pause"], "rules": {"pause": OWN_PAUSE}}, None, {"pause": 1.0}),  # its own one wins
+        ({"shared_rules": ["pause"]}, {"policy": "p", "rules": {"pause": None}}, {}),  # an endpoint removes it
+        ({}, {"policy": "p", "shared_rules": ["building"]}, {"building": None}),  # an endpoint adds one
+        ({"shared_rules": ["pause"]}, {"policy": "p", "shared_rules": ["building"]}, {"pause": 5.0, "building": None}),
+    ],
+)
+def test_shared_rules_are_written_once_and_resolved_per_endpoint(
+    policy: dict[str, Any], endpoint_retry: dict[str, Any] | None, rules: dict[str, float | None]
+) -> None:
+    endpoint: dict[str, Any] = {"method": "POST", "path": "/a"} | ({"retry": endpoint_retry} if endpoint_retry else {})
+    manifest = load_manifest(
+        minimal(retry_rules=SHARED, retry_policies={"p": policy}, default_retry="p", endpoints={"a": endpoint})
+    )
+    resolved = manifest.retry_policy_for("a")
+    assert resolved is not None and resolved.shared_rules == []
+    assert {name: rule.wait_s for name, rule in resolved.rules.items()} == rules
+
+
+def test_a_shared_rule_dropped_from_the_manifest_is_off_everywhere() -> None:
+    manifest = load_manifest(
+        minimal(
+            retry_rules=SHARED,
+            retry_policies={"p": {"shared_rules": ["pause", "building"]}},
+            default_retry="p",
+            endpoints={"a": {"method": "POST", "path": "/a"}},
+        )
+    )
+    without = msgspec.structs.replace(manifest, retry_rules={"building": manifest.retry_rules["building"]})
+    resolved = without.retry_policy_for("a")
+    assert resolved is not None and list(resolved.rules) == ["building"]

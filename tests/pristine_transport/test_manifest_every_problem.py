@@ -120,7 +120,7 @@ def test_the_repo_manifest_still_loads_and_is_not_changed_by_repairs() -> None:
             minimal(surprise=1),
             "surprise",
             "known keys here: base_url, default_retry, endpoints, events, futures, "
-            "headers, idempotency, logging, name, pools, retry_headers, retry_policies, session, transport",
+            "headers, idempotency, logging, name, pools, retry_headers, retry_policies, retry_rules, session, transport",
         ),
         (
             minimal(endpoints={"a": {"method": "GET", "path": "/a", "backpressure": {"header": "h", "colour": 1}}}),
@@ -151,6 +151,22 @@ def test_the_repo_manifest_still_loads_and_is_not_changed_by_repairs() -> None:
             "pools defines none",
         ),
         (minimal(futures={"retrieve_endpoint": "poll"}), "futures.retrieve_endpoint", "endpoints defines none"),
+        (
+            minimal(
+                retry_rules={"wait": {"statuses": [409], "max_attempts": 3}},
+                retry_policies={"std": {"shared_rules": ["wait", "pause"]}},
+            ),
+            "retry_policies.std.shared_rules[1]",
+            "retry_rules defines wait",
+        ),
+        (
+            minimal(
+                retry_policies={"std": {}},
+                endpoints={"a": {"method": "GET", "path": "/a", "retry": {"policy": "std", "shared_rules": ["x"]}}},
+            ),
+            "endpoints.a.retry.shared_rules[0]",
+            "retry_rules defines none",
+        ),
         (minimal(endpoints={"a": {"method": "GET"}}), "endpoints.a.path", None),
     ],
 )

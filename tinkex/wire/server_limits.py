@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import msgspec
 
-from pristine_transport.manifest import Manifest, RetryOverride, RetryRuleSpec
+from pristine_transport.manifest import Manifest, RetryRuleSpec
 
 from ..chunking import MAX_CHUNK_BYTES_COUNT, MAX_CHUNK_LEN
 from ..types import ClientConfigResponse
@@ -145,11 +144,9 @@ BILLING_RULE = "billing_pause"
 
 
 def billing_rule(manifest: Manifest) -> RetryRuleSpec | None:
-    """The manifest's billing rule (every policy that has it has the same), or None."""
-    for policy in manifest.retry_policies.values():
-        if BILLING_RULE in policy.rules:
-            return policy.rules[BILLING_RULE]
-    return None
+    """The manifest's billing rule (one of its ``retry_rules``, shared by the policies and endpoints that pause), or
+    None."""
+    return manifest.retry_rules.get(BILLING_RULE)
 
 
 def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
@@ -160,23 +157,14 @@ def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
 def manifest_with_billing_pause(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
     """``manifest`` with its billing rule bounded by the server's pause (``max_duration_s``), or without the rule
     when there are no flags (a 0.16 server, a forced dialect: a 402 raises at once, as the official 0.16 SDK's)."""
+    rule = billing_rule(manifest)
+    if rule is None:
+        return manifest
     max_pause = max_pause_of(flags)
-
-    def adjusted(rules: dict[str, Any]) -> dict[str, Any]:
-        if rules.get(BILLING_RULE) is None:  # no rule here, or an endpoint's override that removes it
-            return rules
-        if max_pause is None:
-            return {name: rule for name, rule in rules.items() if name != BILLING_RULE}
-        return {**rules, BILLING_RULE: msgspec.structs.replace(rules[BILLING_RULE], max_duration_s=max_pause)}
-
-    policies = {name: msgspec.structs.replace(p, rules=adjusted(p.rules)) for name, p in manifest.retry_policies.items()}
-    endpoints = dict(manifest.endpoints)
-    for name, endpoint in manifest.endpoints.items():
-        retry = endpoint.retry
-        if isinstance(retry, RetryOverride) and isinstance(retry.rules, dict) and BILLING_RULE in retry.rules:
-            override = msgspec.structs.replace(retry, rules=adjusted(retry.rules))
-            endpoints[name] = msgspec.structs.replace(endpoint, retry=override)
-    return msgspec.structs.replace(manifest, retry_policies=policies, endpoints=endpoints)
+    rules = {name: spec for name, spec in manifest.retry_rules.items() if name != BILLING_RULE}
+    if max_pause is not None:
+        rules[BILLING_RULE] = msgspec.structs.replace(rule, max_duration_s=max_pause)
+    return msgspec.structs.replace(manifest, retry_rules=rules)
 
 
 def manifest_with_server_limits(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
@@ -186,9 +174,8 @@ def manifest_with_server_limits(flags: ClientConfigResponse | None, manifest: Ma
 
 def pauses_on_billing(manifest: Manifest, endpoint: str) -> bool:
     """Whether a 402 from ``endpoint`` pauses: its policy has the billing rule. Officially requests sent through
-    ``execute_with_retries``, samples and future polls pause; the access check, the heartbeat, telemetry and the
-    JWT exchange raise their 402 at once. tinkex's single future polls (policy ``none``) raise at once too, unlike
-    official 0.38's (its batched poller, ``retrieve_futures``, pauses)."""
+    ``execute_with_retries``, samples and future polls (single and batched) pause; the access check, the heartbeat,
+    telemetry and the JWT exchange raise their 402 at once."""
     policy = manifest.retry_policy_for(endpoint)
     return policy is not None and BILLING_RULE in policy.rules
 

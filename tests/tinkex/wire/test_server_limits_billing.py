@@ -28,7 +28,7 @@ RULE = billing_rule(MANIFEST)
 assert RULE is not None and RULE.log is not None
 PAUSE_WARNING: str = RULE.log
 BILLING_PAUSE_INTERVAL_S = RULE.wait_s or 0.0
-POLICY = MANIFEST.retry_policies["standard"]
+POLICY = MANIFEST.retry_policy_for("forward_backward")
 State = RuleEpisode
 
 
@@ -36,7 +36,8 @@ def billing_pause_decision(state: State, now: float, max_pause: float | None) ->
     """The billing rule's verdict on a request's first 402 (pause?, warn?, the episode after), as the server's
     ``max_pause`` sets it (None: no flags, no rule)."""
     flags = Flags(billing_exception_max_pause_duration_sec=int(max_pause)) if max_pause is not None else None
-    policy = manifest_with_billing_pause(flags, MANIFEST).retry_policies["standard"]
+    policy = manifest_with_billing_pause(flags, MANIFEST).retry_policy_for("forward_backward")
+    assert policy is not None
     rule = policy.rules.get("billing_pause")
     if rule is None:
         return False, False, state
@@ -72,7 +73,7 @@ def test_billing_pause_decision_table(
         ("check_accessible", False),  # the access check raises at once, as officially
         ("session_heartbeat", False),
         ("telemetry", False),
-        ("retrieve_future", False),
+        ("retrieve_future", True),  # officially a future's polls pause as well
         ("auth_token", False),  # the JWT exchange is not sent through the official execute_with_retries
         ("retrieve_futures", True),  # the official batched poller waits out a 402
     ],
@@ -118,6 +119,29 @@ def test_a_402_pauses_and_the_request_goes_through_when_billing_recovers(caplog:
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and PAUSE_WARNING in r.getMessage()]
     assert len(warnings) == 1 and "billing is not set up" in warnings[0]
     assert "tml-billing" not in caplog.text
+
+
+def test_a_402_on_a_poll_pauses_and_the_result_arrives_once() -> None:
+    paused_poll = FaultRule(endpoint="retrieve_future", status=402, body={"detail": "billing is not set up"}, count=1)
+    with LocalServer(client_config=Flags(), faults=[paused_poll]) as server, _client(server) as client:
+        training = client.create_lora_training_client(MODEL, rank=4)
+        started = time.monotonic()
+        output = training.forward_backward([DATUM], "cross_entropy").result(60)
+        assert len(output.loss_fn_outputs) == 1
+        assert time.monotonic() - started >= BILLING_PAUSE_INTERVAL_S * 0.9
+        assert [r.status for r in server.ledger.received("retrieve_future")][:2] == [402, 200]
+        assert len(server.ledger.executions("forward_backward")) == 1
+
+
+def test_without_server_flags_a_402_on_a_poll_raises_at_once() -> None:
+    paused_poll = FaultRule(endpoint="retrieve_future", status=402, body={"detail": "billing is not set up"}, count=5)
+    with LocalServer(client_config=Flags(), faults=[paused_poll]) as server:
+        with _client(server, {"TINKEX_WIRE_DIALECT": "0.16"}) as client:
+            training = client.create_lora_training_client(MODEL, rank=4)
+            with pytest.raises(tinkex.FutureRetrieveError) as raised:
+                training.forward_backward([DATUM], "cross_entropy").result(60)
+    assert raised.value.status_code == 402 and raised.value.outcome == "ran"  # the step ran: not to be sent again
+    assert [r.status for r in server.ledger.received("retrieve_future")] == [402]
 
 
 def test_past_the_servers_pause_the_402_raises() -> None:
