@@ -70,7 +70,7 @@ def chunk_data(
 
 def chunks_together(flags: ClientConfigResponse | None, chunk_count: int) -> bool:
     """Whether a batch of ``chunk_count`` chunks is dispatched together: the server's ``parallel_fwdbwd_chunks``
-    when it sent its flags and there is more than one chunk. Without flags (a 0.16 server, a forced dialect) the
+    when it sent its flags and there is more than one chunk. Without flags (a 0.16 server, forced 0.16) the
     chunks go one after another, as 0.16 sends them."""
     return flags is not None and flags.parallel_fwdbwd_chunks and chunk_count > 1
 

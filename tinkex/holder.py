@@ -135,7 +135,7 @@ class Holder:
         self._lock = ForkSafeLock()  # a thread of the parent may hold it at a fork
         self._session: concurrent.futures.Future[str] | None = None
         self._wire: concurrent.futures.Future[ServerWire] | None = None
-        if config.dialect is not None:
+        if config.dialect == "0.16":  # 0.16 never asked for flags; a forced 0.38 still does (JWT, limits)
             forced: concurrent.futures.Future[ServerWire] = concurrent.futures.Future()
             forced.set_result(ServerWire(config.dialect, None))
             self._wire = forced
@@ -251,8 +251,9 @@ class Holder:
 
     # wire dialect ----------------------------------------------------------------------------------------
     async def server_wire(self) -> ServerWire:
-        """The dialect this client speaks and the server's flags: the forced dialect (no flags), else the
-        handshake's answer (asked once; a failed handshake is asked again by the next caller)."""
+        """The dialect this client speaks and the server's flags: the handshake's answer (asked once; a failed
+        handshake is asked again by the next caller), its dialect replaced by a forced one; forced 0.16: no
+        handshake, no flags."""
         settled = self._settled_wire()
         if settled is not None:  # every request after the first: no lock, no wrapped future
             return settled
@@ -276,9 +277,9 @@ class Holder:
                 )
         except APIStatusError as exc:
             if exc.status_code in (404, 405):
-                return ServerWire(dialect_of_handshake(exc.status_code), None)
+                return ServerWire(self.config.dialect or dialect_of_handshake(exc.status_code), None)
             raise
-        return ServerWire(dialect_of_handshake(200), flags)
+        return ServerWire(self.config.dialect or dialect_of_handshake(200), flags)
 
     def _response_budget(self) -> BytesSemaphore | None:
         """The response-bytes budget of a new resolver: the server's flag once the handshake gave it, else the

@@ -14,7 +14,7 @@
 - ``sample_join_sampling_session``: a copy of a sampling client (unpickled, from a handle, forked) asks the server
   for its clone number (``join_sampling_session``) instead of drawing a random one.
 
-Without flags (a 0.16 server, a forced dialect) every flag has its official default.
+Without flags (a 0.16 server, forced 0.16) every flag has its official default.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ clients apply them. Applied today:
 - the billing pause (``billing_exception_max_pause_duration_sec``, the official ``_should_pause_on_billing``): the
   manifest's retry rule :data:`BILLING_RULE` (a 402 sent again every 5 s, warned about at most once a minute,
   applied by pristine_transport's retry layer to every request whose policy re-sends) bounded by the server's
-  duration; past it the 402 raises ``BillingError`` as before. Without flags (a 0.16 server, a forced dialect) the
+  duration; past it the 402 raises ``BillingError`` as before. Without flags (a 0.16 server, forced 0.16) the
   rule is dropped and a 402 raises at once, as the official 0.16 SDK does (:func:`manifest_with_billing_pause`).
 
 A flag that is not positive is nonsense from a server and is ignored (the default stays).
@@ -156,7 +156,7 @@ def max_pause_of(flags: ClientConfigResponse | None) -> float | None:
 
 def manifest_with_billing_pause(flags: ClientConfigResponse | None, manifest: Manifest) -> Manifest:
     """``manifest`` with its billing rule bounded by the server's pause (``max_duration_s``), or without the rule
-    when there are no flags (a 0.16 server, a forced dialect: a 402 raises at once, as the official 0.16 SDK's)."""
+    when there are no flags (a 0.16 server, forced 0.16: a 402 raises at once, as the official 0.16 SDK's)."""
     rule = billing_rule(manifest)
     if rule is None:
         return manifest

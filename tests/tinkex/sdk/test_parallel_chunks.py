@@ -34,7 +34,7 @@ SUBMIT_DELAY_S = 0.3
         (Flags(parallel_fwdbwd_chunks=True), 8, True),
         (Flags(parallel_fwdbwd_chunks=False), 8, False),
         (Flags(), 1, False),  # one chunk: nothing to overlap
-        (None, 8, False),  # no flags (a 0.16 server, a forced dialect): as 0.16 sends them
+        (None, 8, False),  # no flags (a 0.16 server, forced 0.16): as 0.16 sends them
     ],
 )
 def test_chunks_go_together_only_when_the_server_says_so(flags: Flags | None, count: int, together: bool) -> None:

@@ -144,10 +144,17 @@ def test_a_protobuf_only_server_works_negotiated_and_refuses_forced_json() -> No
         assert server.ledger.executions("forward_backward") == []
 
 
-def test_forced_038_skips_the_handshake() -> None:
-    with LocalServer() as server:
+def test_forced_038_reads_the_servers_flags_and_keeps_its_dialect() -> None:
+    """The handshake also carries the server's flags (JWT, limits): a forced 0.38 asks for them as 0.38 does, and
+    keeps its dialect when the server has no handshake."""
+    with LocalServer(client_config=t.ClientConfigResponse(pjwt_auth_enabled=True)) as server:
         _train(server, dialect="0.38")
-        assert "client_config" not in [r.endpoint for r in server.ledger.received()]
+        endpoints = [r.endpoint for r in server.ledger.received()]
+        assert endpoints[0] == "client_config" and endpoints.count("client_config") == 1
+        assert "auth_token" in endpoints  # the flag was read: the key was exchanged for a JWT
+        assert {content_type for _, content_type in _training_requests(server)} == {"application/x-protobuf"}
+    with LocalServer(faults=[FaultRule(endpoint="client_config", status=404)]) as server:
+        _train(server, dialect="0.38")
         assert {content_type for _, content_type in _training_requests(server)} == {"application/x-protobuf"}
 
 

@@ -39,13 +39,13 @@ class Case:
 
 CASES = {
     "forced 0.16": Case("0.16", {}, "0.16", handshake=False),
-    "forced 0.38": Case("0.38", {}, "0.38", handshake=False),
+    "forced 0.38": Case("0.38", {}, "0.38", handshake=True),  # for the flags: the dialect stays forced
     "negotiated 0.38": Case("auto", {}, "0.38", handshake=True),
     "negotiated 0.16 (no handshake on the server)": Case(
         "auto", {"faults": [FaultRule(endpoint="client_config", status=404)]}, "0.16", handshake=True
     ),
     "protobuf-only server, no setting": Case(None, {"json_training_bodies": False}, "0.38", handshake=True),
-    "protobuf-only server, forced 0.38": Case("0.38", {"json_training_bodies": False}, "0.38", handshake=False),
+    "protobuf-only server, forced 0.38": Case("0.38", {"json_training_bodies": False}, "0.38", handshake=True),
 }
 
 
@@ -152,10 +152,11 @@ def _wait_until(predicate: Any, what: str, timeout: float = 10.0) -> None:
 
 
 def _cancel_a_sample(sampler: Any, server: LocalServer) -> None:
-    """Start a sample that cannot finish soon, then cancel it (the sampler may then cancel it on the server)."""
-    asked = len(server.ledger.received("asample"))
+    """Start a sample that cannot finish soon, then cancel it once it is being polled (the sampler knows its request
+    id then, and may cancel it on the server; cancelled while its submit is in flight, it has nothing to name)."""
+    polled = len(server.ledger.received("retrieve_future"))
     pending = sampler.sample(PROMPT, 1, t.SamplingParams(max_tokens=2))
-    _wait_until(lambda: len(server.ledger.received("asample")) > asked, "the sample to reach the server")
+    _wait_until(lambda: len(server.ledger.received("retrieve_future")) > polled, "the sample to be polled")
     assert pending.future().cancel()
 
 

@@ -21,7 +21,7 @@ DATUM = t.Datum(model_input=t.ModelInput.from_ints([1, 2, 3, 4]), loss_fn_inputs
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (None, MANIFEST_BUDGET),  # a 0.16 server, or a forced dialect: the manifest's
+        (None, MANIFEST_BUDGET),  # a 0.16 server, or forced 0.16: the manifest's
         (t.ClientConfigResponse(), 52_428_800),  # the official 0.38 default
         (t.ClientConfigResponse(inflight_response_bytes_semaphore_size=1234), 1234),
         (t.ClientConfigResponse(inflight_response_bytes_semaphore_size=0), MANIFEST_BUDGET),  # nonsense: ignored

@@ -1,6 +1,6 @@
 """The 402 billing pause a 0.38 server allows (``billing_exception_max_pause_duration_sec``): a request answered 402
 waits and is sent again while the pause lasts, warned about at most once a minute; past the duration, or without
-server flags (a 0.16 server or a forced dialect), the 402 raises ``BillingError``. The pause is the manifest's
+server flags (a 0.16 server or forced 0.16), the 402 raises ``BillingError``. The pause is the manifest's
 ``billing_pause`` retry rule, decided by ``pristine_transport.policy.decide_rule`` and applied by the retry layer."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Flags = t.ClientConfigResponse
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (None, ChunkLimits(MAX_CHUNK_LEN, MAX_CHUNK_BYTES_COUNT)),  # a 0.16 server or a forced dialect
+        (None, ChunkLimits(MAX_CHUNK_LEN, MAX_CHUNK_BYTES_COUNT)),  # a 0.16 server or forced 0.16
         (Flags(), ChunkLimits(1024, 5_000_000)),  # the official 0.38 defaults
         (Flags(fwdbwd_max_chunk_len=2), ChunkLimits(2, MAX_CHUNK_BYTES_COUNT)),
         (Flags(fwdbwd_max_chunk_bytes_count=100), ChunkLimits(MAX_CHUNK_LEN, 100)),
@@ -88,7 +88,7 @@ def _client(server: LocalServer, env: dict[str, str] | None = None) -> Iterator[
         (Flags(fwdbwd_max_chunk_len=2), {}, 3),  # 5 data, 2 per chunk
         (Flags(fwdbwd_max_chunk_bytes_count=1), {}, 5),  # every datum alone
         (Flags(), {}, 1),  # the official defaults: one chunk
-        (Flags(fwdbwd_max_chunk_len=2), {"TINKEX_WIRE_DIALECT": "0.16"}, 1),  # a forced dialect has no flags
+        (Flags(fwdbwd_max_chunk_len=2), {"TINKEX_WIRE_DIALECT": "0.16"}, 1),  # forced 0.16 has no flags
     ],
 )
 def test_the_servers_chunk_limits_split_forward_backward_and_forward(
