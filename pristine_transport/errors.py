@@ -436,7 +436,8 @@ def error_for_response(response: httpx.Response) -> APIStatusError:
     cls = InternalServerError if status >= 500 else _STATUS_CLASSES.get(status, APIStatusError)
     outcome = _outcome_of_response(response)
     if outcome is not None:
-        message = f"{message}; {_advice(response.request, outcome)}"
+        refused_with = status if 400 <= status < 500 else None
+        message = f"{message}; {_advice(response.request, outcome, refused_with)}"
     error = cls(message, response=response, body=body)
     error.outcome = outcome
     return error
@@ -463,8 +464,8 @@ def _outcome_of_failure(exc: Exception, request: httpx.Request) -> WriteOutcome 
     return found if found is not None else write_outcome([Attempt(failure=failure_name(exc))])
 
 
-def _advice(request: httpx.Request, outcome: WriteOutcome) -> str:
-    return write_outcome_advice(outcome, what=f"{request.method} {request.url.path}")
+def _advice(request: httpx.Request, outcome: WriteOutcome, refused_with: int | None = None) -> str:
+    return write_outcome_advice(outcome, what=f"{request.method} {request.url.path}", refused_with=refused_with)
 
 
 def body_excerpt(text: str) -> str:

@@ -199,6 +199,9 @@ def may_have_run(attempt: Attempt) -> bool:
     return not 400 <= attempt.status < 500
 
 
+_LATER = frozenset({408, 429})
+"""Client-error statuses that refuse a request for now, not as it is."""
+
 WriteOutcome = Literal["ran", "did_not_run", "may_have_run"]
 """What the client can say about a write that did not end in its result: the server executed it, surely did not,
 or the client cannot tell."""
@@ -229,12 +232,23 @@ def write_outcome(
 
 
 def write_outcome_advice(
-    outcome: WriteOutcome, *, what: str = "the write", future_expired: bool = False, changes_state: bool = False
+    outcome: WriteOutcome,
+    *,
+    what: str = "the write",
+    future_expired: bool = False,
+    changes_state: bool = False,
+    refused_with: int | None = None,
 ) -> str:
     """The sentence an error about a write ends with: the outcome, and what to do next.
 
     ``changes_state`` marks a write whose effect stays on the server (unlike a read-like request): submitting it
-    again would apply it twice."""
+    again would apply it twice. ``refused_with``: the status of the final answer, when it is a 4xx; one that says
+    "not now" (408, 429) invites a later re-send, any other one refuses this request as it is."""
+    if outcome == "did_not_run" and refused_with is not None and refused_with not in _LATER:
+        return (
+            f"{what} did not run on the server (refused with HTTP {refused_with}): nothing to undo, but sending it "
+            "again unchanged will be refused the same way"
+        )
     if outcome == "did_not_run":
         return f"{what} did not run on the server: it is safe to send it again"
     if outcome == "may_have_run":

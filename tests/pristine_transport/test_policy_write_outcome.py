@@ -69,6 +69,25 @@ def test_without_replay_or_success_the_verdict_is_the_per_attempt_rule(attempts:
 
 
 @pytest.mark.parametrize(
+    ("refused_with", "must_say", "must_not_say"),
+    [
+        (None, "safe to send it again", "refused"),  # never reached the server
+        (429, "safe to send it again", "refused"),  # refused for now
+        (408, "safe to send it again", "refused"),
+        (400, "refused with HTTP 400", "safe to send"),  # refused as it is: a re-send would be too
+        (410, "refused with HTTP 410", "safe to send"),
+        (422, "sending it again unchanged will be refused", "safe to send"),
+    ],
+)
+def test_a_refused_write_is_not_advertised_as_safe_to_send_again(
+    refused_with: int | None, must_say: str, must_not_say: str
+) -> None:
+    advice = write_outcome_advice("did_not_run", what="POST /x", refused_with=refused_with)
+    assert advice.startswith("POST /x did not run on the server")
+    assert must_say in advice and must_not_say not in advice
+
+
+@pytest.mark.parametrize(
     ("outcome", "expired", "changes_state", "must_say"),
     [
         ("did_not_run", False, False, ("did not run", "safe to send it again")),
