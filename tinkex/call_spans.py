@@ -6,7 +6,8 @@ outermost public call only) and is current while the method runs, so what the ca
 request's INTERNAL span (named after its endpoint, with ``tinker.seq_id``) with its CLIENT spans, and each future's
 span with its polls. It ends when the result is known: at return, or, when the call returns a future, once that
 future settles (it settles whether or not anyone awaits it). A failure sets the status to ERROR with the
-exception's type (the error's message is recorded with it; tinkex's messages carry no secrets).
+exception's type (the error's message is recorded with it; tinkex's messages carry no secrets); a cancelled call
+is marked ``tinker.cancelled``, not failed.
 
 Attributes: ``tinker.model_id`` (training clients), ``tinker.sampling_session_id`` (sampling clients).
 
@@ -16,6 +17,7 @@ costs one dictionary read here.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = ["TRACER_NAME", "CallSpan", "start_call_span"]
 
 TRACER_NAME = "tinkex"
 _GLOBAL = TracerLookup(tracer_name=TRACER_NAME)
+_CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
 _ID_ATTRIBUTES = (("model_id", "tinker.model_id"), ("sampling_session_id", "tinker.sampling_session_id"))
 
 
@@ -50,27 +53,24 @@ class CallSpan:
         elif isinstance(value, concurrent.futures.Future):
             value.add_done_callback(self._settled)
         else:
-            self._span.end()
+            self._end(None)
 
     def failed(self, error: BaseException) -> None:
         context.detach(self._token)
-        _end_failed(self._span, error)
+        self._end(error)
 
     def _settled(self, future: concurrent.futures.Future[Any]) -> None:
-        if future.cancelled():
-            self._span.set_attribute("tinker.cancelled", True)
-            self._span.end()
-        elif (error := future.exception()) is not None:
-            _end_failed(self._span, error)
-        else:
-            self._span.end()
+        self._end(concurrent.futures.CancelledError() if future.cancelled() else future.exception())
 
-
-def _end_failed(span: trace.Span, error: BaseException) -> None:
-    span.set_attribute("error.type", type(error).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-    span.record_exception(error)
-    span.end()
+    def _end(self, error: BaseException | None) -> None:
+        span = self._span
+        if isinstance(error, _CANCELLED):  # the caller's choice, not a failure
+            span.set_attribute("tinker.cancelled", True)
+        elif error is not None:
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.record_exception(error)
+        span.end()
 
 
 def start_call_span(client: object, name: str) -> CallSpan | None:

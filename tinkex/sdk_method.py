@@ -57,8 +57,8 @@ def current_sdk_method() -> str | None:
 
 def detached(function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     """``function(*args, **kwargs)`` in a copy of this context without a method name or a current span: the requests
-    it sends and the tasks it starts (which copy the context) are not the current call's, e.g. a poller a call starts that outlives it
-    (``detached(loop.create_task, poll_loop(), name=...)``)."""
+    it sends and the tasks it starts (which copy the context) are not the current call's, e.g. a poller a call starts
+    that outlives it (``detached(loop.create_task, poll_loop(), name=...)``)."""
     context = contextvars.copy_context()
 
     def run() -> R:

@@ -6,6 +6,7 @@ A public call is one INTERNAL span named as its ``x-sdk-method``, parent of the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -152,3 +153,20 @@ def test_an_async_call_ends_when_its_future_settles_and_nested_calls_make_no_spa
     assert step.attributes is not None and step.attributes["tinker.model_id"] == model_id
     assert len(calls(spans, "TrainingClient.save_weights_and_get_sampling_client_async")) == 1
     assert not [s for s in spans if s.name.startswith("TrainingClient.save_weights_for_sampler")]
+
+
+def test_a_cancelled_call_is_marked_cancelled_not_failed(exporter: InMemorySpanExporter) -> None:
+    with LocalServer(latency_by_endpoint={"asample": 30.0}, long_poll_timeout=0.2) as server:
+        client = client_for(server, exporter)
+        try:
+            sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+            pending = sampler.sample(types.ModelInput.from_ints([1, 2, 3]), 1, types.SamplingParams(max_tokens=2))
+            deadline = time.monotonic() + 10
+            while not server.ledger.received("retrieve_future") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pending.future().cancel()
+        finally:
+            client.close().result()
+    [sample] = calls(exporter.get_finished_spans(), "SamplingClient.sample")
+    assert sample.attributes is not None and sample.attributes["tinker.cancelled"] is True
+    assert sample.status.status_code is StatusCode.UNSET and not sample.events
