@@ -231,7 +231,14 @@ def jwt_validity(token: str) -> tuple[float, float]:
 
 async def _joined(exchange: concurrent.futures.Future[T]) -> T:
     """Await an exchange others may be awaiting too: a cancelled waiter must not cancel it for the rest."""
-    return await asyncio.shield(asyncio.wrap_future(exchange))
+    joined = asyncio.wrap_future(exchange)
+    joined.add_done_callback(_read_failure)  # a waiter cancelled meanwhile leaves nobody else to read it
+    return await asyncio.shield(joined)
+
+
+def _read_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 # ---- the refreshing source ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import gc
 import json
 import threading
 import time
@@ -88,6 +89,30 @@ def test_a_waiter_that_gives_up_does_not_cancel_the_exchange(home: asyncio.Abstr
     assert asyncio.run(impatient_and_patient()).startswith("eyJ")
     assert issuer.calls == 1
     source.close()
+
+
+def test_a_failed_exchange_whose_only_waiter_gave_up_leaves_no_unread_failure(home: asyncio.AbstractEventLoop) -> None:
+    """asyncio reports a failed future nobody read ("Future exception was never retrieved") when it is collected: a
+    request that stopped waiting (cancelled, its client closing) must not leave one behind. Seen at a client's close,
+    when its renewal was cancelled as its exchange failed; here thirty times, the cancel at a different moment each."""
+    reported: list[str] = []
+
+    async def give_up(offset: float) -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context["message"]))
+        issuer = Issuer(lifetime=60.0, delay=0.02)
+        issuer.failing = True
+        source = RefreshingToken(issuer, run=runner(home))
+        waiter = asyncio.create_task(source.token())
+        await asyncio.sleep(offset)
+        waiter.cancel()
+        await asyncio.sleep(0.05)  # the exchange fails meanwhile
+        source.close()
+        gc.collect()
+
+    for attempt in range(30):
+        asyncio.run(give_up(0.015 + attempt * 0.0005))
+    gc.collect()
+    assert reported == []
 
 
 def test_renewed_tokens_replace_old_ones_in_the_redactor(home: asyncio.AbstractEventLoop) -> None:
