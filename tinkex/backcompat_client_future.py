@@ -25,9 +25,10 @@ _OWN = frozenset({"future", "coroutine", "done", "result", "result_async"})
 class BackcompatClientFuture(APIFuture[C], Generic[C]):
     """An :class:`APIFuture` of a client; the subclasses add the client's methods, forwarded."""
 
-    def __init__(self, future: APIFuture[C]) -> None:
+    def __init__(self, future: APIFuture[C], *, holder: Any = None) -> None:
         self._client_future = future
         self._client: C | None = None
+        self._holder = holder  # what the client will share (the call spans' tracer), known before the client is
 
     def result(self, timeout: float | None = None) -> C:
         return self._client_future.result(timeout)

@@ -83,5 +83,7 @@ def start_call_span(client: object, name: str) -> CallSpan | None:
     tracer = lookup.tracer()
     if tracer is None:
         return None
-    attributes = {attribute: own[field] for field, attribute in _ID_ATTRIBUTES if isinstance(own.get(field), str)}
+    resolved = own.get("_client")  # a client's future used as the client, once the client is there
+    ids = vars(resolved) if resolved is not None else own
+    attributes = {attribute: ids[field] for field, attribute in _ID_ATTRIBUTES if isinstance(ids.get(field), str)}
     return CallSpan(tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes))

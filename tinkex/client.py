@@ -211,7 +211,8 @@ class Client:
                 self.create_lora_training_client_async(
                     base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer
                 )
-            )
+            ),
+            holder=self._holder,
         )
 
     async def create_training_client_from_state_async(
@@ -263,7 +264,8 @@ class Client:
                 self.create_training_client_from_state_async(
                     path, base_model, user_metadata, weights_access_token, optimizer
                 )
-            )
+            ),
+            holder=self._holder,
         )
 
     async def create_training_client_from_state_with_optimizer_async(
@@ -291,7 +293,8 @@ class Client:
                 self.create_training_client_from_state_with_optimizer_async(
                     path, base_model, user_metadata, weights_access_token
                 )
-            )
+            ),
+            holder=self._holder,
         )
 
     # sampling --------------------------------------------------------------------------------------------
@@ -328,7 +331,8 @@ class Client:
         return BackcompatSamplingClientFuture(
             in_background(
                 self.create_sampling_client_async(model_path, base_model, retry_config, record_stability_info)
-            )
+            ),
+            holder=self._holder,
         )
 
     # service ---------------------------------------------------------------------------------------------

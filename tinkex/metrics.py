@@ -21,10 +21,14 @@ even count) and p95/p99 (nearest rank: the ``ceil(n * pct / 100)``-th smallest) 
   ``pristine.future.not_ready_polls``. Such a poll counts as a request (and an attempt) of its endpoint; polls
   whose events the SDK dropped (past its event limit) are counted like the last recorded one, without a duration.
 
+- public call: an INTERNAL span of the instrumentation scope ``tinkex`` named after the call
+  (``TrainingClient.forward_backward``; :mod:`tinkex.call_spans`), from the call until its result is known.
+
 It records, labelled by ``endpoint``: ``tinkex.requests`` (also by ``status_class``: ``2xx``,
 ``4xx``, ``5xx``, ... or ``error`` when no response came), ``tinkex.request.retries``,
 ``tinkex.request.attempts`` (HTTP exchanges), ``tinkex.request.duration`` (ms), ``tinkex.futures`` (also by
-``outcome``), ``tinkex.future.polls`` and ``tinkex.future.duration`` (ms).
+``outcome``), ``tinkex.future.polls`` and ``tinkex.future.duration`` (ms); labelled by ``call``: ``tinkex.calls``
+(also by ``outcome``: ``ok``, ``failed``, ``cancelled``) and ``tinkex.call.duration`` (ms, until the result).
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ from typing import Any, NamedTuple
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 __all__ = [
+    "CALLS",
+    "CALL_DURATION",
     "DEFAULT_BUCKETS_MS",
     "DEFAULT_RESERVOIR_SIZE",
     "FUTURES",
@@ -73,6 +79,8 @@ REQUEST_DURATION = "tinkex.request.duration"
 FUTURES = "tinkex.futures"
 FUTURE_POLLS = "tinkex.future.polls"
 FUTURE_DURATION = "tinkex.future.duration"
+CALLS = "tinkex.calls"
+CALL_DURATION = "tinkex.call.duration"
 
 ENDPOINT_ATTRIBUTE = "pristine.endpoint"
 STATUS_ATTRIBUTE = "pristine.response.status_code"
@@ -85,6 +93,9 @@ FUTURE_POLLS_ATTRIBUTE = "pristine.future.polls"
 FUTURE_OUTCOME_ATTRIBUTE = "pristine.future.outcome"
 FUTURE_NOT_READY_ATTRIBUTE = "pristine.future.not_ready_polls"
 NOT_READY_EVENT = "poll.not_ready"
+CALL_SCOPE = "tinkex"
+"""The instrumentation scope of the public calls' spans (``tinkex.call_spans.TRACER_NAME``)."""
+CANCELLED_ATTRIBUTE = "tinker.cancelled"
 POLL_DURATION_ATTRIBUTE = "pristine.poll.duration_s"
 
 
@@ -288,6 +299,10 @@ class MetricsSpanProcessor(SpanProcessor):
                 self.metrics.increment(REQUEST_ATTEMPTS, labels={"endpoint": endpoint})
             return
         attributes = span.attributes or {}
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == CALL_SCOPE:
+            self._record_call(span, attributes)
+            return
         endpoint = _request_endpoint(span)
         if endpoint is not None:
             self._open.pop(span.context.span_id, None)
@@ -317,6 +332,17 @@ class MetricsSpanProcessor(SpanProcessor):
             self.metrics.increment(FUTURE_POLLS, polls, labels)
         if duration_ms is not None:
             self.metrics.record(FUTURE_DURATION, duration_ms, labels)
+
+    def _record_call(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+        labels = {"call": span.name}
+        if attributes.get(CANCELLED_ATTRIBUTE):
+            outcome = "cancelled"
+        else:
+            outcome = "failed" if span.status.status_code is StatusCode.ERROR else "ok"
+        self.metrics.increment(CALLS, labels={**labels, "outcome": outcome})
+        duration_ms = _duration_ms(span)
+        if duration_ms is not None:
+            self.metrics.record(CALL_DURATION, duration_ms, labels)
 
     def _record_not_ready_polls(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
         """Polls answered "not ready yet" have no spans: each is a request and an attempt of its endpoint."""
@@ -371,7 +397,8 @@ def _duration_ms(span: ReadableSpan) -> float | None:
 
 def format_summary(snapshot: MetricsSnapshot) -> str:
     """One row per endpoint: requests by status class, retries, HTTP exchanges (attempts), futures and their polls,
-    latency percentiles."""
+    latency percentiles; then, when public calls were traced, one row per call: how many, how they ended, and how
+    long until their results (a training step is ``TrainingClient.forward_backward`` plus ``optim_step``)."""
     header: tuple[str, ...] = ("endpoint", "requests", "2xx", "4xx", "5xx", "error", "retries", "attempts")
     header += ("futures", "polls")
     header += ("p50 ms", "p95 ms", "p99 ms")
@@ -392,13 +419,38 @@ def format_summary(snapshot: MetricsSnapshot) -> str:
                 _count(snapshot.counter(REQUEST_ATTEMPTS, labels)),
                 _count(snapshot.counter_total(FUTURES, labels)),
                 _count(snapshot.counter(FUTURE_POLLS, labels)),
-                *((f"{value:.1f}" for value in (latency.p50, latency.p95, latency.p99)) if latency else ("-",) * 3),
+                *_percentiles(latency),
             )
         )
     if len(rows) == 1:
         return "no requests recorded"
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    # Endpoint names left-aligned, numbers right-aligned.
+    tables = [_table(rows)]
+    calls = [("call", "calls", "failed", "cancelled", "p50 ms", "p95 ms", "p99 ms")]
+    for call in snapshot.label_values("call"):
+        labels = {"call": call}
+        calls.append(
+            (
+                call,
+                _count(snapshot.counter_total(CALLS, labels)),
+                _count(snapshot.counter(CALLS, {**labels, "outcome": "failed"})),
+                _count(snapshot.counter(CALLS, {**labels, "outcome": "cancelled"})),
+                *_percentiles(snapshot.histogram(CALL_DURATION, labels)),
+            )
+        )
+    if len(calls) > 1:
+        tables.append(_table(calls))
+    return "\n\n".join(tables)
+
+
+def _percentiles(latency: HistogramSnapshot | None) -> tuple[str, str, str]:
+    if latency is None:
+        return ("-", "-", "-")
+    return (f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    """Names left-aligned, numbers right-aligned, a rule under the header."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = [
         "  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))])
         for row in rows

@@ -689,7 +689,8 @@ class TrainingClient:
         return BackcompatSamplingClientFuture(
             in_background(
                 self.save_weights_and_get_sampling_client_async(name, retry_config, record_stability_info, kind)
-            )
+            ),
+            holder=self.holder,
         )
 
     def save_weights_and_get_sampling_client_submit(
@@ -714,7 +715,8 @@ class TrainingClient:
         self, model_path: str, retry_config: RetryConfig | None = None, record_stability_info: bool = False
     ) -> BackcompatSamplingClientFuture:
         return BackcompatSamplingClientFuture(
-            in_background(self.create_sampling_client_async(model_path, retry_config, record_stability_info))
+            in_background(self.create_sampling_client_async(model_path, retry_config, record_stability_info)),
+            holder=self.holder,
         )
 
     # info ------------------------------------------------------------------------------------------------

@@ -170,3 +170,21 @@ def test_a_cancelled_call_is_marked_cancelled_not_failed(exporter: InMemorySpanE
     [sample] = calls(exporter.get_finished_spans(), "SamplingClient.sample")
     assert sample.attributes is not None and sample.attributes["tinker.cancelled"] is True
     assert sample.status.status_code is StatusCode.UNSET and not sample.events
+
+
+def test_a_clients_future_used_as_the_client_traces_under_its_own_name(exporter: InMemorySpanExporter) -> None:
+    """0.16-era code calls the training client's methods on the future of it: the span is the client's (its
+    provider), named as that call's x-sdk-method, with the model id once the client is there."""
+    with LocalServer() as server:
+        client = client_for(server, exporter)
+        try:
+            training = client.create_lora_training_client(base_model=BASE_MODEL, rank=4)
+            training.forward_backward([DATUM], "cross_entropy").result()
+            training.forward_backward([DATUM], "cross_entropy").result()
+            model_id = training.model_id
+        finally:
+            client.close().result()
+    first, second = calls(exporter.get_finished_spans(), "BackcompatTrainingClientFuture.forward_backward")
+    assert not calls(exporter.get_finished_spans(), "TrainingClient.forward_backward")  # the inner call is nested
+    assert second.attributes is not None and second.attributes["tinker.model_id"] == model_id
+    assert first.end_time is not None and second.end_time is not None

@@ -12,8 +12,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from tinkex.metrics import (
+    CALL_DURATION,
+    CALLS,
     FUTURE_POLLS,
     FUTURES,
     REQUEST_DURATION,
@@ -186,6 +189,34 @@ def test_span_processor_records_requests_and_futures(
     assert fb_row == ["forward_backward", "5", "4", "0", "1", "0", "3", "0", "1", "4", "20.0", "40.0", "40.0"]
     sample_row = next(line for line in lines if line.startswith("sample")).split()
     assert sample_row[1:10] == ["2", "0", "1", "0", "1", "3", "0", "0", "0"]
+
+
+def test_public_call_spans_become_calls_by_outcome_and_a_table_of_their_own(
+    traced: tuple[TracerProvider, InMemorySpanExporter], metrics: Metrics
+) -> None:
+    provider, _ = traced
+    calls = provider.get_tracer("tinkex")
+    for index, (outcome, duration_ms) in enumerate([("ok", 10), ("ok", 30), ("failed", 50), ("cancelled", 70)]):
+        span = calls.start_span("TrainingClient.forward_backward", start_time=index * 10**9)
+        if outcome == "failed":
+            span.set_status(Status(StatusCode.ERROR, "BadRequestError"))
+        if outcome == "cancelled":
+            span.set_attribute("tinker.cancelled", True)
+        span.end(end_time=index * 10**9 + duration_ms * 1_000_000)
+    provider.get_tracer("someone.else").start_span("TrainingClient.optim_step").end()  # not ours: not a call
+    _request_span(provider, "forward_backward", start_ns=0, duration_ms=5, status=200)
+
+    snap = metrics.snapshot()
+    step = {"call": "TrainingClient.forward_backward"}
+    assert [snap.counter(CALLS, {**step, "outcome": o}) for o in ("ok", "failed", "cancelled")] == [2, 1, 1]
+    assert snap.label_values("call") == ["TrainingClient.forward_backward"]
+    duration = snap.histogram(CALL_DURATION, step)
+    assert duration is not None and (duration.count, duration.max) == (4, 70.0)
+    requests, calls_table = format_summary(snap).split("\n\n")
+    assert requests.splitlines()[2].split()[:2] == ["forward_backward", "1"]
+    header, _, row = calls_table.splitlines()
+    assert header.split()[:4] == ["call", "calls", "failed", "cancelled"]
+    assert row.split() == ["TrainingClient.forward_backward", "4", "1", "1", "40.0", "70.0", "70.0"]
 
 
 def test_format_summary_without_data() -> None:

@@ -248,12 +248,13 @@ def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = Non
         with client:
             base_model = _pick_model(client, args.base_model, embedded)
             print(f"tinkex demo: training {base_model} against {where}", file=out)
-            training = client.create_lora_training_client(base_model, rank=args.rank, seed=args.seed)
+            training = client.create_lora_training_client(base_model, rank=args.rank, seed=args.seed).result()
             tokenizer = _tokenizer_for(training, base_model)
             text, prompt = args.text, _prefix(args.text)
             greedy = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
             print(f"text: {text!r}", file=out)
-            [before] = _continuations(training.save_weights_and_get_sampling_client(), tokenizer, prompt, 1, greedy)
+            untrained = training.save_weights_and_get_sampling_client().result()
+            [before] = _continuations(untrained, tokenizer, prompt, 1, greedy)
             print(f"before: {prompt!r} -> {before['text']!r} ({before['stop_reason']})", file=out)
 
             learning_rate = args.learning_rate or (LOCAL_LEARNING_RATE if embedded else REMOTE_LEARNING_RATE)
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = Non
 
             saved = training.save_weights_for_sampler("demo-final").result()
             print(f"saved sampler weights: {saved.path}", file=out)
-            sampler = client.create_sampling_client(model_path=saved.path)
+            sampler = client.create_sampling_client(model_path=saved.path).result()
             [after] = _continuations(sampler, tokenizer, prompt, 1, greedy)
             print(f"after:  {prompt!r} -> {after['text']!r} ({after['stop_reason']})", file=out)
             learned = (prompt + after["text"]).strip() == text.strip()
