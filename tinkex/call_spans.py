@@ -77,7 +77,7 @@ def start_call_span(client: object, name: str) -> CallSpan | None:
     """The span of ``client``'s public call ``name``, made current; ``None`` when tracing is off."""
     # The instance's own attributes only: a client's future used as the client would wait for the client on any
     # other attribute lookup.
-    own = vars(client)
+    own: dict[str, Any] = getattr(client, "__dict__", {})
     holder = own.get("holder") or own.get("_holder")
     lookup: TracerLookup = holder.tracing if holder is not None else _GLOBAL
     tracer = lookup.tracer()
