@@ -5,10 +5,10 @@ the text (printing the loss of every step), and samples again: the continuation 
 starts the embedded local Tinker-compatible server on 127.0.0.1 and trains its tiny real language model
 ``tinkex/fake-tiny`` (:mod:`tinkex.testing.tiny_lm`); with a base URL (``--base-url`` or ``TINKER_BASE_URL``) and an API key (``--api-key``
 or ``TINKER_API_KEY``) it runs against that server instead: the Tinker service, or a ``python -m tinkex.testing``.
-At the end it prints what the OpenTelemetry spans saw, per endpoint.
+At the end it prints what the OpenTelemetry spans saw, per endpoint and per public call.
 
-Everything the demo prints goes to stdout except the progress bar and notices (stderr); with ``--json`` stdout is
-one JSON document. Bad options end in one ``error: …`` line and exit status 2 (see :func:`check_arguments`).
+Everything the demo prints goes to stdout except the progress bar (on a terminal only) and notices (stderr); with
+``--json`` stdout is one JSON document. Bad options end in one ``error: …`` line and exit status 2 (see :func:`check_arguments`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"embedded server: inject this rate of 5xx/429/408/drops (0 to {MAX_FAULT_RATE})",
     )
     parser.add_argument("--seed", type=int, default=0, help="server and sampling seed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown only when stderr is a terminal)")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -261,7 +261,11 @@ def run(args: argparse.Namespace, *, client_options: dict[str, Any] | None = Non
             batch = [_datum(tokenizer, text)] * args.batch_size
             weight = sum(len(d.model_input.to_ints()) for d in batch)
             losses = []
-            steps = tqdm(range(args.steps), desc="training", unit="step", disable=args.no_progress, file=sys.stderr)
+            # None: tqdm shows the bar only on a terminal; in a pipe or a log its redraws would bury the step lines.
+            steps = tqdm(
+                range(args.steps), desc="training", unit="step", disable=True if args.no_progress else None,
+                file=sys.stderr,
+            )
             for step in steps:
                 fwd_bwd = training.forward_backward(batch, "cross_entropy")
                 optim = training.optim_step(AdamParams(learning_rate=learning_rate))

@@ -48,9 +48,10 @@ def test_global_options_before_the_subcommand_demo_json_on_stdout(tmp_path: Path
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)  # the whole of stdout: the progress bar and the summary went to stderr
+    report = json.loads(done.stdout)  # the whole of stdout: the step lines and the summary went to stderr
     assert report["base_model"] == MODEL and len(report["losses"]) == 2 and report["samples"]
-    assert "training" in done.stderr
+    assert "training" in done.stderr and "step 2: loss" in done.stderr
+    assert "\r" not in done.stderr  # stderr is a pipe here: no progress bar redrawing over the lines
 
 
 def test_demo_uses_the_given_server_and_key(server: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
