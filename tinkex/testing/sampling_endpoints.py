@@ -6,6 +6,8 @@ session, a ``model_path`` or a ``base_model``, with optional backpressure) and t
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -115,12 +117,21 @@ class SamplingEndpoints:
                 base, adapter, scale, prompt, request.num_samples, settings, tiny_lm.text_decoder(state.vocab_size)
             )
             k = request.topk_prompt_logprobs
+            sample_k = request.topk_sample_logprobs or 0
             for sequence_id, s in zip(sequence_ids, samples):
                 state.sequence_lengths[sequence_id] = (len(prompt), len(s.tokens))
             return t.SampleResponse(
                 sequences=[
                     t.SampledSequence(
-                        stop_reason=s.stop_reason, tokens=s.tokens, logprobs=s.logprobs, sequence_id=sequence_id
+                        stop_reason=s.stop_reason,
+                        tokens=s.tokens,
+                        logprobs=s.logprobs,
+                        sequence_id=sequence_id,
+                        topk_logprobs=(
+                            tiny_lm.topk_sample_logprobs(base, adapter, scale, prompt, s.tokens, sample_k)
+                            if sample_k > 0
+                            else None
+                        ),
                     )
                     for sequence_id, s in zip(sequence_ids, samples)
                 ],
@@ -128,6 +139,7 @@ class SamplingEndpoints:
                     tiny_lm.prompt_logprobs(base, adapter, scale, prompt) if request.prompt_logprobs else None
                 ),
                 topk_prompt_logprobs=tiny_lm.topk_prompt_logprobs(base, adapter, scale, prompt, k) if k > 0 else None,
+                **_prompt_extras(request, lambda: tiny_lm.prompt_table(base, adapter, scale, prompt), str(seed)),
             )
 
         return state.submit(
@@ -155,3 +167,24 @@ class SamplingEndpoints:
             weights=checkpoint.weights,
             from_training_checkpoint=path.kind == "weights",
         )
+
+
+def _prompt_extras(request: t.SampleRequest, prompt_table: Callable[[], Any], seed: str) -> dict[str, Any]:
+    """0.38's prompt outputs a request asked for (``target_prompt_logprobs``, ``prompt_alt_tokens``), from the
+    model's logprobs at each prompt position after the first (``prompt_table()``, computed only then)."""
+    extras: dict[str, Any] = {}
+    targets = request.target_prompt_logprobs
+    alt_k = request.prompt_alt_tokens_k or 0
+    if not isinstance(targets, t.TensorData) and alt_k <= 0:
+        return extras
+    table = prompt_table()
+    if isinstance(targets, t.TensorData):
+        extras["target_prompt_logprobs"] = t.TensorData.from_numpy(
+            tiny_lm.target_prompt_logprobs(table, targets.to_numpy())
+        )
+    if alt_k > 0:
+        tokens, logprobs = tiny_lm.prompt_alt_tokens(table, alt_k, request.sampling_params.temperature, seed)
+        extras["prompt_alt_tokens"] = t.PromptAltTokens(
+            tokens=t.TensorData.from_numpy(tokens), logprobs=t.TensorData.from_numpy(logprobs)
+        )
+    return extras

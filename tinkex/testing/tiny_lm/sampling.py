@@ -7,6 +7,10 @@ no top-k / top-p), the same number ``forward`` and ``compute_logprobs`` give for
 importance ratio is exactly 1.
 
 The sequences of a request advance together: one matrix pass per step scores every live sequence's window.
+
+0.38's extra outputs come from the same numbers: ``target_prompt_logprobs`` and ``prompt_alt_tokens`` read the
+prompt's table of logprobs (:func:`prompt_table`; the alternative draws, seeded, at the request's temperature, carry
+the model's own logprobs as samples do), ``topk_sample_logprobs`` the top-k at each sampled token's position.
 """
 
 from __future__ import annotations
@@ -22,7 +26,18 @@ from .errors import ModelInputError
 from .model import BaseWeights, Params
 from .training import check_tokens
 
-__all__ = ["DEFAULT_MAX_TOKENS", "Sample", "SamplingSettings", "prompt_logprobs", "sample", "topk_prompt_logprobs"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "Sample",
+    "SamplingSettings",
+    "prompt_alt_tokens",
+    "prompt_logprobs",
+    "prompt_table",
+    "sample",
+    "target_prompt_logprobs",
+    "topk_prompt_logprobs",
+    "topk_sample_logprobs",
+]
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -153,3 +168,67 @@ def topk_prompt_logprobs(
     k = min(k, base.vocab_size)
     best = np.argsort(-table, axis=1, kind="stable")[:, :k]
     return [None, *([(int(t), float(row[t])) for t in picks] for row, picks in zip(table, best))]
+
+
+def prompt_table(base: BaseWeights, params: Params, scale: float, prompt: Sequence[int]) -> np.ndarray:
+    """The model's logprobs over the vocabulary at every prompt position after the first: ``(len(prompt) - 1,
+    vocab)``, row ``i`` scoring position ``i + 1``."""
+    ids = check_tokens(prompt, base.vocab_size, "prompt")
+    if len(ids) < 2:
+        return np.zeros((0, base.vocab_size))
+    return model.log_softmax(model.forward(base, params, scale, model.windows(ids[:-1], base.pad)))
+
+
+def target_prompt_logprobs(table: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """float32 logprobs of ``targets`` (int ``[len(prompt) - 1, K]``, cell ``[i, j]`` scored at prompt position
+    ``i + 1``; ``-1`` asks nothing and gets 0.0), from :func:`prompt_table`."""
+    if targets.ndim != 2 or targets.shape[0] != table.shape[0]:
+        raise ModelInputError(
+            f"target_prompt_logprobs: expected shape [len(prompt) - 1, K] = [{table.shape[0]}, K], got "
+            f"{list(targets.shape)}"
+        )
+    asked = targets >= 0
+    beyond = targets[asked & (targets >= table.shape[1])]
+    if beyond.size:
+        raise ModelInputError(
+            f"target_prompt_logprobs: token id {int(beyond[0])} is beyond the model's vocabulary of {table.shape[1]}"
+        )
+    found = np.zeros(targets.shape, dtype=np.float32)
+    rows, columns = np.nonzero(asked)
+    found[rows, columns] = table[rows, targets[rows, columns]]
+    return found
+
+
+def prompt_alt_tokens(
+    table: np.ndarray, k: int, temperature: float, seed: int | str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` draws with replacement at every prompt position after the first, at ``temperature`` (<= 0: the
+    likeliest token each time), seeded: int64 tokens and their float32 logprobs (the model's own, as for samples),
+    both ``[len(prompt) - 1, k]``."""
+    if k < 1:
+        raise ModelInputError(f"prompt_alt_tokens_k must be >= 1, got {k}")
+    rows = table.shape[0]
+    if temperature <= 0:
+        tokens = np.repeat(table.argmax(axis=1)[:, None], k, axis=1)
+    else:
+        scores = table / temperature
+        probs = model.probabilities(scores - scores.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(probs, axis=1)
+        draws = np.random.default_rng(model.name_seed("tinkex-tiny-lm-alt", seed)).random((rows, k))
+        tokens = np.array(
+            [np.searchsorted(cumulative[row], draws[row] * cumulative[row, -1], side="right") for row in range(rows)],
+            dtype=np.int64,
+        ).reshape(rows, k)
+        tokens = np.minimum(tokens, table.shape[1] - 1)
+    logprobs = np.take_along_axis(table, tokens, axis=1).astype(np.float32)
+    return tokens.astype(np.int64), logprobs
+
+
+def topk_sample_logprobs(
+    base: BaseWeights, params: Params, scale: float, prompt: Sequence[int], tokens: Sequence[int], k: int
+) -> list[list[tuple[int, float]] | None]:
+    """For each sampled token, the ``k`` likeliest tokens at its position (its context: the prompt and the tokens
+    sampled before it) and their logprobs."""
+    if not tokens:
+        return []
+    return topk_prompt_logprobs(base, params, scale, [*prompt, *tokens], k)[len(prompt):]

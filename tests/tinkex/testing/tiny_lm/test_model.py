@@ -19,9 +19,12 @@ from tinkex.testing.tiny_lm import (
     adam_settings,
     base_weights,
     model,
+    prompt_alt_tokens,
+    prompt_table,
     run_builtin_loss,
     sample,
     score,
+    target_prompt_logprobs,
 )
 from tinkex.types import AdamParams, DimuonParams
 
@@ -147,6 +150,26 @@ def test_greedy_top_k_and_top_p() -> None:
     ranked = np.argsort(-model.log_softmax(model.forward(base, {}, 1.0, window))[0])
     drawn = {s.tokens[0] for s in _sample(SamplingSettings(max_tokens=1, top_k=3, seed=4), num=40)}
     assert drawn <= set(ranked[:3].tolist()) and len(drawn) > 1
+
+
+def test_prompt_outputs_check_their_input_and_draw_reproducibly() -> None:
+    base = base_weights(MODEL, DEFAULT_VOCAB_SIZE)
+    prompt = [280, 84, 104, 101]
+    table = prompt_table(base, {}, 1.0, prompt)
+    assert table.shape == (3, DEFAULT_VOCAB_SIZE)
+    with pytest.raises(ModelInputError, match=r"expected shape \[len\(prompt\) - 1, K\] = \[3, K\], got \[2, 1\]"):
+        target_prompt_logprobs(table, np.array([[1], [2]]))
+    with pytest.raises(ModelInputError, match=f"token id 300 is beyond the model's vocabulary of {DEFAULT_VOCAB_SIZE}"):
+        target_prompt_logprobs(table, np.array([[1], [300], [-1]]))
+    greedy, _ = prompt_alt_tokens(table, 4, 0.0, seed=1)
+    assert (greedy == table.argmax(axis=1)[:, None]).all()
+    drawn, logprobs = prompt_alt_tokens(table, 64, 1.0, seed=1)
+    again, _ = prompt_alt_tokens(table, 64, 1.0, seed=1)
+    assert (drawn == again).all() and not (drawn == prompt_alt_tokens(table, 64, 1.0, seed=2)[0]).all()
+    assert len(set(drawn[0].tolist())) > 1  # draws, not the argmax repeated
+    assert logprobs == pytest.approx(np.take_along_axis(table, drawn, axis=1), abs=1e-6)
+    with pytest.raises(ModelInputError, match="prompt_alt_tokens_k must be >= 1"):
+        prompt_alt_tokens(table, 0, 1.0, seed=1)
 
 
 def test_stop_tokens_and_strings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinkex
@@ -89,6 +90,42 @@ def test_seeded_sampling_is_reproducible_and_reports_true_logprobs(client: tinke
     full = prompt.to_ints() + list(sequence.tokens)
     scored = sampler.compute_logprobs(types.ModelInput.from_ints(full)).result()
     assert list(sequence.logprobs) == pytest.approx(scored[len(prompt.to_ints()) :], abs=1e-5)
+
+
+def test_the_038_prompt_and_sample_outputs_are_the_models(client: tinkex.Client) -> None:
+    """``target_prompt_logprobs``, ``prompt_alt_tokens_k`` and ``topk_sample_logprobs`` answer with the model's
+    own numbers (protobuf results in the 0.38 dialect): each agrees with compute_logprobs."""
+    sampler = client.create_sampling_client(base_model=MODEL)
+    prompt = [280, 84, 104, 101, 32]
+    scored = sampler.compute_logprobs(types.ModelInput.from_ints(prompt)).result()
+    targets = np.array([[84, -1], [104, 7], [101, -1], [32, 280]], dtype=np.int64)  # [len(prompt) - 1, K]
+    response = sampler.sample(
+        types.ModelInput.from_ints(prompt),
+        2,
+        types.SamplingParams(max_tokens=4, temperature=1.0, seed=7),
+        topk_sample_logprobs=3,
+        target_prompt_logprobs=types.TensorData.from_numpy(targets),
+        prompt_alt_tokens_k=5,
+    ).result()
+
+    found = response.target_prompt_logprobs.to_numpy()
+    assert found.shape == (4, 2) and found.dtype == np.float32
+    assert found[:, 0] == pytest.approx(scored[1:], abs=1e-5)  # the prompt's own next tokens
+    assert found[0, 1] == 0.0 and found[2, 1] == 0.0  # -1 asks nothing
+
+    alt = response.prompt_alt_tokens
+    tokens, logprobs = alt.tokens.to_numpy(), alt.logprobs.to_numpy()
+    assert tokens.shape == logprobs.shape == (4, 5) and ((tokens >= 0) & (tokens < DEFAULT_VOCAB_SIZE)).all()
+    for row, position in enumerate(range(1, len(prompt))):
+        again = sampler.compute_logprobs(types.ModelInput.from_ints([*prompt[:position], int(tokens[row, 0])])).result()
+        assert logprobs[row, 0] == pytest.approx(again[-1], abs=1e-5)
+
+    for sequence in response.sequences:
+        assert sequence.topk_logprobs is not None and len(sequence.topk_logprobs) == len(sequence.tokens)
+        for entries, token, logprob in zip(sequence.topk_logprobs, sequence.tokens, sequence.logprobs):
+            assert len(entries) == 3 and entries[0][1] >= entries[1][1] >= entries[2][1]
+            assert logprob <= entries[0][1] + 1e-6  # the drawn token is at most as likely as the likeliest
+            assert all(value == pytest.approx(logprob, abs=1e-5) for t, value in entries if t == token)
 
 
 def test_a_token_beyond_the_vocabulary_is_a_400_naming_the_limit(client: tinkex.Client) -> None:
