@@ -28,12 +28,26 @@ from pristine_transport.layers.telemetry import Telemetry as TracerLookup
 
 from .api_future import APIFuture
 
-__all__ = ["TRACER_NAME", "CallSpan", "start_call_span"]
+__all__ = [
+    "CANCELLED_ATTRIBUTE",
+    "MODEL_ID_ATTRIBUTE",
+    "SAMPLING_SESSION_ID_ATTRIBUTE",
+    "SEQ_ID_ATTRIBUTE",
+    "TRACER_NAME",
+    "CallSpan",
+    "start_call_span",
+]
 
 TRACER_NAME = "tinkex"
+MODEL_ID_ATTRIBUTE = "tinker.model_id"
+SAMPLING_SESSION_ID_ATTRIBUTE = "tinker.sampling_session_id"
+SEQ_ID_ATTRIBUTE = "tinker.seq_id"
+"""On the spans of a training or sampling request and its future (set by the clients)."""
+CANCELLED_ATTRIBUTE = "tinker.cancelled"
+
 _GLOBAL = TracerLookup(tracer_name=TRACER_NAME)
 _CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
-_ID_ATTRIBUTES = (("model_id", "tinker.model_id"), ("sampling_session_id", "tinker.sampling_session_id"))
+_ID_ATTRIBUTES = (("model_id", MODEL_ID_ATTRIBUTE), ("sampling_session_id", SAMPLING_SESSION_ID_ATTRIBUTE))
 
 
 class CallSpan:
@@ -65,7 +79,7 @@ class CallSpan:
     def _end(self, error: BaseException | None) -> None:
         span = self._span
         if isinstance(error, _CANCELLED):  # the caller's choice, not a failure
-            span.set_attribute("tinker.cancelled", True)
+            span.set_attribute(CANCELLED_ATTRIBUTE, True)
         elif error is not None:
             span.set_attribute("error.type", type(error).__qualname__)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))

@@ -406,7 +406,6 @@ class Holder:
         await asyncio.to_thread(self.close, timeout)
 
 
-
 def _weak_fetch(holder: weakref.ref[Holder]) -> Callable[[], Awaitable[ClientDynamicConfigResponse]]:
     async def fetch() -> ClientDynamicConfigResponse:
         alive = holder()

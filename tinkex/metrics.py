@@ -47,6 +47,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .call_spans import CANCELLED_ATTRIBUTE
+from .call_spans import TRACER_NAME as CALL_TRACER_NAME
+
 __all__ = [
     "CALLS",
     "CALL_DURATION",
@@ -93,9 +96,6 @@ FUTURE_POLLS_ATTRIBUTE = "pristine.future.polls"
 FUTURE_OUTCOME_ATTRIBUTE = "pristine.future.outcome"
 FUTURE_NOT_READY_ATTRIBUTE = "pristine.future.not_ready_polls"
 NOT_READY_EVENT = "poll.not_ready"
-CALL_SCOPE = "tinkex"
-"""The instrumentation scope of the public calls' spans (``tinkex.call_spans.TRACER_NAME``)."""
-CANCELLED_ATTRIBUTE = "tinker.cancelled"
 POLL_DURATION_ATTRIBUTE = "pristine.poll.duration_s"
 
 
@@ -300,7 +300,7 @@ class MetricsSpanProcessor(SpanProcessor):
             return
         attributes = span.attributes or {}
         scope = span.instrumentation_scope
-        if scope is not None and scope.name == CALL_SCOPE:
+        if scope is not None and scope.name == CALL_TRACER_NAME:
             self._record_call(span, attributes)
             return
         endpoint = _request_endpoint(span)

@@ -50,6 +50,7 @@ from pristine_transport.manifest import ResubmitSpec
 from pristine_transport.policy import backoff_delay
 
 from .api_future import APIFuture, in_background
+from .call_spans import SAMPLING_SESSION_ID_ATTRIBUTE, SEQ_ID_ATTRIBUTE
 from .estimate import estimate_model_input_bytes
 from .holder import fresh_seq_id_base
 from .queue_state import QueueState, QueueStateCallback, QueueStateLogger
@@ -443,9 +444,9 @@ class SamplingClient:
         """What the sample's spans carry (span attributes take no ``None``)."""
         ids: dict[str, Any] = {}
         if self.sampling_session_id is not None:
-            ids["tinker.sampling_session_id"] = self.sampling_session_id
+            ids[SAMPLING_SESSION_ID_ATTRIBUTE] = self.sampling_session_id
         if type(request.seq_id) is int:
-            ids["tinker.seq_id"] = request.seq_id
+            ids[SEQ_ID_ATTRIBUTE] = request.seq_id
         return ids
 
     async def _sample_polled(

@@ -33,6 +33,7 @@ from pristine_transport.policy import WriteOutcome
 
 from .api_future import APIFuture, AwaitableFuture, completed_future, in_background
 from .backcompat_sampling_client_future import BackcompatSamplingClientFuture
+from .call_spans import MODEL_ID_ATTRIBUTE, SEQ_ID_ATTRIBUTE
 from .chunking import (
     chunk_data,
     chunks_together,
@@ -250,7 +251,8 @@ class TrainingClient:
 
     def _request_extensions(self, seq_id: int, size_bytes: int | None) -> dict[str, Any]:
         """The submit's size for the byte budget, and the ids its span and its future's span carry."""
-        ext: dict[str, Any] = {extensions.SPAN_ATTRIBUTES: {"tinker.model_id": self.model_id, "tinker.seq_id": seq_id}}
+        ids = {MODEL_ID_ATTRIBUTE: self.model_id, SEQ_ID_ATTRIBUTE: seq_id}
+        ext: dict[str, Any] = {extensions.SPAN_ATTRIBUTES: ids}
         if size_bytes is not None:
             ext[extensions.SIZE_BYTES] = size_bytes
         return ext

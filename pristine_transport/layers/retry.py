@@ -26,9 +26,9 @@ request ends with :class:`~pristine_transport.deadlines.DeadlineExceededError` o
 ``failed_attempts`` times in a row while other requests of the policy succeed is given up. Every verdict comes from
 :func:`pristine_transport.policy.decide_retry`.
 
-Retry rules (the policy's ``rules``, and a request's own under :data:`~pristine_transport.extensions.RETRY_RULES`) come before all of that: an
-answer a rule matches (:func:`~pristine_transport.policy.matching_rule`) is waited out as
-:func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms; its wait is progress (the
+Retry rules (the policy's ``rules``, and a request's own under :data:`~pristine_transport.extensions.RETRY_RULES`)
+come before all of that: an answer a rule matches (:func:`~pristine_transport.policy.matching_rule`) is waited out
+as :func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms; its wait is progress (the
 no-progress deadline starts afresh), no failure, and not counted against ``max_retries``; when the rule gives up,
 the answer is final. Rule episodes live in a :class:`RuleEpisodes`, the layer's own unless one is shared.
 
@@ -245,9 +245,10 @@ class RetryLayer(httpx.AsyncBaseTransport):
     Each retry logs at INFO on ``pristine_transport.retry`` and adds a ``retry.backoff`` event to the current
     span; the span gets ``pristine.retries`` (re-sends done, when there were any) at the end.
 
-    The policy's ``rules`` (and the request's :data:`~pristine_transport.extensions.RETRY_RULES`) come first: an answer one of them matches is
-    waited out as :func:`~pristine_transport.policy.decide_rule` says, warned about on the rule's terms, and is not
-    counted as a failure; their episodes live in ``rule_episodes`` (the layer's own unless shared).
+    The policy's ``rules`` (and the request's :data:`~pristine_transport.extensions.RETRY_RULES`) come first: an
+    answer one of them matches is waited out as :func:`~pristine_transport.policy.decide_rule` says, warned about
+    on the rule's terms, and is not counted as a failure; their episodes live in ``rule_episodes`` (the layer's own
+    unless shared).
     """
 
     def __init__(
@@ -383,7 +384,8 @@ class RetryLayer(httpx.AsyncBaseTransport):
                     failure = None  # type: ignore[assignment]
                 if state is None:
                     state = _Operation(progress.successes if progress is not None else 0)
-                if failure is None and (policy_rules := self._policy.rules or request.extensions.get(extensions.RETRY_RULES)):
+                policy_rules = self._policy.rules or request.extensions.get(extensions.RETRY_RULES)
+                if failure is None and policy_rules:
                     ruled = self._rule_wait(request, response, attempt, state, clock, policy_rules, retries + 1)
                     if ruled is not None:
                         await discard(response)

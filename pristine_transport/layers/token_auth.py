@@ -255,8 +255,8 @@ class _Held:
 
 class RefreshingToken:
     """A :class:`TokenSource` over an exchange (``fetch``: a coroutine function returning a new token), renewed in
-    the background and on demand, one exchange at a time however many requests and loops ask (asyncio loops: waiters join the exchange with
-``asyncio.wrap_future``).
+    the background and on demand, one exchange at a time however many requests and loops ask (waiters on any
+    asyncio loop join the exchange with ``asyncio.wrap_future``).
 
     ``run`` runs the exchanges and the background renewal on the loop that owns this source; requests on any loop
     await their outcome. ``validity(token) -> (issued_at, expires_at)`` reads a token's times (default: its JWT
