@@ -34,6 +34,7 @@ from pristine_transport.errors import (
     APIError,
     APIResponseValidationError,
     ConfigurationError,
+    error_for_closed_client,
     error_for_response,
     error_for_transport_exception,
 )
@@ -198,6 +199,12 @@ class ManifestClient:
             return await self.http.send(request, stream=stream, follow_redirects=spec.follow_redirects)
         except httpx.RequestError as exc:
             self._raise_transport_error(exc, request)
+        except RuntimeError:
+            if not self.is_closed:  # a bug, not the close: as it is
+                raise
+            error = error_for_closed_client(request)
+            self._mask_secrets(error)
+            raise error from None
 
     @overload
     async def call(self, endpoint: str, *, result_type: type[T], **send_kwargs: Any) -> T: ...

@@ -33,6 +33,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
     "DeadlineExceededError",
@@ -58,6 +59,7 @@ __all__ = [
     "TokenUnavailableError",
     "UnprocessableEntityError",
     "WRITE_OUTCOME",
+    "error_for_closed_client",
     "error_for_response",
     "error_for_transport_exception",
     "failure_name",
@@ -156,6 +158,11 @@ class InternalServerError(APIStatusError):
 class APIConnectionError(APIError):
     def __init__(self, *, request: httpx.Request, message: str = "Connection error.") -> None:
         super().__init__(message, request, body=None)
+
+
+class ClientClosedError(APIConnectionError):
+    """The client was closed while the request was on its way, or before it was sent: no answer will come. For a
+    write, ``outcome`` is ``"may_have_run"`` (the request may have reached the server before the close)."""
 
 
 class ResponseTooLargeError(APIError):
@@ -492,6 +499,15 @@ def error_for_transport_exception(exc: Exception, request: httpx.Request) -> API
             detail = str(failure) or type(failure).__name__
             message = _with_advice(f"Connection error: {detail}", request, outcome)
             error = APIConnectionError(request=request, message=message)
+    error.outcome = outcome
+    return error
+
+
+def error_for_closed_client(request: httpx.Request) -> ClientClosedError:
+    """The error of a request its client's closing cut off (the backend then raises a plain ``RuntimeError``)."""
+    outcome: WriteOutcome | None = None if request.method in _READ_METHODS else "may_have_run"
+    message = _with_advice("The client was closed before this request got its answer", request, outcome)
+    error = ClientClosedError(request=request, message=message)
     error.outcome = outcome
     return error
 

@@ -17,6 +17,7 @@ from pristine_transport.errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    ClientClosedError,
     ConfigurationError,
     InternalServerError,
     NotFoundError,
@@ -286,6 +287,18 @@ async def test_transport_failures_map_to_the_error_taxonomy() -> None:
     async with client_for(stall) as client:
         with pytest.raises(APITimeoutError, match="Request timed out."):
             await client.send("get_run", path_params={"run_id": "r"})
+
+
+async def test_a_request_its_client_closed_on_is_a_typed_error_that_says_whether_it_may_have_run() -> None:
+    handler, _ = answering(httpx.Response(200, json={}))
+    async with client_for(handler) as client:
+        pass
+    with pytest.raises(ClientClosedError, match=r"client was closed before .*; POST \S+/create may have run") as write:
+        await client.send("create", json={})
+    assert write.value.outcome == "may_have_run" and isinstance(write.value, APIConnectionError)
+    with pytest.raises(ClientClosedError, match=r"client was closed before this request got its answer$") as read:
+        await client.send("get_run", path_params={"run_id": "r"})
+    assert read.value.outcome is None
 
 
 async def test_redirects_are_followed_only_where_the_manifest_says() -> None:

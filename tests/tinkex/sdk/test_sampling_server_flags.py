@@ -18,7 +18,13 @@ from sdk_helpers import API_KEY, BASE_MODEL, server_client, wait_until
 
 import tinkex
 from pristine_transport.deadlines import DeadlineExceededError
-from pristine_transport.errors import APIConnectionError, APIStatusError, APITimeoutError, FutureExpiredError
+from pristine_transport.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    FutureExpiredError,
+)
 from pristine_transport.manifest import ResubmitSpec
 from pristine_transport.policy import Deadlines
 from tinkex import types
@@ -278,6 +284,8 @@ def test_closing_the_client_fails_the_samples_waiting_on_the_poller_and_stops_it
         client = server_client(server)
         sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
         pending = [sampler.sample(PROMPT, 1, PARAMS) for _ in range(3)]
+        submitted = lambda: [r.status for r in server.ledger.received("asample")] == [200] * 3  # noqa: E731
+        wait_until(submitted, what="the three submits answered")
         wait_until(lambda: len(server.ledger.received("retrieve_futures")) >= 1, what="the poller's first poll")
         client.close()
         for future in pending:
@@ -286,6 +294,19 @@ def test_closing_the_client_fails_the_samples_waiting_on_the_poller_and_stops_it
         polls = len(server.ledger.received("retrieve_futures"))
         time.sleep(1.2)  # longer than two long polls: a poller still running would have polled again
         assert len(server.ledger.received("retrieve_futures")) == polls
+
+
+def test_closing_the_client_fails_a_sample_whose_submit_is_in_flight_with_a_typed_error() -> None:
+    held = FaultRule(endpoint="asample", delay=2.0, count=1)
+    with LocalServer(client_config=BATCHED, faults=[held]) as server:
+        client = server_client(server)
+        sampler = client.create_sampling_client(base_model=BASE_MODEL).result()
+        pending = sampler.sample(PROMPT, 1, PARAMS)
+        wait_until(lambda: len(server.ledger.received("asample")) == 1, what="the submit reaching the server")
+        client.close()
+        with pytest.raises(ClientClosedError, match="client was closed before this request got its answer") as closed:
+            pending.result(10)
+        assert closed.value.outcome == "may_have_run"  # the server had it: it may run
 
 
 def test_async_samples_on_a_users_loop_use_that_loops_poller() -> None:
